@@ -1,0 +1,31 @@
+# The documented commands; the README repeats them.
+
+# run the test suite (tiny configurations, goldens from the reference)
+test *ARGS:
+    python -m pytest -q {{ARGS}}
+
+# lint and format check
+lint:
+    ruff check ltx stages cache tests bench
+    ruff format --check ltx stages cache tests bench
+
+# format the code
+fmt:
+    ruff format ltx stages cache tests bench
+    ruff check --fix ltx stages cache tests bench
+
+# the main job on the built-in tiny model: an .mp4 with sound
+demo:
+    ltx generate --prompt "A red fox trots through fresh snow at dawn" --output-path out/demo.mp4
+
+# regenerate the parity goldens with the official PyTorch reference (own venv, ~2 GB)
+goldens *ARGS: ref-venv
+    .venv-ref/bin/python tests/reference/make_goldens.py {{ARGS}}
+
+# the reference's virtual environment (torch CPU 2.13.0, ltx-core, ltx-pipelines, transformers<5)
+ref-venv:
+    bash tests/reference/setup_ref_venv.sh
+
+# benchmarks against the reference and the MLX port, in one run
+bench *ARGS:
+    python bench/run.py {{ARGS}}

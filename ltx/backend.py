@@ -1,0 +1,71 @@
+"""Compute backend setup: an optimised BLAS for MLX's CPU backend, and the compute dtype.
+
+MLX's Linux CPU wheel links a reference BLAS (~6 GFLOP/s for float32 matmul). If Intel MKL (the
+`mkl` wheel) is installed, its runtime library is opened with RTLD_GLOBAL *before* mlx is
+imported, so MLX's BLAS symbols resolve to it (~400 GFLOP/s on AVX-512). This module must be
+imported before `mlx` anywhere in the process; every model module imports it first.
+Set LTX_BLAS=reference to skip it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import sys
+import warnings
+
+BLAS = "reference"
+_blas_path: str | None = None
+
+
+def _candidates() -> list[str]:
+    roots = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(sys.executable))}
+    found: list[str] = []
+    for root in roots:
+        found += sorted(glob.glob(os.path.join(root, "lib", "libmkl_rt.so*")))
+    return found
+
+
+def _load_blas() -> None:
+    global BLAS, _blas_path
+    if not sys.platform.startswith("linux") or os.environ.get("LTX_BLAS") == "reference":
+        BLAS = "accelerate" if sys.platform == "darwin" else "reference"
+        return
+    if "mlx.core" in sys.modules:
+        warnings.warn("mlx was imported before ltx.backend; the optimised BLAS cannot be loaded", stacklevel=3)
+        return
+    for path in _candidates():
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        os.environ.setdefault("MKL_INTERFACE_LAYER", "LP64")
+        BLAS, _blas_path = "mkl", path
+        return
+    warnings.warn(
+        "no optimised BLAS found (pip install mkl); MLX's CPU matmuls will be ~70x slower", stacklevel=3
+    )
+
+
+_load_blas()
+
+import mlx.core as mx  # noqa: E402
+
+
+def default_dtype() -> mx.Dtype:
+    """float32 on the CPU backend (bf16 matmul is slow there), bfloat16 on GPUs."""
+    forced = os.environ.get("LTX_DTYPE")
+    if forced:
+        return {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}[forced]
+    return mx.bfloat16 if mx.default_device() == mx.gpu else mx.float32
+
+
+def describe() -> dict[str, str]:
+    """What compute setup is in use, for `ltx info` and `--verbose`."""
+    return {
+        "mlx": mx.__version__,
+        "device": str(mx.default_device()),
+        "blas": BLAS if _blas_path is None else f"{BLAS} ({_blas_path})",
+        "dtype": str(default_dtype()).replace("mlx.core.", ""),
+    }

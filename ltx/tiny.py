@@ -1,0 +1,130 @@
+"""The built-in tiny model: small random weights in the official LTX-2 file layout.
+
+A tiny model is described by a manifest (``assets/tiny/<variant>/manifest.json``, written by
+``tests/reference/make_goldens.py`` from the reference's own modules): for each file, its
+safetensors metadata and the name and shape of every tensor. Weights are synthesised from the
+tensor name alone, so the same manifest always gives the same bytes, on any machine, without torch.
+The reference goldens are computed from exactly these files.
+
+This module must import only numpy and the standard library: the golden generator imports it
+from the reference's virtual environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).parent / "assets" / "tiny"
+VARIANTS = ("2.0", "2.3")
+NOTICE = (
+    "the tiny model has random weights: its video and audio are noise. For real output pass "
+    "--model DIR, a directory with the official LTX-2 (or LTX-2.3) checkpoint, the spatial "
+    "upsampler file and a Gemma-3 directory"
+)
+
+
+def _seed(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+
+
+def _blur_kernel(shape: tuple[int, ...]) -> np.ndarray:
+    k = np.array([1.0, 4.0, 6.0, 4.0, 1.0])
+    k2 = np.outer(k, k) / np.outer(k, k).sum()
+    return np.broadcast_to(k2, shape).astype(np.float32)
+
+
+def synth(key: str, shape: tuple[int, ...] | list[int]) -> np.ndarray:
+    """A deterministic float32 tensor for `key`, scaled so that random networks stay finite."""
+    shape = tuple(int(s) for s in shape)
+    n = np.random.RandomState(_seed(key)).standard_normal(shape).astype(np.float32)
+    if key.endswith("std-of-means"):
+        return np.exp(0.2 * n).astype(np.float32)
+    if key.endswith("mean-of-means") or "per_channel_statistics" in key:
+        return 0.1 * n
+    if key.endswith("timestep_scale_multiplier"):
+        return np.full(shape, 1000.0, np.float32)
+    if key.endswith("blur_down.kernel"):
+        return _blur_kernel(shape)
+    if "learnable_registers" in key:
+        return n
+    if len(shape) >= 2:
+        return n / np.float32(np.sqrt(np.prod(shape[1:])))
+    if len(shape) == 1 and key.endswith(".bias"):
+        return 0.02 * n
+    if len(shape) == 1 and key.endswith(".weight"):
+        return 1.0 + 0.1 * n
+    return 0.1 * n
+
+
+def _to_bf16_bytes(x: np.ndarray) -> bytes:
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16  # round to nearest even
+    return rounded.astype(np.uint16).tobytes()
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str], dtype: str) -> None:
+    """Write a safetensors file with numpy only (numpy has no bfloat16, so encode it by hand)."""
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        arr = tensors[name]
+        blob = _to_bf16_bytes(arr) if dtype == "BF16" else np.ascontiguousarray(arr, np.float32).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for blob in blobs:
+            f.write(blob)
+
+
+def load_manifest(variant: str) -> dict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown tiny variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    path = ASSETS / variant / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; regenerate it with `just goldens`")
+    return json.loads(path.read_text())
+
+
+def materialize(manifest: dict, dest: Path) -> Path:
+    """Write every file of `manifest` into the new directory `dest` (atomically: temp dir, then rename)."""
+    dest = Path(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=dest.parent))
+    try:
+        for rel, spec in manifest["files"].items():
+            out = tmp / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in spec.get("metadata", {}).items()}
+            tensors = {k: synth(k, shape) for k, shape in spec["tensors"].items()}
+            write_safetensors(out, tensors, meta, spec.get("dtype", "BF16"))
+        for rel, src in manifest.get("static", {}).items():
+            out = tmp / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ASSETS / src, out)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def create(variant: str, dest: Path) -> Path:
+    """Create the tiny model directory for `variant` ("2.0" or "2.3") at `dest`."""
+    return materialize(load_manifest(variant), Path(dest))
+
+
+def manifest_digest(variant: str) -> str:
+    """The identity of a tiny model: the sha256 of its manifest (weights follow from it)."""
+    return hashlib.sha256((ASSETS / variant / "manifest.json").read_bytes()).hexdigest()

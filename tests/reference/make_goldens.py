@@ -1,0 +1,103 @@
+"""Regenerate the parity goldens from the official PyTorch reference (ltx-core 1.0.0).
+
+Run in the reference virtual environment (`just goldens` creates it): it needs torch, ltx-core,
+ltx-pipelines and transformers<5, none of which this project's own environment has.
+
+Every `golden_*.py` module beside this file contributes one component:
+    contribute(variant) -> {file: {"metadata": {...}, "tensors": {key: shape}, "dtype": "BF16"}, "static": {...}}
+        the tiny config sections it owns (deep-merged into the file's metadata) and the official
+        key names and shapes of its weights, read off the reference's own modules;
+    run(variant, model_dir) -> {name: np.ndarray}
+        loads its component from the tiny model directory through the official loading path,
+        runs it on fixed inputs (noise injected, never drawn from torch's RNG) and returns inputs
+        and outputs, saved to tests/goldens/<variant>/<component>.safetensors.
+
+The merged manifest is written to ltx/assets/tiny/<variant>/manifest.json; ltx.tiny synthesises
+the weights from it, so the tiny model used by `ltx generate --model tiny` is the one the goldens
+were computed with.
+
+Usage: python tests/reference/make_goldens.py [--only NAME ...] [--variant 2.0|2.3 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from ltx import tiny  # noqa: E402  (numpy-only module)
+
+GOLDENS = ROOT / "tests" / "goldens"
+
+
+def _merge(a: dict, b: dict, where: str = "") -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if k in out and isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = _merge(out[k], v, f"{where}{k}.")
+        elif k in out and out[k] != v:
+            raise ValueError(f"golden modules disagree on {where}{k}: {out[k]!r} vs {v!r}")
+        else:
+            out[k] = v
+    return out
+
+
+def modules() -> dict[str, object]:
+    names = sorted(p.stem for p in HERE.glob("golden_*.py"))
+    return {n.removeprefix("golden_"): importlib.import_module(n) for n in names}
+
+
+def build_manifest(variant: str, mods: dict[str, object]) -> dict:
+    manifest: dict = {"variant": variant, "files": {}, "static": {}}
+    for mod in mods.values():
+        part = mod.contribute(variant)
+        manifest["static"] = _merge(manifest["static"], part.pop("static", {}))
+        manifest["files"] = _merge(manifest["files"], part)
+    return manifest
+
+
+def save_goldens(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {}
+    for k, v in arrays.items():
+        v = np.asarray(v)
+        clean[k] = np.ascontiguousarray(v.astype(np.float32) if v.dtype.kind == "f" else v)
+    save_file(clean, str(path))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*", default=None, help="component names (default: all)")
+    ap.add_argument("--variant", nargs="*", default=list(tiny.VARIANTS))
+    args = ap.parse_args()
+    mods = modules()
+    for variant in args.variant:
+        manifest = build_manifest(variant, mods)
+        out = tiny.ASSETS / variant / "manifest.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = tiny.materialize(manifest, Path(tmp) / "model")
+            for name, mod in mods.items():
+                if args.only and name not in args.only:
+                    continue
+                arrays = mod.run(variant, model_dir)
+                save_goldens(GOLDENS / variant / f"{name}.safetensors", arrays)
+                size = sum(np.asarray(a).nbytes for a in arrays.values())
+                print(f"{variant} {name}: {len(arrays)} arrays, {size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
