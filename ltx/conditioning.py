@@ -1,0 +1,250 @@
+"""Latent states (tokens, denoise mask, clean latent, positions) and the conditioning items that edit them.
+
+A state holds patchified tokens. Video latents come in the reference layout (B, C, F, H, W), audio
+latents as (B, C, T, mel_bins); `unpatchify` returns the same layouts. Conditioning items only
+append tokens at the end, so `clear_conditioning` drops everything past the generated tokens.
+Strength: 1.0 keeps the conditioning clean (mask 0, token timestep 0); the mask is 1 - strength.
+"""
+
+from __future__ import annotations
+
+from ltx import backend  # noqa: F401  (must precede mlx)
+
+from dataclasses import dataclass, replace
+
+import mlx.core as mx
+
+from ltx.constants import VIDEO_SCALE_FACTORS, validate_fps, validate_strength
+
+AUDIO_HOP_SECONDS = 160 / 16000  # one mel frame
+AUDIO_DOWNSAMPLE = 4  # mel frames per audio latent
+
+
+@dataclass(frozen=True)
+class LatentState:
+    latent: mx.array  # (B, T, C) tokens
+    denoise_mask: mx.array  # (B, T, 1) float32, 1 = denoise fully
+    positions: mx.array  # video (B, 3, T, 2) [start, end) in (seconds, px, px); audio (B, 1, T, 2) seconds
+    clean_latent: mx.array  # (B, T, C)
+    shape: tuple[int, ...]  # unpatchified shape of the generated part: (B, C, F, H, W) or (B, C, T, mel)
+    fps: float | None = None  # video only
+    attention_mask: mx.array | None = None  # (B, T, T) in [0, 1]; None = full attention
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens; appended conditioning tokens follow them."""
+        return self.shape[2] * self.shape[3] * self.shape[4] if self.is_video else self.shape[2]
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.shape) == 5
+
+
+# ---------------------------------------------------------------------------------------------------
+# Patchify (patch size 1) and position grids
+
+
+def patchify_video(latent: mx.array) -> mx.array:
+    b, c, f, h, w = latent.shape
+    return latent.reshape(b, c, f * h * w).transpose(0, 2, 1)  # (B, F*H*W, C), frame-major
+
+
+def unpatchify_video(tokens: mx.array, shape: tuple[int, ...]) -> mx.array:
+    b, c, f, h, w = shape
+    return tokens.transpose(0, 2, 1).reshape(b, c, f, h, w)
+
+
+def patchify_audio(latent: mx.array) -> mx.array:
+    b, c, t, m = latent.shape
+    return latent.transpose(0, 2, 1, 3).reshape(b, t, c * m)  # (B, T, C*mel), channel-major
+
+
+def unpatchify_audio(tokens: mx.array, shape: tuple[int, ...]) -> mx.array:
+    b, c, t, m = shape
+    return tokens.reshape(b, t, c, m).transpose(0, 2, 1, 3)
+
+
+def video_positions(
+    frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    batch: int = 1,
+    causal_fix: bool = True,
+    frame_offset: int = 0,
+) -> mx.array:
+    """(B, 3, F*H*W, 2) float32 [start, end) bounds: time in seconds, height and width in pixels.
+
+    The causal fix maps latent frame 0 to pixel frames [0, 1) and frame f >= 1 to [8f - 7, 8f + 1).
+    frame_offset (pixel frames) is added before dividing by fps (keyframes).
+    """
+    validate_fps(fps)
+    st, sh, sw = VIDEO_SCALE_FACTORS
+    f, h, w = mx.meshgrid(mx.arange(frames), mx.arange(height), mx.arange(width), indexing="ij")
+    starts = mx.stack([f.reshape(-1) * st, h.reshape(-1) * sh, w.reshape(-1) * sw])  # (3, T) int
+    ends = starts + mx.array([st, sh, sw])[:, None]
+    bounds = mx.stack([starts, ends], axis=-1)  # (3, T, 2)
+    t = bounds[0]
+    if causal_fix:
+        t = mx.maximum(t + 1 - st, 0)
+    t = (t + frame_offset).astype(mx.float32) / mx.array(fps, mx.float32)
+    bounds = mx.concatenate([t[None], bounds[1:].astype(mx.float32)], axis=0)
+    return mx.broadcast_to(bounds[None], (batch, *bounds.shape))
+
+
+def audio_positions(frames: int, batch: int = 1) -> mx.array:
+    """(B, 1, T, 2) float32 [start, end) in seconds: latent i covers mel frames [max(0, 4i - 3), 4i + 1)."""
+    i = mx.arange(frames + 1, dtype=mx.float32) * AUDIO_DOWNSAMPLE
+    mel = mx.maximum(i + 1 - AUDIO_DOWNSAMPLE, 0.0)
+    sec = mel * 160 / 16000  # same op order as the reference: (mel * hop) / sample_rate in float32
+    bounds = mx.stack([sec[:-1], sec[1:]], axis=-1)  # (T, 2)
+    return mx.broadcast_to(bounds[None, None], (batch, 1, frames, 2))
+
+
+# ---------------------------------------------------------------------------------------------------
+# States
+
+
+def video_state(latent: mx.array, fps: float, causal_fix: bool = True, positions_dtype: mx.Dtype = mx.float32) -> LatentState:
+    """A video state from a (B, C, F, H, W) latent (zeros for text-to-video), clean latent = the latent.
+
+    positions_dtype: the reference casts video positions to the latent dtype (bf16) here.
+    """
+    b, _, f, h, w = latent.shape
+    tokens = patchify_video(latent)
+    pos = video_positions(f, h, w, fps, batch=b, causal_fix=causal_fix)
+    return LatentState(
+        latent=tokens,
+        denoise_mask=mx.ones((b, tokens.shape[1], 1), mx.float32),
+        positions=pos.astype(positions_dtype),
+        clean_latent=tokens,
+        shape=tuple(latent.shape),
+        fps=float(fps),
+    )
+
+
+def audio_state(latent: mx.array) -> LatentState:
+    """An audio state from a (B, C, T, mel_bins) latent; positions stay float32 (as in the reference)."""
+    b, _, t, _ = latent.shape
+    tokens = patchify_audio(latent)
+    return LatentState(
+        latent=tokens,
+        denoise_mask=mx.ones((b, t, 1), mx.float32),
+        positions=audio_positions(t, batch=b),
+        clean_latent=tokens,
+        shape=tuple(latent.shape),
+    )
+
+
+def with_mask_value(state: LatentState, value: float) -> LatentState:
+    """The whole state's denoise mask set to `value` (0.0 freezes it, e.g. the input audio of a2vid)."""
+    return replace(state, denoise_mask=mx.full(state.denoise_mask.shape, value, mx.float32))
+
+
+def timesteps(state: LatentState, sigma: float) -> mx.array:
+    """Per-token timesteps (B, T, 1) = denoise_mask * sigma, float32."""
+    return state.denoise_mask * mx.array(sigma, mx.float32)
+
+
+def clear_conditioning(state: LatentState) -> LatentState:
+    """Drop appended conditioning tokens, reset the mask to 1 and the attention mask to None."""
+    n = state.num_tokens
+    return replace(
+        state,
+        latent=state.latent[:, :n],
+        clean_latent=state.clean_latent[:, :n],
+        denoise_mask=mx.ones((state.latent.shape[0], n, 1), mx.float32),
+        positions=state.positions[:, :, :n],
+        attention_mask=None,
+    )
+
+
+def unpatchify(state: LatentState) -> mx.array:
+    """The generated latent in its unpatchified layout; call `clear_conditioning` first if items were appended."""
+    if state.latent.shape[1] != state.num_tokens:
+        raise ValueError(
+            f"state has {state.latent.shape[1]} tokens but its shape {state.shape} holds {state.num_tokens}: "
+            "call clear_conditioning before unpatchify"
+        )
+    return (unpatchify_video if state.is_video else unpatchify_audio)(state.latent, state.shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conditioning items
+
+
+@dataclass(frozen=True)
+class VideoConditionByLatentIndex:
+    """Overwrite latent frame `latent_idx` (latent and clean latent) with `latent` (B, C, F_c, H, W)."""
+
+    latent: mx.array
+    strength: float
+    latent_idx: int = 0
+
+    def apply(self, state: LatentState) -> LatentState:
+        validate_strength(self.strength)
+        b, c, f, h, w = state.shape
+        cb, cc, cf, ch, cw = self.latent.shape
+        if (cb, cc, ch, cw) != (b, c, h, w):
+            raise ValueError(
+                f"conditioning latent shape {tuple(self.latent.shape)} does not match the video latent "
+                f"{state.shape} in batch, channels, height or width: encode the image at the video's resolution"
+            )
+        if not 0 <= self.latent_idx or self.latent_idx + cf > f:
+            raise ValueError(f"latent_idx {self.latent_idx} with {cf} frame(s) is outside the {f} latent frames")
+        tokens = patchify_video(self.latent).astype(state.latent.dtype)
+        start = self.latent_idx * h * w
+        stop = start + tokens.shape[1]
+        mask = state.denoise_mask
+        return replace(
+            state,
+            latent=_put(state.latent, tokens, start, stop),
+            clean_latent=_put(state.clean_latent, tokens.astype(state.clean_latent.dtype), start, stop),
+            denoise_mask=_put(mask, mx.full((b, stop - start, 1), 1.0 - self.strength, mx.float32), start, stop),
+        )
+
+
+@dataclass(frozen=True)
+class VideoConditionByKeyframeIndex:
+    """Append `keyframes` (B, C, F_k, H, W) as extra tokens placed at pixel frame `frame_idx`."""
+
+    keyframes: mx.array
+    frame_idx: int
+    strength: float
+
+    def apply(self, state: LatentState) -> LatentState:
+        validate_strength(self.strength)
+        if self.frame_idx < 0:
+            raise ValueError(f"keyframe frame_idx {self.frame_idx} must be >= 0")
+        b, c, f, h, w = self.keyframes.shape
+        if (b, c) != state.shape[:2]:
+            raise ValueError(f"keyframe latent shape {tuple(self.keyframes.shape)} does not match video {state.shape}")
+        tokens = patchify_video(self.keyframes)
+        # Causal fix only for a keyframe at frame 0; positions in float32 whatever the state's dtype.
+        pos = video_positions(f, h, w, state.fps, batch=b, causal_fix=self.frame_idx == 0, frame_offset=self.frame_idx)
+        # The reference builds this mask in the keyframe's dtype, so 1 - strength is rounded to it.
+        mask = mx.full((b, tokens.shape[1], 1), 1.0 - self.strength, self.keyframes.dtype).astype(mx.float32)
+        attn = state.attention_mask
+        if attn is not None:  # keep full attention for the new tokens
+            n, m = attn.shape[1], tokens.shape[1]
+            grown = mx.ones((b, n + m, n + m), attn.dtype)
+            attn = mx.concatenate([mx.concatenate([attn, grown[:, :n, n:]], axis=2), grown[:, n:]], axis=1)
+        pos_dtype = mx.float32 if state.positions.dtype != mx.float64 else mx.float64
+        return replace(
+            state,
+            latent=mx.concatenate([state.latent, tokens.astype(state.latent.dtype)], axis=1),
+            clean_latent=mx.concatenate([state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1),
+            denoise_mask=mx.concatenate([state.denoise_mask, mask], axis=1),
+            positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
+            attention_mask=attn,
+        )
+
+
+def apply_conditionings(state: LatentState, items: list) -> LatentState:
+    for item in items:
+        state = item.apply(state)
+    return state
+
+
+def _put(x: mx.array, value: mx.array, start: int, stop: int) -> mx.array:
+    return mx.concatenate([x[:, :start], value, x[:, stop:]], axis=1)

@@ -1,0 +1,210 @@
+"""The artifact store and the stage framework, exercised with test-only stages."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import toy_stages as toy
+from cache.errors import AmbiguousArtifact, BadRunName, CorruptArtifact, RecipeError, UnknownArtifact
+from cache.keys import canonical_json, make_key
+from cache.store import Store, check_run_name
+from stages.framework import Node, ensure
+
+TOY = Path(toy.__file__)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    toy.CALLS.clear()
+    return Store(tmp_path / "cache").ensure_writable()
+
+
+def _run_toy(cache: Path, seed: int, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(TOY), str(cache), str(seed), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+# ---- keys ---------------------------------------------------------------------------------------
+def test_key_golden():
+    # Pinned: a change here invalidates every user's cache. Bump keys.SCHEMA on purpose, never by accident.
+    key = make_key("denoise", 3, {"seed": 10, "cfg": 3.0, "sigmas": [1.0, 0.5, 0.0], "name": "x"},
+                   {"context": "a" * 64}, {"weights": "b" * 64})
+    assert key == "0471aa10e13eb0984aa6a00a0dfd97cf4a3f3df47cc0b4674180b0438e6fbfdb"
+
+
+def test_key_invariant_under_order_and_float_format():
+    a = make_key("s", 1, {"a": 1, "b": [0.1, 2.0], "c": {"x": 1, "y": 2}})
+    b = make_key("s", 1, {"c": {"y": 2, "x": 1}, "b": [1e-1, 2], "a": 1.0})
+    assert a == b
+    assert make_key("s", 1, {"a": 0.1}) != make_key("s", 1, {"a": 0.10000000000000002})
+    assert make_key("s", 1, {"a": 1}) != make_key("s", 2, {"a": 1})
+    assert make_key("s", 1, {}, {"x": "k1"}) != make_key("s", 1, {}, {"x": "k2"})
+    assert make_key("s", 1, {}, externals={"w": "d1"}) != make_key("s", 1, {}, externals={"w": "d2"})
+    assert canonical_json({"b": 1, "a": [1.5, None, True]}) == '{"a":[1.5,null,true],"b":1}'
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, object(), {1: 2}, b"bytes", {1.0, 2.0}])
+def test_key_rejects_nonfinite_and_unserialisable(bad):
+    with pytest.raises(RecipeError, match="params"):
+        make_key("s", 1, {"p": bad})
+
+
+# ---- store basics --------------------------------------------------------------------------------
+def test_publish_read_roundtrip_records_manifest(store: Store):
+    key = make_key("t", 1, {})
+    with store.writer(key, {"stage": "t", "inputs": {}}) as w:
+        w.put("f64", np.arange(6, dtype=np.float64).reshape(2, 3))
+        w.put("u8", np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+        w.put("bf", np.ones(3, np.float32), source_dtype="bfloat16")
+        w.put("scalar", np.float32(2.5))
+        w.commit(duration_s=0.1)
+    art = store.open(key)
+    assert art["f64"].dtype == np.float32 and art["f64"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert art["u8"].dtype == np.uint8 and art["u8"][1, 2, 3] == 23
+    assert art["scalar"].shape == () and float(art["scalar"]) == 2.5
+    arrays = art.manifest["arrays"]
+    assert arrays["f64"]["dtype"] == "float64" and arrays["f64"]["stored"] == "float32"
+    assert arrays["bf"]["dtype"] == "bfloat16"
+    assert all(len(a["sha256"]) == 64 for a in arrays.values())
+
+
+def test_resolve_prefix_and_errors(store: Store):
+    keys = [ensure(store, toy.chain(s), echo=lambda m: None).key for s in range(3)]
+    assert store.resolve(keys[0][:10]) == keys[0]
+    with pytest.raises(UnknownArtifact):
+        store.resolve("ffff" if not any(k.startswith("ffff") for k in store.keys()) else "eeee")
+    with pytest.raises(UnknownArtifact, match="4 hex"):
+        store.resolve("zz")
+    # Force an ambiguity: two keys sharing a prefix of 2 is likely among 6 artifacts only by chance,
+    # so build it directly.
+    fake = keys[0][:8] + "0" * 56
+    (store.objects / fake[:2] / fake).mkdir(parents=True)
+    with pytest.raises(AmbiguousArtifact):
+        store.resolve(keys[0][:8])
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "a\\b", ".hidden", "x..y", "a b", "x" * 200])
+def test_bad_run_names(name):
+    with pytest.raises(BadRunName):
+        check_run_name(name)
+
+
+# ---- framework -----------------------------------------------------------------------------------
+def test_computing_twice_runs_once(store: Store):
+    messages: list[str] = []
+    a = ensure(store, toy.chain(1), echo=messages.append)
+    b = ensure(store, toy.chain(1), echo=messages.append)
+    assert toy.CALLS == ["make", "scale"]
+    assert a.key == b.key and np.array_equal(a["y"], b["y"])
+    assert messages[0].startswith("ran make ") and messages[1].startswith("ran scale ")
+    assert messages[2] == f"cached scale {a.key[:8]}"
+    # a different parameter reruns only the stage it changes
+    ensure(store, toy.chain(1, factor=3.0), echo=messages.append)
+    assert toy.CALLS == ["make", "scale", "scale"]
+
+
+def test_exception_in_compute_leaves_nothing(store: Store, monkeypatch):
+    monkeypatch.setenv("TOY_FAIL_SCALE", "1")
+    node = toy.chain(2)
+    with pytest.raises(RuntimeError, match="boom"):
+        ensure(store, node, echo=lambda m: None)
+    assert not store.exists(node.key)
+    assert store.exists(node.inputs["x"].key)  # the finished upstream stage is kept
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_sigkill_mid_publish_leaves_no_artifact(store: Store):
+    proc = _run_toy(store.root, 5, "--sleep", "0.2", "--rows", "50")
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(p.is_dir() for p in store.tmp.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.5)  # some rows are written, the publish is in progress
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    node = toy.chain(5, rows=50, sleep=0.2)
+    assert not store.exists(node.inputs["x"].key) and not store.exists(node.key)
+    assert any(store.tmp.iterdir())  # debris, never read
+    assert store.gc()["debris"] >= 1
+    assert list(store.tmp.iterdir()) == []
+    fast = _run_toy(store.root, 5, "--rows", "50", "--sleep", "0")
+    out, err = fast.communicate(timeout=60)
+    assert fast.returncode == 0, err
+    assert store.exists(out.strip())
+
+
+def test_gc_beside_a_live_writer_keeps_its_work(store: Store):
+    proc = _run_toy(store.root, 6, "--sleep", "0.1", "--rows", "30")
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(p.is_dir() for p in store.tmp.iterdir()):
+        time.sleep(0.05)
+    for _ in range(5):
+        assert store.gc()["debris"] == 0
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert store.open(out.strip())["y"].shape == (30, 64)
+
+
+def test_two_processes_same_key(store: Store, tmp_path: Path):
+    log = tmp_path / "calls.log"
+    procs = [_run_toy(store.root, 7, "--sleep", "0.02", "--rows", "20", env={"TOY_CALL_LOG": str(log)}) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    keys = {o[0].strip() for o in outs}
+    assert len(keys) == 1
+    assert list(store.keys()).count(keys.pop()) == 1
+    assert len(list(store.keys())) == 2  # make and scale, once each
+    assert list(store.tmp.iterdir()) == []
+
+
+def _corrupt_chunk(store: Store, key: str, name: str) -> Path:
+    chunk = sorted(p for p in (store.path(key) / name / "c").rglob("*") if p.is_file())[0]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    return chunk
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete_chunk", "truncate_manifest"])
+def test_corruption_detected_and_recomputed(store: Store, damage: str):
+    node = toy.chain(8)
+    art = ensure(store, node, echo=lambda m: None)
+    good = art["y"].copy()
+    if damage == "flip":
+        _corrupt_chunk(store, node.key, "y")
+    elif damage == "delete_chunk":
+        next(p for p in (store.path(node.key) / "y" / "c").rglob("*") if p.is_file()).unlink()
+    else:
+        zj = store.path(node.key) / "zarr.json"
+        zj.write_bytes(zj.read_bytes()[:50])
+    with pytest.raises(CorruptArtifact):
+        store.open(node.key, verify=True)
+    messages: list[str] = []
+    toy.CALLS.clear()
+    again = ensure(store, node, echo=messages.append)
+    assert toy.CALLS == ["scale"]
+    assert any(m.startswith("corrupt scale") for m in messages)
+    assert np.array_equal(again["y"], good)
+
+
+def test_checkpoint_resume_is_bit_identical(store: Store, tmp_path: Path):
+    fresh = Store(tmp_path / "fresh").ensure_writable()
+    node = Node(toy.STEPS, toy.StepsParams(6), {"x": toy.Node(toy.MAKE, toy.MakeParams(3))})
+    reference = ensure(fresh, node, echo=lambda m: None)["state"]
+    proc = _run_toy(store.root, 3, "--steps", "6", env={"TOY_DIE_AT_STEP": "4"})
+    proc.communicate(timeout=60)
+    assert proc.returncode == 9 and not store.exists(node.key)
+    toy.CALLS.clear()
+    resumed = ensure(store, node, echo=lambda m: None)
+    assert toy.CALLS == ["step4", "step5"]  # steps 0-3 came from the checkpoint
+    assert np.array_equal(resumed["state"], reference)
+    assert [k for k in store.keys() if store.manifest(k)["stage"] == "steps.checkpoint"] == []
