@@ -4,22 +4,51 @@ projection, attention with q/k RMSNorm and RoPE, feed-forward (ltx_core/model/tr
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
 
 from ltx.rope import apply_rope  # noqa: E402
 
 TIMESTEP_CHANNELS = 256
+# The CPU backend has no fused attention kernel: it materialises (B, H, Tq, Tk) scores. Above this
+# many score elements the queries are processed in chunks (24,576 video tokens x 32 heads would
+# otherwise need 77 GB in float32).
+ATTENTION_CHUNK_ELEMENTS = 1 << 27
+
+
+def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None) -> mx.array:
+    """Scaled dot-product attention on (B, H, T, Dh); mask is an additive bias broadcastable to
+    (B, H, Tq, Tk). Chunked over queries on the CPU when the score matrix would be large."""
+    b, h, tq, _ = q.shape
+    tk = k.shape[2]
+    if mx.default_device() == mx.gpu or b * h * tq * tk <= ATTENTION_CHUNK_ELEMENTS:
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    step = max(1, ATTENTION_CHUNK_ELEMENTS // (b * h * tk))
+    outs = []
+    for i in range(0, tq, step):
+        m = mask if mask is None or mask.shape[-2] == 1 else mask[..., i:i + step, :]
+        outs.append(mx.fast.scaled_dot_product_attention(q[:, :, i:i + step], k, v, scale=scale, mask=m))
+    return mx.concatenate(outs, axis=2)
+
+
+@lru_cache(maxsize=4)
+def _timestep_freqs(half: int, max_period: float) -> np.ndarray:
+    # float32 exponent as in the reference, exp correctly rounded (torch's is within 1 ulp of it)
+    exponent = np.float32(-math.log(max_period)) * np.arange(half, dtype=np.float32) / np.float32(half)
+    return np.exp(exponent.astype(np.float64)).astype(np.float32)
 
 
 def timestep_embedding(t: mx.array, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> mx.array:
     """Sinusoidal features (N,) -> (N, channels) float32, [cos, sin] order (flip_sin_to_cos)."""
-    half = channels // 2
-    exponent = -math.log(max_period) * mx.arange(half, dtype=mx.float32) / half
-    args = t.astype(mx.float32)[:, None] * mx.exp(exponent)[None]  # (N, half)
+    freqs = mx.array(_timestep_freqs(channels // 2, float(max_period)))
+    args = t.astype(mx.float32)[:, None] * freqs[None]  # (N, half)
     return mx.concatenate([mx.cos(args), mx.sin(args)], axis=-1)
 
 
@@ -119,9 +148,7 @@ class Attention(nn.Module):
                 q = apply_rope(q, pe)
                 k = apply_rope(k, pe if k_pe is None else k_pe)
             b, t, _ = q.shape
-            out = mx.fast.scaled_dot_product_attention(
-                self._heads(q), self._heads(k), self._heads(v), scale=self.scale, mask=mask
-            )  # (B, H, T, Dh)
+            out = sdpa(self._heads(q), self._heads(k), self._heads(v), self.scale, mask)  # (B, H, T, Dh)
             out = out.transpose(0, 2, 1, 3).reshape(b, t, -1)
             if keep is not None:
                 out = out * keep + v * (1 - keep)

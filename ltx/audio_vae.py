@@ -9,17 +9,27 @@ Convolutions are causal along time (padded at the front only) and symmetric alon
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ltx import backend
+from ltx import backend  # (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx.loader import CheckpointError, check_config_value, load_checkpoint, load_strict, read_config, take_prefix  # noqa: E402
+from ltx.loader import (  # noqa: E402
+    CheckpointError,
+    check_config_value,
+    load_checkpoint,
+    load_strict,
+    read_config,
+    take_prefix,
+)
+from ltx.mel import MelConfig, log_mel  # noqa: E402
 
 LATENT_DOWNSAMPLE_FACTOR = 4  # fixed in the reference, independent of ch_mult
 _DDCONFIG = "audio_vae.model.params.ddconfig"
@@ -40,17 +50,18 @@ class AudioVAEConfig:
     mel_hop_length: int = 160
     n_fft: int = 1024
     is_causal: bool = True
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "AudioVAEConfig":
+    def from_dict(cls, config: dict[str, Any]) -> AudioVAEConfig:
         """From the checkpoint's `config["audio_vae"]` section (nested as in the official metadata)."""
         params = config.get("model", {}).get("params", {})
         dd = params.get("ddconfig", {})
         pre = config.get("preprocessing", {})
         stft, mel = pre.get("stft", {}), pre.get("mel", {})
         _check_supported(dd)
-        mel_bins = dd.get("mel_bins") or mel.get("n_mel_channels") or config.get("variables", {}).get("mel_bins")
+        mel_bins = (
+            dd.get("mel_bins") or mel.get("n_mel_channels") or config.get("variables", {}).get("mel_bins")
+        )
         return cls(
             ch=dd.get("ch", 128),
             out_ch=dd.get("out_ch", 2),
@@ -167,7 +178,9 @@ class PerChannelStatistics(nn.Module):
 
     def _stats(self, c: int, f: int) -> tuple[mx.array, mx.array]:
         if c * f != self["std-of-means"].shape[0]:
-            raise ValueError(f"latent of {c} channels x {f} bins does not match {self['std-of-means'].shape[0]} statistics")
+            raise ValueError(
+                f"latent of {c} channels x {f} bins does not match {self['std-of-means'].shape[0]} statistics"
+            )
         # (C*F,) in c-major order -> (F, C) to broadcast over a channels-last (B, T, F, C) latent
         mean = self["mean-of-means"].reshape(c, f).T
         std = self["std-of-means"].reshape(c, f).T
@@ -207,7 +220,9 @@ class AudioEncoder(nn.Module):
             last = i == len(mult) - 1
             self.down.append(_make_level(blocks, None if last else Downsample(block_in), "downsample"))
         self.mid = MidBlock(block_in)
-        self.conv_out = CausalConv2d(block_in, 2 * config.z_channels if config.double_z else config.z_channels, 3)
+        self.conv_out = CausalConv2d(
+            block_in, 2 * config.z_channels if config.double_z else config.z_channels, 3
+        )
 
     def __call__(self, mel: mx.array) -> mx.array:
         """(B, T, mel_bins, 2) log-mel -> normalised latent (B, T_a, mel_bins / 4, z) channels-last."""
@@ -224,7 +239,18 @@ class AudioEncoder(nn.Module):
 
     def encode(self, mel: mx.array) -> mx.array:
         """(B, T, mel_bins, 2) log-mel -> latent (B, z, T_a, F_a), the reference layout."""
+        c = self.config
+        if mel.ndim != 4 or mel.shape[2] != c.mel_bins or mel.shape[3] != c.in_channels:
+            raise ValueError(
+                f"mel must be (B, T, {c.mel_bins}, {c.in_channels}), got shape {tuple(mel.shape)}"
+            )
         return self(mel).transpose(0, 3, 1, 2)
+
+    def encode_waveform(self, waveform: np.ndarray, sample_rate: int) -> mx.array:
+        """Waveform (N, 2) or (B, N, 2) at any rate -> latent (B, z, T_a, F_a), like the reference's encode_audio."""
+        c = self.config
+        mel = log_mel(waveform, sample_rate, MelConfig(c.sample_rate, c.n_fft, c.mel_hop_length, c.mel_bins))
+        return self.encode(mx.array(mel).astype(self.conv_in.conv.weight.dtype))
 
     def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
         return _sanitize(self, weights)
@@ -260,10 +286,16 @@ class AudioDecoder(nn.Module):
             if "upsample" in level:
                 h = level.upsample(h)
         h = self.conv_out(nn.silu(pixel_norm(h)))
-        return _fit(h, max(t * LATENT_DOWNSAMPLE_FACTOR - (LATENT_DOWNSAMPLE_FACTOR - 1), 1), self.config.mel_bins)
+        return _fit(
+            h, max(t * LATENT_DOWNSAMPLE_FACTOR - (LATENT_DOWNSAMPLE_FACTOR - 1), 1), self.config.mel_bins
+        )
 
     def decode(self, latent: mx.array) -> mx.array:
         """Latent (B, z, T_a, F_a) in the reference layout -> log-mel (B, 4 T_a - 3, mel_bins, 2)."""
+        if latent.ndim != 4 or latent.shape[1] != self.config.z_channels:
+            raise ValueError(
+                f"latent must be (B, {self.config.z_channels}, T, F), got shape {tuple(latent.shape)}"
+            )
         return self(latent.transpose(0, 2, 3, 1))
 
     def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
@@ -280,7 +312,9 @@ def _fit(x: mx.array, frames: int, bins: int) -> mx.array:
 
 
 def to_mlx_layout(
-    weights: dict[str, mx.array], expected: dict[str, tuple[int, ...]], is_transposed_conv: Callable[[str], bool] = lambda k: False
+    weights: dict[str, mx.array],
+    expected: dict[str, tuple[int, ...]],
+    is_transposed_conv: Callable[[str], bool] = lambda k: False,
 ) -> dict[str, mx.array]:
     """Move PyTorch conv layouts to MLX by the shape each parameter must have; idempotent.
 
@@ -311,7 +345,12 @@ def _load(cls: type, path: str | Path, part: str, dtype: mx.Dtype | None) -> nn.
         raise CheckpointError(f"{path}: config has no 'audio_vae' section")
     model = cls(AudioVAEConfig.from_dict(config["audio_vae"]))
     own = take_prefix(weights, f"audio_vae.{part}.")
-    own.update({f"per_channel_statistics.{k}": v for k, v in take_prefix(weights, "audio_vae.per_channel_statistics.").items()})
+    own.update(
+        {
+            f"per_channel_statistics.{k}": v
+            for k, v in take_prefix(weights, "audio_vae.per_channel_statistics.").items()
+        }
+    )
     load_strict(model, model.sanitize(own), dtype or backend.default_dtype(), what=f"audio VAE {part}")
     return model
 

@@ -8,11 +8,13 @@ Strength: 1.0 keeps the conditioning clean (mask 0, token timestep 0); the mask 
 
 from __future__ import annotations
 
-from ltx import backend  # noqa: F401  (must precede mlx)
-
 from dataclasses import dataclass, replace
 
-import mlx.core as mx
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+
+# isort: split
+
+import mlx.core as mx  # noqa: E402
 
 from ltx.constants import VIDEO_SCALE_FACTORS, validate_fps, validate_strength
 
@@ -105,7 +107,9 @@ def audio_positions(frames: int, batch: int = 1) -> mx.array:
 # States
 
 
-def video_state(latent: mx.array, fps: float, causal_fix: bool = True, positions_dtype: mx.Dtype = mx.float32) -> LatentState:
+def video_state(
+    latent: mx.array, fps: float, causal_fix: bool = True, positions_dtype: mx.Dtype = mx.float32
+) -> LatentState:
     """A video state from a (B, C, F, H, W) latent (zeros for text-to-video), clean latent = the latent.
 
     positions_dtype: the reference casts video positions to the latent dtype (bf16) here.
@@ -191,7 +195,9 @@ class VideoConditionByLatentIndex:
                 f"{state.shape} in batch, channels, height or width: encode the image at the video's resolution"
             )
         if not 0 <= self.latent_idx or self.latent_idx + cf > f:
-            raise ValueError(f"latent_idx {self.latent_idx} with {cf} frame(s) is outside the {f} latent frames")
+            raise ValueError(
+                f"latent_idx {self.latent_idx} with {cf} frame(s) is outside the {f} latent frames"
+            )
         tokens = patchify_video(self.latent).astype(state.latent.dtype)
         start = self.latent_idx * h * w
         stop = start + tokens.shape[1]
@@ -200,7 +206,9 @@ class VideoConditionByLatentIndex:
             state,
             latent=_put(state.latent, tokens, start, stop),
             clean_latent=_put(state.clean_latent, tokens.astype(state.clean_latent.dtype), start, stop),
-            denoise_mask=_put(mask, mx.full((b, stop - start, 1), 1.0 - self.strength, mx.float32), start, stop),
+            denoise_mask=_put(
+                mask, mx.full((b, stop - start, 1), 1.0 - self.strength, mx.float32), start, stop
+            ),
         )
 
 
@@ -218,10 +226,14 @@ class VideoConditionByKeyframeIndex:
             raise ValueError(f"keyframe frame_idx {self.frame_idx} must be >= 0")
         b, c, f, h, w = self.keyframes.shape
         if (b, c) != state.shape[:2]:
-            raise ValueError(f"keyframe latent shape {tuple(self.keyframes.shape)} does not match video {state.shape}")
+            raise ValueError(
+                f"keyframe latent shape {tuple(self.keyframes.shape)} does not match video {state.shape}"
+            )
         tokens = patchify_video(self.keyframes)
         # Causal fix only for a keyframe at frame 0; positions in float32 whatever the state's dtype.
-        pos = video_positions(f, h, w, state.fps, batch=b, causal_fix=self.frame_idx == 0, frame_offset=self.frame_idx)
+        pos = video_positions(
+            f, h, w, state.fps, batch=b, causal_fix=self.frame_idx == 0, frame_offset=self.frame_idx
+        )
         # The reference builds this mask in the keyframe's dtype, so 1 - strength is rounded to it.
         mask = mx.full((b, tokens.shape[1], 1), 1.0 - self.strength, self.keyframes.dtype).astype(mx.float32)
         attn = state.attention_mask
@@ -233,7 +245,9 @@ class VideoConditionByKeyframeIndex:
         return replace(
             state,
             latent=mx.concatenate([state.latent, tokens.astype(state.latent.dtype)], axis=1),
-            clean_latent=mx.concatenate([state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1),
+            clean_latent=mx.concatenate(
+                [state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1
+            ),
             denoise_mask=mx.concatenate([state.denoise_mask, mask], axis=1),
             positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
             attention_mask=attn,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-# Distilled schedules (float32-exact values), terminal 0 included.
+# Distilled schedules, terminal 0 included (used as float32: see schedulers.distilled_sigmas).
 DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
 STAGE_2_DISTILLED_SIGMAS = (0.909375, 0.725, 0.421875, 0.0)
 STAGE_2_NOISE_SCALE = 0.909375  # = STAGE_2_DISTILLED_SIGMAS[0]
@@ -57,7 +57,9 @@ class GuiderParams:
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"guidance {name} {v!r} must be a finite number")
         if not isinstance(self.skip_step, int) or self.skip_step < 0:
-            raise ValueError(f"guidance skip_step {self.skip_step!r} must be an integer >= 0 (0 = never skip)")
+            raise ValueError(
+                f"guidance skip_step {self.skip_step!r} must be an integer >= 0 (0 = never skip)"
+            )
         if self.stg_blocks is not None:
             object.__setattr__(self, "stg_blocks", tuple(int(b) for b in self.stg_blocks))
             if any(b < 0 for b in self.stg_blocks):
@@ -150,7 +152,9 @@ def nearest_valid_frames(num_frames: int) -> tuple[int, int]:
 def validate_frames(num_frames: int) -> None:
     """Frame counts are 1 + 8k (the causal VAE encodes frame 0 alone, then groups of 8)."""
     if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1:
-        raise ValueError(f"num_frames {num_frames!r} must be a positive integer of the form 1 + 8k (e.g. 121)")
+        raise ValueError(
+            f"num_frames {num_frames!r} must be a positive integer of the form 1 + 8k (e.g. 121)"
+        )
     if (num_frames - 1) % 8:
         lo, hi = nearest_valid_frames(num_frames)
         raise ValueError(f"num_frames {num_frames} must be of the form 1 + 8k: use {lo} or {hi}")
@@ -169,7 +173,9 @@ def validate_fps(fps: float) -> None:
 def validate_strength(strength: float) -> None:
     """Conditioning strength: 1.0 keeps the conditioning clean, 0.0 lets it be fully denoised."""
     if not isinstance(strength, (int, float)) or not math.isfinite(strength) or not 0.0 <= strength <= 1.0:
-        raise ValueError(f"conditioning strength {strength!r} must be in [0, 1] (1.0 = keep the image exactly)")
+        raise ValueError(
+            f"conditioning strength {strength!r} must be in [0, 1] (1.0 = keep the image exactly)"
+        )
 
 
 def audio_latent_frames(num_frames: int, fps: float) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 

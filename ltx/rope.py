@@ -16,6 +16,8 @@ from functools import lru_cache
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -11,13 +11,15 @@ A denoise function is `denoise(video, audio, sigma, step) -> (x0_video, x0_audio
 
 from __future__ import annotations
 
-from ltx import backend  # noqa: F401  (must precede mlx)
-
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-import mlx.core as mx
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+
+# isort: split
+
+import mlx.core as mx  # noqa: E402
 
 from ltx.conditioning import LatentState
 from ltx.schedulers import res2s_sigmas
@@ -46,10 +48,14 @@ def _round(x: mx.array, dtype: mx.Dtype) -> mx.array:
     return x if dtype == mx.float32 else x.astype(dtype).astype(mx.float32)
 
 
-def add_noise(state: LatentState, eps: mx.array, noise_scale: float = 1.0, round_dtype: mx.Dtype | None = None) -> LatentState:
+def add_noise(
+    state: LatentState, eps: mx.array, noise_scale: float = 1.0, round_dtype: mx.Dtype | None = None
+) -> LatentState:
     """GaussianNoiser: with m = denoise_mask * noise_scale, latent <- eps * m + latent * (1 - m)."""
     if eps.shape != state.latent.shape:
-        raise ValueError(f"noise shape {tuple(eps.shape)} must equal the latent shape {tuple(state.latent.shape)}")
+        raise ValueError(
+            f"noise shape {tuple(eps.shape)} must equal the latent shape {tuple(state.latent.shape)}"
+        )
     if not math.isfinite(noise_scale) or not 0.0 <= noise_scale <= 1.0:
         raise ValueError(f"noise_scale {noise_scale!r} must be in [0, 1]")
     dt = state.latent.dtype
@@ -59,7 +65,9 @@ def add_noise(state: LatentState, eps: mx.array, noise_scale: float = 1.0, round
     return replace(state, latent=_round(x, round_dtype or dt).astype(dt))
 
 
-def post_process(denoised: mx.array, mask: mx.array, clean: mx.array, round_dtype: mx.Dtype | None = None) -> mx.array:
+def post_process(
+    denoised: mx.array, mask: mx.array, clean: mx.array, round_dtype: mx.Dtype | None = None
+) -> mx.array:
     """Blend the x0 prediction with the clean latent: d * m + clean * (1 - m), rounded to the x0 dtype."""
     out = _f32(denoised) * mask + _f32(clean) * (1 - mask)
     return _round(out, round_dtype or denoised.dtype).astype(denoised.dtype)
@@ -269,7 +277,9 @@ def res2s_loop(
         for name, st, d2 in [("video", video, d2v)] + ([("audio", audio, d2a)] if audio is not None else []):
             xa = anchors[name]
             xn = xa + h * (b1 * eps1[name] + b2 * (d2.astype(mx.float64) - xa))
-            out[name] = _renoise(st, xa, xn, s, sn, draw(i, "step", name, st.latent.shape), mx.float32).astype(md)
+            out[name] = _renoise(
+                st, xa, xn, s, sn, draw(i, "step", name, st.latent.shape), mx.float32
+            ).astype(md)
         video = replace(video, latent=out["video"])
         audio = None if audio is None else replace(audio, latent=out["audio"])
         yield i + 1, video, audio

@@ -18,13 +18,14 @@ _f32 = np.float32
 
 
 def _linspace_f32(start: float, end: float, n: int) -> np.ndarray:
-    # torch's CPU linspace: float32 step, forward from start for the first half, backward from end after.
+    # torch's CPU linspace: float32 step, start + step * i for the first half, end - step * (n - 1 - i)
+    # after, each a fused multiply-add (one rounding; emulated exactly in float64 for these sizes).
     if n == 1:
         return np.array([start], np.float32)
-    step = (_f32(end) - _f32(start)) / _f32(n - 1)
+    step = np.float64((_f32(end) - _f32(start)) / _f32(n - 1))
     idx = np.arange(n)
-    fwd = _f32(start) + step * idx.astype(np.float32)
-    bwd = _f32(end) - step * (n - idx - 1).astype(np.float32)
+    fwd = np.float64(_f32(start)) + step * idx
+    bwd = np.float64(_f32(end)) - step * (n - idx - 1)
     return np.where(idx < n // 2, fwd, bwd).astype(np.float32)
 
 
@@ -68,14 +69,14 @@ def ltx2_sigmas(
 
 
 def distilled_sigmas(stage: int = 1) -> list[float]:
-    """The fixed distilled schedules: 8 steps for stage 1, 3 for stage 2 (starting at 0.909375)."""
+    """The fixed distilled schedules (8 steps for stage 1, 3 for stage 2), rounded to float32 as the
+    reference's sigma tensors are."""
     if stage not in (1, 2):
         raise ValueError(f"distilled stage {stage} must be 1 or 2")
-    return list(DISTILLED_SIGMAS if stage == 1 else STAGE_2_DISTILLED_SIGMAS)
+    return [float(_f32(s)) for s in (DISTILLED_SIGMAS if stage == 1 else STAGE_2_DISTILLED_SIGMAS)]
 
 
 def res2s_sigmas(sigmas: list[float]) -> list[float]:
-    """The res_2s loop replaces a terminal 0 by [0.0011, 0.0] (float32 values)."""
-    if sigmas and sigmas[-1] == 0:
-        return [*sigmas[:-1], float(_f32(0.0011)), 0.0]
-    return list(sigmas)
+    """The res_2s loop replaces a terminal 0 by [0.0011, 0.0]; all values rounded to float32."""
+    sig = [float(_f32(s)) for s in sigmas]
+    return [*sig[:-1], float(_f32(0.0011)), 0.0] if sig and sig[-1] == 0 else sig

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 

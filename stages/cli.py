@@ -14,6 +14,7 @@ import typer
 
 from cache.errors import CacheError
 from cache.store import Store, default_root
+from stages import commands
 from stages.framework import LtxError
 
 app = typer.Typer(
@@ -179,10 +180,14 @@ def cache_rm(refs: Annotated[list[str], typer.Argument(help="Keys, prefixes or R
         typer.echo(f"removed {key[:12]}")
 
 
+commands.register(app)
+
+
 def main() -> None:
     """Entry point: run the app; print errors as one line unless --debug or LTX_DEBUG=1."""
     debug = "--debug" in sys.argv or os.environ.get("LTX_DEBUG", "") not in ("", "0")
     try:
+        commands.preprocess_argv()
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except (typer.Exit, SystemExit) as e:

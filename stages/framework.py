@@ -40,6 +40,8 @@ def _versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Stage:
+    """`inputs` names the upstream artifacts; a trailing '?' marks an optional one."""
+
     name: str
     version: int
     params: type
@@ -56,10 +58,13 @@ class Node:
     params: Any
     inputs: dict[str, Node | str] = field(default_factory=dict)
     externals: dict[str, str] = field(default_factory=dict)
+    runtime: Any = None  # what compute needs but the key does not (e.g. model file paths; their digests are externals)
 
     def __post_init__(self) -> None:
-        missing = set(self.stage.inputs) - set(self.inputs)
-        extra = set(self.inputs) - set(self.stage.inputs)
+        required = {n for n in self.stage.inputs if not n.endswith("?")}
+        allowed = {n.rstrip("?") for n in self.stage.inputs}
+        missing = required - set(self.inputs)
+        extra = set(self.inputs) - allowed
         if missing or extra:
             raise ValueError(f"stage {self.stage.name}: inputs {sorted(missing)} missing, {sorted(extra)} unexpected")
 
@@ -77,6 +82,8 @@ class Context:
 
     def __init__(self, store: Store, node: Node, writer: Writer, echo: Callable[[str], None]):
         self.store, self.node, self.key, self._writer, self.echo = store, node, node.key, writer, echo
+        self.runtime = node.runtime
+        self._checkpoints: set[str] = set()
 
     def _checkpoint_key(self, step: int) -> str:
         return make_key(f"{self.node.stage.name}.checkpoint", self.node.stage.version, {"step": step}, {"of": self.key})
@@ -84,6 +91,7 @@ class Context:
     def checkpoint(self, step: int, arrays: dict[str, Any]) -> None:
         """Publish the state after `step` as its own artifact, keyed by this stage's key and the step."""
         key = self._checkpoint_key(step)
+        self._checkpoints.add(key)
         if self.store.exists(key):
             return
         with self.store.writer(key, {"stage": f"{self.node.stage.name}.checkpoint", "step": step,
@@ -102,15 +110,18 @@ class Context:
             if not self.store.exists(key):
                 continue
             try:
-                return step, self.store.open(key, verify=True)
+                art = self.store.open(key, verify=True)
+                self._checkpoints.add(key)
+                return step, art
             except CorruptArtifact as e:
                 self.echo(f"discarding corrupt checkpoint of {self.node.stage.name} at step {step}: {e}")
                 self.store.remove(key)
         return None
 
-    def clear_checkpoints(self, total_steps: int) -> None:
-        for step in range(1, total_steps + 1):
-            self.store.remove(self._checkpoint_key(step))
+    def _clear_checkpoints(self) -> None:
+        """Called once the final artifact is published: its checkpoints are then garbage."""
+        for key in self._checkpoints:
+            self.store.remove(key)
 
     def output(self, name: str, shape: tuple[int, ...], dtype: Any) -> RowWriter:
         """Stream a large output into the artifact block by block (along axis 0)."""
@@ -162,5 +173,6 @@ def run(store: Store, node: Node, upstream: dict[str, Artifact], echo: Callable[
             writer.put(name, value)
         dt = time.perf_counter() - t0
         art = writer.commit(created=datetime.now(UTC).isoformat(), duration_s=round(dt, 3))
+    ctx._clear_checkpoints()
     echo(f"ran {stage.name} {key[:8]} in {dt:.1f} s")
     return art

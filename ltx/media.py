@@ -1,0 +1,105 @@
+"""Image preprocessing for conditioning, as the reference's `load_image_conditioning`
+(ltx_pipelines/utils/media_io.py): decode, drop alpha, H.264 round trip at CRF 33 (CRF 0 skips it),
+cover-resize (bilinear, align_corners=False, scale = max(H/h, W/w), size rounded up), center crop,
+x / 127.5 - 1.
+
+The reference encodes with PyAV; here the same libx264 settings (preset veryfast, yuv420p, one frame,
+dimensions cropped to even) run through the ffmpeg binary of imageio-ffmpeg, with bilinear swscale
+conversions as PyAV uses. Different libx264/ffmpeg builds can differ by a few levels after a lossy round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+
+import mlx.core as mx  # noqa: E402
+
+DEFAULT_IMAGE_CRF = 33
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; alpha is dropped, grey and palette images are expanded to RGB."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("RGB", "RGBA"):
+            im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+        return np.array(im)[..., :3]
+
+
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def h264_round_trip(image: np.ndarray, crf: int = DEFAULT_IMAGE_CRF) -> np.ndarray:
+    """Encode one frame with libx264 (CRF `crf`, preset veryfast, yuv420p) and decode it back. CRF 0 returns
+    the image unchanged (as the reference: no encode at all). Odd dimensions are cropped to even."""
+    if crf == 0:
+        return image
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    image = np.ascontiguousarray(image[:h, :w], np.uint8)
+    with tempfile.TemporaryDirectory(prefix="ltx-crf-") as tmp:
+        mp4 = str(Path(tmp) / "frame.mp4")
+        encode = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                  "-s", f"{w}x{h}", "-r", "1", "-i", "pipe:0", "-frames:v", "1", "-sws_flags", "bilinear",
+                  "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", mp4]
+        subprocess.run(encode, input=image.tobytes(), check=True, capture_output=True)
+        decode = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", mp4, "-frames:v", "1", "-sws_flags", "bilinear",
+                  "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        out = subprocess.run(decode, check=True, capture_output=True).stdout
+    if len(out) != h * w * 3:
+        raise RuntimeError(f"ffmpeg returned {len(out)} bytes for a {w}x{h} frame")
+    return np.frombuffer(out, np.uint8).reshape(h, w, 3).copy()
+
+
+def _bilinear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # PyTorch's upsample_bilinear2d, align_corners=False, in float32
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = (src - i0.astype(np.float32)).astype(np.float32)
+    return i0, i1, lam
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) float32 -> (height, width, C), as torch.nn.functional.interpolate(bilinear, align_corners=False)."""
+    x = image.astype(np.float32)
+    h0, h1, lh = _bilinear_weights(x.shape[0], height)
+    w0, w1, lw = _bilinear_weights(x.shape[1], width)
+    lw_, lh_ = lw[None, :, None], lh[:, None, None]
+    top = (1 - lw_) * x[h0][:, w0] + lw_ * x[h0][:, w1]
+    bottom = (1 - lw_) * x[h1][:, w0] + lw_ * x[h1][:, w1]
+    return ((1 - lh_) * top + lh_ * bottom).astype(np.float32)
+
+
+def resize_and_center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Cover-resize (scale = max(height/h, width/w), new size rounded up) then center-crop: (H, W, C) float32."""
+    src_h, src_w = image.shape[:2]
+    scale = max(height / src_h, width / src_w)
+    new_h, new_w = math.ceil(src_h * scale), math.ceil(src_w * scale)
+    x = resize_bilinear(image, new_h, new_w)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return x[top:top + height, left:left + width]
+
+
+def preprocess_image(image: np.ndarray, height: int, width: int, crf: int = DEFAULT_IMAGE_CRF) -> mx.array:
+    """(H, W, 3) uint8 -> (1, 1, height, width, 3) float32 in [-1, 1], ready for the video encoder."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    x = resize_and_center_crop(h264_round_trip(image, crf).astype(np.float32), height, width)
+    return mx.array(x / np.float32(127.5) - np.float32(1.0))[None, None]
+
+
+def load_image_conditioning(path: str | Path, height: int, width: int, crf: int = DEFAULT_IMAGE_CRF) -> mx.array:
+    """An image file -> (1, 1, height, width, 3) float32 in [-1, 1], as the reference's load_image_conditioning."""
+    return preprocess_image(decode_image(path), height, width, crf)

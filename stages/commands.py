@@ -1,0 +1,273 @@
+"""The pipeline commands: `ltx generate`, one command per stage, and `ltx status`.
+
+Every pipeline command takes the same options and builds the same graph (stages/pipeline.py), so
+a stage run alone produces exactly the key and bits it has inside `generate`. A run name remembers
+the options: `ltx decode RUN --tiling aggressive` reuses everything else from RUN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stages.framework import LtxError, Node, ensure
+
+STEP_COMMANDS = {
+    "encode": ("encode", "Encode the prompt (and negative prompt) into text contexts."),
+    "condition": ("condition", "Encode the --image files into conditioning latents."),
+    "denoise": ("denoise", "Stage 1: denoise video and audio latents (half resolution for two-stage pipelines)."),
+    "upsample": ("upsample", "Upsample stage-1 video latents x2 with the latent upsampler."),
+    "refine": ("refine", "Stage 2: refine the upsampled latents at full resolution."),
+    "decode": ("decode", "Decode video latents to frames (tiled: --tiling)."),
+    "decode-audio": ("decode_audio", "Decode audio latents to a mel spectrogram."),
+    "vocode": ("vocode", "Turn the mel spectrogram into a waveform."),
+    "mux": ("mux", "Mux frames and waveform into an .mp4 (H.264 + AAC) at --output-path."),
+}
+
+
+def _split_multi(argv: list[str]) -> list[str]:
+    """`--image PATH FRAME STRENGTH` and `--lora PATH [STRENGTH]` take several values (as in the
+    reference CLI); Typer options take one, so join them as PATH::FRAME::STRENGTH."""
+    out, i = [], 0
+    arity = {"--image": (3, 3), "--lora": (1, 2), "--distilled-lora": (1, 2)}
+    while i < len(argv):
+        a = argv[i]
+        if a in arity:
+            lo, hi = arity[a]
+            vals = [argv[i + 1]] if i + 1 < len(argv) else []
+            j = i + 2
+            while len(vals) < hi and j < len(argv) and not argv[j].startswith("--"):
+                vals.append(argv[j])
+                j += 1
+            if len(vals) < lo or (a == "--image" and len(vals) != 3):
+                raise LtxError(f"{a} needs {'PATH FRAME STRENGTH' if a == '--image' else 'PATH [STRENGTH]'}")
+            out += [a, "::".join(vals)]
+            i = j
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+def _num(kind: type, value: str, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise LtxError(f"{what} {value!r} is not a valid {kind.__name__}") from None
+
+
+def _images(values: list[str] | None) -> list[tuple[str, int, float]]:
+    out = []
+    for v in values or []:
+        path, frame, strength = v.split("::")
+        out.append((path, _num(int, frame, "--image frame"), _num(float, strength, "--image strength")))
+    return out
+
+
+def _loras(values: list[str] | None) -> list[tuple[str, float]]:
+    out = []
+    for v in values or []:
+        path, _, strength = v.partition("::")
+        out.append((path, _num(float, strength, "--lora strength") if strength else 1.0))
+    return out
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _run_name(run: str | None, output_path: Path | None) -> str:
+    from cache.store import check_run_name
+
+    if run:
+        return check_run_name(run)
+    if output_path is not None:
+        return check_run_name(re.sub(r"[^A-Za-z0-9._-]", "_", output_path.stem).lstrip("._-") or "latest")
+    return "latest"
+
+
+def _record(store, name: str, nodes: dict[str, Node], options, output_path: Path | None) -> None:
+    stages = {}
+    for label, node in nodes.items():
+        stages[label] = node.key
+    recipes = {label: {"version": n.stage.version, "params": dataclasses.asdict(n.params), "inputs": n.input_keys,
+                       "externals": n.externals} for label, n in nodes.items()}
+    opts = dataclasses.asdict(options)
+    prior = store.load_run(name) or {}
+    store.save_run(name, {"options": opts, "stages": stages, "recipes": recipes,
+                          "output_path": str(output_path) if output_path else prior.get("output_path")})
+
+
+def _plan(run: str | None, output_path: Path | None, **raw: Any):
+    from stages import pipeline
+    from stages.cli import State
+
+    store = State.store()
+    name = _run_name(run, output_path)
+    stored = (store.load_run(name) or {}).get("options", {}) if run else {}
+    opts = pipeline.Options(
+        prompt=raw["prompt"], negative_prompt=raw["negative_prompt"], height=raw["height"], width=raw["width"],
+        num_frames=raw["num_frames"], frame_rate=raw["frame_rate"], seed=raw["seed"], steps=raw["steps"],
+        cfg_scale=raw["cfg_scale"], audio_cfg_scale=raw["audio_cfg_scale"], stg_scale=raw["stg_scale"],
+        images=_images(raw["image"]), loras=_loras(raw["lora"]),
+        distilled_lora=(_loras([raw["distilled_lora"]])[0] if raw["distilled_lora"] else None),
+        model=raw["model"], pipeline=raw["pipeline"], tiling=raw["tiling"], image_crf=raw["image_crf"],
+    ).merged(stored)
+    nodes, resolved, files = pipeline.build(opts, store)
+    if State.verbose:
+        from ltx import backend
+
+        _echo("backend: " + ", ".join(f"{k} {v}" for k, v in backend.describe().items()))
+    return store, name, nodes, resolved, files
+
+
+def _write_outputs(store, nodes: dict[str, Node], output_path: Path, audio_path: Path | None) -> None:
+    from stages import mux
+
+    if output_path.suffix.lower() == ".wav":
+        voc = ensure(store, nodes["vocode"], echo=_echo)
+        mux.write_wav_atomic(output_path, voc["waveform"], int(voc["sample_rate"]))
+    else:
+        art = ensure(store, nodes["mux"], echo=_echo)
+        mux.write_output(art["mp4"].tobytes(), output_path)
+    if audio_path is not None:
+        voc = ensure(store, nodes["vocode"], echo=_echo)
+        mux.write_wav_atomic(audio_path, voc["waveform"], int(voc["sample_rate"]))
+
+
+# ---- the shared option set ------------------------------------------------------------------------
+def _options(
+    run: Annotated[str | None, typer.Argument(help="Run name: reuses that run's options; results are recorded under it.")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="What the video shows and sounds like.")] = None,
+    negative_prompt: Annotated[str | None, typer.Option(help="What to avoid (dev pipelines; default: the reference's).")] = None,
+    height: Annotated[int | None, typer.Option(help="Output height in pixels (divisible by 64 two-stage, 32 one-stage).")] = None,
+    width: Annotated[int | None, typer.Option(help="Output width in pixels.")] = None,
+    num_frames: Annotated[int | None, typer.Option(help="Frames, 1 + 8k (default 121; 25 for the tiny model).")] = None,
+    frame_rate: Annotated[float | None, typer.Option(help="Frames per second (default 24).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 10).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps (dev pipelines; default 40, 30 for LTX-2.3).")] = None,
+    cfg_scale: Annotated[float | None, typer.Option(help="Video classifier-free guidance scale (dev pipelines).")] = None,
+    audio_cfg_scale: Annotated[float | None, typer.Option(help="Audio classifier-free guidance scale (dev pipelines).")] = None,
+    stg_scale: Annotated[float | None, typer.Option(help="Spatio-temporal guidance scale (dev pipelines).")] = None,
+    image: Annotated[list[str] | None, typer.Option("--image", help="PATH FRAME STRENGTH: condition on an image (repeatable).")] = None,
+    lora: Annotated[list[str] | None, typer.Option("--lora", help="PATH [STRENGTH]: apply a LoRA (ComfyUI keys; repeatable).")] = None,
+    distilled_lora: Annotated[str | None, typer.Option(help="PATH [STRENGTH]: the distilled LoRA for dev-two-stage.")] = None,
+    model: Annotated[str | None, typer.Option(envvar="LTX_MODEL", help="'tiny' (random weights), 'tiny-2.3', or a model directory.")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")] = None,
+    tiling: Annotated[str | None, typer.Option(help="Video decode tiling: none, default, aggressive, conservative, or SPATIAL:OVERLAP,FRAMES:OVERLAP.")] = None,
+    image_crf: Annotated[int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")] = None,
+    output_path: Annotated[Path | None, typer.Option(help="Where to write the .mp4 (or a .wav for audio only).")] = None,
+    audio_path: Annotated[Path | None, typer.Option(help="Also write the audio as a .wav here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute this stage even if it is cached.")] = False,
+) -> None:
+    pass
+
+
+def _make_step(label: str, doc: str):
+    def command(**kw: Any) -> None:
+        from stages.models import TINY_NAMES
+
+        output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
+        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
+        if label not in nodes:
+            raise LtxError(f"stage {label!r} is not part of --pipeline {opts.pipeline}"
+                           + (" without --image" if label.startswith("condition") else ""))
+        _record(store, name, nodes, opts, output_path)
+        if label == "mux":
+            if output_path is None:
+                raise LtxError("ltx mux needs --output-path FILE.mp4")
+            _write_outputs(store, nodes, output_path, audio_path)
+            typer.echo(nodes["mux"].key)
+            return
+        if force:
+            ensure_inputs_then_force(store, nodes[label])
+        art = ensure(store, nodes[label], echo=_echo)
+        if label == "encode" and "encode_negative" in nodes:
+            typer.echo(ensure(store, nodes["encode_negative"], echo=_echo).key)
+        typer.echo(art.key)
+        if files.tiny_variant is not None and (opts.model or "tiny") in TINY_NAMES and label == "decode":
+            _echo(f"note: {__import__('ltx.tiny', fromlist=['NOTICE']).NOTICE}")
+
+    command.__signature__ = inspect.signature(_options)
+    command.__doc__ = doc
+    return command
+
+
+def ensure_inputs_then_force(store, node: Node) -> None:
+    for inp in node.inputs.values():
+        if isinstance(inp, Node):
+            ensure(store, inp, echo=_echo)
+    ensure(store, node, force=True, echo=_echo)
+
+
+def generate(**kw: Any) -> None:
+    """Run the whole pipeline: encode, denoise, upsample, refine, decode, decode audio, vocode, mux.
+    Every stage whose artifact is already cached is skipped."""
+    from ltx import tiny
+
+    output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
+    output_path = output_path or Path("out") / "ltx.mp4"
+    store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
+    _record(store, name, nodes, opts, output_path)
+    if force:
+        for node in nodes.values():
+            ensure(store, node, force=True, echo=_echo)
+    _write_outputs(store, nodes, output_path, audio_path)
+    _echo(f"wrote {output_path} (run {name}; `ltx status {name}` shows its stages)")
+    if files.tiny_variant is not None:
+        _echo(f"note: {tiny.NOTICE}")
+
+
+generate.__signature__ = inspect.signature(_options)
+
+
+def status(run: Annotated[str, typer.Argument(help="Run name.")]) -> None:
+    """Show each stage of a run as cached, missing or stale, and why."""
+    from stages import pipeline
+    from stages.cli import State
+
+    store = State.store()
+    info = store.load_run(run)
+    if info is None:
+        names = ", ".join(store.runs()) or "none yet"
+        raise LtxError(f"no run named {run!r}; runs: {names}")
+    nodes, _, _ = pipeline.build(pipeline.Options().merged(info.get("options", {})), store)
+    recipes = info.get("recipes", {})
+    for label, node in nodes.items():
+        key = node.key
+        recorded = info.get("stages", {}).get(label)
+        if recorded and recorded != key:
+            why = _why_stale(recipes.get(label, {}), node)
+            state = f"stale    {recorded[:8]} -> {key[:8]} ({why})"
+        else:
+            state = f"{'cached ' if store.exists(key) else 'missing'}  {key[:8]}"
+        typer.echo(f"{label:15s} {state}")
+
+
+def _why_stale(old: dict, node: Node) -> str:
+    if old.get("version") != node.stage.version:
+        return f"stage version {old.get('version')} -> {node.stage.version}"
+    new_params = dataclasses.asdict(node.params)
+    changed = sorted(k for k in set(old.get("params", {})) | set(new_params) if old.get("params", {}).get(k) != new_params.get(k))
+    if changed:
+        return "parameters changed: " + ", ".join(changed)
+    if old.get("externals") != node.externals:
+        return "model or input files changed"
+    return "an upstream stage changed"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
+    for name, (label, doc) in STEP_COMMANDS.items():
+        app.command(name)(_make_step(label, doc))
+    app.command("status")(status)
+
+
+def preprocess_argv() -> None:
+    sys.argv[1:] = _split_multi(sys.argv[1:])

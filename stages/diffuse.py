@@ -1,0 +1,102 @@
+"""The denoising loop shared by `denoise` and `refine`: transformer passes, guidance, checkpoints.
+
+The loop publishes a checkpoint artifact (the latent tokens after the step) after every step, so a
+killed or interrupted run resumes at the last finished step; float32 latents round-trip exactly,
+so the resumed result is bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+
+def contexts(art: Any) -> tuple[Any, Any]:
+    import mlx.core as mx
+
+    return mx.array(art["video_context"]), mx.array(art["audio_context"])
+
+
+def make_forward(model: Any, positive: tuple, negative: tuple | None):
+    """forward(video, audio, sigma, guidance_pass) -> (x0_video, x0_audio): one transformer pass."""
+    from ltx.conditioning import timesteps
+    from ltx.transformer import Modality
+
+    def forward(video, audio, sigma, gpass):
+        v_ctx, a_ctx = negative if gpass.negative else positive
+        vm = Modality(latent=video.latent, sigma=sigma, timesteps=timesteps(video, sigma), positions=video.positions,
+                      context=v_ctx, enabled=gpass.video_enabled, attention_mask=video.attention_mask)
+        am = None
+        if audio is not None:
+            am = Modality(latent=audio.latent, sigma=sigma, timesteps=timesteps(audio, sigma),
+                          positions=audio.positions, context=a_ctx, enabled=gpass.audio_enabled)
+        return model(vm, am, [gpass.perturbation] if gpass.perturbation is not None else None)
+
+    return forward
+
+
+def make_denoiser(model: Any, positive: tuple, negative: tuple | None, video_guider: dict | None,
+                  audio_guider: dict | None):
+    from ltx.constants import GuiderParams
+    from ltx.guidance import GuidancePass, GuidedDenoiser
+
+    forward = make_forward(model, positive, negative)
+    if video_guider is None:
+        return lambda video, audio, sigma, step: forward(video, audio, sigma, GuidancePass("cond"))
+    return GuidedDenoiser(forward, GuiderParams.from_dict(video_guider), GuiderParams.from_dict(audio_guider or video_guider))
+
+
+def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
+    """Euler over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
+    import mlx.core as mx
+
+    from ltx.sampling import euler_loop
+
+    total, start = len(sigmas) - 1, 0
+    resumed = ctx.resume(total)
+    if resumed is not None:
+        start, art = resumed
+        video = replace(video, latent=mx.array(art["video"]))
+        audio = replace(audio, latent=mx.array(art["audio"])) if audio is not None else None
+        ctx.echo(f"{ctx.node.stage.name}: resuming from step {start}/{total}")
+    t0 = time.perf_counter()
+    for step, video, audio in euler_loop(denoise, sigmas, video, audio, start=start):
+        mx.eval(video.latent, *([audio.latent] if audio is not None else []))
+        arrays = {"video": np.array(video.latent)}
+        if audio is not None:
+            arrays["audio"] = np.array(audio.latent)
+        ctx.checkpoint(step, arrays)
+        rate = (time.perf_counter() - t0) / (step - start)
+        ctx.echo(f"{ctx.node.stage.name}: step {step}/{total} ({rate:.2f} s/step)")
+    return video, audio
+
+
+def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
+    """Drop appended conditioning tokens and return latents in the reference layouts."""
+    import mlx.core as mx
+
+    from ltx.conditioning import clear_conditioning, unpatchify
+
+    out = {"video_latent": np.array(unpatchify(clear_conditioning(video)).astype(mx.float32))}
+    if audio is not None:
+        out["audio_latent"] = np.array(unpatchify(clear_conditioning(audio)).astype(mx.float32))
+    return out
+
+
+def image_conditionings(images_art: Any, images: tuple[tuple[int, float], ...]) -> list:
+    """Frame 0 replaces the first latent frame; other frames are appended as keyframe tokens."""
+    import mlx.core as mx
+
+    from ltx.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+
+    items = []
+    for i, (frame, strength) in enumerate(images):
+        latent = mx.array(images_art[f"latent{i}"])
+        if frame == 0:
+            items.append(VideoConditionByLatentIndex(latent, strength, 0))
+        else:
+            items.append(VideoConditionByKeyframeIndex(latent, frame, strength))
+    return items

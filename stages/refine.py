@@ -1,0 +1,45 @@
+"""upsampled video latent + stage-1 audio latent + text contexts -> refined full-resolution latents (stage 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages import diffuse, runtime
+from stages.framework import Stage
+
+NAME, VERSION = "refine", 1
+
+
+@dataclass(frozen=True)
+class Params:
+    height: int
+    width: int
+    num_frames: int
+    frame_rate: float
+    seed: int
+    sigmas: tuple[float, ...]  # stage-2 sigmas; the first is also the re-noising scale
+    images: tuple[tuple[int, float], ...] = ()
+    loras: tuple[float, ...] = ()  # strengths (the distilled LoRA for dev-two-stage); digests are externals
+
+
+def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
+    import mlx.core as mx
+
+    from ltx.conditioning import apply_conditionings, audio_state, video_state
+    from ltx.sampling import add_noise, noise
+
+    files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
+    model = runtime.transformer(files, loras)
+    denoise = diffuse.make_denoiser(model, diffuse.contexts(context), None, None, None)
+    video = video_state(mx.array(latents["video_latent"]), params.frame_rate)
+    if images is not None:
+        video = apply_conditionings(video, diffuse.image_conditionings(images, params.images))
+    audio = audio_state(mx.array(stage1["audio_latent"]))
+    scale = float(params.sigmas[0])
+    video = add_noise(video, noise(params.seed, video.latent.shape, "stage2_video"), noise_scale=scale)
+    audio = add_noise(audio, noise(params.seed, audio.latent.shape, "stage2_audio"), noise_scale=scale)
+    video, audio = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio)
+    return diffuse.finish(video, audio)
+
+
+STAGE = Stage(NAME, VERSION, Params, ("latents", "stage1", "context", "images?"), compute, __doc__)

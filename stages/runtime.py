@@ -1,0 +1,98 @@
+"""Loading model components for the stages, once per process, and nothing a stage does not need.
+
+Stages never import model code at module level: `ltx --help` and `ltx cache ...` stay fast.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import Any
+
+from stages.models import ModelFiles
+
+_LOADED: dict[tuple, Any] = {}
+
+
+def _memo(key: tuple, build: Callable[[], Any]) -> Any:
+    if key not in _LOADED:
+        _LOADED[key] = build()
+    return _LOADED[key]
+
+
+def release(*kinds: str) -> None:
+    """Free loaded components of the given kinds (all when none are named) before the next stage."""
+    for key in [k for k in _LOADED if not kinds or k[0] in kinds]:
+        del _LOADED[key]
+    gc.collect()
+
+
+def loaded_kinds() -> set[str]:
+    return {k[0] for k in _LOADED}
+
+
+def text_encoder(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.text_encoder import load_text_encoder
+
+    release("transformer", "video_decoder", "video_encoder", "upsampler")
+    return _memo(("text", str(files.checkpoint), str(files.gemma)), lambda: load_text_encoder(files.checkpoint, files.gemma))
+
+
+def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = ()) -> Any:
+    files.ready()
+    from ltx.transformer import X0Model, load_transformer
+
+    release("text")
+    for key in [k for k in _LOADED if k[0] == "transformer" and k[2] != loras]:
+        del _LOADED[key]  # another LoRA set: free it first, never hold two transformers
+    gc.collect()
+
+    def build() -> Any:
+        model = load_transformer(files.checkpoint)
+        if loras:
+            from ltx.lora import fuse_loras
+
+            fuse_loras(model, list(loras))
+        return X0Model(model)
+
+    return _memo(("transformer", str(files.checkpoint), loras), build)
+
+
+def video_encoder(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.video_vae import load_video_encoder
+
+    return _memo(("video_encoder", str(files.checkpoint)), lambda: load_video_encoder(files.checkpoint))
+
+
+def video_decoder(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.video_vae import load_video_decoder
+
+    release("text", "transformer")
+    return _memo(("video_decoder", str(files.checkpoint)), lambda: load_video_decoder(files.checkpoint))
+
+
+def upsampler(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.upsampler import load_upsampler
+
+    release("text", "transformer")
+    return _memo(("upsampler", str(files.upsampler)), lambda: load_upsampler(files.upsampler))
+
+
+def audio_decoder(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.audio_vae import load_audio_decoder
+
+    release("text", "transformer")
+    return _memo(("audio_decoder", str(files.checkpoint)), lambda: load_audio_decoder(files.checkpoint))
+
+
+def vocoder(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.vocoder import load_vocoder
+
+    release("text", "transformer")
+    return _memo(("vocoder", str(files.checkpoint)), lambda: load_vocoder(files.checkpoint))

@@ -1,0 +1,138 @@
+"""The staged pipeline from the command line, on the built-in tiny model, in real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cache.store import Store
+from stages.mux import probe
+
+SMALL = ["--height", "64", "--width", "128", "--num-frames", "9"]
+PROMPT = ["--prompt", "a red fox trots through fresh snow"]
+
+
+def ltx(cache: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args], capture_output=True,
+                       text=True, env={**os.environ, **(env or {})}, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def ran(stderr: str) -> list[str]:
+    return re.findall(r"^ran (\S+) ", stderr, flags=re.M)
+
+
+def cached(stderr: str) -> list[str]:
+    return re.findall(r"^cached (\S+) ", stderr, flags=re.M)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("pipeline")
+    out = root / "fox.mp4"
+    r = ltx(root / "cache", "generate", *PROMPT, *SMALL, "--output-path", str(out))
+    return root, out, r
+
+
+def test_generate_writes_playable_mp4_with_audio(first_run):
+    root, out, r = first_run
+    assert out.stat().st_size > 1000
+    info = probe(out)
+    assert re.search(r"Video: h264.*64x128|Video: h264.*128x64", info), info
+    assert "Audio: aac" in info, info
+    assert sorted(ran(r.stderr)) == sorted(["encode", "denoise", "upsample", "refine", "decode", "decode_audio", "vocode", "mux"])
+    assert "random weights" in r.stderr
+
+
+def test_rerun_is_all_cached_and_loads_nothing(first_run):
+    root, out, _ = first_run
+    r = ltx(root / "cache", "generate", *PROMPT, *SMALL, "--output-path", str(out))
+    assert ran(r.stderr) == []
+    assert cached(r.stderr) == ["mux"]  # demand-driven: the final artifact exists, nothing upstream is opened
+
+
+def test_tiling_change_reruns_only_decode_and_mux(first_run):
+    root, out, _ = first_run
+    r = ltx(root / "cache", "generate", *PROMPT, *SMALL, "--tiling", "aggressive", "--output-path", str(root / "t.mp4"))
+    assert sorted(ran(r.stderr)) == ["decode", "mux"]
+
+
+def test_seed_change_reuses_prompt_encoding(first_run):
+    root, out, _ = first_run
+    r = ltx(root / "cache", "generate", *PROMPT, *SMALL, "--seed", "11", "--output-path", str(root / "s.mp4"))
+    assert "encode" not in ran(r.stderr)
+    assert "cached encode" in r.stderr
+    assert {"denoise", "refine", "decode", "mux"} <= set(ran(r.stderr))
+
+
+def test_stage_alone_gives_same_key_and_bits(first_run, tmp_path):
+    root, _, _ = first_run
+    fresh = tmp_path / "cache"
+    keys = {}
+    for step in ["encode", "denoise", "upsample", "refine", "decode", "decode-audio", "vocode"]:
+        r = ltx(fresh, step, "steprun", *PROMPT, *SMALL)
+        keys[step] = r.stdout.strip().splitlines()[-1]
+    full = Store(root / "cache")
+    alone = Store(fresh)
+    for step, key in keys.items():
+        assert full.exists(key), f"{step} key {key[:8]} differs from the generate run"
+        a, b = full.open(key), alone.open(key)
+        for name in a.names:
+            assert np.array_equal(a[name], b[name]), (step, name)
+
+
+def test_redecode_a_run_with_other_tiling(first_run):
+    root, _, _ = first_run
+    r = ltx(root / "cache", "decode", "fox", "--tiling", "conservative")
+    assert ran(r.stderr) == ["decode"]
+    status = ltx(root / "cache", "status", "fox")
+    assert re.search(r"^decode\s+cached", status.stdout, flags=re.M), status.stdout
+    assert re.search(r"^encode\s+cached", status.stdout, flags=re.M)
+
+
+def test_kill_during_denoise_resumes_bit_identical(first_run, tmp_path):
+    root, _, _ = first_run
+    cache = tmp_path / "cache"
+    args = [sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), "denoise", "killed", *PROMPT, *SMALL]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, seen = time.time() + 300, ""
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if re.match(r"denoise: step [3-7]/8", line):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert "denoise: step" in seen, seen
+    r = ltx(cache, "denoise", "killed", *PROMPT, *SMALL)
+    assert re.search(r"denoise: resuming from step [1-8]/8", r.stderr), r.stderr
+    key = r.stdout.strip().splitlines()[-1]
+    reference = Store(root / "cache").open(key)  # the uninterrupted run computed the same key
+    resumed = Store(cache).open(key)
+    for name in reference.names:
+        assert np.array_equal(reference[name], resumed[name]), name
+
+
+def test_bad_inputs_exit_1_and_write_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    for args, needle in [
+        (["--prompt", "   "], "--prompt is empty"),
+        ([*PROMPT, "--num-frames", "100"], "97"),
+        ([*PROMPT, "--height", "100"], "divisible by 64"),
+        ([*PROMPT, "--pipeline", "turbo"], "--pipeline"),
+        ([*PROMPT, "--image", str(tmp_path / "missing.png"), "0", "1.0"], "does not exist"),
+    ]:
+        r = ltx(cache, "generate", *args, "--output-path", str(tmp_path / "x.mp4"), check=False)
+        assert r.returncode == 1, (args, r.stderr)
+        assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert not cache.exists() or not any(cache.rglob("*")), list(cache.rglob("*"))

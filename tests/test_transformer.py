@@ -1,0 +1,295 @@
+"""Parity of the MLX transformer, RoPE and patchifiers with ltx-core goldens (tiny models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ltx import backend  # noqa: F401
+
+# isort: split
+
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ltx import loader, tiny  # noqa: E402
+from ltx import patchify as P  # noqa: E402
+from ltx.attention import timestep_embedding  # noqa: E402
+from ltx.rope import precompute_rope  # noqa: E402
+from ltx.transformer import (  # noqa: E402
+    Modality,
+    Perturbation,
+    X0Model,
+    count_parameters,
+    load_transformer,
+    timestep_table,
+)
+
+GOLDENS = Path(__file__).parent / "goldens"
+FPS, SIGMA_V, SIGMA_A = 24.0, 0.8, 0.6
+
+
+def close(name: str, got, ref) -> float:
+    got, ref = np.asarray(got, np.float32), np.asarray(ref, np.float32)
+    assert got.shape == ref.shape, f"{name}: shape {got.shape} != {ref.shape}"
+    err = float(np.abs(got - ref).max())
+    tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
+    assert err <= tol, f"{name}: max error {err:.3g} > {tol:.3g}"
+    return err
+
+
+@pytest.fixture(scope="module", params=tiny.VARIANTS)
+def setup(request, tmp_path_factory):
+    variant = request.param
+    model_dir = tiny.create(variant, tmp_path_factory.mktemp(f"tiny{variant}") / "model")
+    gold = {k: np.array(v) for k, v in mx.load(str(GOLDENS / variant / "transformer.safetensors")).items()}
+    return variant, model_dir, load_transformer(model_dir / "model.safetensors", mx.float32), gold
+
+
+def _modality(g, stream: str, sigma: float, batch: int = 1, timesteps=None, mask=None) -> Modality:
+    tok = mx.array(g[f"{stream}_tokens"])
+    pos = mx.array(g[f"{stream}_positions"])
+    ctx = mx.array(g[f"in.{stream}_context"])
+    if batch > 1:
+        tok, pos = mx.repeat(tok, batch, 0), mx.repeat(pos, batch, 0)
+    ts = mx.full((batch, tok.shape[1], 1), sigma) if timesteps is None else mx.array(timesteps)
+    return Modality(latent=tok, sigma=mx.full((batch,), sigma), timesteps=ts, positions=pos,
+                    context=mx.repeat(ctx, batch, 0), attention_mask=None if mask is None else mx.array(mask))
+
+
+def test_patchify_and_positions(setup):
+    _, _, _, g = setup
+    v_lat, a_lat = mx.array(g["in.video_latent"]), mx.array(g["in.audio_latent"])
+    assert np.array_equal(np.array(P.patchify_video(v_lat)), g["video_tokens"])
+    assert np.array_equal(np.array(P.patchify_audio(a_lat)), g["audio_tokens"])
+    assert np.array_equal(np.array(P.unpatchify_video(mx.array(g["video_tokens"]), 3, 2, 2)), g["in.video_latent"])
+    assert np.array_equal(np.array(P.unpatchify_audio(mx.array(g["audio_tokens"]))), g["in.audio_latent"])
+    assert np.array_equal(np.array(P.video_positions(3, 2, 2, FPS)), g["video_positions"])
+    assert np.array_equal(np.array(P.audio_positions(5)), g["audio_positions"])
+    assert P.audio_latent_frames(121, 24.0) == 126 and P.audio_latent_frames(97, 24.0) == 101
+
+
+def test_timestep_embedding_and_rope(setup):
+    _, _, model, g = setup
+    close("timestep_sinusoid", timestep_embedding(mx.array(g["in.timesteps"])), g["timestep_sinusoid"])
+    pos = {"video": mx.array(g["video_positions"]), "audio": mx.array(g["audio_positions"])}
+    for s in ("video", "audio"):
+        for cross in (False, True):
+            cos, sin = model.rope(pos[s], s, cross)
+            key = f"{s}.{'cross_' if cross else ''}pe"
+            close(f"{key}_cos", np.array(cos).transpose(0, 2, 1, 3), g[f"{key}_cos"])
+            close(f"{key}_sin", np.array(sin).transpose(0, 2, 1, 3), g[f"{key}_sin"])
+    cos, sin = precompute_rope(pos["video"], 16, 2, [20, 2048, 2048], "interleaved", double_precision=False)
+    close("rope_interleaved_f32_cos", cos, g["rope_interleaved_f32_cos"])
+    close("rope_interleaved_f32_sin", sin, g["rope_interleaved_f32_sin"])
+
+
+def _prepared(model, g):
+    video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
+    return model.prepare(video, audio, "video"), model.prepare(audio, video, "audio")
+
+
+def test_preprocessing(setup):
+    variant, _, model, g = setup
+    va, aa = _prepared(model, g)
+    for s, args in (("video", va), ("audio", aa)):
+        b, dim = args.x.shape[0], args.x.shape[-1]
+        ada = args.ada[args.ada_index].reshape(b, -1, args.ada.shape[1] * dim)
+        assert args.ada_index.shape == (1, 1)  # one shared timestep: one AdaLN row, broadcast over tokens
+        ref = g[f"{s}.ada"]
+        close(f"{s}.ada", np.broadcast_to(np.array(ada), ref.shape), ref)
+        ref = g[f"{s}.embedded_timestep"]
+        close(f"{s}.embedded_timestep", np.broadcast_to(np.array(args.embedded[args.ada_index]), ref.shape), ref)
+        close(f"{s}.cross_scale_shift", args.cross_ss.reshape(b, 1, -1), g[f"{s}.cross_scale_shift"])
+        close(f"{s}.cross_gate", args.cross_gate.reshape(b, 1, -1), g[f"{s}.cross_gate"])
+        if variant == "2.3":
+            close(f"{s}.prompt_timestep", args.prompt.reshape(b, 1, -1), g[f"{s}.prompt_timestep"])
+
+
+def test_block(setup):
+    _, _, model, g = setup
+    va, aa = _prepared(model, g)
+    bv, ba = model.transformer_blocks[0](va, aa, [[]])
+    close("block0.video", bv.x, g["block0.video"])
+    close("block0.audio", ba.x, g["block0.audio"])
+
+
+def _cases(g):
+    video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
+    cond = _modality(g, "video", SIGMA_V, timesteps=g["in.cond_video_timesteps"], mask=g["in.cond_video_mask"])
+    return {
+        "plain": (video, audio, None),
+        "skip_video_self_attn": (video, audio, [Perturbation("skip_video_self_attn", (1,))]),
+        "skip_audio_self_attn": (video, audio, [Perturbation("skip_audio_self_attn")]),
+        "skip_a2v": (video, audio, [Perturbation("skip_a2v_cross_attn")]),
+        "skip_v2a": (video, audio, [Perturbation("skip_v2a_cross_attn", (0,))]),
+        "video_only": (video, None, None),
+        "audio_only": (None, audio, None),
+        "conditioned": (cond, audio, None),
+        "batch_mixed": (_modality(g, "video", SIGMA_V, 2), _modality(g, "audio", SIGMA_A, 2),
+                        [[Perturbation("skip_video_self_attn", (1,)), Perturbation("skip_a2v_cross_attn")], []]),
+    }
+
+
+@pytest.mark.parametrize("case", ["plain", "skip_video_self_attn", "skip_audio_self_attn", "skip_a2v", "skip_v2a",
+                                  "video_only", "audio_only", "conditioned", "batch_mixed"])
+def test_x0_model(setup, case):
+    _, _, model, g = setup
+    v, a, p = _cases(g)[case]
+    dv, da = X0Model(model)(v, a, p)
+    for s, got in (("video", dv), ("audio", da)):
+        key = f"x0.{case}.{s}"
+        if key in g:
+            close(key, got, g[key])
+        else:
+            assert got is None, key
+    if case != "plain":  # every variant must change the output it targets
+        base = _cases(g)["plain"]
+        bv, ba = X0Model(model)(*base)
+        changed = [not np.allclose(np.array(x)[:1], np.array(y)) for x, y in ((dv, bv), (da, ba)) if x is not None]
+        assert any(changed), case
+
+
+def test_timestep_table_shares_rows():
+    values, index = timestep_table(mx.full((1, 7, 1), 0.5), 1)
+    assert values.tolist() == [0.5] and index.shape == (1, 1)
+    values, index = timestep_table(np.array([[0.0, 0.5, 0.5, 0.0]]), 1)
+    assert values.tolist() == [0.0, 0.5] and index.tolist() == [[0, 1, 1, 0]]
+
+
+def _weights_and_config(model_dir: Path):
+    weights, metadata = loader.load_checkpoint(model_dir / "model.safetensors")
+    return dict(weights), loader.read_config(metadata)
+
+
+def test_strict_loading_errors(setup):
+    _, model_dir, _, _ = setup
+    weights, config = _weights_and_config(model_dir)
+    key = "model.diffusion_model.transformer_blocks.1.attn1.to_q.weight"
+    missing = {k: v for k, v in weights.items() if k != key}
+    with pytest.raises(loader.CheckpointError, match="transformer_blocks.1.attn1.to_q.weight"):
+        load_transformer((missing, config))
+    renamed = dict(missing)
+    renamed["model.diffusion_model.transformer_blocks.1.attn1.to_query.weight"] = weights[key]
+    with pytest.raises(loader.CheckpointError, match="to_q"):
+        load_transformer((renamed, config))
+    for k, bad in (("qk_norm", "layer_norm"), ("rope_type", "spiral"), ("activation_fn", "gelu"),
+                   ("cross_attention_dim", 24)):
+        cfg = json.loads(json.dumps(config))
+        cfg["transformer"][k] = bad
+        with pytest.raises(loader.CheckpointError, match=rf"transformer\.{k}={bad!r}"):
+            load_transformer((weights, cfg))
+    cfg = json.loads(json.dumps(config))
+    del cfg["transformer"]["share_ff"]  # ltx-core rejects an absent asserted key as well
+    with pytest.raises(loader.CheckpointError, match=r"transformer\.share_ff is missing"):
+        load_transformer((weights, cfg))
+
+
+def test_connector_and_other_components_are_not_transformer_weights(setup):
+    _, model_dir, _, _ = setup
+    weights, config = _weights_and_config(model_dir)
+    extra = dict(weights)
+    extra["model.diffusion_model.video_embeddings_connector.x.weight"] = mx.zeros((1,))
+    extra["vae.decoder.conv_in.weight"] = mx.zeros((1,))
+    load_transformer((extra, config))
+
+
+def test_19b_parameter_count():
+    cfg = dict(num_layers=48, num_attention_heads=32, attention_head_dim=128, in_channels=128, out_channels=128,
+               audio_num_attention_heads=32, audio_attention_head_dim=64, audio_out_channels=128,
+               cross_attention_dim=4096, audio_cross_attention_dim=2048, caption_channels=3840, rope_type="split",
+               frequencies_precision="float64", av_ca_timestep_scale_multiplier=1000.0)
+    assert count_parameters(cfg) == 18_876_174_592
+
+
+def test_chunked_attention_matches(monkeypatch):
+    from ltx import attention
+
+    rng = np.random.RandomState(0)
+    q, k, v = (mx.array(rng.standard_normal((2, 2, n, 4)).astype(np.float32)) for n in (9, 7, 7))
+    bias = mx.array(np.log(rng.uniform(0.05, 1.0, (2, 1, 9, 7))).astype(np.float32))
+    for mask in (None, bias, bias[:, :, :1]):
+        full = attention.sdpa(q, k, v, 0.5, mask)
+        monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 2 * 2 * 2 * 7)  # two queries per chunk
+        close("chunked", attention.sdpa(q, k, v, 0.5, mask), full)
+        monkeypatch.undo()
+
+
+def test_caption_projection_in_text_encoder(setup):
+    """The LTX-2.3 layout (caption_proj_before_connector) on the 2.0 weights, minus the projections."""
+    variant, model_dir, _, g = setup
+    if variant != "2.0":
+        pytest.skip("the 2.3 tiny model already has this layout (its main goldens cover it)")
+    weights, config = _weights_and_config(model_dir)
+    weights = {k: v for k, v in weights.items() if "caption_projection" not in k}
+    config["transformer"]["caption_proj_before_connector"] = True
+    model = load_transformer((weights, config), mx.float32)
+    assert "caption_projection" not in model and "audio_caption_projection" not in model
+    video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
+    video.context, audio.context = mx.array(g["in.video_context_inner"]), mx.array(g["in.audio_context_inner"])
+    dv, da = X0Model(model)(video, audio)
+    close("x0.no_caption_projection.video", dv, g["x0.no_caption_projection.video"])
+    close("x0.no_caption_projection.audio", da, g["x0.no_caption_projection.audio"])
+
+
+def test_bfloat16_compute(setup):
+    _, model_dir, _, g = setup
+    model = load_transformer(model_dir / "model.safetensors", mx.bfloat16)
+    assert model.dtype == mx.bfloat16
+    cond = _modality(g, "video", SIGMA_V, timesteps=g["in.cond_video_timesteps"], mask=g["in.cond_video_mask"])
+    for case, (v, a) in {"plain": (_modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)),
+                         "conditioned": (cond, _modality(g, "audio", SIGMA_A))}.items():
+        v.latent, a.latent = v.latent.astype(mx.bfloat16), a.latent.astype(mx.bfloat16)
+        dv, da = X0Model(model)(v, a)
+        assert dv.dtype == mx.bfloat16
+        for s, got in (("video", dv), ("audio", da)):
+            ref = g[f"x0.{case}.{s}"]
+            err = np.abs(np.array(got.astype(mx.float32)) - ref).max()
+            assert err < 0.1 * np.abs(ref).max(), (case, s, err)
+
+
+def test_make_modality_and_rope_cache(setup):
+    _, _, model, g = setup
+    from ltx.transformer import make_modality
+
+    video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
+    mask = np.ones((1, video.latent.shape[1]), np.float32)
+    mask[:, :4] = 0.0
+    v1 = make_modality(video.latent, video.positions, video.context, SIGMA_V, mx.array(mask),
+                       attention_mask=mx.array(g["in.cond_video_mask"]))
+    a1 = make_modality(audio.latent, audio.positions, audio.context, SIGMA_A)
+    assert a1.timesteps.shape == (1, 1, 1)
+    dv, da = X0Model(model)(v1, a1)
+    close("x0.conditioned.video", dv, g["x0.conditioned.video"])
+    close("x0.conditioned.audio", da, g["x0.conditioned.audio"])
+    first = model.rope(v1.positions, "video")
+    assert model.rope(v1.positions, "video") is first  # same positions object: cached tables
+    assert "_rope_cache" not in dict(model.items())
+
+
+def test_guidance_style_perturbations(setup):
+    """ltx.guidance.Perturbation-shaped specs (as stages/diffuse.py passes them) map to the same skips."""
+    from dataclasses import dataclass
+
+    from ltx.transformer import normalize_perturbations
+
+    @dataclass(frozen=True)
+    class Spec:  # the shape of ltx.guidance.Perturbation
+        skip_video_self_attn_blocks: tuple | None = ()
+        skip_audio_self_attn_blocks: tuple | None = ()
+        skip_a2v: bool = False
+        skip_v2a: bool = False
+
+    _, _, model, g = setup
+    video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
+    for spec, case in ((Spec(skip_video_self_attn_blocks=(1,)), "skip_video_self_attn"),
+                       (Spec(skip_audio_self_attn_blocks=None), "skip_audio_self_attn"), (Spec(skip_a2v=True), "skip_a2v")):
+        dv, da = X0Model(model)(video, audio, [spec])
+        close(f"x0.{case}.video", dv, g[f"x0.{case}.video"])
+        close(f"x0.{case}.audio", da, g[f"x0.{case}.audio"])
+    both = normalize_perturbations([Spec(skip_a2v=True, skip_v2a=True), None], 2)
+    assert [len(x) for x in both] == [2, 0]
+    with pytest.raises(ValueError, match="batch of 2"):
+        normalize_perturbations([Spec(), Spec(), Spec()], 2)
