@@ -333,7 +333,13 @@ def to_mlx_layout(
     return out
 
 
+# statistics the checkpoints may carry beside the two the reference uses (as for the video VAE)
+UNUSED_STATS = ("channel", "mean-of-stds", "mean-of-stds_over_std-of-means")
+
+
 def _sanitize(model: nn.Module, weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    unused = {f"per_channel_statistics.{k}" for k in UNUSED_STATS}
+    weights = {k: v for k, v in weights.items() if k not in unused}
     expected = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
     return to_mlx_layout(weights, expected)
 

@@ -116,7 +116,7 @@ def attention_masks(mask: mx.array, window: int, dtype: mx.Dtype) -> tuple[mx.ar
 
 
 class GemmaTextModel(nn.Module):
-    """Gemma 3 language model (no LM head) returning every hidden state."""
+    """Gemma 3 language model returning every hidden state; `logits` (LM head tied) for enhancement."""
 
     def __init__(self, config: GemmaConfig):
         super().__init__()
@@ -146,14 +146,18 @@ class GemmaTextModel(nn.Module):
     def make_cache(self) -> list:
         """KV caches for `logits`: a rotating window cache for sliding layers, a full one for global layers."""
         window = self.config.sliding_window
-        return [RotatingKVCache(max_size=window, keep=0) if layer.self_attn.is_sliding else KVCache() for layer in self.layers]
+        return [
+            RotatingKVCache(max_size=window, keep=0) if layer.self_attn.is_sliding else KVCache()
+            for layer in self.layers
+        ]
 
     def logits(self, input_ids: mx.array, cache: list) -> mx.array:
         """Next-token logits (B, L, V) for generation (causal, no padding), LM head tied to the embeddings."""
         h = self._embed(input_ids)
         sliding = [layer.self_attn.is_sliding for layer in self.layers]
+        window = self.config.sliding_window
         masks = {
-            kind: create_attention_mask(h, cache[sliding.index(kind)], window_size=self.config.sliding_window if kind else None)
+            kind: create_attention_mask(h, cache[sliding.index(kind)], window_size=window if kind else None)
             for kind in set(sliding)
         }
         for layer, c, kind in zip(self.layers, cache, sliding, strict=True):

@@ -174,7 +174,10 @@ def test_unsupported_config_is_named(case, tmp_path):
 def test_sanitize_is_idempotent(case):
     _, model, _ = case
     weights = dict(mx.load(str(model)))
-    for module, prefix in [(load_vocoder(model), "vocoder."), (load_audio_encoder(model), "audio_vae.encoder.")]:
+    for module, prefix in [
+        (load_vocoder(model), "vocoder."),
+        (load_audio_encoder(model), "audio_vae.encoder."),
+    ]:
         own = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
         once = module.sanitize(own)
         twice = module.sanitize(once)

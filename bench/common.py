@@ -1,0 +1,148 @@
+"""Shared pieces of the benchmarks (numpy and the standard library only: every venv imports it).
+
+The transformer benchmark configuration is LTX-2 (2.0) at its real head sizes and the token counts
+of a stage-1 default video, with fewer layers and heads so that it fits a CPU machine.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PEAK_GFLOPS = 400.0  # MKL float32 matmul on this machine (~415 measured)
+
+# stage-1 default: 121 frames at 512x768 -> latent (16, 16, 24) = 6,144 tokens; 126 audio tokens
+VIDEO_GRID = (16, 16, 24)
+AUDIO_TOKENS = 126
+TEXT_TOKENS = 1024
+FPS = 24.0
+
+
+def transformer_config(layers: int = 2, heads: int = 8) -> dict:
+    """LTX-2 (2.0) transformer config with `layers` blocks and `heads` heads of the real sizes."""
+    return {
+        "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
+        "num_embeds_ada_norm": 1000, "use_linear_projection": False, "only_cross_attention": False,
+        "cross_attention_norm": True, "double_self_attention": False, "upcast_attention": False,
+        "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "qk_norm": "rms_norm",
+        "positional_embedding_type": "rope", "use_audio_video_cross_attention": True, "share_ff": False,
+        "av_cross_ada_norm": True, "use_middle_indices_grid": True,
+        "num_layers": layers, "num_attention_heads": heads, "attention_head_dim": 128,
+        "in_channels": 128, "out_channels": 128, "cross_attention_dim": heads * 128,
+        "audio_num_attention_heads": heads, "audio_attention_head_dim": 64,
+        "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": heads * 64,
+        "caption_channels": 3840, "norm_eps": 1e-6, "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048], "audio_positional_embedding_max_pos": [20],
+        "timestep_scale_multiplier": 1000, "av_ca_timestep_scale_multiplier": 1000.0,
+        "rope_type": "split", "frequencies_precision": "float64",
+    }
+
+
+def transformer_flops(cfg: dict, tv: int, ta: int, s: int) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one forward: every linear layer and both attention matmuls."""
+    dv, da = cfg["num_attention_heads"] * cfg["attention_head_dim"], cfg["audio_num_attention_heads"] * cfg["audio_attention_head_dim"]
+    lin = lambda t, i, o: 2.0 * t * i * o  # noqa: E731
+    att = lambda tq, tk, d: 2.0 * 2.0 * tq * tk * d  # QK^T and PV over all heads (d = inner)  # noqa: E731
+    per = 0.0
+    # video self, text cross, ff
+    per += 4 * lin(tv, dv, dv) + att(tv, tv, dv)
+    per += 2 * lin(tv, dv, dv) + 2 * lin(s, dv, dv) + att(tv, s, dv)
+    per += lin(tv, dv, 4 * dv) + lin(tv, 4 * dv, dv)
+    # audio self, text cross, ff
+    per += 4 * lin(ta, da, da) + att(ta, ta, da)
+    per += 2 * lin(ta, da, da) + 2 * lin(s, da, da) + att(ta, s, da)
+    per += lin(ta, da, 4 * da) + lin(ta, 4 * da, da)
+    # a2v (q video, kv audio, inner = audio inner) and v2a (q audio, kv video)
+    per += lin(tv, dv, da) + 2 * lin(ta, da, da) + att(tv, ta, da) + lin(tv, da, dv)
+    per += lin(ta, da, da) + 2 * lin(tv, dv, da) + att(ta, tv, da) + lin(ta, da, da)
+    total = per * cfg["num_layers"]
+    # patchify, caption projections, output heads
+    total += lin(tv, cfg["in_channels"], dv) + lin(ta, cfg["audio_in_channels"], da)
+    total += lin(s, cfg["caption_channels"], dv) + lin(s, dv, dv) + lin(s, cfg["caption_channels"], da) + lin(s, da, da)
+    total += lin(tv, dv, cfg["out_channels"]) + lin(ta, da, cfg["audio_out_channels"])
+    return total
+
+
+def video_bounds(frames: int, height: int, width: int, fps: float = FPS) -> np.ndarray:
+    """(1, 3, T, 2) pixel-space [start, end) bounds of each latent patch (causal VAE), time in seconds."""
+    f, h, w = np.meshgrid(np.arange(frames), np.arange(height), np.arange(width), indexing="ij")
+    lat = np.stack([f, h, w]).reshape(3, -1).astype(np.float32)  # (3, T)
+    bounds = np.stack([lat, lat + 1], axis=-1) * np.array([8, 32, 32], np.float32)[:, None, None]
+    bounds[0] = np.clip(bounds[0] + 1 - 8, 0, None)  # causal first frame
+    bounds[0] /= fps
+    return bounds[None].astype(np.float32)
+
+
+def audio_bounds(n: int) -> np.ndarray:
+    """(1, 1, T, 2) bounds in seconds of audio latent frames (16 kHz, hop 160, 4x downsampling)."""
+    def sec(i):
+        return np.clip(i * 4 - 3, 0, None) * 160 / 16000
+    i = np.arange(n, dtype=np.float32)
+    return np.stack([sec(i), sec(i + 1)], axis=-1)[None, None].astype(np.float32)
+
+
+def transformer_inputs(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    f, h, w = VIDEO_GRID
+    tv = f * h * w
+    return {
+        "video_latent": rng.standard_normal((1, tv, 128)).astype(np.float32),
+        "audio_latent": rng.standard_normal((1, AUDIO_TOKENS, 128)).astype(np.float32),
+        "video_positions": video_bounds(f, h, w),
+        "audio_positions": audio_bounds(AUDIO_TOKENS),
+        "video_context": rng.standard_normal((1, TEXT_TOKENS, 3840)).astype(np.float32),
+        "audio_context": rng.standard_normal((1, TEXT_TOKENS, 3840)).astype(np.float32),
+        "sigma_video": np.array([0.8], np.float32),
+        "sigma_audio": np.array([0.8], np.float32),
+    }
+
+
+def synth_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights scaled so that activations stay O(1): fan-in scaled matrices, ~1 norms."""
+    rng = np.random.RandomState(seed)
+    out = {}
+    for name in sorted(shapes):
+        shape = tuple(shapes[name])
+        n = rng.standard_normal(shape).astype(np.float32)
+        if len(shape) >= 2:
+            n /= np.float32(np.sqrt(np.prod(shape[1:])))
+        elif name.endswith(".bias") or "scale_shift_table" in name:
+            n *= np.float32(0.02)
+        elif name.endswith(".weight"):
+            n = 1.0 + 0.1 * n
+        out[name] = n.astype(np.float32)
+    return out
+
+
+def timed(fn, runs: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of `runs` calls of fn() after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(result: dict) -> None:
+    """Workers print one JSON line, prefixed so that library chatter on stdout is ignored."""
+    sys.stdout.write("BENCH_RESULT " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")

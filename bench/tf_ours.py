@@ -1,0 +1,53 @@
+"""Worker: one transformer forward of this project (run with .venv). See bench/run.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ltx import backend  # noqa: E402,F401  (MKL before mlx)
+
+# isort: split
+
+import common  # noqa: E402
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ltx.transformer import LTXModel, TransformerConfig, make_modality  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--save", default=None, help="write the velocities here (.npz)")
+    a = ap.parse_args()
+    cfg = common.transformer_config(a.layers, a.heads)
+    model = LTXModel(TransformerConfig.from_dict(cfg))
+    w = mx.load(a.weights)
+    model.load_weights([(k.removeprefix("model.diffusion_model."), v) for k, v in w.items()], strict=True)
+    mx.eval(model.parameters())
+    x = {k: mx.array(v) for k, v in np.load(a.inputs).items()}
+    video = make_modality(x["video_latent"], x["video_positions"], x["video_context"], x["sigma_video"])
+    audio = make_modality(x["audio_latent"], x["audio_positions"], x["audio_context"], x["sigma_audio"])
+    out = {}
+
+    def fwd():
+        v, au = model(video, audio)
+        mx.eval(v, au)
+        out["v"], out["a"] = v, au
+
+    times = common.timed(fwd, a.runs, warmup=1)
+    if a.save:
+        np.savez(a.save, video=np.array(out["v"]), audio=np.array(out["a"]))
+    common.emit({"times": times, "peak_rss_mb": common.peak_rss_mb()})
+
+
+if __name__ == "__main__":
+    main()
