@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import struct
@@ -41,6 +42,39 @@ def _blur_kernel(shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(k2, shape).astype(np.float32)
 
 
+def _kaiser_sinc(shape, cutoff=0.25, half_width=0.3):
+    """BigVGAN's x2 anti-aliasing low-pass (kaiser-windowed sinc), as ltx_core's kaiser_sinc_filter1d."""
+    k = shape[-1]
+    half = k // 2
+    amp = 2.285 * (half - 1) * math.pi * 4 * half_width + 7.95
+    beta = 0.1102 * (amp - 8.7) if amp > 50 else (0.5842 * (amp - 21) ** 0.4 + 0.07886 * (amp - 21) if amp >= 21 else 0.0)
+    t = np.arange(-half, half) + 0.5 if k % 2 == 0 else np.arange(k) - half
+    f = 2 * cutoff * np.kaiser(k, beta) * np.sinc(2 * cutoff * t)
+    return np.broadcast_to(f / f.sum(), shape).astype(np.float32)
+
+
+def _stft_basis(shape):
+    """[Re; Im] DFT rows times a periodic Hann window: (2 * (n // 2 + 1), 1, n)."""
+    n = shape[-1]
+    dft = np.fft.fft(np.eye(n))[: n // 2 + 1]
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+    return (np.concatenate([dft.real, dft.imag]) * win)[:, None, :].astype(np.float32)
+
+
+def _slaney_mel(shape, sample_rate=16000):
+    """Slaney-scale, Slaney-normalised mel filterbank (n_mels, n_fft // 2 + 1) up to Nyquist."""
+    n_mels, n_freqs = shape
+    def hz2mel(f):
+        return np.where(f >= 1000, 15 + np.log(np.maximum(f, 1e-10) / 1000) / (np.log(6.4) / 27), f * 3 / 200)
+    def mel2hz(m):
+        return np.where(m >= 15, 1000 * np.exp(np.log(6.4) / 27 * (m - 15)), m * 200 / 3)
+    freqs = np.linspace(0, sample_rate / 2, n_freqs)
+    pts = mel2hz(np.linspace(0, hz2mel(np.float64(sample_rate / 2)), n_mels + 2))
+    slopes, diff = pts[:, None] - freqs[None], np.diff(pts)[:, None]
+    fb = np.maximum(0, np.minimum(-slopes[:-2] / diff[:-1], slopes[2:] / diff[1:]))
+    return (fb * (2 / (pts[2:] - pts[:-2]))[:, None]).astype(np.float32)
+
+
 def synth(key: str, shape: tuple[int, ...] | list[int]) -> np.ndarray:
     """A deterministic float32 tensor for `key`, scaled so that random networks stay finite."""
     shape = tuple(int(s) for s in shape)
@@ -53,6 +87,13 @@ def synth(key: str, shape: tuple[int, ...] | list[int]) -> np.ndarray:
         return np.full(shape, 1000.0, np.float32)
     if key.endswith("blur_down.kernel"):
         return _blur_kernel(shape)
+    # fixed buffers a real LTX-2.3 vocoder stores: give them their real values, not noise
+    if key.endswith(("upsample.filter", "lowpass.filter")):
+        return _kaiser_sinc(shape)
+    if key.endswith("stft_fn.forward_basis"):
+        return _stft_basis(shape)
+    if key.endswith("mel_stft.mel_basis"):
+        return _slaney_mel(shape)
     if "learnable_registers" in key:
         return n
     if len(shape) >= 2:
