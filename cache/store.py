@@ -69,6 +69,13 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def _write_failed(e: OSError) -> str:
+    """The one-line message of a write that failed part-way (nothing was published)."""
+    why = e.strerror or type(e).__name__
+    return (f"writing to the cache failed ({why}); nothing was published. Free disk space or pass another "
+            "--cache-dir, then rerun: finished stages are kept")
+
+
 class RowWriter:
     """Writes one array of an artifact block by block along axis 0, in order, hashing as it goes."""
 
@@ -80,7 +87,10 @@ class RowWriter:
     def write(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype).reshape((-1,) + self.shape[1:])
         n = block.shape[0]
-        self._z[self._next : self._next + n] = block
+        try:
+            self._z[self._next : self._next + n] = block
+        except OSError as e:
+            raise PublishError(_write_failed(e)) from None
         self._h.update(block.astype(block.dtype.newbyteorder("<"), copy=False).tobytes())
         self._next += n
 
@@ -102,7 +112,11 @@ class Writer:
         self._lock = open(self._lock_path, "w")
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.path = store.tmp / token
-        self._group = zarr.open_group(store=str(self.path), mode="w")
+        try:
+            self._group = zarr.open_group(store=str(self.path), mode="w")
+        except BaseException:
+            self.abort()
+            raise
         self._arrays: dict[str, dict[str, Any]] = {}
         self._open: dict[str, RowWriter] = {}
 
@@ -111,7 +125,10 @@ class Writer:
         dtype = np.dtype(dtype)
         logical = [int(s) for s in shape]
         shape = tuple(logical) or (1,)  # zarr 0-d writes are unreliable: store scalars as (1,)
-        z = self._group.create_array(name, shape=shape, dtype=dtype, chunks=_chunks(shape, dtype.itemsize))
+        try:
+            z = self._group.create_array(name, shape=shape, dtype=dtype, chunks=_chunks(shape, dtype.itemsize))
+        except OSError as e:
+            raise PublishError(_write_failed(e)) from None
         rw = RowWriter(z, shape, dtype)
         self._open[name] = rw
         self._arrays[name] = {"shape": logical, "dtype": source_dtype or dtype.name, "stored": dtype.name}
@@ -129,14 +146,17 @@ class Writer:
         for name, rw in self._open.items():
             self._arrays[name]["sha256"] = rw.finish()
         manifest = {**self.manifest, **extra, "key": self.key, "arrays": self._arrays}
-        self._group.attrs["manifest"] = manifest
         final = self.store.path(self.key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._group.attrs["manifest"] = manifest
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PublishError(_write_failed(e)) from None
         try:
             os.rename(self.path, final)
-        except OSError:
+        except OSError as e:
             if not final.exists():
-                raise
+                raise PublishError(_write_failed(e)) from None
             shutil.rmtree(self.path, ignore_errors=True)  # another writer published this key first: keep theirs
         self._release()
         return self.store.open(self.key, verify=False)
@@ -320,8 +340,11 @@ class Store:
         p = self.runs_dir / f"{name}.json"
         try:
             return json.loads(p.read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as e:
+            raise StoreUnwritable(f"cannot read run file {p} ({e.strerror}); check the permissions of "
+                                  f"{self.root} or pass another --cache-dir") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise CorruptArtifact(f"run file {p} is corrupt; remove it and rerun") from None
 

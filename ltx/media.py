@@ -93,7 +93,8 @@ def resize_and_center_crop(image: np.ndarray, height: int, width: int) -> np.nda
 
 
 def preprocess_image(image: np.ndarray, height: int, width: int, crf: int = DEFAULT_IMAGE_CRF) -> mx.array:
-    """(H, W, 3) uint8 -> (1, 1, height, width, 3) float32 in [-1, 1], ready for the video encoder."""
+    """(H, W, 3) uint8 -> (1, 1, height, width, 3) float32 in [-1, 1]: one channels-last frame for
+    `VideoEncoder.encode`."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
     x = resize_and_center_crop(h264_round_trip(image, crf).astype(np.float32), height, width)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -46,21 +47,25 @@ PRESETS: dict[str, TilingConfig | None] = {
     "aggressive": TilingConfig(spatial=(256, 64), temporal=(32, 16)),  # small tiles: lowest memory
     "conservative": TilingConfig(spatial=(768, 128), temporal=(96, 32)),  # larger tiles: fewer seams
 }
-_EXPLICIT = re.compile(r"^(?:(\d+)/(\d+)|none),(?:(\d+)/(\d+)|none)$")
+_EXPLICIT = re.compile(r"^(?:(\d+)[/:](\d+)|none),(?:(\d+)[/:](\d+)|none)$")
 
 
-def resolve(tiling: "str | TilingConfig | None") -> TilingConfig | None:
-    """A preset name (none, default, aggressive, conservative), explicit sizes "TILE_PX/OVERLAP_PX,TILE_FRAMES/
-    OVERLAP_FRAMES" (either part may be "none"), a TilingConfig, or None."""
-    if tiling is None or isinstance(tiling, TilingConfig):
-        return tiling
+def parse_tiling(tiling: str | TilingConfig | None) -> TilingConfig | None:
+    """A preset name (none, default, aggressive, conservative), explicit sizes "TILE_PX:OVERLAP_PX,TILE_FRAMES:
+    OVERLAP_FRAMES" (or with "/"; either part may be "none"), a TilingConfig, or None. None means untiled."""
+    if tiling is None:
+        return None
+    if isinstance(tiling, TilingConfig):
+        return None if tiling.spatial is None and tiling.temporal is None else tiling
     if tiling in PRESETS:
         return PRESETS[tiling]
     m = _EXPLICIT.match(tiling.replace(" ", ""))
     if not m:
         raise ValueError(f"tiling {tiling!r} is neither a preset ({', '.join(PRESETS)}) nor explicit sizes like "
-                         "'512/64,64/24' (pixels/overlap, frames/overlap; 'none' disables an axis)")
+                         "'512:64,64:24' (pixels:overlap, frames:overlap; 'none' disables an axis)")
     g = m.groups()
+    if not g[0] and not g[2]:
+        return None
     return TilingConfig(spatial=(int(g[0]), int(g[1])) if g[0] else None,
                         temporal=(int(g[2]), int(g[3])) if g[2] else None)
 
@@ -142,8 +147,8 @@ def plan_tiles(latent_shape: tuple[int, int, int], cfg: TilingConfig | None,
         return [slice(0, n)], [slice(0, out)], [None]
 
     def mapped(iv: Intervals, fn, s: int) -> tuple[list[slice], list[slice], list]:
-        outs = [fn(*args, s) for args in zip(iv.starts, iv.ends, iv.left_ramps, iv.right_ramps)]
-        return [slice(a, b) for a, b in zip(iv.starts, iv.ends)], [o[0] for o in outs], [o[1] for o in outs]
+        outs = [fn(*args, s) for args in zip(iv.starts, iv.ends, iv.left_ramps, iv.right_ramps, strict=True)]
+        return [slice(a, b) for a, b in zip(iv.starts, iv.ends, strict=True)], [o[0] for o in outs], [o[1] for o in outs]
 
     if cfg is not None and cfg.temporal is not None:
         size, ov = cfg.temporal[0] // scale[0], cfg.temporal[1] // scale[0]
@@ -161,7 +166,7 @@ def plan_tiles(latent_shape: tuple[int, int, int], cfg: TilingConfig | None,
     return [Tile(tuple(ins), tuple(outs), tuple(ms))
             for ins, outs, ms in zip(itertools.product(*(a[0] for a in axes)),
                                      itertools.product(*(a[1] for a in axes)),
-                                     itertools.product(*(a[2] for a in axes)))]
+                                     itertools.product(*(a[2] for a in axes)), strict=True)]
 
 
 def _groups(tiles: list[Tile]) -> list[list[Tile]]:

@@ -25,6 +25,8 @@ import numpy as np
 
 ASSETS = Path(__file__).parent / "assets" / "tiny"
 VARIANTS = ("2.0", "2.3")
+# Bump when `synth` changes the bytes it produces: it is part of every tiny model's identity.
+SYNTH_VERSION = 2
 NOTICE = (
     "the tiny model has random weights: its video and audio are noise. For real output pass "
     "--model DIR, a directory with the official LTX-2 (or LTX-2.3) checkpoint, the spatial "
@@ -167,5 +169,7 @@ def create(variant: str, dest: Path) -> Path:
 
 
 def manifest_digest(variant: str) -> str:
-    """The identity of a tiny model: the sha256 of its manifest (weights follow from it)."""
-    return hashlib.sha256((ASSETS / variant / "manifest.json").read_bytes()).hexdigest()
+    """The identity of a tiny model: its manifest and the weight synthesis version (weights follow from both)."""
+    h = hashlib.sha256(f"synth-v{SYNTH_VERSION}\n".encode())
+    h.update((ASSETS / variant / "manifest.json").read_bytes())
+    return h.hexdigest()

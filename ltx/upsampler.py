@@ -1,10 +1,10 @@
 """The LTX-2 latent spatial upsampler (ltx_core/model/upsampler/*) in MLX.
 
     upsampler = load_upsampler("ltx-2-spatial-upscaler-x2-1.0.safetensors")
-    hi = upsample_latent(latent, upsampler, encoder.per_channel_statistics)  # (B, F, H, W, 128) -> (B, F, 2H, 2W, 128)
+    hi = upsample_video(latent, encoder, upsampler)  # (B, 128, F, H, W) -> (B, 128, F, 2H, 2W)
 
 The latent is un-normalised with the VIDEO ENCODER's statistics before and normalised after, as
-`upsample_video` in the reference. Channels-last throughout.
+`upsample_video` in the reference. Latents at the API are (B, C, F, H, W); the module runs channels-last.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class UpsamplerConfig:
     rational_resampler: bool = False
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "UpsamplerConfig":
+    def from_dict(cls, config: dict[str, Any]) -> UpsamplerConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in config.items() if k in names})
         if cfg.dims != 3 or cfg.temporal_upsample or not cfg.spatial_upsample:
@@ -153,6 +153,9 @@ def load_upsampler(path: str | Path, dtype: mx.Dtype | None = None) -> LatentUps
     return model
 
 
-def upsample_latent(latent: mx.array, upsampler: LatentUpsampler, stats: PerChannelStatistics) -> mx.array:
-    """x2 spatial upsampling of a normalised latent, with the video encoder's per-channel statistics."""
-    return stats.normalize(upsampler(stats.un_normalize(latent)))
+def upsample_video(latent: mx.array, encoder, upsampler: LatentUpsampler) -> mx.array:
+    """x2 spatial upsampling of a normalised latent (B, 128, F, H, W) -> (B, 128, F, 2H, 2W), un-normalised
+    and re-normalised with the VIDEO ENCODER's per-channel statistics (`encoder` or its statistics)."""
+    stats: PerChannelStatistics = getattr(encoder, "per_channel_statistics", encoder)
+    x = stats.un_normalize(latent.transpose(0, 2, 3, 4, 1))  # (B, F, H, W, C)
+    return stats.normalize(upsampler(x)).transpose(0, 4, 1, 2, 3)

@@ -2,13 +2,15 @@
 timestep-conditioned), tiled and streaming decoding.
 
     encoder = load_video_encoder("model.safetensors")
-    latent = encoder(video)                                   # (B, F, H, W, 3) in [-1, 1] -> (B, F', H', W', 128)
+    latent = encoder.encode(video)                            # (B, F, H, W, 3) in [-1, 1] -> (B, 128, F', H', W')
     decoder = load_video_decoder("model.safetensors")
-    video = decoder.decode(latent, tiling="default")          # (B, F, H, W, 3)
-    for chunk in decoder.decode_stream(latent, "default"):   # finished frames, in order
+    video = decoder.decode(latent, tiling="default", seed=0)  # (B, 128, F', H', W') -> (B, F, H, W, 3)
+    for chunk in decoder.decode_stream(latent, "default"):   # finished frames (B, T_i, H, W, 3), in order
         ...
 
-Tensors are channels-last; latents are normalised with the per-channel statistics, as the reference's.
+Layouts: pixels are channels-last (B, F, H, W, 3); latents at the public API are the project's (and the
+reference's) (B, C, F, H, W). Inside, everything runs channels-last (`__call__` takes (B, F, H, W, C)).
+Latents are normalised with the per-channel statistics, as the reference's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
@@ -68,10 +71,12 @@ class VideoVAEConfig:
     spatial_padding_mode: str | None = None  # None: encoder zeros, decoder reflect (the reference defaults)
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "VideoVAEConfig":
+    def from_dict(cls, config: dict[str, Any]) -> VideoVAEConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in config.items() if k in names})
         check_config_value(config, "dims", 3, "vae")
+        check_config_value(config, "in_channels", 3, "vae")
+        check_config_value(config, "out_channels", 3, "vae")
         check_config_value(config, "norm_layer", "pixel_norm", "vae")
         check_config_value(config, "latent_log_var", "uniform", "vae")
         return cfg
@@ -123,6 +128,10 @@ class VideoEncoder(nn.Module):
             x = block(x)
         x = self.conv_out(nn.silu(pixel_norm(x)))  # (B, F', H', W', 129)
         return self.per_channel_statistics.normalize(x[..., :-1])
+
+    def encode(self, video: mx.array) -> mx.array:
+        """(B, F, H, W, 3) pixels in [-1, 1] -> normalised latent (B, 128, F', H', W')."""
+        return self(video).transpose(0, 4, 1, 2, 3)
 
     def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
         return _sanitize(self, weights)
@@ -185,28 +194,71 @@ class VideoDecoder(nn.Module):
         x = self.conv_out(nn.silu(x), self.causal)
         return unpatchify(x, self.patch_size)
 
-    def decode_stream(self, latent: mx.array, tiling: "str | tiling_mod.TilingConfig | None" = "default",
-                      timestep: float | None = None, noise: mx.array | NoiseFn | None = None) -> Iterator[mx.array]:
-        """Finished frame chunks (B, T_i, H, W, 3), in order; with tiling, one tile is decoded at a time and
-        only the current temporal group and its overlap are held. `noise`: for a timestep-conditioned decoder,
-        a function shape -> noise called once per tile in the reference's tile order (or, untiled, an array)."""
-        cfg = tiling_mod.resolve(tiling)
-        if cfg is None or (cfg.spatial is None and cfg.temporal is None):
-            yield self(latent, timestep, noise(tuple(latent.shape)) if callable(noise) else noise)
+    def decode_stream(self, latent: mx.array, tiling: str | tiling_mod.TilingConfig | None = "default",
+                      timestep: float | None = None, noise: mx.array | NoiseFn | None = None,
+                      seed: int | None = None, key: mx.array | None = None) -> Iterator[mx.array]:
+        """Latent (B, 128, F', H', W') -> finished frame chunks (B, T_i, H, W, 3), in order. With tiling, one
+        tile is decoded at a time and only the current temporal group and its overlap are held.
+
+        Decode noise (timestep-conditioned decoders only; ignored otherwise) is drawn as the reference does:
+        one draw of the tile's latent shape per decoder pass, in tile order. `noise`: an array (untiled) or a
+        function shape -> array, both in the latent layout (B, C, F', H', W'); else from `seed` / `key` (split
+        per tile) or, with neither, mx.random."""
+        cfg = tiling_mod.parse_tiling(tiling)
+        latent = latent.transpose(0, 2, 3, 4, 1)  # (B, F', H', W', C)
+        draw = None
+        if self.timestep_conditioning:
+            if noise is None:
+                noise = _noise_from_key(mx.random.key(seed) if seed is not None else key)
+            if not callable(noise):
+                if cfg is not None:
+                    raise ValueError("tiled decoding draws noise per tile: pass a function shape -> noise, not an array")
+                fixed = noise
+                noise = lambda shape: fixed  # noqa: E731
+            draw = _channels_last(noise)
+
+        def decode_tile(z: mx.array) -> mx.array:
+            return self(z, timestep, draw(tuple(z.shape)) if draw is not None else None)
+
+        if cfg is None:
+            yield decode_tile(latent)
             return
-        if noise is not None and not callable(noise):
-            raise ValueError("tiled decoding draws noise per tile: pass a function shape -> noise, not an array")
-        decode_tile = lambda z: self(z, timestep, noise(tuple(z.shape)) if noise is not None else None)  # noqa: E731
         yield from tiling_mod.tiled_decode(decode_tile, latent, cfg, SCALE_FACTORS)
 
-    def decode(self, latent: mx.array, tiling: "str | tiling_mod.TilingConfig | None" = "none",
-               timestep: float | None = None, noise: mx.array | NoiseFn | None = None) -> mx.array:
+    def decode(self, latent: mx.array, tiling: str | tiling_mod.TilingConfig | None = "none",
+               timestep: float | None = None, noise: mx.array | NoiseFn | None = None,
+               seed: int | None = None, key: mx.array | None = None) -> mx.array:
         """The whole video (B, F, H, W, 3); see `decode_stream` for long videos."""
-        chunks = list(self.decode_stream(latent, tiling, timestep, noise))
+        chunks = list(self.decode_stream(latent, tiling, timestep, noise, seed, key))
         return chunks[0] if len(chunks) == 1 else mx.concatenate(chunks, axis=1)
 
     def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
         return _sanitize(self, weights)
+
+
+def _channels_last(noise: NoiseFn) -> NoiseFn:
+    """A noise function of the latent layout (B, C, F, H, W), called with channels-last shapes."""
+
+    def draw(shape: tuple[int, ...]) -> mx.array:
+        b, f, h, w, c = shape
+        x = noise((b, c, f, h, w))
+        if tuple(x.shape) != (b, c, f, h, w):
+            raise ValueError(f"decode noise has shape {tuple(x.shape)}, expected {(b, c, f, h, w)}")
+        return x.transpose(0, 2, 3, 4, 1)
+
+    return draw
+
+
+def _noise_from_key(key: mx.array | None) -> NoiseFn:
+    state = [key]
+
+    def draw(shape: tuple[int, ...]) -> mx.array:
+        if state[0] is None:
+            return mx.random.normal(shape)
+        state[0], sub = mx.random.split(state[0])
+        return mx.random.normal(shape, key=sub)
+
+    return draw
 
 
 def _sanitize(model: nn.Module, weights: dict[str, mx.array]) -> dict[str, mx.array]:

@@ -213,4 +213,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m stages.cli`: run the importable module's main, not this __main__ copy, so that the
+    # commands (which import stages.cli) see the --cache-dir this copy would otherwise keep to itself
+    from stages import cli as _cli
+
+    _cli.main()

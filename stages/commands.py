@@ -5,7 +5,6 @@ a stage run alone produces exactly the key and bits it has inside `generate`. A 
 the options: `ltx decode RUN --tiling aggressive` reuses everything else from RUN.
 """
 
-from __future__ import annotations
 
 import dataclasses
 import inspect

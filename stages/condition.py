@@ -21,7 +21,7 @@ class Params:
 
 
 def compute(ctx, params: Params) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.media import load_image_conditioning
 

@@ -18,22 +18,24 @@ class Params:
     seed: int  # decoder noise, used only by timestep-conditioned decoders
 
 
-def to_uint8(frames) -> np.ndarray:
-    """[-1, 1] (F, H, W, 3) -> uint8 with the reference's truncating cast."""
-    return (np.clip((np.asarray(frames, np.float32) + 1.0) / 2.0, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def compute(ctx, params: Params, latents) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
+    from ltx.sampling import noise
     from ltx.tiling import parse_tiling
+    from ltx.video_vae import to_uint8
 
     decoder = runtime.video_decoder(ctx.runtime)
     latent = mx.array(latents["video_latent"])
     _, _, f, h, w = latent.shape
     out = ctx.output("frames", (8 * (f - 1) + 1, 32 * h, 32 * w, 3), np.uint8)
-    for chunk in decoder.decode_stream(latent, parse_tiling(params.tiling), seed=params.seed):
-        out.write(to_uint8(chunk))
+    tiles = iter(range(1 << 30))
+
+    def decoder_noise(shape):  # timestep-conditioned decoders draw fresh noise per tile, as the reference
+        return noise((params.seed + next(tiles)) % 2**32, shape, "decoder")
+
+    for chunk in decoder.decode_stream(latent, parse_tiling(params.tiling), noise=decoder_noise):
+        out.write(np.array(to_uint8(chunk[0])))
     return {}
 
 

@@ -18,7 +18,7 @@ class Params:
 
 
 def compute(ctx, params: Params, latents) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     decoder = runtime.audio_decoder(ctx.runtime)
     mel = decoder.decode(mx.array(latents["audio_latent"]))  # (B, T, 64, 2) channels-last

@@ -25,7 +25,7 @@ class Params:
 
 
 def initial_states(params, images_art, stream: str):
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.conditioning import apply_conditionings, audio_state, video_state
     from ltx.constants import audio_latent_frames, video_latent_shape

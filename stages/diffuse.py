@@ -15,7 +15,7 @@ import numpy as np
 
 
 def contexts(art: Any) -> tuple[Any, Any]:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     return mx.array(art["video_context"]), mx.array(art["audio_context"])
 
@@ -51,7 +51,7 @@ def make_denoiser(model: Any, positive: tuple, negative: tuple | None, video_gui
 
 def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
     """Euler over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.sampling import euler_loop
 
@@ -76,7 +76,7 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
 
 def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
     """Drop appended conditioning tokens and return latents in the reference layouts."""
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.conditioning import clear_conditioning, unpatchify
 
@@ -88,7 +88,7 @@ def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
 
 def image_conditionings(images_art: Any, images: tuple[tuple[int, float], ...]) -> list:
     """Frame 0 replaces the first latent frame; other frames are appended as keyframe tokens."""
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
 

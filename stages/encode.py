@@ -18,10 +18,11 @@ class Params:
 
 
 def compute(ctx, params: Params) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     encoder = runtime.text_encoder(ctx.runtime)
-    video, audio = encoder.encode(params.prompt)
+    out = encoder.encode(params.prompt)
+    video, audio = out.video, out.audio
     mx.eval(video, audio)
     return {"video_context": np.array(video.astype(mx.float32)), "audio_context": np.array(audio.astype(mx.float32))}
 

@@ -86,6 +86,10 @@ class ModelFiles:
     def upsampler_digest(self) -> str:
         return self._digest(self.upsampler)
 
+    def lora_digest(self) -> str:
+        """The tiny model's own distilled LoRA."""
+        return self._digest(self.checkpoint.parent / "distilled_lora.safetensors")
+
     @cached_property
     def gemma_digest(self) -> str:
         if self.tiny_variant is not None:

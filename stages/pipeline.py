@@ -14,6 +14,7 @@ from stages.models import ModelFiles, resolve_model
 
 PIPELINES = ("distilled", "dev", "dev-two-stage")
 TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
+TINY_LORA = "tiny:distilled_lora"
 
 
 @dataclass
@@ -58,8 +59,8 @@ def _validate(o: Options, two_stage: bool) -> None:
     C.validate_resolution(o.height, o.width, two_stage)
     C.validate_frames(o.num_frames)
     C.validate_fps(o.frame_rate)
-    if not 0 <= o.seed < 2**63:
-        raise LtxError(f"--seed {o.seed} is out of range; use an integer in [0, 2^63)")
+    if not 0 <= o.seed < 2**32:
+        raise LtxError(f"--seed {o.seed} is out of range; use an integer from 0 to {2**32 - 1}")
     for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
         v = getattr(o, name)
         if v is not None and not math.isfinite(v):
@@ -73,7 +74,7 @@ def _validate(o: Options, two_stage: bool) -> None:
     for path, strength in o.loras + ([o.distilled_lora] if o.distilled_lora else []):
         if not math.isfinite(strength):
             raise LtxError(f"--lora {path} strength {strength} must be a finite number")
-        if not Path(path).is_file():
+        if not Path(path).is_file() and path != TINY_LORA:
             raise LtxError(f"--lora {path} does not exist")
 
 
@@ -89,9 +90,10 @@ def resolve_options(o: Options, files: ModelFiles) -> Options:
     params = C.params_for_version(files.version)
     tiny = files.tiny_variant is not None
     default_hw = C.TWO_STAGE_RESOLUTION if two_stage else C.ONE_STAGE_RESOLUTION
-    o.height = o.height or (TINY_DEFAULTS["height"] if tiny else default_hw[0])
-    o.width = o.width or (TINY_DEFAULTS["width"] if tiny else default_hw[1])
-    o.num_frames = o.num_frames or (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
+    # `is None`, not `or`: an explicit 0 is bad input to reject, not a request for the default
+    o.height = o.height if o.height is not None else (TINY_DEFAULTS["height"] if tiny else default_hw[0])
+    o.width = o.width if o.width is not None else (TINY_DEFAULTS["width"] if tiny else default_hw[1])
+    o.num_frames = o.num_frames if o.num_frames is not None else (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
     o.frame_rate = o.frame_rate if o.frame_rate is not None else params.frame_rate
     o.seed = o.seed if o.seed is not None else params.seed
     o.image_crf = o.image_crf if o.image_crf is not None else C.DEFAULT_IMAGE_CRF
@@ -106,9 +108,12 @@ def resolve_options(o: Options, files: ModelFiles) -> Options:
 
             o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
-        o.distilled_lora = (str(files.checkpoint.parent / "distilled_lora.safetensors"), 1.0)
+        o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None:
         raise LtxError("--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file)")
+    from stages import validate
+
+    validate.options(o, files, two_stage)  # bad input fails here, before anything is written
     _validate(o, two_stage)
     return o
 
@@ -140,8 +145,14 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     text = {**ckpt, "gemma": files.gemma_digest}
     two_stage = o.pipeline != "dev"
     h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
-    user_loras = tuple((str(p), float(s)) for p, s in o.loras)
-    lora_ext = {f"lora{i}": store.digest(p) for i, (p, _) in enumerate(user_loras)}
+    def lora_file(path: str) -> str:
+        return str(files.checkpoint.parent / "distilled_lora.safetensors") if path == TINY_LORA else path
+
+    def lora_digest(path: str) -> str:
+        return files.lora_digest() if path == TINY_LORA else store.digest(path)
+
+    user_loras = tuple((lora_file(p), float(s)) for p, s in o.loras)
+    lora_ext = {f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(o.loras)}
     rt = {"files": files, "loras": user_loras}
     frames = tuple((int(f), float(s)) for _, f, s in o.images)
     images_ext = {f"image{i}": store.digest(p) for i, (p, _, _) in enumerate(o.images)}
@@ -174,8 +185,9 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         nodes["upsample"] = Node(upsample.STAGE, upsample.Params(), {"latents": final},
                                  {**ckpt, "upsampler": files.upsampler_digest}, files)
         # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage)
-        loras2 = user_loras + ((o.distilled_lora[0], float(o.distilled_lora[1])),) if o.distilled_lora else user_loras
-        ext2 = {**ckpt, **{f"lora{i}": store.digest(p) for i, (p, _) in enumerate(loras2)}}
+        named2 = list(o.loras) + ([o.distilled_lora] if o.distilled_lora else [])
+        loras2 = tuple((lora_file(p), float(s)) for p, s in named2)
+        ext2 = {**ckpt, **{f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named2)}}
         inputs2 = {"latents": nodes["upsample"], "stage1": final, "context": nodes["encode"]}
         if o.images:
             nodes["condition_full"] = Node(condition.STAGE, condition.Params(o.height, o.width, o.image_crf, len(o.images)),

@@ -23,7 +23,7 @@ class Params:
 
 
 def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.conditioning import apply_conditionings, audio_state, video_state
     from ltx.sampling import add_noise, noise

@@ -14,6 +14,17 @@ from stages.models import ModelFiles
 _LOADED: dict[tuple, Any] = {}
 
 
+def __getattr__(name: str) -> Any:
+    """`from stages.runtime import mx`: mlx.core, imported after ltx.backend has set up the BLAS."""
+    if name == "mx":
+        import ltx.backend  # noqa: F401
+
+        import mlx.core
+
+        return mlx.core
+    raise AttributeError(name)
+
+
 def _memo(key: tuple, build: Callable[[], Any]) -> Any:
     if key not in _LOADED:
         _LOADED[key] = build()

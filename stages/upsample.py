@@ -18,7 +18,7 @@ class Params:
 
 
 def compute(ctx, params: Params, latents) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     from ltx.upsampler import upsample_video
 

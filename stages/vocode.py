@@ -18,7 +18,7 @@ class Params:
 
 
 def compute(ctx, params: Params, mel) -> dict:
-    import mlx.core as mx
+    from stages.runtime import mx
 
     vocoder = runtime.vocoder(ctx.runtime)
     wave = vocoder(mx.array(mel["mel"]).transpose(0, 2, 3, 1))  # (B, N, 2)

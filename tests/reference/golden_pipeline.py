@@ -151,10 +151,16 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     from ltx_core.model.transformer import attention as ref_attention
     from ltx_core.model.upsampler import upsample_video
     from ltx_core.types import VideoPixelShape
-    from ltx_pipelines.utils.constants import (DEFAULT_NEGATIVE_PROMPT, DISTILLED_SIGMA_VALUES,
-                                               STAGE_2_DISTILLED_SIGMA_VALUES)
-    from ltx_pipelines.utils.helpers import (denoise_audio_video, multi_modal_guider_factory_denoising_func,
-                                             simple_denoising_func)
+    from ltx_pipelines.utils.constants import (
+        DEFAULT_NEGATIVE_PROMPT,
+        DISTILLED_SIGMA_VALUES,
+        STAGE_2_DISTILLED_SIGMA_VALUES,
+    )
+    from ltx_pipelines.utils.helpers import (
+        denoise_audio_video,
+        multi_modal_guider_factory_denoising_func,
+        simple_denoising_func,
+    )
     from ltx_pipelines.utils.model_ledger import ModelLedger
     from ltx_pipelines.utils.samplers import euler_denoising_loop
     from ltx_pipelines.utils.types import PipelineComponents

@@ -1,0 +1,312 @@
+"""Checks of everything a user hands in, before anything is computed or written to the cache.
+
+Each check raises `LtxError` with one line naming the bad value and the fix. The pipeline calls
+these from `stages/pipeline.py` while it builds the graph, so a bad input fails before the first
+artifact (or digest memo, or tiny-model file) is written.
+
+Files are untrusted: images and audio are probed by decoding them (imageio, soundfile), weights by
+their safetensors header only (size-checked before it is parsed; no pickle anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+from stages.framework import LtxError
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+# RoPE positions of the video transformer are pixel coordinates scaled by max_pos (config default [20, 2048, 2048]).
+MAX_PIXELS = 2048
+FLOAT_DTYPES = {"F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+                "F8_E4M3": 1, "F8_E5M2": 1, "U32": 4, "U16": 2, "U64": 8}
+
+
+# ---- numbers and names ---------------------------------------------------------------------------
+def prompt(text: str | None) -> str:
+    if text is None or not str(text).strip():
+        raise LtxError('--prompt is empty; describe the video to generate, e.g. --prompt "a fox in the snow"')
+    return text
+
+
+def finite(option: str, value: float | None) -> None:
+    if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+        raise LtxError(f"{option} {value} must be a finite number")
+
+
+def strength(option: str, value: float) -> None:
+    finite(option, value)
+    if not 0.0 <= value <= 1.0:
+        raise LtxError(f"{option} {value} is outside [0, 1]; use 1.0 to keep the image exactly, lower to let it change")
+
+
+def seed(value: int) -> None:
+    if not isinstance(value, int) or not 0 <= value < 2**63:
+        raise LtxError(f"--seed {value} is out of range; use an integer in [0, 2^63)")
+
+
+def steps(value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LtxError(f"--steps {value} must be an integer >= 1 (e.g. 40)")
+
+
+def frames(n: int) -> None:
+    if not isinstance(n, int) or n < 1:
+        raise LtxError(f"--num-frames {n} must be a positive integer of the form 1 + 8k (e.g. 121)")
+    if (n - 1) % 8:
+        lo = 1 + (n - 1) // 8 * 8
+        raise LtxError(f"--num-frames {n} must be of the form 1 + 8k; use {lo} or {lo + 8}")
+
+
+def resolution(height: int, width: int, two_stage: bool, max_pixels: int = MAX_PIXELS) -> None:
+    divisor, kind = (64, "two-stage") if two_stage else (32, "one-stage")
+    for name, v in (("height", height), ("width", width)):
+        if not isinstance(v, int) or v <= 0:
+            raise LtxError(f"--{name} {v} must be a positive integer divisible by {divisor}")
+        if v % divisor:
+            lo = v // divisor * divisor
+            near = f"{lo + divisor}" if lo <= 0 else f"{lo} or {lo + divisor}"
+            raise LtxError(f"--{name} {v} must be divisible by {divisor} for {kind} pipelines; use {near}")
+        if v > max_pixels:
+            raise LtxError(f"--{name} {v} is above the positional range of the model ({max_pixels} pixels); "
+                           f"use at most {max_pixels // divisor * divisor}")
+
+
+def run_name(name: str) -> str:
+    from cache.store import check_run_name
+
+    return check_run_name(name)
+
+
+# ---- media ------------------------------------------------------------------------------------------
+def _existing_file(path: str | Path, option: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise LtxError(f"{option} {path} does not exist; check the path")
+    if not p.is_file():
+        raise LtxError(f"{option} {path} is not a file; pass an image or audio file")
+    return p
+
+
+def image_file(path: str | Path, option: str = "--image") -> None:
+    """The file exists and decodes as an image (the whole image is decoded: truncation is caught)."""
+    p = _existing_file(path, option)
+    try:
+        import imageio.v3 as iio
+
+        arr = iio.imread(p, index=0)
+    except Exception as e:  # noqa: BLE001  (any decoder failure means "not a usable image")
+        raise LtxError(f"{option} {path} is not a readable image ({_why(e)}); pass a PNG, JPEG or WebP file") from None
+    if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise LtxError(f"{option} {path} is not a still image (decoded shape {arr.shape}); pass a PNG, JPEG or WebP file")
+
+
+def audio_file(path: str | Path, option: str = "--audio") -> None:
+    """The file exists and decodes as audio (every frame is read: truncation is caught)."""
+    p = _existing_file(path, option)
+    try:
+        import soundfile
+
+        data, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
+    except Exception as e:  # noqa: BLE001
+        raise LtxError(f"{option} {path} is not a readable audio file ({_why(e)}); pass a WAV or FLAC file") from None
+    if _wav_truncated(p):
+        raise LtxError(f"{option} {path} is truncated (its data chunk is shorter than its header says); "
+                       "pass the complete file")
+    if data.shape[0] == 0 or rate <= 0:
+        raise LtxError(f"{option} {path} holds no audio samples; pass a non-empty WAV or FLAC file")
+
+
+def _wav_truncated(p: Path) -> bool:
+    """libsndfile reads a truncated WAV without complaint: compare the data chunk's declared size with the file."""
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        size, pos = p.stat().st_size, 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, n = f.read(4), struct.unpack("<I", f.read(4))[0]
+            if chunk == b"data":
+                return pos + 8 + n > size
+            pos += 8 + n + (n & 1)
+    return False
+
+
+def _why(e: Exception) -> str:
+    if "Could not find a backend" in str(e):
+        return "unrecognised format"
+    text = " ".join(str(e).split())[:120]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# ---- weights -------------------------------------------------------------------------------------
+def safetensors_header(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; the header length is checked against the file size
+    before anything is parsed, and every tensor's byte range against its dtype, shape and the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise LtxError(f"{what} {p} does not exist")
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise LtxError(f"{what} {p} is truncated ({size} bytes); download it again")
+        (n,) = struct.unpack("<Q", raw)
+        if n > MAX_HEADER_BYTES or n + 8 > size:
+            raise LtxError(f"{what} {p}: header claims {n} bytes but the file has {size}; the file is truncated "
+                           "or corrupt, download it again")
+        body = f.read(n)
+    try:
+        header = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LtxError(f"{what} {p} has a malformed safetensors header; download it again") from None
+    if not isinstance(header, dict):
+        raise LtxError(f"{what} {p} has a malformed safetensors header; download it again")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise LtxError(f"{what} {p} has malformed safetensors metadata; download it again")
+    data_len = size - 8 - n
+    for name, info in header.items():
+        try:
+            dtype, shape, (start, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
+            count = math.prod(shape)
+            start, end = int(start), int(end)
+        except (KeyError, TypeError, ValueError):
+            raise LtxError(f"{what} {p}: malformed header entry for tensor {name!r}; download it again") from None
+        if dtype not in _DTYPE_BYTES:
+            raise LtxError(f"{what} {p}: tensor {name!r} has unsupported dtype {dtype}")
+        if start < 0 or end - start != count * _DTYPE_BYTES[dtype] or end > data_len:
+            raise LtxError(f"{what} {p}: tensor {name!r} lies outside the file; the file is truncated or corrupt, "
+                           "download it again")
+    return header, metadata
+
+
+def _float_weights(header: dict[str, Any], path: Path, what: str) -> None:
+    for name, info in header.items():
+        if info["dtype"] not in FLOAT_DTYPES:
+            raise LtxError(f"{what} {path}: tensor {name!r} has dtype {info['dtype']}, expected a float type "
+                           f"({', '.join(sorted(FLOAT_DTYPES))}); is this the right file?")
+
+
+def _config(metadata: dict[str, str], path: Path, what: str, section: str) -> dict[str, Any]:
+    if "config" not in metadata:
+        raise LtxError(f"{what} {path} has no 'config' metadata; is it an official LTX-2 single-file checkpoint?")
+    try:
+        config = json.loads(metadata["config"])
+    except (TypeError, json.JSONDecodeError):
+        raise LtxError(f"{what} {path}: its 'config' metadata is not valid JSON; download the file again") from None
+    if not isinstance(config, dict) or (section and not isinstance(config.get(section), dict)):
+        raise LtxError(f"{what} {path}: its 'config' metadata has no '{section}' section; is it the right file?")
+    return config
+
+
+def checkpoint_shapes(files: Any) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of the model's checkpoint, from the header (the tiny model: from its manifest,
+    so that nothing has to be created on disk to check a LoRA against it)."""
+    if files.tiny_variant is not None:
+        from ltx import tiny
+
+        tensors = tiny.load_manifest(files.tiny_variant)["files"]["model.safetensors"]["tensors"]
+        return {k: tuple(v) for k, v in tensors.items()}
+    header, _ = safetensors_header(files.checkpoint, "checkpoint")
+    return {k: tuple(v["shape"]) for k, v in header.items()}
+
+
+def model_files(files: Any) -> None:
+    """A model directory's checkpoint, upsampler and Gemma files: present, intact headers, config, float dtypes,
+    and every component's weights of the shapes its config implies (modules are built lazily: no weights are read)."""
+    if files.tiny_variant is not None:
+        return  # synthesised from the package's own manifest
+    ckpt = Path(files.checkpoint)
+    header, metadata = safetensors_header(ckpt, "checkpoint")
+    _config(metadata, ckpt, "checkpoint", "transformer")
+    _float_weights(header, ckpt, "checkpoint")
+    up = Path(files.upsampler)
+    up_header, up_meta = safetensors_header(up, "upsampler")
+    _config(up_meta, up, "upsampler", "")
+    _float_weights(up_header, up, "upsampler")
+    gemma = Path(files.gemma)
+    if not (gemma / "config.json").is_file() or not any(gemma.glob("tokenizer*")):
+        raise LtxError(f"Gemma directory {gemma} lacks config.json or the tokenizer files; copy the whole Gemma-3 directory")
+    shards = sorted(gemma.rglob("model*.safetensors"))
+    if not shards:
+        raise LtxError(f"Gemma directory {gemma} has no model*.safetensors; copy the whole Gemma-3 directory")
+    for shard in shards:
+        safetensors_header(shard, "Gemma weights")
+    _component_shapes(files)
+
+
+def _component_shapes(files: Any) -> None:
+    """Build each component from its config and check the checkpoint's shapes against it (lazy: cheap)."""
+    from ltx.loader import CheckpointError
+    from ltx.transformer import load_transformer
+    from ltx.upsampler import load_upsampler
+
+    try:
+        load_transformer(str(files.checkpoint))
+        load_upsampler(str(files.upsampler))
+    except CheckpointError as e:
+        raise LtxError(f"{e}; is this the right file for this model?") from None
+
+
+def lora_file(path: str | Path, shapes: dict[str, tuple[int, ...]], option: str = "--lora") -> None:
+    """A LoRA's header: lora_A/lora_B pairs whose product fits a weight of the checkpoint."""
+    p = _existing_file(path, option)
+    header, _ = safetensors_header(p, f"{option}")
+    _float_weights(header, p, option)
+    pairs: dict[str, dict[str, tuple[int, ...]]] = {}
+    for key, info in header.items():
+        for prefix in ("model.diffusion_model.", "diffusion_model."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        for part in ("A", "B"):
+            if key.endswith(f".lora_{part}.weight"):
+                pairs.setdefault(key[: -len(f".lora_{part}.weight")], {})[part] = tuple(info["shape"])
+    if not pairs:
+        raise LtxError(f"{option} {path} has no lora_A/lora_B weights; is it a LoRA for LTX-2?")
+    for module, ab in sorted(pairs.items()):
+        if set(ab) != {"A", "B"}:
+            raise LtxError(f"{option} {path}: {module} has no lora_{'B' if 'A' in ab else 'A'}.weight; the file is incomplete")
+        a, b = ab["A"], ab["B"]
+        w = shapes.get(f"model.diffusion_model.{module}.weight")
+        if w is None:
+            raise LtxError(f"{option} {path}: the model has no weight {module}.weight; is the LoRA for another model?")
+        if len(a) != 2 or len(b) != 2 or b[1] != a[0] or (b[0], a[1]) != tuple(w):
+            raise LtxError(f"{option} {path}: {module} has lora_B {b} @ lora_A {a}, which does not fit the weight "
+                           f"{tuple(w)}; is the LoRA for another model?")
+
+
+# ---- everything at once ---------------------------------------------------------------------------
+def options(o: Any, files: Any, two_stage: bool) -> None:
+    """The checks `stages/pipeline.py` does not do itself, on resolved options (defaults filled in)."""
+    prompt(o.prompt)
+    frames(o.num_frames)
+    resolution(o.height, o.width, two_stage)
+    seed(o.seed)
+    finite("--frame-rate", o.frame_rate)
+    if o.frame_rate is not None and o.frame_rate <= 0:
+        raise LtxError(f"--frame-rate {o.frame_rate} must be > 0 (e.g. 24)")
+    if o.steps is not None:
+        steps(o.steps)
+    for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
+        finite(f"--{name.replace('_', '-')}", getattr(o, name))
+    for path, frame, s in o.images:
+        strength(f"--image {path} strength", s)
+        image_file(path)
+    model_files(files)
+    loras = list(o.loras)
+    tiny_lora = files.tiny_variant is not None and o.distilled_lora is not None and \
+        Path(o.distilled_lora[0]).parent == Path(files.checkpoint).parent
+    if o.distilled_lora is not None and not tiny_lora:
+        loras.append(tuple(o.distilled_lora))
+    if loras:
+        shapes = checkpoint_shapes(files)
+        for path, s in loras:
+            finite(f"--lora {path} strength", s)
+            lora_file(path, shapes)

@@ -1,0 +1,370 @@
+"""Bad input: every case is one line "error: ..." naming the value and the fix, exit code 1, and nothing
+written to the cache. One table (CASES) holds them all; add a row to add a case.
+
+CLI cases run `stages.cli.main` in-process (the same code path as the `ltx` entry point, much cheaper
+than a subprocess per case); a few run as real subprocesses too, to pin the contract end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROMPT = ["--prompt", "a red fox trots through fresh snow"]
+SMALL = ["--height", "64", "--width", "128", "--num-frames", "9"]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: Callable[[dict], list[str]] | list[str]  # CLI arguments (after --cache-dir), given the fixture paths
+    needle: str  # must appear in the one error line
+    kind: str = "cli"  # "cli": the ltx command line; "audio": stages.validate.audio_file (no CLI option takes audio yet)
+    cache: str = "empty"  # "empty": a fresh cache dir; "keys": one holding two artifacts with a common key prefix
+    subprocess: bool = False  # also run as a real `python -m stages.cli` subprocess
+
+
+def gen(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
+    """`generate` with a small size, the prompt, and `extra` (fixture names in braces are substituted)."""
+    def build(fx: dict) -> list[str]:
+        return ["generate", *(PROMPT if prompt else []), *SMALL, *[a.format(**fx) for a in extra],
+                "--output-path", fx["out"]]
+    return build
+
+
+def arg(*a: str) -> Callable[[dict], list[str]]:
+    return lambda fx: [x.format(**fx) for x in a]
+
+
+CASES: list[Case] = [
+    # prompt
+    Case("empty-prompt", gen("--prompt", "", prompt=False), "--prompt is empty", subprocess=True),
+    Case("whitespace-prompt", gen("--prompt", "  \t ", prompt=False), "--prompt is empty"),
+    # frames: 1 + 8k, with the nearest valid ones suggested
+    Case("frames-10", gen("--num-frames", "10"), "use 9 or 17", subprocess=True),
+    Case("frames-100", gen("--num-frames", "100"), "use 97 or 105"),
+    Case("frames-zero", gen("--num-frames", "0"), "--num-frames 0"),
+    Case("frames-negative", gen("--num-frames", "-7"), "--num-frames -7"),
+    # resolution: divisible by 64 (two-stage) or 32 (one-stage), and within the positional range
+    Case("height-100-two-stage", gen("--height", "100"), "use 64 or 128"),
+    Case("width-96-two-stage", gen("--width", "96"), "divisible by 64"),
+    Case("height-48-one-stage", gen("--pipeline", "dev", "--height", "48"), "divisible by 32"),
+    Case("height-negative", gen("--height", "-64"), "--height -64"),
+    Case("width-above-positional-range", gen("--width", "4096"), "positional range"),
+    Case("height-above-positional-range", gen("--pipeline", "dev", "--height", "2080"), "positional range"),
+    # steps, guidance, strengths, frame rate, seed
+    Case("steps-zero", gen("--pipeline", "dev", "--steps", "0"), "steps 0 must be an integer >= 1"),
+    Case("steps-negative", gen("--pipeline", "dev", "--steps", "-3"), "steps -3 must be an integer >= 1"),
+    Case("steps-distilled", gen("--steps", "4"), "--steps does not apply"),
+    Case("cfg-nan", gen("--cfg-scale", "nan"), "--cfg-scale nan must be a finite number"),
+    Case("audio-cfg-inf", gen("--audio-cfg-scale", "inf"), "--audio-cfg-scale inf"),
+    Case("stg-minus-inf", gen("--stg-scale", "-inf"), "--stg-scale -inf"),
+    Case("frame-rate-nan", gen("--frame-rate", "nan"), "--frame-rate nan"),
+    Case("frame-rate-zero", gen("--frame-rate", "0"), "--frame-rate 0"),
+    Case("image-strength-above-1", gen("--image", "{png}", "0", "1.5"), "outside [0, 1]"),
+    Case("image-strength-negative", gen("--image", "{png}", "0", "-0.1"), "outside [0, 1]"),
+    Case("image-strength-nan", gen("--image", "{png}", "0", "nan"), "must be a finite number"),
+    Case("image-frame-outside", gen("--image", "{png}", "20", "1.0"), "outside the video"),
+    Case("lora-strength-nan", gen("--lora", "{lora}", "nan"), "must be a finite number"),
+    Case("seed-negative", gen("--seed", "-1"), "--seed -1 is out of range"),
+    Case("seed-too-large", gen("--seed", str(2**63)), "is out of range"),
+    Case("unknown-pipeline", gen("--pipeline", "turbo"), "--pipeline 'turbo' is unknown"),
+    # images
+    Case("image-missing", gen("--image", "{missing}.png", "0", "1.0"), "does not exist", subprocess=True),
+    Case("image-directory", gen("--image", "{dir}", "0", "1.0"), "is not a file"),
+    Case("image-not-an-image", gen("--image", "{text_png}", "0", "1.0"), "is not a readable image"),
+    Case("image-empty-file", gen("--image", "{empty_png}", "0", "1.0"), "is not a readable image"),
+    Case("image-truncated-png", gen("--image", "{trunc_png}", "0", "1.0"), "is not a readable image"),
+    Case("image-truncated-jpeg", gen("--image", "{trunc_jpg}", "0", "1.0"), "is not a readable image"),
+    # audio (checked by stages.validate.audio_file; no command takes an audio input yet)
+    Case("audio-missing", ["{missing}.wav"], "does not exist", kind="audio"),
+    Case("audio-not-audio", ["{text_wav}"], "is not a readable audio file", kind="audio"),
+    Case("audio-empty-file", ["{empty_png}"], "is not a readable audio file", kind="audio"),
+    Case("audio-truncated-header", ["{trunc_wav_head}"], "is not a readable audio file", kind="audio"),
+    Case("audio-truncated-data", ["{trunc_wav}"], "is truncated", kind="audio"),
+    Case("audio-no-samples", ["{silent_wav}"], "holds no audio samples", kind="audio"),
+    # model directories
+    Case("model-not-a-directory", gen("--model", "{missing}"), "is neither 'tiny' nor a directory"),
+    Case("model-missing-checkpoint", gen("--model", "{m_no_ckpt}"), "no LTX-2 checkpoint in"),
+    Case("model-missing-upsampler", gen("--model", "{m_no_up}"), "spatial upsampler", subprocess=True),
+    Case("model-missing-gemma", gen("--model", "{m_no_gemma}"), "Gemma-3 directory"),
+    Case("model-gemma-without-weights", gen("--model", "{m_gemma_no_weights}"), "Gemma-3 directory"),
+    Case("model-gemma-without-config", gen("--model", "{m_gemma_no_config}"), "lacks config.json"),
+    Case("checkpoint-truncated", gen("--model", "{m_trunc}"), "lies outside the file"),
+    Case("checkpoint-no-config", gen("--model", "{m_no_config}"), "'config' has a 'transformer' section"),
+    Case("checkpoint-malformed-config", gen("--model", "{m_bad_config}"), "'config' has a 'transformer' section"),
+    Case("checkpoint-wrong-dtype", gen("--model", "{m_dtype}"), "expected a float type"),
+    Case("checkpoint-wrong-shape", gen("--model", "{m_shape}"), "has shape"),
+    Case("upsampler-huge-header", gen("--model", "{m_up_huge}"), "header claims"),
+    Case("upsampler-truncated-to-4-bytes", gen("--model", "{m_up_tiny}"), "is truncated"),
+    Case("upsampler-no-config", gen("--model", "{m_up_no_config}"), "has no 'config' metadata"),
+    Case("upsampler-malformed-header", gen("--model", "{m_up_bad_json}"), "malformed safetensors header"),
+    Case("gemma-truncated-weights", gen("--model", "{m_gemma_trunc}"), "Gemma weights"),
+    # LoRAs
+    Case("lora-missing", gen("--lora", "{missing}.safetensors"), "does not exist"),
+    Case("lora-shape-mismatch", gen("--lora", "{lora_bad_shape}"), "does not fit the weight"),
+    Case("lora-rank-mismatch", gen("--lora", "{lora_bad_rank}"), "does not fit the weight"),
+    Case("lora-unknown-module", gen("--lora", "{lora_bad_module}"), "the model has no weight"),
+    Case("lora-half-pair", gen("--lora", "{lora_half}"), "has no lora_B.weight"),
+    Case("lora-truncated", gen("--lora", "{lora_trunc}"), "lies outside the file"),
+    Case("lora-huge-header", gen("--lora", "{lora_huge}"), "header claims"),
+    Case("lora-not-safetensors", gen("--lora", "{text_png}"), "header claims"),
+    # the cache
+    Case("cache-unwritable", lambda fx: ["--cache-dir", fx["blocker"] + "/cache", *gen()(fx)], "is not writable",
+         subprocess=True),
+    Case("key-prefix-unknown", arg("cache", "show", "{unknown_prefix}"), "no artifact matches", cache="keys"),
+    Case("key-prefix-ambiguous", arg("cache", "show", "{ambiguous_prefix}"), "give more digits", cache="keys",
+         subprocess=True),
+    Case("key-prefix-too-short", arg("cache", "show", "ab"), "at least 4 hex digits", cache="keys"),
+    Case("key-prefix-not-hex", arg("cache", "rm", "xyz123"), "at least 4 hex digits", cache="keys"),
+    Case("verify-unknown-prefix", arg("cache", "verify", "{unknown_prefix}"), "no artifact matches", cache="keys"),
+    # run names
+    Case("run-name-dotdot", lambda fx: ["generate", "..", *gen()(fx)[1:]], "is not allowed"),
+    Case("run-name-parent", lambda fx: ["denoise", "../escape", *gen()(fx)[1:]], "is not allowed", subprocess=True),
+    Case("run-name-slash", lambda fx: ["generate", "a/b/c", *gen()(fx)[1:]], "is not allowed"),
+    Case("run-name-backslash", lambda fx: ["generate", "a\\b", *gen()(fx)[1:]], "is not allowed"),
+    Case("status-run-name-dotdot", arg("status", "../../etc"), "is not allowed"),
+]
+
+
+# ---- fixtures: the bad files --------------------------------------------------------------------------
+def _rewrite_header(src: Path, dst: Path, edit: Callable[[dict], None]) -> None:
+    """Copy a safetensors file with its JSON header edited (tensor data kept byte for byte)."""
+    raw = src.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    dst.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + n :])
+
+
+def _model_variant(base: Path, root: Path, name: str, change: Callable[[Path], None]) -> str:
+    d = root / name
+    shutil.copytree(base, d)
+    change(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory) -> dict:
+    from PIL import Image
+
+    import soundfile
+
+    from ltx import tiny
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    f: dict = {"out": str(root / "out" / "x.mp4"), "missing": str(root / "no-such-file"), "dir": str(root)}
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(root / "ok.png")
+    f["png"] = str(root / "ok.png")
+    data = (root / "ok.png").read_bytes()
+    (root / "trunc.png").write_bytes(data[: len(data) // 2])
+    f["trunc_png"] = str(root / "trunc.png")
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(root / "ok.jpg")
+    data = (root / "ok.jpg").read_bytes()
+    (root / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    f["trunc_jpg"] = str(root / "trunc.jpg")
+    (root / "text.png").write_text("this is not an image\n")
+    f["text_png"] = str(root / "text.png")
+    (root / "empty.png").write_bytes(b"")
+    f["empty_png"] = str(root / "empty.png")
+    soundfile.write(str(root / "ok.wav"), np.zeros((1600, 1), np.float32), 16000)
+    data = (root / "ok.wav").read_bytes()
+    (root / "trunc.wav").write_bytes(data[: len(data) // 2])
+    (root / "trunc_head.wav").write_bytes(data[:30])
+    soundfile.write(str(root / "silent.wav"), np.zeros((0, 1), np.float32), 16000)
+    (root / "text.wav").write_text("not audio")
+    f.update(trunc_wav=str(root / "trunc.wav"), trunc_wav_head=str(root / "trunc_head.wav"),
+             silent_wav=str(root / "silent.wav"), text_wav=str(root / "text.wav"))
+    blocker = root / "blocker"
+    blocker.write_text("a file where the cache directory should be")
+    f["blocker"] = str(blocker)
+
+    # model directories derived from the tiny model's files (official layout)
+    base = root / "tiny-model"
+    tiny.create("2.0", base)
+    models = root / "models"
+    models.mkdir()
+    f["m_no_ckpt"] = _model_variant(base, models, "no-ckpt", lambda d: (d / "model.safetensors").unlink())
+    f["m_no_up"] = _model_variant(base, models, "no-up", lambda d: (d / "upsampler.safetensors").unlink())
+    f["m_no_gemma"] = _model_variant(base, models, "no-gemma", lambda d: shutil.rmtree(d / "gemma"))
+    f["m_gemma_no_weights"] = _model_variant(base, models, "gemma-no-weights",
+                                             lambda d: (d / "gemma" / "model.safetensors").unlink())
+    f["m_gemma_no_config"] = _model_variant(base, models, "gemma-no-config",
+                                            lambda d: (d / "gemma" / "config.json").unlink())
+
+    def truncate(p: Path, keep: float | int) -> None:
+        data = p.read_bytes()
+        p.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+
+    f["m_trunc"] = _model_variant(base, models, "trunc", lambda d: truncate(d / "model.safetensors", 0.6))
+    f["m_gemma_trunc"] = _model_variant(base, models, "gemma-trunc",
+                                        lambda d: truncate(d / "gemma" / "model.safetensors", 0.5))
+    f["m_up_tiny"] = _model_variant(base, models, "up-4-bytes", lambda d: truncate(d / "upsampler.safetensors", 4))
+
+    def huge(p: Path) -> None:
+        data = bytearray(p.read_bytes())
+        data[:8] = struct.pack("<Q", 1 << 60)
+        p.write_bytes(bytes(data))
+
+    f["m_up_huge"] = _model_variant(base, models, "up-huge", lambda d: huge(d / "upsampler.safetensors"))
+
+    def bad_json(p: Path) -> None:
+        data = bytearray(p.read_bytes())
+        data[8] = ord("[")  # '{' -> '[': not a JSON object any more
+        data[9:14] = b"\xff\xfe\x00\x01\x02"
+        p.write_bytes(bytes(data))
+
+    f["m_up_bad_json"] = _model_variant(base, models, "up-bad-json", lambda d: bad_json(d / "upsampler.safetensors"))
+
+    def edit(name: str, fn: Callable[[dict], None]) -> Callable[[Path], None]:
+        def change(d: Path) -> None:
+            tmp = d / (name + ".tmp")
+            _rewrite_header(d / name, tmp, fn)
+            os.replace(tmp, d / name)
+        return change
+
+    def drop_config(h: dict) -> None:
+        h["__metadata__"].pop("config")
+
+    def break_config(h: dict) -> None:
+        h["__metadata__"]["config"] = '{"transformer": {'
+
+    def wrong_dtype(h: dict) -> None:
+        name = next(k for k in sorted(h) if k.startswith("model.diffusion_model.") and h[k]["dtype"] == "BF16")
+        h[name]["dtype"] = "I16"
+
+    def wrong_shape(h: dict) -> None:
+        name = next(k for k in sorted(h) if k.startswith("model.diffusion_model.transformer_blocks.")
+                    and len(h[k]["shape"]) == 2 and h[k]["shape"][0] != h[k]["shape"][1])
+        h[name]["shape"] = h[name]["shape"][::-1]
+
+    f["m_no_config"] = _model_variant(base, models, "no-config", edit("model.safetensors", drop_config))
+    f["m_bad_config"] = _model_variant(base, models, "bad-config", edit("model.safetensors", break_config))
+    f["m_dtype"] = _model_variant(base, models, "dtype", edit("model.safetensors", wrong_dtype))
+    f["m_shape"] = _model_variant(base, models, "shape", edit("model.safetensors", wrong_shape))
+    f["m_up_no_config"] = _model_variant(base, models, "up-no-config", edit("upsampler.safetensors", drop_config))
+
+    # LoRAs derived from the tiny distilled LoRA (ComfyUI keys)
+    lora = base / "distilled_lora.safetensors"
+    f["lora"] = str(lora)
+
+    def lora_variant(name: str, fn: Callable[[dict], None]) -> str:
+        _rewrite_header(lora, root / name, fn)
+        return str(root / name)
+
+    def first(h: dict, suffix: str) -> str:
+        return next(k for k in sorted(h) if k.endswith(suffix))
+
+    def bad_shape(h: dict) -> None:  # A and B agree with each other, not with the weight (same byte count)
+        a, b = first(h, ".lora_A.weight"), first(h, ".lora_B.weight")
+        r, i = h[a]["shape"]
+        o, _ = h[b]["shape"]
+        h[a]["shape"], h[b]["shape"] = [r * 2, i // 2], [o // 2, r * 2]
+
+    def bad_rank(h: dict) -> None:
+        a = first(h, ".lora_A.weight")
+        r, i = h[a]["shape"]
+        h[a]["shape"] = [i, r]
+
+    def bad_module(h: dict) -> None:
+        for k in [k for k in h if ".transformer_blocks.0.attn1.to_k." in k]:
+            h[k.replace(".to_k.", ".to_nowhere.")] = h.pop(k)
+
+    def half(h: dict) -> None:
+        h.pop(first(h, ".lora_B.weight"))
+
+    f["lora_bad_shape"] = lora_variant("bad_shape.safetensors", bad_shape)
+    f["lora_bad_rank"] = lora_variant("bad_rank.safetensors", bad_rank)
+    f["lora_bad_module"] = lora_variant("bad_module.safetensors", bad_module)
+    f["lora_half"] = lora_variant("half.safetensors", half)
+    data = lora.read_bytes()
+    (root / "lora_trunc.safetensors").write_bytes(data[: len(data) * 3 // 4])
+    f["lora_trunc"] = str(root / "lora_trunc.safetensors")
+    (root / "lora_huge.safetensors").write_bytes(struct.pack("<Q", 1 << 40) + data[8:])
+    f["lora_huge"] = str(root / "lora_huge.safetensors")
+
+    # key prefixes: two fake artifacts sharing their first 8 hex digits
+    f["ambiguous_prefix"], f["unknown_prefix"] = "abcd1234", "fedc"
+    return f
+
+
+def _keys_cache(cache: Path, fx: dict) -> None:
+    for tail in ("0" * 56, "1" * 56):
+        key = fx["ambiguous_prefix"] + tail
+        (cache / "objects" / key[:2] / key).mkdir(parents=True)
+
+
+def _snapshot(cache: Path) -> list[str]:
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) if cache.exists() else []
+
+
+def _run_in_process(argv: list[str], capsys) -> tuple[int, str]:
+    import stages.cli as cli
+
+    saved = sys.argv
+    sys.argv = ["ltx", *argv]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cli.main()
+        rc = 0
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = saved
+    return rc, capsys.readouterr().err
+
+
+def _check(case: Case, rc: int, err: str) -> None:
+    lines = err.strip().splitlines()
+    assert rc == 1, (case.id, rc, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), (case.id, err)
+    assert case.needle in lines[0], (case.id, lines[0])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, fx: dict, tmp_path: Path, capsys, monkeypatch):
+    for var in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    if case.kind == "audio":
+        from stages import validate
+        from stages.framework import LtxError
+
+        with pytest.raises(LtxError) as e:
+            validate.audio_file(case.args[0].format(**fx))
+        assert case.needle in str(e.value) and "\n" not in str(e.value)
+        return
+    cache = tmp_path / "cache"
+    if case.cache == "keys":
+        _keys_cache(cache, fx)
+    before = _snapshot(cache)
+    args = case.args(fx) if callable(case.args) else case.args
+    argv = args if args[0] == "--cache-dir" else ["--cache-dir", str(cache), *args]
+    rc, err = _run_in_process(argv, capsys)
+    _check(case, rc, err)
+    assert _snapshot(cache) == before, f"{case.id} wrote to the cache: {_snapshot(cache)}"
+    assert not Path(fx["out"]).exists()
+    if case.subprocess:
+        r = subprocess.run([sys.executable, "-m", "stages.cli", *argv], capture_output=True, text=True, timeout=300,
+                           env={k: v for k, v in os.environ.items() if k not in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE")})
+        _check(case, r.returncode, r.stderr)
+        assert _snapshot(cache) == before
+    print(f"RELIABILITY bad_input {case.id} ok")
+
+
+def test_bad_input_count():
+    """The README's count of bad inputs tried comes from this table (tests/reliability_counts.py)."""
+    assert len({c.id for c in CASES}) == len(CASES) >= 60
