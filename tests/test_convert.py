@@ -15,10 +15,10 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
+from test_quantize import BOUNDS, golden_inputs, write_widened  # noqa: E402
 
 from ltx import convert, gemma, loader, quantize, tiny  # noqa: E402
 from ltx.transformer import X0Model, load_transformer  # noqa: E402
-from test_quantize import BOUNDS, golden_inputs, write_widened  # noqa: E402
 
 DIGESTS = {"checkpoint": "sha256:c0", "upsampler": "sha256:u0", "gemma": "sha256:g0"}
 

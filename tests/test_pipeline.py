@@ -45,8 +45,7 @@ def check(name: str, out, ref: np.ndarray, rel: float = REL) -> float:
 
 def golden(variant: str) -> dict[str, np.ndarray]:
     path = GOLDENS / variant / "pipeline.safetensors"
-    if not path.exists():
-        pytest.skip(f"{path} missing; run `.venv-ref/bin/python tests/reference/make_goldens.py --only pipeline`")
+    assert path.exists(), f"{path} missing; run `just goldens`"
     g = {k: np.asarray(v) for k, v in mx.load(str(path)).items()}
     for p in PIPELINES.values():  # stored as float16 bits (see golden_pipeline.py)
         g[f"{p}.video"] = g.pop(f"{p}.video_f16").view(np.float16).astype(np.float32)
@@ -241,7 +240,7 @@ def test_video_decode_float(run):
 def test_video_decode_stage_frames(run):
     """The decode stage's uint8 frames against the reference's truncating cast of its float output (one
     level of slack for values at the cast's boundaries)."""
-    from stages.decode import to_uint8
+    from ltx.video_vae import to_uint8
 
     variant, p, g, *_ = run
     ref = g[f"{p}.video"]

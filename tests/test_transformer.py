@@ -217,11 +217,17 @@ def test_chunked_attention_matches(monkeypatch):
         monkeypatch.undo()
 
 
-def test_caption_projection_in_text_encoder(setup):
-    """The LTX-2.3 layout (caption_proj_before_connector) on the 2.0 weights, minus the projections."""
-    variant, model_dir, _, g = setup
-    if variant != "2.0":
-        pytest.skip("the 2.3 tiny model already has this layout (its main goldens cover it)")
+@pytest.fixture(scope="module")
+def setup_20(tmp_path_factory):
+    model_dir = tiny.create("2.0", tmp_path_factory.mktemp("tiny20") / "model")
+    gold = {k: np.array(v) for k, v in mx.load(str(GOLDENS / "2.0" / "transformer.safetensors")).items()}
+    return "2.0", model_dir, None, gold
+
+
+def test_caption_projection_in_text_encoder(setup_20):
+    """The LTX-2.3 layout (caption_proj_before_connector) on the 2.0 weights, minus the projections
+    (the 2.3 tiny model already has this layout; its main goldens cover it)."""
+    variant, model_dir, _, g = setup_20
     weights, config = _weights_and_config(model_dir)
     weights = {k: v for k, v in weights.items() if "caption_projection" not in k}
     config["transformer"]["caption_proj_before_connector"] = True
