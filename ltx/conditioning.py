@@ -16,7 +16,8 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 
-from ltx.constants import VIDEO_SCALE_FACTORS, validate_fps, validate_strength
+from ltx.constants import validate_fps, validate_strength
+from ltx.patchify import audio_positions, patchify_audio, patchify_video, unpatchify_audio, unpatchify_video, video_positions
 
 AUDIO_HOP_SECONDS = 160 / 16000  # one mel frame
 AUDIO_DOWNSAMPLE = 4  # mel frames per audio latent
@@ -46,61 +47,7 @@ class LatentState:
 # Patchify (patch size 1) and position grids
 
 
-def patchify_video(latent: mx.array) -> mx.array:
-    b, c, f, h, w = latent.shape
-    return latent.reshape(b, c, f * h * w).transpose(0, 2, 1)  # (B, F*H*W, C), frame-major
-
-
-def unpatchify_video(tokens: mx.array, shape: tuple[int, ...]) -> mx.array:
-    b, c, f, h, w = shape
-    return tokens.transpose(0, 2, 1).reshape(b, c, f, h, w)
-
-
-def patchify_audio(latent: mx.array) -> mx.array:
-    b, c, t, m = latent.shape
-    return latent.transpose(0, 2, 1, 3).reshape(b, t, c * m)  # (B, T, C*mel), channel-major
-
-
-def unpatchify_audio(tokens: mx.array, shape: tuple[int, ...]) -> mx.array:
-    b, c, t, m = shape
-    return tokens.reshape(b, t, c, m).transpose(0, 2, 1, 3)
-
-
-def video_positions(
-    frames: int,
-    height: int,
-    width: int,
-    fps: float,
-    batch: int = 1,
-    causal_fix: bool = True,
-    frame_offset: int = 0,
-) -> mx.array:
-    """(B, 3, F*H*W, 2) float32 [start, end) bounds: time in seconds, height and width in pixels.
-
-    The causal fix maps latent frame 0 to pixel frames [0, 1) and frame f >= 1 to [8f - 7, 8f + 1).
-    frame_offset (pixel frames) is added before dividing by fps (keyframes).
-    """
-    validate_fps(fps)
-    st, sh, sw = VIDEO_SCALE_FACTORS
-    f, h, w = mx.meshgrid(mx.arange(frames), mx.arange(height), mx.arange(width), indexing="ij")
-    starts = mx.stack([f.reshape(-1) * st, h.reshape(-1) * sh, w.reshape(-1) * sw])  # (3, T) int
-    ends = starts + mx.array([st, sh, sw])[:, None]
-    bounds = mx.stack([starts, ends], axis=-1)  # (3, T, 2)
-    t = bounds[0]
-    if causal_fix:
-        t = mx.maximum(t + 1 - st, 0)
-    t = (t + frame_offset).astype(mx.float32) / mx.array(fps, mx.float32)
-    bounds = mx.concatenate([t[None], bounds[1:].astype(mx.float32)], axis=0)
-    return mx.broadcast_to(bounds[None], (batch, *bounds.shape))
-
-
-def audio_positions(frames: int, batch: int = 1) -> mx.array:
-    """(B, 1, T, 2) float32 [start, end) in seconds: latent i covers mel frames [max(0, 4i - 3), 4i + 1)."""
-    i = mx.arange(frames + 1, dtype=mx.float32) * AUDIO_DOWNSAMPLE
-    mel = mx.maximum(i + 1 - AUDIO_DOWNSAMPLE, 0.0)
-    sec = mel * 160 / 16000  # same op order as the reference: (mel * hop) / sample_rate in float32
-    bounds = mx.stack([sec[:-1], sec[1:]], axis=-1)  # (T, 2)
-    return mx.broadcast_to(bounds[None, None], (batch, 1, frames, 2))
+# (in ltx.patchify)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,7 +117,9 @@ def unpatchify(state: LatentState) -> mx.array:
             f"state has {state.latent.shape[1]} tokens but its shape {state.shape} holds {state.num_tokens}: "
             "call clear_conditioning before unpatchify"
         )
-    return (unpatchify_video if state.is_video else unpatchify_audio)(state.latent, state.shape)
+    if state.is_video:
+        return unpatchify_video(state.latent, *state.shape[2:])
+    return unpatchify_audio(state.latent, state.shape[1], state.shape[3])
 
 
 # ---------------------------------------------------------------------------------------------------

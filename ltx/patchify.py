@@ -76,15 +76,18 @@ def pixel_bounds(latent_bounds: np.ndarray, causal_fix: bool = True,
 
 
 def video_positions(frames: int, height: int, width: int, fps: float, batch: int = 1,
-                    causal_fix: bool = True, dtype: mx.Dtype = mx.float32) -> mx.array:
+                    causal_fix: bool = True, dtype: mx.Dtype = mx.float32, frame_offset: int = 0) -> mx.array:
     """Token bounds (B, 3, F*H*W, 2): time in seconds, height and width in pixels.
 
-    The reference casts the result to the pipeline dtype (bfloat16 in production); pass
-    dtype=mx.bfloat16 to reproduce that rounding.
+    frame_offset (pixel frames) is added before dividing by fps (appended keyframes). The reference
+    casts the result to the pipeline dtype (bfloat16 in production); pass dtype=mx.bfloat16 to
+    reproduce that rounding.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    px = pixel_bounds(video_latent_bounds(frames, height, width, batch), causal_fix).astype(np.float32)
+    px = pixel_bounds(video_latent_bounds(frames, height, width, batch), causal_fix)
+    px[:, 0] += frame_offset
+    px = px.astype(np.float32)
     px[:, 0] = px[:, 0] / np.float32(fps)
     return mx.array(px).astype(dtype)
 

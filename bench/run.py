@@ -1,0 +1,247 @@
+"""Benchmarks of this project against the PyTorch reference (ltx-core) and the public MLX port
+`mlx-video-with-audio`, measured in one run on the same configuration and inputs.
+
+    python bench/run.py                      # everything, writes bench/results.md
+    python bench/run.py --only startup,micro --runs 5
+    python bench/run.py --quick              # small token counts: a smoke test of the harness
+
+Every implementation runs as a subprocess of its own virtual environment (.venv: this project,
+.venv-ref: torch + ltx-core, .venv-port: mlx-video-with-audio, created here when missing) on
+inputs and weights saved to a temporary directory. Each worker makes one untimed warm-up call and
+then `--runs` timed calls; the table reports medians. Tests never assert times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+ROOT = common.ROOT
+BENCH = ROOT / "bench"
+VENVS = {"ours": ROOT / ".venv", "ref": ROOT / ".venv-ref", "port": ROOT / ".venv-port"}
+PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mkl"]
+SECTIONS = ("startup", "micro", "transformer")
+
+
+def py(name: str) -> Path:
+    return VENVS[name] / "bin" / "python"
+
+
+def ensure_port_venv() -> bool:
+    if py("port").exists():
+        return True
+    print("creating .venv-port with", " ".join(PORT_PACKAGES), flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(VENVS["port"])], check=True)
+        subprocess.run([str(py("port")), "-m", "pip", "install", "-q", *PORT_PACKAGES], check=True)
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"could not create .venv-port ({e}); the port column is skipped", flush=True)
+        return False
+    return True
+
+
+def worker(name: str, script: str, args: list[str], timeout: float = 3600) -> dict | None:
+    """Run bench/<script> with the `name` venv; its BENCH_RESULT line, or None on failure."""
+    if not py(name).exists():
+        print(f"  [{name}] {VENVS[name].name} is missing: skipped", flush=True)
+        return None
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    p = subprocess.run([str(py(name)), str(BENCH / script), *args], capture_output=True, text=True,
+                       timeout=timeout, env=env, cwd=ROOT)
+    for line in p.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            res = json.loads(line[len("BENCH_RESULT "):])
+            print(f"  [{name}] {script} {' '.join(args[-4:])}: "
+                  f"{', '.join(f'{t:.3g}' for t in res.get('times', []))} s ({time.perf_counter() - t0:.0f} s wall)",
+                  flush=True)
+            return res
+    print(f"  [{name}] {script} failed (rc {p.returncode}):\n{p.stderr[-3000:]}", flush=True)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# sections: each returns rows (label, ours, ref, port, unit, note)
+
+
+def bench_startup(a, tmp: Path) -> list[tuple]:
+    """`ltx --help` and `ltx cache ls` must not import the model stack (mlx)."""
+    code = ("import sys, time; t0 = time.perf_counter(); sys.argv = ['ltx'] + sys.argv[1:]\n"
+            "from stages import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print('MLX_IMPORTED', 'mlx.core' in sys.modules, 'TORCH', 'torch' in sys.modules, file=sys.stderr)")
+    env = dict(os.environ, LTX_CACHE_DIR=str(tmp / "cache"), HOME=str(tmp))
+    rows = []
+    for label, argv in (("ltx --help", ["--help"]), ("ltx cache ls", ["cache", "ls"]),
+                        ("python -c pass (interpreter floor)", None), ("import mlx.core (for scale)", "mlx")):
+        times, imported = [], "?"
+        for i in range(a.runs + 1):
+            if argv is None:
+                cmd = [str(py("ours")), "-c", "pass"]
+            elif argv == "mlx":
+                cmd = [str(py("ours")), "-c", "import ltx.backend"]
+            else:
+                cmd = [str(py("ours")), "-c", code, *argv]
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+            dt = time.perf_counter() - t0
+            if i:
+                times.append(dt)
+            if "MLX_IMPORTED" in p.stderr:
+                imported = "no mlx import" if "MLX_IMPORTED False" in p.stderr else "IMPORTS MLX"
+        rows.append((f"startup: {label}", common.median(times), None, None, "s",
+                     imported if isinstance(argv, list) else ""))
+        print(f"  {label}: {common.median(times):.3f} s {imported}", flush=True)
+    return rows
+
+
+def bench_micro(a, tmp: Path) -> list[tuple]:
+    """What caps MLX's CPU backend: exp/softmax vs matmul at the attention's shapes, MLX vs torch."""
+    args = ["--runs", str(a.runs), "--tokens", str(a.tokens)]
+    ours = worker("ours", "micro.py", args)
+    ref = worker("ref", "micro.py", args)
+    rows = []
+    if not ours:
+        return rows
+    for k, (t, flops) in ours["ops"].items():
+        r = ref["ops"].get(k, (None, None))[0] if ref else None
+        note = f"{flops / t / 1e9:.0f} GFLOP/s" if flops else f"{ours['elements'][k] / t / 1e6:.0f} M elem/s"
+        if r and flops:
+            note += f" (torch {flops / r / 1e9:.0f})"
+        elif r:
+            note += f" (torch {ours['elements'][k] / r / 1e6:.0f})"
+        rows.append((f"micro: {k}", t, r, None, "s", note))
+    return rows
+
+
+def bench_transformer(a, tmp: Path) -> list[tuple]:
+    cfg = common.transformer_config(a.layers, a.heads)
+    inputs, weights = tmp / "tf_inputs.npz", tmp / "tf_weights.safetensors"
+    prep = worker("ours", "tf_prepare.py", ["--inputs", str(inputs), "--weights", str(weights),
+                                            "--layers", str(a.layers), "--heads", str(a.heads),
+                                            "--grid", a.grid])
+    if prep is None:
+        return []
+    tv, ta, s = prep["tokens"]
+    args = ["--inputs", str(inputs), "--weights", str(weights), "--layers", str(a.layers), "--heads", str(a.heads)]
+    times: dict[str, list[float]] = {"ours": [], "ref": [], "port": []}
+    outs = {}
+    for rnd in range(a.rounds):
+        for name, script in (("ours", "tf_ours.py"), ("ref", "tf_ref.py"), ("port", "tf_port.py")):
+            if name == "port" and not a.port:
+                continue
+            save = tmp / f"tf_out_{name}.npz"
+            res = worker(name, script, args + ["--runs", str(a.runs), "--save", str(save)])
+            if res:
+                times[name] += res["times"]
+                outs[name] = save
+    flops = common.transformer_flops(cfg, tv, ta, s)
+    med = {k: (common.median(v) if v else None) for k, v in times.items()}
+    check = parity(outs)
+    label = f"transformer fwd ({a.layers} layers, {a.heads} heads, {tv}+{ta} tokens, {s} text), per layer"
+    per = {k: (v / a.layers if v else None) for k, v in med.items()}
+    rows = [(label, per["ours"], per["ref"], per["port"], "s/layer", check)]
+    for k in ("ours", "ref", "port"):
+        if med[k]:
+            g = flops / med[k] / 1e9
+            rows.append((f"transformer fwd: achieved GFLOP/s ({k})", g, None, None, "GFLOP/s",
+                         f"{100 * g / common.PEAK_GFLOPS:.0f}% of {common.PEAK_GFLOPS:.0f} peak; {flops / 1e9:.0f} GFLOP/fwd"))
+    return rows
+
+
+def parity(outs: dict[str, Path]) -> str:
+    import numpy as np
+
+    if "ours" not in outs or "ref" not in outs:
+        return ""
+    o, r = np.load(outs["ours"]), np.load(outs["ref"])
+    notes = []
+    for k in ("video", "audio"):
+        err = float(np.abs(o[k] - r[k]).max() / max(1e-12, np.abs(r[k]).max()))
+        notes.append(f"{k} max|ours-ref|/max|ref| {err:.1e}")
+    if "port" in outs:
+        p = np.load(outs["port"])
+        notes.append(f"port video {float(np.abs(p['video'] - r['video']).max() / np.abs(r['video']).max()):.1e}")
+    return "; ".join(notes)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def fmt(x, unit):
+    if x is None:
+        return "–"
+    return f"{x:.1f}" if unit == "GFLOP/s" else f"{x:.3g}"
+
+
+def table(rows: list[tuple]) -> str:
+    lines = ["| benchmark | ours | reference (torch) | MLX port | ours/ref | ours/port | unit | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, ours, ref, port, unit, note in rows:
+        r1 = f"{ours / ref:.2f}" if ours and ref else "–"
+        r2 = f"{ours / port:.2f}" if ours and port else "–"
+        lines.append(f"| {label} | {fmt(ours, unit)} | {fmt(ref, unit)} | {fmt(port, unit)} | {r1} | {r2} | {unit} | {note} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores, load average {load:.1f} at start"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per worker (after one warm-up)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the ours/ref/port sequence (interleaved)")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--grid", default="x".join(map(str, common.VIDEO_GRID)), help="video latent F x H x W")
+    ap.add_argument("--tokens", type=int, default=6144, help="micro-benchmark video tokens")
+    ap.add_argument("--no-port", dest="port", action="store_false", help="skip mlx-video-with-audio")
+    ap.add_argument("--quick", action="store_true", help="small shapes, 1 run: a smoke test")
+    ap.add_argument("--output", default=str(BENCH / "results.md"))
+    a = ap.parse_args()
+    if a.quick:
+        a.grid, a.tokens, a.runs = "2x8x12", 1024, 1
+    sections = [s for s in a.only.split(",") if s]
+    if "transformer" in sections and a.port:
+        a.port = ensure_port_venv()
+    rows: list[tuple] = []
+    started = time.strftime("%Y-%m-%d %H:%M")
+    head = machine()
+    with tempfile.TemporaryDirectory(prefix="ltx-bench-") as tmp:
+        for s in sections:
+            print(f"== {s}", flush=True)
+            rows += globals()[f"bench_{s}"](a, Path(tmp))
+    md = table(rows)
+    print(md)
+    cmd = "python bench/run.py " + " ".join(sys.argv[1:])
+    text = (f"# Benchmarks\n\nCommand: `{cmd.strip()}` ({started}; {head}).\n"
+            f"Medians of {a.runs} timed runs x {a.rounds} round(s) after a warm-up; ratios < 1 mean ours is faster.\n\n"
+            f"{md}\n")
+    Path(a.output).write_text(text)
+    print(f"wrote {a.output}")
+
+
+if __name__ == "__main__":
+    main()
