@@ -28,7 +28,10 @@ from mlx_video.models.ltx.transformer import Modality  # noqa: E402
 
 
 def port_key(k: str) -> str:
-    return k.removeprefix("model.diffusion_model.").replace(".linear_1.", ".linear1.").replace(".linear_2.", ".linear2.")
+    """Checkpoint name -> the port's (its convert.py renames)."""
+    k = k.removeprefix("model.diffusion_model.").replace(".linear_1.", ".linear1.").replace(".linear_2.", ".linear2.")
+    k = k.replace(".to_out.0.", ".to_out.").replace("ff.net.0.proj.", "ff.proj_in.").replace("ff.net.2.", "ff.proj_out.")
+    return k
 
 
 def main() -> None:

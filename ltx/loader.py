@@ -99,7 +99,11 @@ def take_prefix(weights: dict[str, mx.array], prefix: str) -> dict[str, mx.array
 
 
 def load_strict(module: nn.Module, weights: dict[str, mx.array], dtype: mx.Dtype | None = None, what: str = "model") -> None:
-    """Load `weights` into `module`; a missing, unexpected or misshapen key is an error naming it."""
+    """Load `weights` into `module`; a missing, unexpected or misshapen key is an error naming it.
+    Layers that a converted checkpoint stores quantized become MLX quantized layers first."""
+    from ltx.quantize import quantize_like
+
+    quantize_like(module, weights)
     expected = dict(tree_flatten(module.parameters()))
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -113,3 +117,6 @@ def load_strict(module: nn.Module, weights: dict[str, mx.array], dtype: mx.Dtype
     if dtype is not None:
         weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}
     module.load_weights(list(weights.items()), strict=True)
+
+
+load_strict.handles_quantized = True

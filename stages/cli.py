@@ -14,7 +14,7 @@ import typer
 
 from cache.errors import CacheError
 from cache.store import Store, default_root
-from stages import commands
+from stages import commands, convert_cmd, info_cmd
 from stages.framework import LtxError
 
 app = typer.Typer(
@@ -181,6 +181,8 @@ def cache_rm(refs: Annotated[list[str], typer.Argument(help="Keys, prefixes or R
 
 
 commands.register(app)
+convert_cmd.register(app)
+info_cmd.register(app)
 
 
 def main() -> None:

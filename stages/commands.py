@@ -117,6 +117,7 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
         images=_images(raw["image"]), loras=_loras(raw["lora"]),
         distilled_lora=(_loras([raw["distilled_lora"]])[0] if raw["distilled_lora"] else None),
         model=raw["model"], pipeline=raw["pipeline"], tiling=raw["tiling"], image_crf=raw["image_crf"],
+        memory_budget=raw["memory_budget"],
     ).merged(stored)
     nodes, resolved, files = pipeline.build(opts, store)
     if State.verbose:
@@ -161,6 +162,7 @@ def _options(
     pipeline: Annotated[str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")] = None,
     tiling: Annotated[str | None, typer.Option(help="Video decode tiling: none, default, aggressive, conservative, or SPATIAL:OVERLAP,FRAMES:OVERLAP.")] = None,
     image_crf: Annotated[int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")] = None,
+    memory_budget: Annotated[float | None, typer.Option(help="GB: stream transformer blocks from disk if needed to stay within it (same bits).")] = None,
     output_path: Annotated[Path | None, typer.Option(help="Where to write the .mp4 (or a .wav for audio only).")] = None,
     audio_path: Annotated[Path | None, typer.Option(help="Also write the audio as a .wav here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute this stage even if it is cached.")] = False,

@@ -43,7 +43,7 @@ def initial_states(params, images_art, stream: str):
 
 def compute(ctx, params: Params, context, negative=None, images=None) -> dict:
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
-    model = runtime.transformer(files, loras)
+    model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))
     neg = diffuse.contexts(negative) if negative is not None else None
     denoise = diffuse.make_denoiser(model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider)
     video, audio = initial_states(params, images, "stage1")

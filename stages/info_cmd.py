@@ -26,8 +26,7 @@ def info(
     from stages.models import resolve_model
 
     files = resolve_model(model, State.store()).ready()
-    from ltx import backend, convert, loader, memory
-    from ltx.transformer import TransformerConfig
+    from ltx import backend, convert, memory
 
     be = backend.describe()
     itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[be["dtype"]]
@@ -41,17 +40,7 @@ def info(
     typer.echo("components:")
     for c in comps.values():
         typer.echo(f"  {c.name:32s} {c.parameters:>16,d} params  {_gb(c.bytes):>10s}  {c.dtypes}")
-    _, meta = loader.read_header(files.checkpoint)
-    section = loader.read_config(meta, files.checkpoint)["transformer"]
-    cfg = TransformerConfig.from_dict(section)
-    block = comps["transformer"].bytes // max(cfg.num_layers, 1)  # blocks hold ~98% of the transformer
-    import json
-
-    gcfg = json.loads((files.gemma / "config.json").read_text()) if (files.gemma / "config.json").is_file() else {}
-    gcfg = gcfg.get("text_config", gcfg)
-    args = dict(gemma_hidden=gcfg.get("hidden_size", 3840), gemma_layers=gcfg.get("num_hidden_layers", 48), height=height, width=width, frames=frames, fps=frame_rate, itemsize=itemsize, two_stage=two_stage)
-    normal = memory.estimate_stages(comps, cfg, **args)
-    streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)
+    normal, streamed = estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
     typer.echo(f"estimated peak memory at {width}x{height}, {frames} frames ({'two' if two_stage else 'one'}-stage):")
     for e, s in zip(normal, streamed, strict=True):
         extra = f"  (streamed blocks: {_gb(s.peak)})" if s.peak != e.peak else ""
@@ -64,6 +53,36 @@ def info(
             typer.echo(f"fits in {memory_budget:g} GB" + (" with streamed transformer blocks (--memory-budget)" if need else ""))
         except ValueError as e:
             typer.echo(f"does not fit: {e}")
+
+
+def estimates(files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int):
+    """(normal, streamed) per-stage peak estimates of a model at a size."""
+    import json
+
+    from ltx import loader, memory
+    from ltx.transformer import TransformerConfig
+
+    _, meta = loader.read_header(files.checkpoint)
+    section = loader.read_config(meta, files.checkpoint)["transformer"]
+    cfg = TransformerConfig.from_dict(section)
+    block = comps["transformer"].bytes // max(cfg.num_layers, 1)  # blocks hold ~98% of the transformer
+    gcfg = json.loads((files.gemma / "config.json").read_text()) if (files.gemma / "config.json").is_file() else {}
+    gcfg = gcfg.get("text_config", gcfg)
+    args = dict(gemma_hidden=gcfg.get("hidden_size", 3840), gemma_layers=gcfg.get("num_hidden_layers", 48), height=height, width=width, frames=frames, fps=frame_rate, itemsize=itemsize, two_stage=two_stage)
+    normal = memory.estimate_stages(comps, cfg, **args)
+    streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)
+    return normal, streamed
+
+
+def budget_needs_streaming(files, height: int, width: int, frames: int, frame_rate: float, two_stage: bool,
+                           budget_gb: float) -> bool:
+    """Whether --memory-budget requires streamed transformer blocks (ValueError if nothing fits)."""
+    from ltx import backend, memory
+
+    itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[backend.describe()["dtype"]]
+    comps = memory.components(files.checkpoint, files.upsampler, files.gemma, itemsize)
+    normal, streamed = estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
+    return memory.plan(int(budget_gb * 1e9), normal, streamed)
 
 
 def register(app: typer.Typer) -> None:

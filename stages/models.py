@@ -50,6 +50,7 @@ class ModelFiles:
     gemma: Path
     store: Store
     tiny_variant: str | None = None
+    recorded: dict[str, str] | None = None  # digests recorded by `ltx convert` (the source's identity)
 
     @cached_property
     def version(self) -> str:
@@ -80,11 +81,16 @@ class ModelFiles:
 
     @cached_property
     def checkpoint_digest(self) -> str:
-        return self._digest(self.checkpoint)
+        return self.recorded["checkpoint"] if self.recorded else self._digest(self.checkpoint)
+
+    @cached_property
+    def transformer_digest(self) -> str:
+        """The transformer's identity: differs from the checkpoint's only for a quantized conversion."""
+        return self.recorded.get("transformer", self.checkpoint_digest) if self.recorded else self.checkpoint_digest
 
     @cached_property
     def upsampler_digest(self) -> str:
-        return self._digest(self.upsampler)
+        return self.recorded["upsampler"] if self.recorded else self._digest(self.upsampler)
 
     def lora_digest(self) -> str:
         """The tiny model's own distilled LoRA."""
@@ -92,6 +98,8 @@ class ModelFiles:
 
     @cached_property
     def gemma_digest(self) -> str:
+        if self.recorded:
+            return self.recorded["gemma"]
         if self.tiny_variant is not None:
             return self._digest(self.gemma)
         return tree_digest(self.gemma)
@@ -115,6 +123,11 @@ def resolve_model(model: str | None, store: Store) -> ModelFiles:
     if not root.is_dir():
         raise LtxError(f"--model {model!r} is neither 'tiny' nor a directory; pass a directory with the official "
                        "LTX-2 checkpoint, the spatial upsampler and a Gemma-3 directory")
+    from ltx.convert import converted_files, is_converted
+
+    if is_converted(root):
+        c = converted_files(root)
+        return ModelFiles(root.name, c["checkpoint"], c["upsampler"], c["gemma"], store, recorded=c["digests"])
     files = sorted(root.glob("*.safetensors"))
     mains = [p for p in files if "transformer" in _config(p)]
     ups = [p for p in files if p not in mains and ("upscaler" in p.name or "upsampler" in p.name)]

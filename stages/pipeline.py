@@ -39,6 +39,7 @@ class Options:
     pipeline: str | None = None
     tiling: str | None = None
     image_crf: int | None = None
+    memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
 
     def merged(self, stored: dict) -> Options:
         """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
@@ -142,6 +143,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     files = resolve_model(o.model, store)
     o = resolve_options(o, files)
     ckpt = {"checkpoint": files.checkpoint_digest}
+    dit = {"checkpoint": files.transformer_digest}  # differs from ckpt only for a quantized conversion
     text = {**ckpt, "gemma": files.gemma_digest}
     two_stage = o.pipeline != "dev"
     h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
@@ -153,7 +155,16 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
 
     user_loras = tuple((lora_file(p), float(s)) for p, s in o.loras)
     lora_ext = {f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(o.loras)}
-    rt = {"files": files, "loras": user_loras}
+    stream = False
+    if o.memory_budget is not None:
+        from stages.info_cmd import budget_needs_streaming
+
+        try:
+            stream = budget_needs_streaming(files.ready(), o.height, o.width, o.num_frames, o.frame_rate, two_stage,
+                                            o.memory_budget)
+        except ValueError as e:
+            raise LtxError(str(e)) from None
+    rt = {"files": files, "loras": user_loras, "stream": stream}
     frames = tuple((int(f), float(s)) for _, f, s in o.images)
     images_ext = {f"image{i}": store.digest(p) for i, (p, _, _) in enumerate(o.images)}
     nodes: dict[str, Node] = {}
@@ -178,7 +189,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         inputs["images"] = nodes["condition"]
     nodes["denoise"] = Node(denoise.STAGE, denoise.Params(h1, w1, o.num_frames, float(o.frame_rate), o.seed, tuple(sigmas),
                                                           vg, ag, frames, tuple(s for _, s in user_loras)),
-                            inputs, {**ckpt, **lora_ext}, rt)
+                            inputs, {**dit, **lora_ext}, rt)
     final = nodes["denoise"]
     if two_stage:
         # 4. x2 latent upsampler
@@ -187,7 +198,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage)
         named2 = list(o.loras) + ([o.distilled_lora] if o.distilled_lora else [])
         loras2 = tuple((lora_file(p), float(s)) for p, s in named2)
-        ext2 = {**ckpt, **{f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named2)}}
+        ext2 = {**dit, **{f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named2)}}
         inputs2 = {"latents": nodes["upsample"], "stage1": final, "context": nodes["encode"]}
         if o.images:
             nodes["condition_full"] = Node(condition.STAGE, condition.Params(o.height, o.width, o.image_crf, len(o.images)),
@@ -196,7 +207,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         nodes["refine"] = Node(refine.STAGE, refine.Params(o.height, o.width, o.num_frames, float(o.frame_rate), o.seed,
                                                            tuple(schedulers.distilled_sigmas(2)), frames,
                                                            tuple(s for _, s in loras2)),
-                               inputs2, ext2, {"files": files, "loras": loras2})
+                               inputs2, ext2, {"files": files, "loras": loras2, "stream": stream})
         final = nodes["refine"]
     # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform
     nodes["decode"] = Node(decode.STAGE, decode.Params(o.tiling, o.seed), {"latents": final}, ckpt, files)

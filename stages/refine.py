@@ -29,7 +29,7 @@ def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
     from ltx.sampling import add_noise, noise
 
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
-    model = runtime.transformer(files, loras)
+    model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))
     denoise = diffuse.make_denoiser(model, diffuse.contexts(context), None, None, None)
     video = video_state(mx.array(latents["video_latent"]), params.frame_rate)
     if images is not None:

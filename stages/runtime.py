@@ -50,24 +50,28 @@ def text_encoder(files: ModelFiles) -> Any:
     return _memo(("text", str(files.checkpoint), str(files.gemma)), lambda: load_text_encoder(files.checkpoint, files.gemma))
 
 
-def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = ()) -> Any:
+def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), stream: bool = False) -> Any:
     files.ready()
     from ltx.transformer import X0Model, load_transformer
 
     release("text")
-    for key in [k for k in _LOADED if k[0] == "transformer" and k[2] != loras]:
+    for key in [k for k in _LOADED if k[0] == "transformer" and k[2:] != (loras, stream)]:
         del _LOADED[key]  # another LoRA set: free it first, never hold two transformers
     gc.collect()
 
     def build() -> Any:
-        model = load_transformer(files.checkpoint)
-        if loras:
-            from ltx.lora import fuse_loras
+        if stream:  # --memory-budget: blocks are read from the memory-mapped file one at a time
+            from ltx.lowmem import load_streamed_transformer
 
-            fuse_loras(model, list(loras))
+            return X0Model(load_streamed_transformer(files.checkpoint, loras=list(loras)))
+        model = load_transformer(files.checkpoint)
+        if loras:  # fused into float weights, applied at run time beside quantized ones
+            from ltx.quantize import apply_loras
+
+            apply_loras(model, list(loras))
         return X0Model(model)
 
-    return _memo(("transformer", str(files.checkpoint), loras), build)
+    return _memo(("transformer", str(files.checkpoint), loras, stream), build)
 
 
 def video_encoder(files: ModelFiles) -> Any:
