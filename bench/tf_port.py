@@ -25,7 +25,13 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from mlx_video.models.ltx.config import LTXModelConfig, LTXModelType, LTXRopeType  # noqa: E402
 from mlx_video.models.ltx.ltx import LTXModel  # noqa: E402
+from mlx_video.models.ltx import transformer as port_transformer  # noqa: E402
 from mlx_video.models.ltx.transformer import Modality  # noqa: E402
+
+# mlx_video.utils.rms_norm is mx.compile(shapeless=True) around mx.ones((x.shape[-1],)): the first
+# width it sees is baked in, so the audio stream (a different width) fails on MLX 0.32. Use the
+# same fused kernel without the compiled wrapper (no extra work; the port's own math otherwise).
+port_transformer.rms_norm = lambda x, eps=1e-6: mx.fast.rms_norm(x, None, eps)
 
 
 def port_key(k: str) -> str:

@@ -65,16 +65,10 @@ def _stft_basis(shape):
 
 def _slaney_mel(shape, sample_rate=16000):
     """Slaney-scale, Slaney-normalised mel filterbank (n_mels, n_fft // 2 + 1) up to Nyquist."""
+    from ltx.mel import mel_filterbank  # numpy only
+
     n_mels, n_freqs = shape
-    def hz2mel(f):
-        return np.where(f >= 1000, 15 + np.log(np.maximum(f, 1e-10) / 1000) / (np.log(6.4) / 27), f * 3 / 200)
-    def mel2hz(m):
-        return np.where(m >= 15, 1000 * np.exp(np.log(6.4) / 27 * (m - 15)), m * 200 / 3)
-    freqs = np.linspace(0, sample_rate / 2, n_freqs)
-    pts = mel2hz(np.linspace(0, hz2mel(np.float64(sample_rate / 2)), n_mels + 2))
-    slopes, diff = pts[:, None] - freqs[None], np.diff(pts)[:, None]
-    fb = np.maximum(0, np.minimum(-slopes[:-2] / diff[:-1], slopes[2:] / diff[1:]))
-    return (fb * (2 / (pts[2:] - pts[:-2]))[:, None]).astype(np.float32)
+    return mel_filterbank(sample_rate, 2 * (n_freqs - 1), n_mels).astype(np.float32)
 
 
 def synth(key: str, shape: tuple[int, ...] | list[int]) -> np.ndarray:

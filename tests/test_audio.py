@@ -186,3 +186,14 @@ def test_load_audio_mono_to_stereo(tmp_path):
     sf.write(tmp_path / "quad.wav", np.zeros((100, 4), np.float32), 8000)
     with pytest.raises(ValueError, match="4 channels"):
         load_audio(tmp_path / "quad.wav")
+
+
+def test_mel_filterbank_matches_librosa():
+    """Our numpy Slaney filterbank (librosa's import costs seconds per process) against librosa's."""
+    import librosa
+
+    from ltx.mel import mel_filterbank
+
+    ref = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmin=0.0, fmax=8000.0, htk=False, norm="slaney",
+                              dtype=np.float64)
+    assert np.abs(mel_filterbank(16000, 1024, 64, 0.0, 8000.0) - ref).max() < 1e-12
