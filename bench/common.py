@@ -146,3 +146,45 @@ def emit(result: dict) -> None:
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
+
+
+# the LTX-2 video VAE decoder at its real widths (1024 -> 512 -> 256 -> 128 channels, 5 res layers a level)
+VAE_DECODER = {
+    "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
+    "norm_layer": "pixel_norm", "latent_log_var": "uniform", "causal_decoder": False,
+    "timestep_conditioning": False, "decoder_base_channels": 128,
+    "encoder_blocks": [["res_x", {"num_layers": 4}], ["compress_space_res", {"multiplier": 2}],
+                       ["res_x", {"num_layers": 6}], ["compress_time_res", {"multiplier": 2}],
+                       ["res_x", {"num_layers": 6}], ["compress_all_res", {"multiplier": 2}],
+                       ["res_x", {"num_layers": 2}], ["compress_all_res", {"multiplier": 2}],
+                       ["res_x", {"num_layers": 2}]],
+    "decoder_blocks": [["res_x", {"num_layers": 5, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 5, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 5, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 5, "inject_noise": False}]],
+}
+import os  # noqa: E402
+
+# latent F', H', W' -> 17 frames of 128 x 192 (run.py --quick sets a smaller one for its workers)
+VAE_LATENT = tuple(int(v) for v in os.environ.get("LTX_BENCH_VAE_LATENT", "3x4x6").split("x"))
+VAE_TILING = ((64, 32), (16, 8))  # spatial (tile, overlap) pixels, temporal (tile, overlap) frames
+
+
+def vae_flops(latent: tuple[int, int, int]) -> float:
+    """Conv FLOPs of the decoder above: 3x3x3 convs, two per res layer, plus conv_in/upsample/conv_out."""
+    f, h, w = latent
+    total, ch = 0.0, 1024
+    conv = lambda vox, ci, co: 2.0 * vox * ci * co * 27  # noqa: E731
+    vox = f * h * w
+    total += conv(vox, 128, ch)
+    for level in range(4):
+        total += 10 * conv(vox, ch, ch)
+        if level < 3:
+            total += conv(vox, ch, ch * 8 // 2)  # compress_all upsample conv: ch -> (ch/2) * 8
+            f, h, w = 2 * f - 1, 2 * h, 2 * w
+            vox, ch = f * h * w, ch // 2
+    total += conv(vox, ch, 48)
+    return total

@@ -31,7 +31,7 @@ ROOT = common.ROOT
 BENCH = ROOT / "bench"
 VENVS = {"ours": ROOT / ".venv", "ref": ROOT / ".venv-ref", "port": ROOT / ".venv-port"}
 PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mkl"]
-SECTIONS = ("startup", "micro", "transformer")
+SECTIONS = ("startup", "micro", "transformer", "vae")
 
 
 def py(name: str) -> Path:
@@ -81,7 +81,7 @@ def bench_startup(a, tmp: Path) -> list[tuple]:
             "from stages import cli\n"
             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
             "print('MLX_IMPORTED', 'mlx.core' in sys.modules, 'TORCH', 'torch' in sys.modules, file=sys.stderr)")
-    env = dict(os.environ, LTX_CACHE_DIR=str(tmp / "cache"), HOME=str(tmp))
+    env = dict(os.environ, LTX_CACHE=str(tmp / "cache"), HOME=str(tmp))
     rows = []
     for label, argv in (("ltx --help", ["--help"]), ("ltx cache ls", ["cache", "ls"]),
                         ("python -c pass (interpreter floor)", None), ("import mlx.core (for scale)", "mlx")):
@@ -160,6 +160,35 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
     return rows
 
 
+def bench_vae(a, tmp: Path) -> list[tuple]:
+    """Video VAE decode at the real widths (random weights), untiled and tiled, ours vs the reference."""
+    model = tmp / "vae.safetensors"
+    prep = worker("ref", "vae_ref.py", ["--model", str(model), "--prepare"])
+    if prep is None:
+        return []
+    f, h, w = common.VAE_LATENT
+    size = f"latent {f}x{h}x{w} -> {8 * (f - 1) + 1} frames {32 * h}x{32 * w}"
+    rows = []
+    for tiled in (False, True):
+        extra = ["--tiled"] if tiled else []
+        times: dict[str, list[float]] = {"ours": [], "ref": []}
+        err = None
+        for _ in range(a.rounds):
+            r = worker("ref", "vae_ref.py", ["--model", str(model), "--runs", str(a.runs), *extra])
+            o = worker("ours", "vae_ours.py", ["--model", str(model), "--runs", str(a.runs), *extra])
+            times["ref"] += r["times"] if r else []
+            times["ours"] += o["times"] if o else []
+            err = o.get("err") if o else None
+        mo, mr = common.median(times["ours"]), common.median(times["ref"])
+        (st, so), (tt, to) = common.VAE_TILING
+        label = f"video VAE decode, {'tiled ' + f'{st}/{so} px, {tt}/{to} frames' if tiled else 'untiled'} ({size})"
+        note = f"{prep['flops'] / mo / 1e9:.0f} GFLOP/s ours" if mo == mo and not tiled else ""
+        if err is not None:
+            note += f"; max|ours-ref|/max|ref| {err:.1e}" if isinstance(err, float) else f"; {err}"
+        rows.append((label, mo if times["ours"] else None, mr if times["ref"] else None, None, "s", note.strip("; ")))
+    return rows
+
+
 def parity(outs: dict[str, Path]) -> str:
     import numpy as np
 
@@ -223,6 +252,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.grid, a.tokens, a.runs = "2x8x12", 1024, 1
+        os.environ["LTX_BENCH_VAE_LATENT"] = "2x2x2"
     sections = [s for s in a.only.split(",") if s]
     if "transformer" in sections and a.port:
         a.port = ensure_port_venv()

@@ -19,6 +19,25 @@ import numpy as np  # noqa: E402
 from ltx.transformer import LTXModel, TransformerConfig, make_modality  # noqa: E402
 
 
+def unfuse() -> None:
+    """The transformer as it was before the performance pass: nn.gelu_approx (tanh), and unfused
+    AdaLN modulation, gated residuals and q/k RMSNorm + RoPE (one MLX kernel per elementwise op)."""
+    import mlx.nn as nn
+
+    from ltx import attention, transformer_block
+    from ltx.rope import apply_rope
+
+    attention.gelu_tanh = nn.gelu_approx
+    transformer_block._modulate = lambda xn, scale, shift: xn * (1 + scale) + shift
+    transformer_block._gated = lambda x, y, gate: x + y * gate
+
+    def plain(eps):
+        return (lambda x, w: mx.fast.rms_norm(x, w, eps),
+                lambda x, w, cos, sin: apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin)))
+
+    attention._norm_rope = plain
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--inputs", required=True)
@@ -27,7 +46,10 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--save", default=None, help="write the velocities here (.npz)")
+    ap.add_argument("--baseline", action="store_true", help="undo the kernel fusions (A/B of bench/README)")
     a = ap.parse_args()
+    if a.baseline:
+        unfuse()
     cfg = common.transformer_config(a.layers, a.heads)
     model = LTXModel(TransformerConfig.from_dict(cfg))
     w = mx.load(a.weights)

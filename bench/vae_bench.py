@@ -214,6 +214,10 @@ def _torch_micro(what: str, shape: list[int], runs: int) -> float:
         x = torch.randn(1, c, n, generator=g)
         wt = torch.randn(c, c // 2, k, generator=g) / 50
         fn = lambda: F.conv_transpose1d(x, wt, stride=u, padding=(k - u) // 2)  # noqa: E731
+    elif what == "matmul":
+        m, k, n = shape
+        x, wt = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+        fn = lambda: x @ wt  # noqa: E731
     elif what == "norm_silu":
         c, n = shape
         x = torch.randn(1, c, n, generator=g)
@@ -371,12 +375,28 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, n, k, d = shape
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c, k, c)) / 50
-        fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
+        if variant == "im2col":  # what ltx/vocoder.py now runs
+            from ltx.vocoder import conv1d_mm
+
+            fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
+        else:
+            fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
     elif what == "conv_transpose1d":
         c, n, k, u = shape
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c // 2, k, c)) / 50
-        fn = lambda: mx.conv_transpose1d(x, wt, stride=u, padding=(k - u) // 2)  # noqa: E731
+        if variant == "matmul_ola":  # what ltx/vocoder.py now runs
+            from ltx.vocoder import ConvTranspose1d
+
+            m = ConvTranspose1d(c, c // 2, k, stride=u, padding=(k - u) // 2, bias=False)
+            m.weight = wt
+            fn = lambda: m(x)  # noqa: E731
+        else:
+            fn = lambda: mx.conv_transpose1d(x, wt, stride=u, padding=(k - u) // 2)  # noqa: E731
+    elif what == "matmul":
+        m, k, n = shape
+        x, wt = mx.random.normal((m, k)), mx.random.normal((k, n))
+        fn = lambda: x @ wt  # noqa: E731
     elif what == "norm_silu":
         c, n = shape
         x = mx.random.normal((1, n, c))
@@ -408,10 +428,11 @@ MICRO = [
     ("conv3d", [128, 9, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack")),
     ("norm_silu", [128, 9 * 32 * 48], None, ("eager", "compiled")),
     ("groupnorm_silu", [1024, 2 * 8 * 12], None, ("eager", "compiled")),
-    ("conv1d", [512, 606, 11, 5], None, ("native",)),  # vocoder stage 1, kernel 11, dilation 5
-    ("conv1d", [128, 6060, 7, 3], None, ("native",)),
-    ("conv_transpose1d", [1024, 101, 16, 6], None, ("native",)),
-    ("conv_transpose1d", [256, 1212, 8, 2], None, ("native",)),
+    ("conv1d", [512, 606, 11, 5], None, ("native", "im2col")),  # vocoder stage 1, kernel 11, dilation 5
+    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col")),
+    ("conv_transpose1d", [1024, 101, 16, 6], None, ("native", "matmul_ola")),
+    ("conv_transpose1d", [256, 1212, 8, 2], None, ("native", "matmul_ola")),
+    ("matmul", [4096, 2048, 2048], None, ("native",)),  # the BLAS ceiling under the current machine load
 ]
 
 
@@ -425,6 +446,8 @@ def micro_flops(what: str, shape: list[int]) -> float | None:
     if what == "conv_transpose1d":
         c, n, k, _ = shape
         return 2.0 * c * (c // 2) * k * n
+    if what == "matmul":
+        return 2.0 * shape[0] * shape[1] * shape[2]
     return None
 
 

@@ -159,7 +159,9 @@ class Writer:
                 raise PublishError(_write_failed(e)) from None
             shutil.rmtree(self.path, ignore_errors=True)  # another writer published this key first: keep theirs
         self._release()
-        return self.store.open(self.key, verify=False)
+        # Not re-read from disk: the key names the content, and a concurrent writer may already have
+        # superseded (removed) a published checkpoint.
+        return Artifact(self.key, final, manifest)
 
     def abort(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -398,6 +400,12 @@ class Store:
             for p in self.tmp.iterdir():
                 orphan = p.is_dir() and not (self.tmp / f"{p.name}.lock").exists()
                 if orphan and (p.name.startswith("trash-") or time.time() - p.stat().st_mtime > 5):
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed["debris"] += 1
+        scratch = self.root / "scratch"  # processes' temporary files: ours are named ltx-*
+        if scratch.is_dir():
+            for p in scratch.glob("ltx-*"):
+                if time.time() - p.stat().st_mtime > 3600:
                     shutil.rmtree(p, ignore_errors=True)
                     removed["debris"] += 1
         if keep is not None:

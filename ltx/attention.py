@@ -94,6 +94,17 @@ class TextProjection(nn.Module):
         return self.linear_2(nn.gelu_approx(self.linear_1(x)))
 
 
+_GELU_C = 2.0 * math.sqrt(2.0 / math.pi)
+
+
+@mx.compile
+def gelu_tanh(x: mx.array) -> mx.array:
+    """GELU, tanh approximation, as x * sigmoid(2z) = x / (1 + exp(-2z)), z = sqrt(2/pi)(x + 0.044715 x^3):
+    the same function as nn.gelu_approx, ~2x faster on MLX's CPU backend (its tanh is slower than exp);
+    one fused kernel."""
+    return x / (1.0 + mx.exp(-_GELU_C * (x + 0.044715 * x * x * x)))
+
+
 class _Project(nn.Module):
     # checkpoint path: ff.net.0.proj
     def __init__(self, dim: int, hidden: int):
@@ -107,7 +118,20 @@ class FeedForward(nn.Module):
         self.net = [_Project(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)]
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.net[2](nn.gelu_approx(self.net[0].proj(x)))
+        return self.net[2](gelu_tanh(self.net[0].proj(x)))
+
+
+@lru_cache(maxsize=8)
+def _norm_rope(eps: float):
+    """q/k RMSNorm (+ RoPE) as one compiled graph: the rotation's elementwise ops fuse into one pass."""
+
+    def norm(x, w):
+        return mx.fast.rms_norm(x, w, eps)
+
+    def norm_rope(x, w, cos, sin):
+        return apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin))
+
+    return mx.compile(norm), mx.compile(norm_rope)
 
 
 class Attention(nn.Module):
@@ -142,11 +166,13 @@ class Attention(nn.Module):
         if skip:
             out = v
         else:
-            q = mx.fast.rms_norm(self.to_q(x), self.q_norm.weight, self.eps)
-            k = mx.fast.rms_norm(self.to_k(context), self.k_norm.weight, self.eps)
-            if pe is not None:
-                q = apply_rope(q, pe)
-                k = apply_rope(k, pe if k_pe is None else k_pe)
+            norm, norm_rope = _norm_rope(float(self.eps))
+            if pe is None:
+                q = norm(self.to_q(x), self.q_norm.weight)
+                k = norm(self.to_k(context), self.k_norm.weight)
+            else:
+                q = norm_rope(self.to_q(x), self.q_norm.weight, *pe)
+                k = norm_rope(self.to_k(context), self.k_norm.weight, *(pe if k_pe is None else k_pe))
             b, t, _ = q.shape
             out = sdpa(self._heads(q), self._heads(k), self._heads(v), self.scale, mask)  # (B, H, T, Dh)
             out = out.transpose(0, 2, 1, 3).reshape(b, t, -1)

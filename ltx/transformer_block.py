@@ -71,6 +71,18 @@ def _rms(x: mx.array, eps: float) -> mx.array:
     return mx.fast.rms_norm(x, None, eps)
 
 
+@mx.compile
+def _modulate(xn: mx.array, scale: mx.array, shift: mx.array) -> mx.array:
+    """AdaLN modulation xn * (1 + scale) + shift in one fused pass (scale/shift broadcast per batch)."""
+    return xn * (1 + scale) + shift
+
+
+@mx.compile
+def _gated(x: mx.array, y: mx.array, gate: mx.array) -> mx.array:
+    """Gated residual x + y * gate in one fused pass."""
+    return x + y * gate
+
+
 def ada_rows(table: mx.array, s: StreamArgs, rows: slice) -> list[mx.array]:
     """table (K, dim) + modulation rows -> list of (B, T or 1, dim)."""
     vals = table[rows][None] + s.ada[:, rows]  # (U, k, dim)
@@ -126,11 +138,11 @@ class BasicAVTransformerBlock(nn.Module):
 
     def _self_attn(self, attn: Attention, table: mx.array, s: StreamArgs, flags: list[bool]) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(0, 3))
-        xn = _rms(s.x, self.eps) * (1 + scale) + shift
+        xn = _modulate(_rms(s.x, self.eps), scale, shift)
         skip, keep = all(flags), None
         if any(flags) and not skip:
             keep = _keep_mask(flags, s.x.dtype)
-        return s.x + attn(xn, pe=s.pe, mask=s.self_mask, skip=skip, keep=keep) * gate
+        return _gated(s.x, attn(xn, pe=s.pe, mask=s.self_mask, skip=skip, keep=keep), gate)
 
     def _text_attn(self, attn: Attention, table: mx.array, prompt_table, s: StreamArgs) -> mx.array:
         if not self.cross_attention_adaln:
@@ -138,12 +150,12 @@ class BasicAVTransformerBlock(nn.Module):
         shift_q, scale_q, gate = ada_rows(table, s, slice(6, 9))
         kv = prompt_table[None, None] + s.prompt  # (B, 1, 2, dim)
         ctx = s.context * (1 + kv[:, :, 1]) + kv[:, :, 0]
-        xn = _rms(s.x, self.eps) * (1 + scale_q) + shift_q
-        return s.x + attn(xn, ctx, mask=s.context_mask) * gate
+        xn = _modulate(_rms(s.x, self.eps), scale_q, shift_q)
+        return _gated(s.x, attn(xn, ctx, mask=s.context_mask), gate)
 
     def _ff(self, ff: FeedForward, table: mx.array, s: StreamArgs) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(3, 6))
-        return s.x + ff(_rms(s.x, self.eps) * (1 + scale) + shift) * gate
+        return _gated(s.x, ff(_modulate(_rms(s.x, self.eps), scale, shift)), gate)
 
     def __call__(self, video: StreamArgs | None, audio: StreamArgs | None,
                  perturbations: list[list[Perturbation]]) -> tuple[StreamArgs | None, StreamArgs | None]:
@@ -168,14 +180,14 @@ class BasicAVTransformerBlock(nn.Module):
             if run_a2v and not all(flags):
                 v_scale, v_shift, v_gate = cross_rows(vt, video, slice(0, 2))
                 a_scale, a_shift, _ = cross_rows(at, audio, slice(0, 2))
-                out = self.audio_to_video_attn(vn * (1 + v_scale) + v_shift, an * (1 + a_scale) + a_shift,
+                out = self.audio_to_video_attn(_modulate(vn, v_scale, v_shift), _modulate(an, a_scale, a_shift),
                                                pe=video.cross_pe, k_pe=audio.cross_pe) * v_gate
                 video.x = video.x + (out * _keep_mask(flags, out.dtype) if any(flags) else out)
             flags = perturbed(perturbations, SKIP_V2A_CROSS_ATTN, self.idx)
             if run_v2a and not all(flags):
                 a_scale, a_shift, a_gate = cross_rows(at, audio, slice(2, 4))
                 v_scale, v_shift, _ = cross_rows(vt, video, slice(2, 4))
-                out = self.video_to_audio_attn(an * (1 + a_scale) + a_shift, vn * (1 + v_scale) + v_shift,
+                out = self.video_to_audio_attn(_modulate(an, a_scale, a_shift), _modulate(vn, v_scale, v_shift),
                                                pe=audio.cross_pe, k_pe=video.cross_pe) * a_gate
                 audio.x = audio.x + (out * _keep_mask(flags, out.dtype) if any(flags) else out)
         if run_v:

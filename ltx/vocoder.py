@@ -109,6 +109,50 @@ def vocoder_config_from_dict(config: dict[str, Any]) -> VocoderConfig | BWEConfi
     )
 
 
+class Conv1d(nn.Conv1d):
+    """nn.Conv1d (same parameters and layout (O, K, I)) computed as one matmul over K shifted slices (im2col).
+
+    MLX's CPU conv1d is ~20-50x slower than a BLAS matmul of the same FLOPs at the vocoder's widths (see
+    bench/vae_results.md), in particular with dilation; the (L, K*C) column matrix is small (<= ~40 MB)."""
+
+    def __call__(self, x: mx.array) -> mx.array:  # (B, L, C) -> (B, L', O)
+        return conv1d_mm(x, self.weight, self.bias if "bias" in self else None, self.padding, self.dilation)
+
+
+def conv1d_mm(x: mx.array, w: mx.array, bias: mx.array | None, padding: int, dilation: int) -> mx.array:
+    o, k, c = w.shape
+    if padding:
+        x = mx.pad(x, [(0, 0), (padding, padding), (0, 0)])
+    b, length, _ = x.shape
+    out = length - dilation * (k - 1)
+    cols = x if k == 1 else mx.concatenate([x[:, j * dilation : j * dilation + out] for j in range(k)], axis=-1)
+    y = cols.reshape(b * out, k * c) @ w.reshape(o, k * c).T
+    y = y.reshape(b, out, o)
+    return y if bias is None else y + bias
+
+
+class ConvTranspose1d(nn.ConvTranspose1d):
+    """nn.ConvTranspose1d (weights (O, K, I), PyTorch semantics) as one matmul and an overlap-add:
+    z[n, t] = x[n] @ W[:, t] lands on output row n * stride + t, then `padding` is cropped on both sides."""
+
+    def __call__(self, x: mx.array) -> mx.array:  # (B, N, C) -> (B, (N - 1) u + K - 2p, O)
+        w = self.weight
+        o, k, c = w.shape
+        b, n, _ = x.shape
+        u, p = self.stride, self.padding
+        z = (x.reshape(b * n, c) @ w.reshape(o * k, c).T).reshape(b, n, o, k).transpose(0, 1, 3, 2)  # (B, N, K, O)
+        j = -(-k // u)
+        if j * u != k:
+            z = mx.pad(z, [(0, 0), (0, 0), (0, j * u - k), (0, 0)])
+        z = z.reshape(b, n, j, u, o)
+        y = None
+        for i in range(j):
+            part = mx.pad(z[:, :, i].reshape(b, n * u, o), [(0, 0), (i * u, (j - 1 - i) * u), (0, 0)])
+            y = part if y is None else y + part
+        y = y[:, p : p + (n - 1) * u + k - 2 * p]
+        return y + self.bias if "bias" in self else y
+
+
 def _pad_edge(x: mx.array, left: int, right: int) -> mx.array:  # (B, L, C), replicate padding on L
     return mx.pad(x, [(0, 0), (left, right), (0, 0)], mode="edge")
 
@@ -124,11 +168,11 @@ class ResBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: list[int]):
         super().__init__()
         self.convs1 = [
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
+            Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
             for d in dilations
         ]
         self.convs2 = [
-            nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
+            Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
         ]
 
     def __call__(self, x: mx.array) -> mx.array:
@@ -215,11 +259,11 @@ class AMPBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: list[int]):
         super().__init__()
         self.convs1 = [
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
+            Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
             for d in dilations
         ]
         self.convs2 = [
-            nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
+            Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
         ]
         self.acts1 = [Activation1d(channels) for _ in dilations]
         self.acts2 = [Activation1d(channels) for _ in dilations]
@@ -238,9 +282,9 @@ class Vocoder(nn.Module):
         self.config = config
         self.is_amp = config.resblock == "AMP1"
         c0 = config.upsample_initial_channel
-        self.conv_pre = nn.Conv1d(128, c0, 7, padding=3)  # input: 2 channels x 64 mel bins
+        self.conv_pre = Conv1d(128, c0, 7, padding=3)  # input: 2 channels x 64 mel bins
         self.ups = [
-            nn.ConvTranspose1d(c0 // 2**i, c0 // 2 ** (i + 1), k, stride=u, padding=(k - u) // 2)
+            ConvTranspose1d(c0 // 2**i, c0 // 2 ** (i + 1), k, stride=u, padding=(k - u) // 2)
             for i, (u, k) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes, strict=True))
         ]
         block = AMPBlock1 if self.is_amp else ResBlock1
@@ -252,7 +296,7 @@ class Vocoder(nn.Module):
         final = c0 // 2 ** len(config.upsample_rates)
         if self.is_amp:
             self.act_post = Activation1d(final)
-        self.conv_post = nn.Conv1d(final, 2, 7, padding=3, bias=config.use_bias_at_final)
+        self.conv_post = Conv1d(final, 2, 7, padding=3, bias=config.use_bias_at_final)
 
     @property
     def sample_rate(self) -> int:

@@ -120,11 +120,24 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
         memory_budget=raw["memory_budget"],
     ).merged(stored)
     nodes, resolved, files = pipeline.build(opts, store)
+    _scratch_in_cache(store)
     if State.verbose:
         from ltx import backend
 
         _echo("backend: " + ", ".join(f"{k} {v}" for k, v in backend.describe().items()))
     return store, name, nodes, resolved, files
+
+
+def _scratch_in_cache(store) -> None:
+    """Temporary files (ours, ffmpeg's, MLX's compiled-kernel cache) go under the cache directory, so
+    that a run writes nothing outside it but the requested outputs."""
+    import os
+    import tempfile
+
+    scratch = store.root / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(scratch)
+    tempfile.tempdir = None
 
 
 def _write_outputs(store, nodes: dict[str, Node], output_path: Path, audio_path: Path | None) -> None:

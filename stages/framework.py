@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cache.errors import CorruptArtifact
+from cache.errors import CacheError, CorruptArtifact, UnknownArtifact
 from cache.keys import make_key
 from cache.store import Artifact, RowWriter, Store, Writer
 
@@ -116,6 +116,8 @@ class Context:
             except CorruptArtifact as e:
                 self.echo(f"discarding corrupt checkpoint of {self.node.stage.name} at step {step}: {e}")
                 self.store.remove(key)
+            except CacheError:
+                continue  # removed by a concurrent writer or gc since the check: look further back
         return None
 
     def _clear_checkpoints(self) -> None:
@@ -144,6 +146,8 @@ def ensure(store: Store, node: Node, *, force: bool = False, echo: Callable[[str
         except CorruptArtifact as e:
             echo(f"corrupt {node.stage.name} {key[:8]} ({e}); removing and recomputing")
             store.remove(key)
+        except UnknownArtifact:
+            pass  # removed since the check (cache rm, gc): compute it
     upstream = {}
     for name, inp in node.inputs.items():
         if isinstance(inp, Node):

@@ -296,7 +296,7 @@ def options(o: Any, files: Any, two_stage: bool) -> None:
         steps(o.steps)
     for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
         finite(f"--{name.replace('_', '-')}", getattr(o, name))
-    for path, frame, s in o.images:
+    for path, _frame, s in o.images:
         strength(f"--image {path} strength", s)
         image_file(path)
     model_files(files)

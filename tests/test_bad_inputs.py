@@ -159,9 +159,8 @@ def _model_variant(base: Path, root: Path, name: str, change: Callable[[Path], N
 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory) -> dict:
-    from PIL import Image
-
     import soundfile
+    from PIL import Image
 
     from ltx import tiny
 

@@ -1,0 +1,89 @@
+"""The compute backend: MKL is loaded before mlx when present, with a warning fallback otherwise.
+
+Each case runs in a fresh interpreter, because the BLAS can only be chosen before mlx is imported.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _run(code: str, **env_overrides: str) -> subprocess.CompletedProcess:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LTX_BLAS", "LTX_DTYPE")}
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_falls_back_with_a_warning_when_mkl_is_absent():
+    # hide every libmkl_rt candidate: the module must warn, keep the reference BLAS and still work
+    p = _run("""
+        import glob, warnings
+        glob.glob = lambda *a, **k: []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            from ltx import backend
+        import mlx.core as mx
+        assert backend.BLAS == "reference", backend.BLAS
+        assert any("no optimised BLAS" in str(w.message) for w in caught), [str(w.message) for w in caught]
+        a = mx.ones((8, 8))
+        assert float((a @ a).sum()) == 512.0
+        print("OK", backend.describe()["blas"])
+    """)
+    assert p.returncode == 0, p.stderr
+    assert "OK reference" in p.stdout
+
+
+def test_warns_when_mlx_was_imported_first():
+    p = _run("""
+        import warnings
+        import mlx.core
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            from ltx import backend
+        assert backend.BLAS == "reference", backend.BLAS
+        assert any("imported before ltx.backend" in str(w.message) for w in caught)
+        print("OK")
+    """)
+    assert p.returncode == 0, p.stderr
+
+
+def test_opt_out_with_ltx_blas_reference():
+    p = _run("from ltx import backend; print(backend.BLAS)", LTX_BLAS="reference")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() in ("reference", "accelerate")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MKL loading is Linux-only")
+def test_loads_mkl_when_installed():
+    from ltx import backend
+
+    if not backend._candidates():
+        pytest.skip("the mkl wheel is not installed in this environment")
+    p = _run("""
+        from ltx import backend
+        import mlx.core as mx
+        a = mx.random.normal((64, 64))
+        assert mx.allclose(a @ mx.eye(64), a).item()
+        print(backend.BLAS, backend.describe()["blas"])
+    """)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("mkl "), p.stdout
+
+
+def test_default_dtype_is_float32_on_cpu_and_can_be_forced():
+    p = _run("""
+        from ltx import backend
+        import mlx.core as mx
+        assert backend.default_dtype() == (mx.float32 if mx.default_device() == mx.cpu else mx.bfloat16)
+        print("OK")
+    """)
+    assert p.returncode == 0, p.stderr
+    p = _run("from ltx import backend; print(backend.default_dtype())", LTX_DTYPE="bfloat16")
+    assert "bfloat16" in p.stdout, p.stderr
