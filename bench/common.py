@@ -168,8 +168,8 @@ VAE_DECODER = {
 }
 import os  # noqa: E402
 
-# latent F', H', W' -> 17 frames of 128 x 192 (run.py --quick sets a smaller one for its workers)
-VAE_LATENT = tuple(int(v) for v in os.environ.get("LTX_BENCH_VAE_LATENT", "3x4x6").split("x"))
+# latent F', H', W' -> 9 frames of 64 x 96 (run.py --quick sets a smaller one for its workers)
+VAE_LATENT = tuple(int(v) for v in os.environ.get("LTX_BENCH_VAE_LATENT", "2x2x3").split("x"))
 VAE_TILING = ((64, 32), (16, 8))  # spatial (tile, overlap) pixels, temporal (tile, overlap) frames
 
 

@@ -59,9 +59,10 @@ AUDIO = {
                 "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "output_sampling_rate": 24000},
 }
 SIZES = {
-    # video latent (F', H', W') -> 9 frames x 128 x 192 px; tiling: spatial (px, overlap px) only
-    "full": {"latent": (2, 4, 6), "tiling": (128, 32), "audio_frames": 26},
-    "quick": {"latent": (2, 2, 3), "tiling": (64, 32), "audio_frames": 8},
+    # video latent (F', H', W') -> 9 frames x 128 x 192 px; tiling: (px, overlap px, frames, overlap frames); the
+    # reference's tiled_decode needs a temporal config: 16 / 8 frames is one temporal tile for 2 latent frames
+    "full": {"latent": (2, 4, 6), "tiling": (128, 32, 16, 8), "audio_frames": 26},
+    "quick": {"latent": (2, 2, 3), "tiling": (64, 32, 16, 8), "audio_frames": 8},
 }
 COMPONENTS = ("vae_decode", "vae_decode_tiled", "upsampler", "audio_decoder", "vocoder")
 NOISE_SEED, TILED_NOISE_SEED = 11, 12
@@ -88,7 +89,7 @@ def worker(cache: Path) -> None:
         AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, VOCODER_COMFY_KEYS_FILTER, AudioDecoderConfigurator, VocoderConfigurator)
     from ltx_core.model.upsampler.model_configurator import LatentUpsamplerConfigurator
     from ltx_core.model.video_vae.model_configurator import VAE_DECODER_COMFY_KEYS_FILTER, VideoDecoderConfigurator
-    from ltx_core.model.video_vae.tiling import SpatialTilingConfig, TilingConfig
+    from ltx_core.model.video_vae.tiling import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
     torch.set_grad_enabled(False)
     out = sys.stdout
@@ -137,7 +138,7 @@ def worker(cache: Path) -> None:
             adec = build(cache / "audio.safetensors", AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER)
             voc = build(cache / "vocoder.safetensors", VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
             x = {k: torch.from_numpy(v) for k, v in np.load(cmd["inputs"]).items()}
-            tiling = TilingConfig(SpatialTilingConfig(*cmd["tiling"]), None)
+            tiling = TilingConfig(SpatialTilingConfig(*cmd["tiling"][:2]), TemporalTilingConfig(*cmd["tiling"][2:]))
             noises = [torch.randn(x["video_latent"][t.in_coords].shape, generator=torch.Generator().manual_seed(0))
                       for t in dec._prepare_tiles(x["video_latent"], tiling)]
             gen = torch.Generator().manual_seed(TILED_NOISE_SEED)
@@ -308,7 +309,7 @@ def our_models(cache: Path, x: dict[str, np.ndarray], noise: dict[str, np.ndarra
 
         return draw
 
-    cfg = TilingConfig(spatial=tuple(tiling))
+    cfg = TilingConfig(spatial=tuple(tiling[:2]), temporal=tuple(tiling[2:]))
 
     def run(fn):
         def go():

@@ -134,6 +134,7 @@ def _scratch_in_cache(store) -> None:
     import os
     import tempfile
 
+    store.ensure_writable()
     scratch = store.root / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"] = str(scratch)

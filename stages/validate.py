@@ -301,8 +301,9 @@ def options(o: Any, files: Any, two_stage: bool) -> None:
         image_file(path)
     model_files(files)
     loras = list(o.loras)
-    tiny_lora = files.tiny_variant is not None and o.distilled_lora is not None and \
-        Path(o.distilled_lora[0]).parent == Path(files.checkpoint).parent
+    from stages.pipeline import TINY_LORA
+
+    tiny_lora = files.tiny_variant is not None and o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA
     if o.distilled_lora is not None and not tiny_lora:
         loras.append(tuple(o.distilled_lora))
     if loras:

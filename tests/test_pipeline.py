@@ -246,7 +246,7 @@ def test_video_decode_stage_frames(run):
     ref = g[f"{p}.video"]
     frames = np.asarray(_art(run, "decode")["frames"])
     assert frames.shape == ref.shape and frames.dtype == np.uint8
-    diff = np.abs(frames.astype(np.int16) - to_uint8(ref).astype(np.int16))
+    diff = np.abs(frames.astype(np.int16) - np.array(to_uint8(mx.array(ref))).astype(np.int16))
     assert diff.max() <= 1, (f"{p}: uint8 frames differ by up to {diff.max()} levels (mean {diff.mean():.2f}); "
                              f"decode noise streams drawn through ltx.sampling.noise: {run[-2]}")
 
