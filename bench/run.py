@@ -31,7 +31,8 @@ ROOT = common.ROOT
 BENCH = ROOT / "bench"
 VENVS = {"ours": ROOT / ".venv", "ref": ROOT / ".venv-ref", "port": ROOT / ".venv-port"}
 PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mkl"]
-SECTIONS = ("startup", "micro", "transformer", "vae")
+SECTIONS = ("startup", "micro", "transformer", "components")
+EXTRA: list[str] = []  # markdown sections appended after the table
 
 
 def py(name: str) -> Path:
@@ -137,7 +138,7 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
     args = ["--inputs", str(inputs), "--weights", str(weights), "--layers", str(a.layers), "--heads", str(a.heads)]
     times: dict[str, list[float]] = {"ours": [], "ref": [], "port": []}
     outs = {}
-    for rnd in range(a.rounds):
+    for _ in range(a.rounds):
         for name, script in (("ours", "tf_ours.py"), ("ref", "tf_ref.py"), ("port", "tf_port.py")):
             if name == "port" and not a.port:
                 continue
@@ -158,6 +159,23 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
             rows.append((f"transformer fwd: achieved GFLOP/s ({k})", g, None, None, "GFLOP/s",
                          f"{100 * g / common.PEAK_GFLOPS:.0f}% of {common.PEAK_GFLOPS:.0f} peak; {flops / 1e9:.0f} GFLOP/fwd"))
     return rows
+
+
+def bench_components(a, tmp: Path) -> list[tuple]:
+    """Video VAE decode (untiled, tiled), upsampler, audio decoder, vocoder at real widths: bench/vae_bench.py
+    (interleaved ours/reference, its own table), quoted into the results file."""
+    out = tmp / "components.md"
+    cmd = [str(py("ours")), str(BENCH / "vae_bench.py"), "--runs", str(a.runs), "--out", str(out), "--micro"]
+    if a.quick:
+        cmd.append("--quick")
+    p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    print(p.stdout[-4000:], flush=True)
+    if p.returncode or not out.exists():
+        print(f"  vae_bench.py failed (rc {p.returncode}):\n{p.stderr[-3000:]}", flush=True)
+        return []
+    text = out.read_text()
+    EXTRA.append("## Components (bench/vae_bench.py)\n\n" + text.split("\n", 1)[1].lstrip() if text.startswith("#") else text)
+    return []
 
 
 def bench_vae(a, tmp: Path) -> list[tuple]:
@@ -268,7 +286,7 @@ def main() -> None:
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
     text = (f"# Benchmarks\n\nCommand: `{cmd.strip()}` ({started}; {head}).\n"
             f"Medians of {a.runs} timed runs x {a.rounds} round(s) after a warm-up; ratios < 1 mean ours is faster.\n\n"
-            f"{md}\n")
+            f"{md}\n" + "".join("\n" + e for e in EXTRA))
     Path(a.output).write_text(text)
     print(f"wrote {a.output}")
 

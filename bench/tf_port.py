@@ -23,9 +23,9 @@ import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
+from mlx_video.models.ltx import transformer as port_transformer  # noqa: E402
 from mlx_video.models.ltx.config import LTXModelConfig, LTXModelType, LTXRopeType  # noqa: E402
 from mlx_video.models.ltx.ltx import LTXModel  # noqa: E402
-from mlx_video.models.ltx import transformer as port_transformer  # noqa: E402
 from mlx_video.models.ltx.transformer import Modality  # noqa: E402
 
 # mlx_video.utils.rms_norm is mx.compile(shapeless=True) around mx.ones((x.shape[-1],)): the first

@@ -24,10 +24,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--save", default=None)
     a = ap.parse_args()
-    from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
     from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+    from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
     from ltx_core.model.transformer.modality import Modality
-    from ltx_core.model.transformer.model_configurator import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator
+    from ltx_core.model.transformer.model_configurator import (
+        LTXV_MODEL_COMFY_RENAMING_MAP,
+        LTXModelConfigurator,
+    )
 
     torch.set_grad_enabled(False)
     model = SingleGPUModelBuilder(model_class_configurator=LTXModelConfigurator, model_path=a.weights,

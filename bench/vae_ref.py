@@ -22,7 +22,10 @@ def main() -> None:
     ap.add_argument("--tiled", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    from ltx_core.model.video_vae.model_configurator import VAE_DECODER_COMFY_KEYS_FILTER, VideoDecoderConfigurator
+    from ltx_core.model.video_vae.model_configurator import (
+        VAE_DECODER_COMFY_KEYS_FILTER,
+        VideoDecoderConfigurator,
+    )
 
     torch.set_grad_enabled(False)
     cfg = {"vae": common.VAE_DECODER}

@@ -129,16 +129,15 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
 
 
 def _scratch_in_cache(store) -> None:
-    """Temporary files (ours, ffmpeg's, MLX's compiled-kernel cache) go under the cache directory, so
-    that a run writes nothing outside it but the requested outputs."""
-    import os
+    """Our temporary files (and ffmpeg's outputs in them) go under the cache directory, so that a run
+    writes nothing outside it but the requested outputs. (MLX keeps its compiled CPU kernels in the
+    system temp directory; it is left there so that every cache directory shares them.)"""
     import tempfile
 
     store.ensure_writable()
     scratch = store.root / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    os.environ["TMPDIR"] = str(scratch)
-    tempfile.tempdir = None
+    tempfile.tempdir = str(scratch)
 
 
 def _write_outputs(store, nodes: dict[str, Node], output_path: Path, audio_path: Path | None) -> None:
