@@ -117,7 +117,7 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
         images=_images(raw["image"]), loras=_loras(raw["lora"]),
         distilled_lora=(_loras([raw["distilled_lora"]])[0] if raw["distilled_lora"] else None),
         model=raw["model"], pipeline=raw["pipeline"], tiling=raw["tiling"], image_crf=raw["image_crf"],
-        memory_budget=raw["memory_budget"],
+        memory_budget=raw["memory_budget"], enhance_prompt=raw["enhance_prompt"] or None,
     ).merged(stored)
     nodes, resolved, files = pipeline.build(opts, store)
     _scratch_in_cache(store)
@@ -175,6 +175,7 @@ def _options(
     pipeline: Annotated[str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")] = None,
     tiling: Annotated[str | None, typer.Option(help="Video decode tiling: none, default, aggressive, conservative, or SPATIAL:OVERLAP,FRAMES:OVERLAP.")] = None,
     image_crf: Annotated[int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")] = None,
+    enhance_prompt: Annotated[bool, typer.Option("--enhance-prompt", help="Rewrite the prompt with Gemma first (seeded by --seed).")] = False,
     memory_budget: Annotated[float | None, typer.Option(help="GB: stream transformer blocks from disk if needed to stay within it (same bits).")] = None,
     output_path: Annotated[Path | None, typer.Option(help="Where to write the .mp4 (or a .wav for audio only).")] = None,
     audio_path: Annotated[Path | None, typer.Option(help="Also write the audio as a .wav here.")] = None,

@@ -15,16 +15,22 @@ NAME, VERSION = "encode", 1
 @dataclass(frozen=True)
 class Params:
     prompt: str
+    enhance_seed: int | None = None  # rewrite the prompt with Gemma first (seeded sampling); None = as given
 
 
 def compute(ctx, params: Params) -> dict:
     from stages.runtime import mx
 
     encoder = runtime.text_encoder(ctx.runtime)
-    out = encoder.encode(params.prompt)
+    prompt = params.prompt
+    if params.enhance_seed is not None:
+        prompt = encoder.enhance_t2v(prompt, seed=params.enhance_seed).strip() or prompt
+        ctx.echo(f"enhanced prompt: {prompt}")
+    out = encoder.encode(prompt)
     video, audio = out.video, out.audio
     mx.eval(video, audio)
-    return {"video_context": np.array(video.astype(mx.float32)), "audio_context": np.array(audio.astype(mx.float32))}
+    return {"video_context": np.array(video.astype(mx.float32)), "audio_context": np.array(audio.astype(mx.float32)),
+            "prompt_utf8": np.frombuffer(prompt.encode(), np.uint8)}
 
 
 STAGE = Stage(NAME, VERSION, Params, (), compute, __doc__)

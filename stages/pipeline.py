@@ -39,6 +39,7 @@ class Options:
     pipeline: str | None = None
     tiling: str | None = None
     image_crf: int | None = None
+    enhance_prompt: bool | None = None
     memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
 
     def merged(self, stored: dict) -> Options:
@@ -169,7 +170,9 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     images_ext = {f"image{i}": store.digest(p) for i, (p, _, _) in enumerate(o.images)}
     nodes: dict[str, Node] = {}
     # 1. text: the prompt (and the negative prompt when guidance needs it) -> contexts
-    nodes["encode"] = Node(encode.STAGE, encode.Params(o.prompt.strip()), externals=text, runtime=files)
+    # the reference seeds enhancement with the generation seed in the TI2Vid pipelines
+    enhance = o.seed if o.enhance_prompt else None
+    nodes["encode"] = Node(encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals=text, runtime=files)
     if o.pipeline != "distilled":
         nodes["encode_negative"] = Node(encode.STAGE, encode.Params(o.negative_prompt.strip()), externals=text, runtime=files)
     # 2. images -> conditioning latents at the stage-1 resolution

@@ -136,3 +136,22 @@ def test_bad_inputs_exit_1_and_write_nothing(tmp_path):
         assert r.returncode == 1, (args, r.stderr)
         assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
         assert not cache.exists() or not any(cache.rglob("*")), list(cache.rglob("*"))
+
+
+def test_image_to_video_keeps_the_conditioned_frame(tmp_path):
+    """Frame 0 at strength 1 replaces the first latent frame and stays clean through stage 1; a
+    keyframe at frame 8 is appended as tokens (and dropped from the output latent)."""
+    import imageio.v3 as iio
+
+    img = tmp_path / "img.png"
+    iio.imwrite(img, (np.random.RandomState(0).rand(100, 150, 3) * 255).astype(np.uint8))
+    cache = tmp_path / "cache"
+    args = [*PROMPT, *SMALL[:4], "--num-frames", "17", "--image", str(img), "0", "1.0", "--image", str(img), "8", "0.5"]
+    r = ltx(cache, "denoise", "i2v", *args)
+    store = Store(cache)
+    run = store.load_run("i2v")
+    cond = store.open(run["stages"]["condition"])
+    latent = store.open(r.stdout.strip().splitlines()[-1])["video_latent"]
+    assert latent.shape == (1, 128, 3, 1, 2)
+    assert np.array_equal(latent[:, :, :1], cond["latent0"])
+    assert not np.array_equal(latent[:, :, 1:2], cond["latent1"])
