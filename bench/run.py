@@ -31,7 +31,7 @@ ROOT = common.ROOT
 BENCH = ROOT / "bench"
 VENVS = {"ours": ROOT / ".venv", "ref": ROOT / ".venv-ref", "port": ROOT / ".venv-port"}
 PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mkl"]
-SECTIONS = ("startup", "micro", "transformer", "components")
+SECTIONS = ("startup", "micro", "transformer", "components", "generate", "memory")
 EXTRA: list[str] = []  # markdown sections appended after the table
 
 
@@ -158,6 +158,65 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
             g = flops / med[k] / 1e9
             rows.append((f"transformer fwd: achieved GFLOP/s ({k})", g, None, None, "GFLOP/s",
                          f"{100 * g / common.PEAK_GFLOPS:.0f}% of {common.PEAK_GFLOPS:.0f} peak; {flops / 1e9:.0f} GFLOP/fwd"))
+    return rows
+
+
+CLI = ("import resource, sys, time\n"
+       "sys.argv = ['ltx'] + sys.argv[1:]\n"
+       "from stages import cli\n"
+       "code = 0\n"
+       "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code or 0\n"
+       "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
+       "sys.exit(code)")
+
+
+def ltx_cli(args: list[str], cache: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `ltx ARGS` process (the console script's own code path)."""
+    t0 = time.perf_counter()
+    p = subprocess.run([str(py("ours")), "-c", CLI, "--cache-dir", str(cache), *args], cwd=ROOT,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    dt = time.perf_counter() - t0
+    if p.returncode:
+        raise RuntimeError(f"ltx {' '.join(args)} failed (rc {p.returncode}):\n{p.stderr[-2000:]}")
+    rss = [float(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("PEAK_RSS_MB")]
+    return dt, (rss[-1] if rss else float("nan"))
+
+
+def bench_generate(a, tmp: Path) -> list[tuple]:
+    """The tiny model end to end: cold (empty cache), fully cached, and re-decode only (new tiling)."""
+    prompt = ["--prompt", "A red fox trots through fresh snow at dawn"]
+    times: dict[str, list[float]] = {"cold": [], "cached": [], "redecode": []}
+    for i in range(a.runs):
+        cache, out = tmp / f"gen-cache-{i}", tmp / f"gen-{i}.mp4"
+        try:
+            times["cold"].append(ltx_cli(["generate", "bench", *prompt, "--output-path", str(out)], cache)[0])
+            times["cached"].append(ltx_cli(["generate", "bench", *prompt, "--output-path", str(out)], cache)[0])
+            times["redecode"].append(ltx_cli(["decode", "bench", "--tiling", "aggressive"], cache)[0])
+        except RuntimeError as e:
+            print(f"  {e}", flush=True)
+            return []
+        print(f"  generate round {i}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+    return [(f"ltx generate (tiny model), {k}", common.median(v), None, None, "s", note)
+            for (k, v), note in zip(times.items(), ("empty cache", "every stage cached: no weights loaded",
+                                                    "ltx decode --tiling aggressive on a cached run"), strict=True)]
+
+
+def bench_memory(a, tmp: Path) -> list[tuple]:
+    """Peak RSS of `ltx decode` (streaming, default tiling) for two video lengths at 512x768 (tiny model)."""
+    rows = []
+    for frames in (49, 97):
+        cache = tmp / f"mem-cache-{frames}"
+        opts = ["--prompt", "a fox", "--num-frames", str(frames), "--height", "512", "--width", "768"]
+        try:
+            ltx_cli(["refine", f"mem{frames}", *opts], cache)  # everything upstream of decode
+            dt, rss = ltx_cli(["decode", f"mem{frames}", "--tiling", "default"], cache)
+        except RuntimeError as e:
+            print(f"  {e}", flush=True)
+            return rows
+        frames_mb = frames * 512 * 768 * 3 / 2**20
+        rows.append((f"streaming decode peak RSS, {frames} frames 512x768 (tiny model)", rss, None, None, "MB",
+                     f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB"))
+        print(f"  {frames} frames: {rss:.0f} MB, {dt:.1f} s", flush=True)
     return rows
 
 

@@ -155,3 +155,34 @@ def test_image_to_video_keeps_the_conditioned_frame(tmp_path):
     assert latent.shape == (1, 128, 3, 1, 2)
     assert np.array_equal(latent[:, :, :1], cond["latent0"])
     assert not np.array_equal(latent[:, :, 1:2], cond["latent1"])
+
+
+def test_readme_main_job_writes_playable_mp4(tmp_path):
+    """The README's main job is `just demo`: run the justfile's exact demo command (fresh cache, fresh
+    working directory) and probe its output with ffmpeg."""
+    import shlex
+
+    recipe = Path(__file__).parents[1].joinpath("justfile").read_text().split("\ndemo:\n", 1)[1]
+    command = shlex.split(recipe.splitlines()[0].strip())
+    assert command[:2] == ["ltx", "generate"]
+    r = subprocess.run([sys.executable, "-m", "stages.cli", *command[1:]], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "LTX_CACHE": str(tmp_path / "cache")}, timeout=900)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / command[command.index("--output-path") + 1]
+    info = probe(out)
+    assert "Video: h264" in info and "Audio: aac" in info, info
+    assert re.search(r"Duration: 00:00:01\.0\d", info), info  # 25 frames at 24 fps
+
+
+def test_status_explains_stale_stages(first_run, tmp_path):
+    root, _, _ = first_run
+    store = Store(root / "cache")
+    run = store.load_run("fox")
+    run["stages"]["decode"] = "0" * 64  # as if decoded with other settings by an older recipe
+    run["recipes"]["decode"]["params"]["tiling"] = "none"
+    run["recipes"]["vocode"]["version"] = 0
+    store.save_run("fox-old", run)
+    out = ltx(root / "cache", "status", "fox-old").stdout
+    assert re.search(r"^decode\s+stale\s+00000000 -> \w{8} \(parameters changed: tiling\)", out, flags=re.M), out
+    assert re.search(r"^encode\s+cached", out, flags=re.M), out
+    assert re.search(r"^mux\s+(cached|missing)", out, flags=re.M), out
