@@ -14,6 +14,7 @@ the table reports medians after one warm-up. FLOPs are counted on the reference 
 (same shapes, MLX vs torch, also interleaved).
 """
 
+# ruff: noqa: B023, I001  (worker closures are built once; ltx.backend must be imported before mlx)
 from __future__ import annotations
 
 import argparse
@@ -118,7 +119,7 @@ def worker(cache: Path) -> None:
         return SingleGPUModelBuilder(model_path=str(path), model_class_configurator=configurator, **kw).build(
             device=torch.device("cpu"), dtype=torch.float32).eval()
 
-    models, inputs, flops = {}, {}, {}
+    models, flops = {}, {}
     for line in sys.stdin:
         cmd = json.loads(line)
         op = cmd["op"]
