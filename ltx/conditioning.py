@@ -16,8 +16,15 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 
-from ltx.constants import validate_fps, validate_strength
-from ltx.patchify import audio_positions, patchify_audio, patchify_video, unpatchify_audio, unpatchify_video, video_positions
+from ltx.constants import validate_strength
+from ltx.patchify import (
+    audio_positions,
+    patchify_audio,
+    patchify_video,
+    unpatchify_audio,
+    unpatchify_video,
+    video_positions,
+)
 
 AUDIO_HOP_SECONDS = 160 / 16000  # one mel frame
 AUDIO_DOWNSAMPLE = 4  # mel frames per audio latent

@@ -18,6 +18,8 @@ from typing import Any
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx_vlm.models.base import create_attention_mask  # noqa: E402

@@ -19,6 +19,8 @@ import numpy as np
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 
 DEFAULT_IMAGE_CRF = 33

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ltx import backend  # noqa: F401
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 
 from ltx.gemma import GemmaTextModel, GemmaTokenizer  # noqa: E402

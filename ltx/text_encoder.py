@@ -19,6 +19,8 @@ from typing import Any
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402

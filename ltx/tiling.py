@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
-from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+
+# isort: split
 
 import mlx.core as mx  # noqa: E402
 

@@ -11,6 +11,8 @@ import math
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 

@@ -17,19 +17,28 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+
+# isort: split
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
 from ltx import tiling as tiling_mod  # noqa: E402
-from ltx.loader import CheckpointError, check_config_value, load_checkpoint, load_strict, read_config, take_prefix  # noqa: E402
+from ltx.loader import (  # noqa: E402
+    CheckpointError,
+    check_config_value,
+    load_checkpoint,
+    load_strict,
+    read_config,
+    take_prefix,
+)
 from ltx.vae_blocks import (  # noqa: E402
     CausalConv3d,
     DepthToSpaceUpsample,

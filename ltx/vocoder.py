@@ -14,6 +14,8 @@ from typing import Any
 
 from ltx import backend  # (sets up the BLAS before mlx)
 
+# isort: split
+
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402

@@ -191,6 +191,8 @@ def main() -> None:
     try:
         commands.preprocess_argv()
         rc = app(standalone_mode=False)
+        if rc == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit code 130: say how to resume
+            raise KeyboardInterrupt
         sys.exit(rc if isinstance(rc, int) else 0)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))

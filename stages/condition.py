@@ -21,9 +21,8 @@ class Params:
 
 
 def compute(ctx, params: Params) -> dict:
-    from stages.runtime import mx
-
     from ltx.media import load_image_conditioning
+    from stages.runtime import mx
 
     encoder = runtime.video_encoder(ctx.runtime["files"])
     out = {}

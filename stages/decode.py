@@ -19,11 +19,10 @@ class Params:
 
 
 def compute(ctx, params: Params, latents) -> dict:
-    from stages.runtime import mx
-
     from ltx.sampling import noise
     from ltx.tiling import parse_tiling
     from ltx.video_vae import to_uint8
+    from stages.runtime import mx
 
     decoder = runtime.video_decoder(ctx.runtime)
     latent = mx.array(latents["video_latent"])

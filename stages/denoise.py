@@ -25,11 +25,10 @@ class Params:
 
 
 def initial_states(params, images_art, stream: str):
-    from stages.runtime import mx
-
     from ltx.conditioning import apply_conditionings, audio_state, video_state
     from ltx.constants import audio_latent_frames, video_latent_shape
     from ltx.sampling import add_noise, noise
+    from stages.runtime import mx
 
     f, h, w = video_latent_shape(params.num_frames, params.height, params.width)
     video = video_state(mx.zeros((1, 128, f, h, w), mx.float32), params.frame_rate)

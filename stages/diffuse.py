@@ -51,9 +51,8 @@ def make_denoiser(model: Any, positive: tuple, negative: tuple | None, video_gui
 
 def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
     """Euler over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
-    from stages.runtime import mx
-
     from ltx.sampling import euler_loop
+    from stages.runtime import mx
 
     total, start = len(sigmas) - 1, 0
     resumed = ctx.resume(total)
@@ -63,22 +62,22 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
         audio = replace(audio, latent=mx.array(art["audio"])) if audio is not None else None
         ctx.echo(f"{ctx.node.stage.name}: resuming from step {start}/{total}")
     t0 = time.perf_counter()
-    for step, video, audio in euler_loop(denoise, sigmas, video, audio, start=start):
-        mx.eval(video.latent, *([audio.latent] if audio is not None else []))
-        arrays = {"video": np.array(video.latent)}
-        if audio is not None:
-            arrays["audio"] = np.array(audio.latent)
+    for step, v, a in euler_loop(denoise, sigmas, video, audio, start=start):
+        mx.eval(v.latent, *([a.latent] if a is not None else []))
+        arrays = {"video": np.array(v.latent)}
+        if a is not None:
+            arrays["audio"] = np.array(a.latent)
         ctx.checkpoint(step, arrays)
         rate = (time.perf_counter() - t0) / (step - start)
         ctx.echo(f"{ctx.node.stage.name}: step {step}/{total} ({rate:.2f} s/step)")
+        video, audio = v, a
     return video, audio
 
 
 def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
     """Drop appended conditioning tokens and return latents in the reference layouts."""
-    from stages.runtime import mx
-
     from ltx.conditioning import clear_conditioning, unpatchify
+    from stages.runtime import mx
 
     out = {"video_latent": np.array(unpatchify(clear_conditioning(video)).astype(mx.float32))}
     if audio is not None:
@@ -88,9 +87,8 @@ def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
 
 def image_conditionings(images_art: Any, images: tuple[tuple[int, float], ...]) -> list:
     """Frame 0 replaces the first latent frame; other frames are appended as keyframe tokens."""
-    from stages.runtime import mx
-
     from ltx.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+    from stages.runtime import mx
 
     items = []
     for i, (frame, strength) in enumerate(images):

@@ -23,10 +23,9 @@ class Params:
 
 
 def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
-    from stages.runtime import mx
-
     from ltx.conditioning import apply_conditionings, audio_state, video_state
     from ltx.sampling import add_noise, noise
+    from stages.runtime import mx
 
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
     model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))

@@ -17,9 +17,9 @@ _LOADED: dict[tuple, Any] = {}
 def __getattr__(name: str) -> Any:
     """`from stages.runtime import mx`: mlx.core, imported after ltx.backend has set up the BLAS."""
     if name == "mx":
-        import ltx.backend  # noqa: F401
-
         import mlx.core
+
+        import ltx.backend  # noqa: F401
 
         return mlx.core
     raise AttributeError(name)

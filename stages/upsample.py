@@ -18,9 +18,8 @@ class Params:
 
 
 def compute(ctx, params: Params, latents) -> dict:
-    from stages.runtime import mx
-
     from ltx.upsampler import upsample_video
+    from stages.runtime import mx
 
     files = ctx.runtime
     up = upsample_video(mx.array(latents["video_latent"]), runtime.video_encoder(files), runtime.upsampler(files))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlx.core as mx  # noqa: E402
 import numpy as np
 import pytest
 
-from ltx import backend  # noqa: F401
-from ltx import tiny
-
-import mlx.core as mx  # noqa: E402
-
+from ltx import (
+    backend,  # noqa: F401
+    tiny,
+)
 from ltx.audio_vae import load_audio_decoder, load_audio_encoder  # noqa: E402
 from ltx.loader import CheckpointError  # noqa: E402
 from ltx.mel import load_audio, log_mel, resample  # noqa: E402

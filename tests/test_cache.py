@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import toy_stages as toy
+
 from cache.errors import AmbiguousArtifact, BadRunName, CorruptArtifact, RecipeError, UnknownArtifact
 from cache.keys import canonical_json, make_key
 from cache.store import Store, check_run_name

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import toy_stages as toy
+
 from cache.store import Store
 from stages.framework import ensure
 
@@ -21,7 +21,7 @@ def ltx(cache: Path, *args: str, env: dict | None = None) -> subprocess.Complete
 
 
 def test_help_and_ls_do_not_import_mlx(tmp_path: Path):
-    code = "import sys; sys.argv=['ltx','--cache-dir','%s','cache','ls']; import stages.cli as c\n" % tmp_path
+    code = f"import sys; sys.argv=['ltx','--cache-dir','{tmp_path}','cache','ls']; import stages.cli as c\n"
     code += "try:\n    c.main()\nexcept SystemExit:\n    pass\nassert 'mlx.core' not in sys.modules and 'zarr' not in sys.modules"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

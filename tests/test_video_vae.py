@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlx.core as mx  # noqa: E402
 import numpy as np
 import pytest
 
-from ltx import backend  # noqa: F401
-from ltx import tiny
-
-import mlx.core as mx  # noqa: E402
-
-from ltx import tiling  # noqa: E402
+from ltx import (
+    backend,  # noqa: F401
+    tiling,  # noqa: E402
+    tiny,
+)
 from ltx.loader import CheckpointError  # noqa: E402
 from ltx.media import h264_round_trip, load_image_conditioning, preprocess_image  # noqa: E402
 from ltx.upsampler import load_upsampler, upsample_video  # noqa: E402
