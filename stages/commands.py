@@ -189,6 +189,8 @@ def _make_step(label: str, doc: str):
         from stages.models import TINY_NAMES
 
         output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
+        if label in FROM_KEY and _is_key_ref(kw["run"]):
+            return _step_from_key(label, kw, force)
         store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
         if label not in nodes:
             raise LtxError(f"stage {label!r} is not part of --pipeline {opts.pipeline}"
@@ -212,6 +214,56 @@ def _make_step(label: str, doc: str):
     command.__signature__ = inspect.signature(_options)
     command.__doc__ = doc
     return command
+
+
+# Steps that can start from an artifact given by key: (input name, stages whose output it accepts).
+FROM_KEY = {
+    "decode": ("latents", ("denoise", "upsample", "refine")),
+    "decode_audio": ("latents", ("denoise", "refine")),
+    "vocode": ("mel", ("decode_audio",)),
+}
+
+
+def _is_key_ref(ref: str | None) -> bool:
+    """A key or key prefix that is not also a run name."""
+    from stages.cli import State
+
+    if not ref or not re.fullmatch(r"[0-9a-fA-F]{4,64}", ref):
+        return False
+    try:
+        return State.store().load_run(ref) is None
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
+    """`ltx decode 3f2a9c1e --tiling aggressive`: run one step on an artifact given by key or prefix."""
+    from stages import decode, decode_audio, vocode
+    from stages.cli import State
+    from stages.models import resolve_model
+
+    store = State.store()
+    key = store.resolve(kw["run"])
+    name, accepted = FROM_KEY[label]
+    manifest = store.manifest(key)
+    if manifest.get("stage") not in accepted:
+        raise LtxError(f"artifact {key[:8]} is a {manifest.get('stage')} artifact; ltx {label.replace('_', '-')} "
+                       f"takes one of: {', '.join(accepted)}")
+    files = resolve_model(kw["model"], store)
+    made_with = manifest.get("externals", {}).get("checkpoint")
+    if made_with and made_with not in (files.checkpoint_digest, files.transformer_digest):
+        raise LtxError(f"artifact {key[:8]} was made with another model than --model {kw['model'] or 'tiny'}; "
+                       "pass the --model it was made with")
+    ckpt = {"checkpoint": files.checkpoint_digest}
+    if label == "decode":
+        params = decode.Params(kw["tiling"] or "default", kw["seed"] if kw["seed"] is not None else 10)
+        node = Node(decode.STAGE, params, {name: key}, ckpt, files)
+    elif label == "decode_audio":
+        node = Node(decode_audio.STAGE, decode_audio.Params(), {name: key}, ckpt, files)
+    else:
+        node = Node(vocode.STAGE, vocode.Params(), {name: key}, ckpt, files)
+    _scratch_in_cache(store)
+    typer.echo(ensure(store, node, force=force, echo=_echo).key)
 
 
 def ensure_inputs_then_force(store, node: Node) -> None:

@@ -186,3 +186,17 @@ def test_status_explains_stale_stages(first_run, tmp_path):
     assert re.search(r"^decode\s+stale\s+00000000 -> \w{8} \(parameters changed: tiling\)", out, flags=re.M), out
     assert re.search(r"^encode\s+cached", out, flags=re.M), out
     assert re.search(r"^mux\s+(cached|missing)", out, flags=re.M), out
+
+
+def test_steps_take_inputs_by_key_prefix(first_run):
+    """`ltx decode KEYPREFIX --tiling aggressive` decodes a saved latent given by key; the artifact is the
+    one `generate --tiling aggressive` made (same key)."""
+    root, _, _ = first_run
+    store = Store(root / "cache")
+    refine_key = store.load_run("fox")["stages"]["refine"]
+    r = ltx(root / "cache", "decode", refine_key[:10], "--tiling", "aggressive")
+    assert ran(r.stderr) == [] and cached(r.stderr) == ["decode"], r.stderr
+    decode_key = r.stdout.strip()
+    assert store.load_run("t")["stages"]["decode"] == decode_key
+    bad = ltx(root / "cache", "vocode", refine_key[:10], check=False)
+    assert bad.returncode == 1 and "is a refine artifact" in bad.stderr, bad.stderr
