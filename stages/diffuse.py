@@ -61,6 +61,8 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
         video = replace(video, latent=mx.array(art["video"]))
         audio = replace(audio, latent=mx.array(art["audio"])) if audio is not None else None
         ctx.echo(f"{ctx.node.stage.name}: resuming from step {start}/{total}")
+    if start == total:  # killed after the last step's checkpoint, before the stage published: nothing left to run
+        return video, audio
     t0 = time.perf_counter()
     for step, v, a in euler_loop(denoise, sigmas, video, audio, start=start):
         mx.eval(v.latent, *([a.latent] if a is not None else []))

@@ -17,9 +17,10 @@ _LOADED: dict[tuple, Any] = {}
 def __getattr__(name: str) -> Any:
     """`from stages.runtime import mx`: mlx.core, imported after ltx.backend has set up the BLAS."""
     if name == "mx":
-        import mlx.core
+        import ltx.backend  # noqa: F401  (first: it loads the optimised BLAS, which must precede mlx)
 
-        import ltx.backend  # noqa: F401
+        # isort: split
+        import mlx.core
 
         return mlx.core
     raise AttributeError(name)
