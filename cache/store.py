@@ -402,6 +402,15 @@ class Store:
                 if orphan and (p.name.startswith("trash-") or time.time() - p.stat().st_mtime > 5):
                     shutil.rmtree(p, ignore_errors=True)
                     removed["debris"] += 1
+        # leftovers of killed processes: probe files, half-written run files, half-created tiny models
+        for pattern, age in (("tmp/.probe-*", 60), ("runs/.*.tmp", 60), ("models/.tiny-*", 3600)):
+            for p in self.root.glob(pattern):
+                if time.time() - p.stat().st_mtime > age:
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+                    removed["debris"] += 1
         scratch = self.root / "scratch"  # processes' temporary files: ours are named ltx-*
         if scratch.is_dir():
             for p in scratch.glob("ltx-*"):

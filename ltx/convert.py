@@ -89,7 +89,7 @@ def _derived(digest: str, q: dict | None) -> str:
 # --- streamed safetensors writing ---------------------------------------------------------------
 
 def _st_dtype(dtype) -> str:
-    import mlx.core as mx
+    from ltx.backend import mx  # the optimised BLAS is set up before mlx
 
     table = {mx.float32: "F32", mx.float16: "F16", mx.bfloat16: "BF16", mx.uint32: "U32", mx.int32: "I32",
              mx.int64: "I64", mx.uint8: "U8", mx.int8: "I8", mx.bool_: "BOOL", mx.uint16: "U16", mx.int16: "I16"}
@@ -101,7 +101,7 @@ def _st_dtype(dtype) -> str:
 def write_streamed(path: Path, tensors: dict, metadata: dict[str, str]) -> str:
     """Write lazy MLX arrays to a safetensors file, evaluating and releasing one at a time.
     `tensors` is emptied. Returns the sha256 of the file."""
-    import mlx.core as mx
+    from ltx.backend import mx  # the optimised BLAS is set up before mlx
 
     names = sorted(tensors)
     header: dict[str, Any] = {"__metadata__": metadata}
@@ -152,7 +152,7 @@ def _convert_checkpoint(src: Path, dst: Path, q: dict | None) -> tuple[str, int]
 
 
 def _convert_gemma(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
-    import mlx.core as mx
+    from ltx.backend import mx  # the optimised BLAS is set up before mlx
 
     from ltx import loader, quantize
 
