@@ -152,9 +152,8 @@ def _convert_checkpoint(src: Path, dst: Path, q: dict | None) -> tuple[str, int]
 
 
 def _convert_gemma(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
-    from ltx.backend import mx  # the optimised BLAS is set up before mlx
-
     from ltx import loader, quantize
+    from ltx.backend import mx  # the optimised BLAS is set up before mlx
 
     dst.mkdir()
     weights: dict = {}
