@@ -27,26 +27,53 @@ FPS = 24.0
 def transformer_config(layers: int = 2, heads: int = 8) -> dict:
     """LTX-2 (2.0) transformer config with `layers` blocks and `heads` heads of the real sizes."""
     return {
-        "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
-        "num_embeds_ada_norm": 1000, "use_linear_projection": False, "only_cross_attention": False,
-        "cross_attention_norm": True, "double_self_attention": False, "upcast_attention": False,
-        "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "qk_norm": "rms_norm",
-        "positional_embedding_type": "rope", "use_audio_video_cross_attention": True, "share_ff": False,
-        "av_cross_ada_norm": True, "use_middle_indices_grid": True,
-        "num_layers": layers, "num_attention_heads": heads, "attention_head_dim": 128,
-        "in_channels": 128, "out_channels": 128, "cross_attention_dim": heads * 128,
-        "audio_num_attention_heads": heads, "audio_attention_head_dim": 64,
-        "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": heads * 64,
-        "caption_channels": 3840, "norm_eps": 1e-6, "positional_embedding_theta": 10000.0,
-        "positional_embedding_max_pos": [20, 2048, 2048], "audio_positional_embedding_max_pos": [20],
-        "timestep_scale_multiplier": 1000, "av_ca_timestep_scale_multiplier": 1000.0,
-        "rope_type": "split", "frequencies_precision": "float64",
+        "dropout": 0.0,
+        "attention_bias": True,
+        "num_vector_embeds": None,
+        "activation_fn": "gelu-approximate",
+        "num_embeds_ada_norm": 1000,
+        "use_linear_projection": False,
+        "only_cross_attention": False,
+        "cross_attention_norm": True,
+        "double_self_attention": False,
+        "upcast_attention": False,
+        "standardization_norm": "rms_norm",
+        "norm_elementwise_affine": False,
+        "qk_norm": "rms_norm",
+        "positional_embedding_type": "rope",
+        "use_audio_video_cross_attention": True,
+        "share_ff": False,
+        "av_cross_ada_norm": True,
+        "use_middle_indices_grid": True,
+        "num_layers": layers,
+        "num_attention_heads": heads,
+        "attention_head_dim": 128,
+        "in_channels": 128,
+        "out_channels": 128,
+        "cross_attention_dim": heads * 128,
+        "audio_num_attention_heads": heads,
+        "audio_attention_head_dim": 64,
+        "audio_in_channels": 128,
+        "audio_out_channels": 128,
+        "audio_cross_attention_dim": heads * 64,
+        "caption_channels": 3840,
+        "norm_eps": 1e-6,
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "audio_positional_embedding_max_pos": [20],
+        "timestep_scale_multiplier": 1000,
+        "av_ca_timestep_scale_multiplier": 1000.0,
+        "rope_type": "split",
+        "frequencies_precision": "float64",
     }
 
 
 def transformer_flops(cfg: dict, tv: int, ta: int, s: int) -> float:
     """Multiply-add FLOPs (2 per MAC) of one forward: every linear layer and both attention matmuls."""
-    dv, da = cfg["num_attention_heads"] * cfg["attention_head_dim"], cfg["audio_num_attention_heads"] * cfg["audio_attention_head_dim"]
+    dv, da = (
+        cfg["num_attention_heads"] * cfg["attention_head_dim"],
+        cfg["audio_num_attention_heads"] * cfg["audio_attention_head_dim"],
+    )
     lin = lambda t, i, o: 2.0 * t * i * o  # noqa: E731
     att = lambda tq, tk, d: 2.0 * 2.0 * tq * tk * d  # QK^T and PV over all heads (d = inner)  # noqa: E731
     per = 0.0
@@ -64,7 +91,12 @@ def transformer_flops(cfg: dict, tv: int, ta: int, s: int) -> float:
     total = per * cfg["num_layers"]
     # patchify, caption projections, output heads
     total += lin(tv, cfg["in_channels"], dv) + lin(ta, cfg["audio_in_channels"], da)
-    total += lin(s, cfg["caption_channels"], dv) + lin(s, dv, dv) + lin(s, cfg["caption_channels"], da) + lin(s, da, da)
+    total += (
+        lin(s, cfg["caption_channels"], dv)
+        + lin(s, dv, dv)
+        + lin(s, cfg["caption_channels"], da)
+        + lin(s, da, da)
+    )
     total += lin(tv, dv, cfg["out_channels"]) + lin(ta, da, cfg["audio_out_channels"])
     return total
 
@@ -81,8 +113,10 @@ def video_bounds(frames: int, height: int, width: int, fps: float = FPS) -> np.n
 
 def audio_bounds(n: int) -> np.ndarray:
     """(1, 1, T, 2) bounds in seconds of audio latent frames (16 kHz, hop 160, 4x downsampling)."""
+
     def sec(i):
         return np.clip(i * 4 - 3, 0, None) * 160 / 16000
+
     i = np.arange(n, dtype=np.float32)
     return np.stack([sec(i), sec(i + 1)], axis=-1)[None, None].astype(np.float32)
 
@@ -150,21 +184,36 @@ def median(xs):
 
 # the LTX-2 video VAE decoder at its real widths (1024 -> 512 -> 256 -> 128 channels, 5 res layers a level)
 VAE_DECODER = {
-    "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
-    "norm_layer": "pixel_norm", "latent_log_var": "uniform", "causal_decoder": False,
-    "timestep_conditioning": False, "decoder_base_channels": 128,
-    "encoder_blocks": [["res_x", {"num_layers": 4}], ["compress_space_res", {"multiplier": 2}],
-                       ["res_x", {"num_layers": 6}], ["compress_time_res", {"multiplier": 2}],
-                       ["res_x", {"num_layers": 6}], ["compress_all_res", {"multiplier": 2}],
-                       ["res_x", {"num_layers": 2}], ["compress_all_res", {"multiplier": 2}],
-                       ["res_x", {"num_layers": 2}]],
-    "decoder_blocks": [["res_x", {"num_layers": 5, "inject_noise": False}],
-                       ["compress_all", {"residual": True, "multiplier": 2}],
-                       ["res_x", {"num_layers": 5, "inject_noise": False}],
-                       ["compress_all", {"residual": True, "multiplier": 2}],
-                       ["res_x", {"num_layers": 5, "inject_noise": False}],
-                       ["compress_all", {"residual": True, "multiplier": 2}],
-                       ["res_x", {"num_layers": 5, "inject_noise": False}]],
+    "dims": 3,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 128,
+    "patch_size": 4,
+    "norm_layer": "pixel_norm",
+    "latent_log_var": "uniform",
+    "causal_decoder": False,
+    "timestep_conditioning": False,
+    "decoder_base_channels": 128,
+    "encoder_blocks": [
+        ["res_x", {"num_layers": 4}],
+        ["compress_space_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 6}],
+        ["compress_time_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 6}],
+        ["compress_all_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 2}],
+        ["compress_all_res", {"multiplier": 2}],
+        ["res_x", {"num_layers": 2}],
+    ],
+    "decoder_blocks": [
+        ["res_x", {"num_layers": 5, "inject_noise": False}],
+        ["compress_all", {"residual": True, "multiplier": 2}],
+        ["res_x", {"num_layers": 5, "inject_noise": False}],
+        ["compress_all", {"residual": True, "multiplier": 2}],
+        ["res_x", {"num_layers": 5, "inject_noise": False}],
+        ["compress_all", {"residual": True, "multiplier": 2}],
+        ["res_x", {"num_layers": 5, "inject_noise": False}],
+    ],
 }
 import os  # noqa: E402
 

@@ -32,7 +32,7 @@ def main() -> None:
         rnd = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
         q, k, v = rnd(1, h, tq, d), rnd(1, h, tk, d), rnd(1, h, tk, d)
         x, w, hid = rnd(tk, 1024), rnd(4096, 1024) * 0.03, rnd(tk, 4096)
-        s = (q @ k.transpose(-1, -2)) * d ** -0.5
+        s = (q @ k.transpose(-1, -2)) * d**-0.5
         ops = {
             "QK^T matmul": lambda: q @ k.transpose(-1, -2),
             "exp over the scores": lambda: torch.exp(s),
@@ -52,23 +52,32 @@ def main() -> None:
 
         mx.random.seed(0)
         q, k, v = (mx.random.normal((1, h, t, d)) for t in (tq, tk, tk))
-        x, w, hid = mx.random.normal((tk, 1024)), mx.random.normal((4096, 1024)) * 0.03, mx.random.normal((tk, 4096))
-        s = (q @ k.swapaxes(-1, -2)) * d ** -0.5
+        x, w, hid = (
+            mx.random.normal((tk, 1024)),
+            mx.random.normal((4096, 1024)) * 0.03,
+            mx.random.normal((tk, 4096)),
+        )
+        s = (q @ k.swapaxes(-1, -2)) * d**-0.5
         mx.eval(q, k, v, x, w, hid, s)
         ops = {
             "QK^T matmul": lambda: q @ k.swapaxes(-1, -2),
             "exp over the scores": lambda: mx.exp(s),
             "softmax over the scores": lambda: mx.softmax(s, -1),
             "PV matmul": lambda: s @ v,
-            "fused attention (sdpa)": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=d ** -0.5),
-            "ltx.attention.sdpa": lambda: sdpa(q, k, v, d ** -0.5),
+            "fused attention (sdpa)": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5),
+            "ltx.attention.sdpa": lambda: sdpa(q, k, v, d**-0.5),
             "linear 1024->4096": lambda: x @ w.T,
             "gelu(tanh) FF hidden": lambda: nn.gelu_approx(hid),
             "gelu(tanh) FF hidden, ltx.attention.gelu_tanh": lambda: gelu_tanh(hid),
         }
         run = lambda f: mx.eval(f())  # noqa: E731
-    flops = {"QK^T matmul": 2.0 * n * d, "PV matmul": 2.0 * n * d, "fused attention (sdpa)": 4.0 * n * d,
-             "ltx.attention.sdpa": 4.0 * n * d, "linear 1024->4096": 2.0 * tk * 1024 * 4096}
+    flops = {
+        "QK^T matmul": 2.0 * n * d,
+        "PV matmul": 2.0 * n * d,
+        "fused attention (sdpa)": 4.0 * n * d,
+        "ltx.attention.sdpa": 4.0 * n * d,
+        "linear 1024->4096": 2.0 * tk * 1024 * 4096,
+    }
     elements = {k_: (tk * 4096 if "gelu" in k_ or "linear" in k_ else n) for k_ in ops}
     out = {}
     for name, f in ops.items():

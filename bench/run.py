@@ -61,14 +61,22 @@ def worker(name: str, script: str, args: list[str], timeout: float = 3600) -> di
         return None
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
-    p = subprocess.run([str(py(name)), str(BENCH / script), *args], capture_output=True, text=True,
-                       timeout=timeout, env=env, cwd=ROOT)
+    p = subprocess.run(
+        [str(py(name)), str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
     for line in p.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
-            res = json.loads(line[len("BENCH_RESULT "):])
-            print(f"  [{name}] {script} {' '.join(args[-4:])}: "
-                  f"{', '.join(f'{t:.3g}' for t in res.get('times', []))} s ({time.perf_counter() - t0:.0f} s wall)",
-                  flush=True)
+            res = json.loads(line[len("BENCH_RESULT ") :])
+            print(
+                f"  [{name}] {script} {' '.join(args[-4:])}: "
+                f"{', '.join(f'{t:.3g}' for t in res.get('times', []))} s ({time.perf_counter() - t0:.0f} s wall)",
+                flush=True,
+            )
             return res
     print(f"  [{name}] {script} failed (rc {p.returncode}):\n{p.stderr[-3000:]}", flush=True)
     return None
@@ -80,14 +88,20 @@ def worker(name: str, script: str, args: list[str], timeout: float = 3600) -> di
 
 def bench_startup(a, tmp: Path) -> list[tuple]:
     """`ltx --help` and `ltx cache ls` must not import the model stack (mlx)."""
-    code = ("import sys, time; t0 = time.perf_counter(); sys.argv = ['ltx'] + sys.argv[1:]\n"
-            "from stages import cli\n"
-            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            "print('MLX_IMPORTED', 'mlx.core' in sys.modules, 'TORCH', 'torch' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys, time; t0 = time.perf_counter(); sys.argv = ['ltx'] + sys.argv[1:]\n"
+        "from stages import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print('MLX_IMPORTED', 'mlx.core' in sys.modules, 'TORCH', 'torch' in sys.modules, file=sys.stderr)"
+    )
     env = dict(os.environ, LTX_CACHE=str(tmp / "cache"), HOME=str(tmp))
     rows = []
-    for label, argv in (("ltx --help", ["--help"]), ("ltx cache ls", ["cache", "ls"]),
-                        ("python -c pass (interpreter floor)", None), ("import mlx.core (for scale)", "mlx")):
+    for label, argv in (
+        ("ltx --help", ["--help"]),
+        ("ltx cache ls", ["cache", "ls"]),
+        ("python -c pass (interpreter floor)", None),
+        ("import mlx.core (for scale)", "mlx"),
+    ):
         times, imported = [], "?"
         for i in range(a.runs + 1):
             if argv is None:
@@ -103,9 +117,20 @@ def bench_startup(a, tmp: Path) -> list[tuple]:
                 times.append(dt)
             if "MLX_IMPORTED" in p.stderr:
                 imported = "no mlx import" if "MLX_IMPORTED False" in p.stderr else "IMPORTS MLX"
-        rows.append((f"startup: {label}", common.median(times), None, None, "s",
-                     imported if isinstance(argv, list) else ""))
-        print(f"  {label}: {common.median(times):.3f} s {imported if isinstance(argv, list) else ''}", flush=True)
+        rows.append(
+            (
+                f"startup: {label}",
+                common.median(times),
+                None,
+                None,
+                "s",
+                imported if isinstance(argv, list) else "",
+            )
+        )
+        print(
+            f"  {label}: {common.median(times):.3f} s {imported if isinstance(argv, list) else ''}",
+            flush=True,
+        )
     return rows
 
 
@@ -131,13 +156,35 @@ def bench_micro(a, tmp: Path) -> list[tuple]:
 def bench_transformer(a, tmp: Path) -> list[tuple]:
     cfg = common.transformer_config(a.layers, a.heads)
     inputs, weights = tmp / "tf_inputs.npz", tmp / "tf_weights.safetensors"
-    prep = worker("ours", "tf_prepare.py", ["--inputs", str(inputs), "--weights", str(weights),
-                                            "--layers", str(a.layers), "--heads", str(a.heads),
-                                            "--grid", a.grid])
+    prep = worker(
+        "ours",
+        "tf_prepare.py",
+        [
+            "--inputs",
+            str(inputs),
+            "--weights",
+            str(weights),
+            "--layers",
+            str(a.layers),
+            "--heads",
+            str(a.heads),
+            "--grid",
+            a.grid,
+        ],
+    )
     if prep is None:
         return []
     tv, ta, s = prep["tokens"]
-    args = ["--inputs", str(inputs), "--weights", str(weights), "--layers", str(a.layers), "--heads", str(a.heads)]
+    args = [
+        "--inputs",
+        str(inputs),
+        "--weights",
+        str(weights),
+        "--layers",
+        str(a.layers),
+        "--heads",
+        str(a.heads),
+    ]
     times: dict[str, list[float]] = {"ours": [], "ref": [], "port": []}
     outs = {}
     for _ in range(a.rounds):
@@ -158,25 +205,40 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
     for k in ("ours", "ref", "port"):
         if med[k]:
             g = flops / med[k] / 1e9
-            rows.append((f"transformer fwd: achieved GFLOP/s ({k})", g, None, None, "GFLOP/s",
-                         f"{100 * g / common.PEAK_GFLOPS:.0f}% of {common.PEAK_GFLOPS:.0f} peak; {flops / 1e9:.0f} GFLOP/fwd"))
+            rows.append(
+                (
+                    f"transformer fwd: achieved GFLOP/s ({k})",
+                    g,
+                    None,
+                    None,
+                    "GFLOP/s",
+                    f"{100 * g / common.PEAK_GFLOPS:.0f}% of {common.PEAK_GFLOPS:.0f} peak; {flops / 1e9:.0f} GFLOP/fwd",
+                )
+            )
     return rows
 
 
-CLI = ("import resource, sys, time\n"
-       "sys.argv = ['ltx'] + sys.argv[1:]\n"
-       "from stages import cli\n"
-       "code = 0\n"
-       "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code or 0\n"
-       "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
-       "sys.exit(code)")
+CLI = (
+    "import resource, sys, time\n"
+    "sys.argv = ['ltx'] + sys.argv[1:]\n"
+    "from stages import cli\n"
+    "code = 0\n"
+    "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code or 0\n"
+    "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
+    "sys.exit(code)"
+)
 
 
 def ltx_cli(args: list[str], cache: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `ltx ARGS` process (the console script's own code path)."""
     t0 = time.perf_counter()
-    p = subprocess.run([str(py("ours")), "-c", CLI, "--cache-dir", str(cache), *args], cwd=ROOT,
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    p = subprocess.run(
+        [str(py("ours")), "-c", CLI, "--cache-dir", str(cache), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     dt = time.perf_counter() - t0
     if p.returncode:
         raise RuntimeError(f"ltx {' '.join(args)} failed (rc {p.returncode}):\n{p.stderr[-2000:]}")
@@ -192,15 +254,28 @@ def bench_generate(a, tmp: Path) -> list[tuple]:
         cache, out = tmp / f"gen-cache-{i}", tmp / f"gen-{i}.mp4"
         try:
             times["cold"].append(ltx_cli(["generate", "bench", *prompt, "--output-path", str(out)], cache)[0])
-            times["cached"].append(ltx_cli(["generate", "bench", *prompt, "--output-path", str(out)], cache)[0])
+            times["cached"].append(
+                ltx_cli(["generate", "bench", *prompt, "--output-path", str(out)], cache)[0]
+            )
             times["redecode"].append(ltx_cli(["decode", "bench", "--tiling", "aggressive"], cache)[0])
         except RuntimeError as e:
             print(f"  {e}", flush=True)
             return []
-        print(f"  generate round {i}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
-    return [(f"ltx generate (tiny model), {k}", common.median(v), None, None, "s", note)
-            for (k, v), note in zip(times.items(), ("empty cache", "every stage cached: no weights loaded",
-                                                    "ltx decode --tiling aggressive on a cached run"), strict=True)]
+        print(
+            f"  generate round {i}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True
+        )
+    return [
+        (f"ltx generate (tiny model), {k}", common.median(v), None, None, "s", note)
+        for (k, v), note in zip(
+            times.items(),
+            (
+                "empty cache",
+                "every stage cached: no weights loaded",
+                "ltx decode --tiling aggressive on a cached run",
+            ),
+            strict=True,
+        )
+    ]
 
 
 def bench_memory(a, tmp: Path) -> list[tuple]:
@@ -216,8 +291,16 @@ def bench_memory(a, tmp: Path) -> list[tuple]:
             print(f"  {e}", flush=True)
             return rows
         frames_mb = frames * 512 * 768 * 3 / 2**20
-        rows.append((f"streaming decode peak RSS, {frames} frames 512x768 (tiny model)", rss, None, None, "MB",
-                     f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB"))
+        rows.append(
+            (
+                f"streaming decode peak RSS, {frames} frames 512x768 (tiny model)",
+                rss,
+                None,
+                None,
+                "MB",
+                f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB",
+            )
+        )
         print(f"  {frames} frames: {rss:.0f} MB, {dt:.1f} s", flush=True)
     return rows
 
@@ -229,13 +312,19 @@ def bench_components(a, tmp: Path) -> list[tuple]:
     cmd = [str(py("ours")), str(BENCH / "vae_bench.py"), "--runs", str(a.runs), "--out", str(out), "--micro"]
     if a.quick:
         cmd.append("--quick")
-    p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    p = subprocess.run(
+        cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True
+    )
     print(p.stdout[-4000:], flush=True)
     if p.returncode or not out.exists():
         print(f"  vae_bench.py failed (rc {p.returncode}):\n{p.stderr[-3000:]}", flush=True)
         return []
     text = out.read_text()
-    EXTRA.append("## Components (bench/vae_bench.py)\n\n" + text.split("\n", 1)[1].lstrip() if text.startswith("#") else text)
+    EXTRA.append(
+        "## Components (bench/vae_bench.py)\n\n" + text.split("\n", 1)[1].lstrip()
+        if text.startswith("#")
+        else text
+    )
     return []
 
 
@@ -264,7 +353,9 @@ def bench_vae(a, tmp: Path) -> list[tuple]:
         note = f"{prep['flops'] / mo / 1e9:.0f} GFLOP/s ours" if mo == mo and not tiled else ""
         if err is not None:
             note += f"; max|ours-ref|/max|ref| {err:.1e}" if isinstance(err, float) else f"; {err}"
-        rows.append((label, mo if times["ours"] else None, mr if times["ref"] else None, None, "s", note.strip("; ")))
+        rows.append(
+            (label, mo if times["ours"] else None, mr if times["ref"] else None, None, "s", note.strip("; "))
+        )
     return rows
 
 
@@ -280,7 +371,9 @@ def parity(outs: dict[str, Path]) -> str:
         notes.append(f"{k} max|ours-ref|/max|ref| {err:.1e}")
     if "port" in outs:
         p = np.load(outs["port"])
-        notes.append(f"port video {float(np.abs(p['video'] - r['video']).max() / np.abs(r['video']).max()):.1e}")
+        notes.append(
+            f"port video {float(np.abs(p['video'] - r['video']).max() / np.abs(r['video']).max()):.1e}"
+        )
     return "; ".join(notes)
 
 
@@ -294,12 +387,16 @@ def fmt(x, unit):
 
 
 def table(rows: list[tuple]) -> str:
-    lines = ["| benchmark | ours | reference (torch) | MLX port | ours/ref | ours/port | unit | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| benchmark | ours | reference (torch) | MLX port | ours/ref | ours/port | unit | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, ours, ref, port, unit, note in rows:
         r1 = f"{ours / ref:.2f}" if ours and ref else "–"
         r2 = f"{ours / port:.2f}" if ours and port else "–"
-        lines.append(f"| {label} | {fmt(ours, unit)} | {fmt(ref, unit)} | {fmt(port, unit)} | {r1} | {r2} | {unit} | {note} |")
+        lines.append(
+            f"| {label} | {fmt(ours, unit)} | {fmt(ref, unit)} | {fmt(port, unit)} | {r1} | {r2} | {unit} | {note} |"
+        )
     return "\n".join(lines)
 
 
@@ -318,7 +415,9 @@ def machine() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS + OPTIONAL}")
+    ap.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS + OPTIONAL}"
+    )
     ap.add_argument("--runs", type=int, default=3, help="timed runs per worker (after one warm-up)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the ours/ref/port sequence (interleaved)")
     ap.add_argument("--layers", type=int, default=2)
@@ -345,9 +444,11 @@ def main() -> None:
     md = table(rows)
     print(md)
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
-    text = (f"# Benchmarks\n\nCommand: `{cmd.strip()}` ({started}; {head}).\n"
-            f"Medians of {a.runs} timed runs x {a.rounds} round(s) after a warm-up; ratios < 1 mean ours is faster.\n\n"
-            f"{md}\n" + "".join("\n" + e for e in EXTRA))
+    text = (
+        f"# Benchmarks\n\nCommand: `{cmd.strip()}` ({started}; {head}).\n"
+        f"Medians of {a.runs} timed runs x {a.rounds} round(s) after a warm-up; ratios < 1 mean ours is faster.\n\n"
+        f"{md}\n" + "".join("\n" + e for e in EXTRA)
+    )
     Path(a.output).write_text(text)
     print(f"wrote {a.output}")
 

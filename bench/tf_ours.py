@@ -32,8 +32,10 @@ def unfuse() -> None:
     transformer_block._gated = lambda x, y, gate: x + y * gate
 
     def plain(eps):
-        return (lambda x, w: mx.fast.rms_norm(x, w, eps),
-                lambda x, w, cos, sin: apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin)))
+        return (
+            lambda x, w: mx.fast.rms_norm(x, w, eps),
+            lambda x, w, cos, sin: apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin)),
+        )
 
     attention._norm_rope = plain
 

@@ -36,8 +36,16 @@ port_transformer.rms_norm = lambda x, eps=1e-6: mx.fast.rms_norm(x, None, eps)
 
 def port_key(k: str) -> str:
     """Checkpoint name -> the port's (its convert.py renames)."""
-    k = k.removeprefix("model.diffusion_model.").replace(".linear_1.", ".linear1.").replace(".linear_2.", ".linear2.")
-    k = k.replace(".to_out.0.", ".to_out.").replace("ff.net.0.proj.", "ff.proj_in.").replace("ff.net.2.", "ff.proj_out.")
+    k = (
+        k.removeprefix("model.diffusion_model.")
+        .replace(".linear_1.", ".linear1.")
+        .replace(".linear_2.", ".linear2.")
+    )
+    k = (
+        k.replace(".to_out.0.", ".to_out.")
+        .replace("ff.net.0.proj.", "ff.proj_in.")
+        .replace("ff.net.2.", "ff.proj_out.")
+    )
     return k
 
 
@@ -53,8 +61,12 @@ def main() -> None:
     cfg = common.transformer_config(a.layers, a.heads)
     names = set(inspect.signature(LTXModelConfig).parameters)
     kw = {k: v for k, v in cfg.items() if k in names}
-    kw.update(model_type=LTXModelType.AudioVideo, rope_type=LTXRopeType(cfg["rope_type"]),
-              double_precision_rope=cfg["frequencies_precision"] == "float64", audio_caption_channels=3840)
+    kw.update(
+        model_type=LTXModelType.AudioVideo,
+        rope_type=LTXRopeType(cfg["rope_type"]),
+        double_precision_rope=cfg["frequencies_precision"] == "float64",
+        audio_caption_channels=3840,
+    )
     model = LTXModel(LTXModelConfig(**kw))
     weights = [(port_key(k), v) for k, v in mx.load(a.weights).items()]
     unknown = {k for k, _ in weights} - {k for k, _ in tree_flatten(model.parameters())}
@@ -63,10 +75,20 @@ def main() -> None:
     mx.eval(model.parameters())
     x = {k: mx.array(v) for k, v in np.load(a.inputs).items()}
     tv, ta = x["video_latent"].shape[1], x["audio_latent"].shape[1]
-    video = Modality(latent=x["video_latent"], timesteps=mx.full((1, tv), float(x["sigma_video"][0])),
-                     positions=x["video_positions"], context=x["video_context"], sigma=x["sigma_video"])
-    audio = Modality(latent=x["audio_latent"], timesteps=mx.full((1, ta), float(x["sigma_audio"][0])),
-                     positions=x["audio_positions"], context=x["audio_context"], sigma=x["sigma_audio"])
+    video = Modality(
+        latent=x["video_latent"],
+        timesteps=mx.full((1, tv), float(x["sigma_video"][0])),
+        positions=x["video_positions"],
+        context=x["video_context"],
+        sigma=x["sigma_video"],
+    )
+    audio = Modality(
+        latent=x["audio_latent"],
+        timesteps=mx.full((1, ta), float(x["sigma_audio"][0])),
+        positions=x["audio_positions"],
+        context=x["audio_context"],
+        sigma=x["sigma_audio"],
+    )
     out = {}
 
     def fwd():

@@ -33,11 +33,18 @@ def main() -> None:
     grid = tuple(int(v) for v in a.grid.split("x"))
     common.VIDEO_GRID = grid
     cfg = common.transformer_config(a.layers, a.heads)
-    shapes = {f"model.diffusion_model.{k}": v.shape for k, v in tree_flatten(LTXModel(TransformerConfig.from_dict(cfg)).parameters())}
-    write_safetensors(Path(a.weights), common.synth_weights(shapes), {"config": json.dumps({"transformer": cfg})}, "F32")
+    shapes = {
+        f"model.diffusion_model.{k}": v.shape
+        for k, v in tree_flatten(LTXModel(TransformerConfig.from_dict(cfg)).parameters())
+    }
+    write_safetensors(
+        Path(a.weights), common.synth_weights(shapes), {"config": json.dumps({"transformer": cfg})}, "F32"
+    )
     x = common.transformer_inputs()
     np.savez(a.inputs, **x)
-    common.emit({"tokens": [x["video_latent"].shape[1], x["audio_latent"].shape[1], x["video_context"].shape[1]]})
+    common.emit(
+        {"tokens": [x["video_latent"].shape[1], x["audio_latent"].shape[1], x["video_context"].shape[1]]}
+    )
 
 
 if __name__ == "__main__":

@@ -33,16 +33,27 @@ def main() -> None:
     )
 
     torch.set_grad_enabled(False)
-    model = SingleGPUModelBuilder(model_class_configurator=LTXModelConfigurator, model_path=a.weights,
-                                  model_sd_ops=LTXV_MODEL_COMFY_RENAMING_MAP).build(
-        device=torch.device("cpu"), dtype=torch.float32).eval()
+    model = (
+        SingleGPUModelBuilder(
+            model_class_configurator=LTXModelConfigurator,
+            model_path=a.weights,
+            model_sd_ops=LTXV_MODEL_COMFY_RENAMING_MAP,
+        )
+        .build(device=torch.device("cpu"), dtype=torch.float32)
+        .eval()
+    )
     x = {k: torch.from_numpy(v) for k, v in np.load(a.inputs).items()}
 
     def modality(stream):
         tok = x[f"{stream}_latent"]
         sigma = x[f"sigma_{stream}"]
-        return Modality(latent=tok, sigma=sigma, timesteps=sigma.reshape(1, 1, 1).expand(1, tok.shape[1], 1),
-                        positions=x[f"{stream}_positions"], context=x[f"{stream}_context"])
+        return Modality(
+            latent=tok,
+            sigma=sigma,
+            timesteps=sigma.reshape(1, 1, 1).expand(1, tok.shape[1], 1),
+            positions=x[f"{stream}_positions"],
+            context=x[f"{stream}_context"],
+        )
 
     video, audio = modality("video"), modality("audio")
     out = {}

@@ -33,31 +33,75 @@ sys.path.insert(0, str(ROOT))
 
 # ---------------------------------------------------------------------------------------- configurations
 VAE = {
-    "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
-    "norm_layer": "pixel_norm", "latent_log_var": "uniform",
+    "dims": 3,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 128,
+    "patch_size": 4,
+    "norm_layer": "pixel_norm",
+    "latent_log_var": "uniform",
     "encoder_blocks": [],
     "decoder_blocks": [  # LTX-2.0 (§1.3): res_x(5) and three residual compress_all (x2 each), 1024 at the latent end
-        ["res_x", {"num_layers": 5}], ["compress_all", {"residual": True, "multiplier": 2}],
-        ["res_x", {"num_layers": 5}], ["compress_all", {"residual": True, "multiplier": 2}],
-        ["res_x", {"num_layers": 5}], ["compress_all", {"residual": True, "multiplier": 2}],
+        ["res_x", {"num_layers": 5}],
+        ["compress_all", {"residual": True, "multiplier": 2}],
+        ["res_x", {"num_layers": 5}],
+        ["compress_all", {"residual": True, "multiplier": 2}],
+        ["res_x", {"num_layers": 5}],
+        ["compress_all", {"residual": True, "multiplier": 2}],
         ["res_x", {"num_layers": 5}],
     ],
-    "decoder_base_channels": 128, "causal_decoder": False, "timestep_conditioning": True,
+    "decoder_base_channels": 128,
+    "causal_decoder": False,
+    "timestep_conditioning": True,
 }
-UPSAMPLER = {"in_channels": 128, "mid_channels": 1024, "num_blocks_per_stage": 4, "dims": 3,
-             "spatial_upsample": True, "temporal_upsample": False, "spatial_scale": 2.0, "rational_resampler": True}
+UPSAMPLER = {
+    "in_channels": 128,
+    "mid_channels": 1024,
+    "num_blocks_per_stage": 4,
+    "dims": 3,
+    "spatial_upsample": True,
+    "temporal_upsample": False,
+    "spatial_scale": 2.0,
+    "rational_resampler": True,
+}
 AUDIO = {
     "audio_vae": {
-        "model": {"params": {"ddconfig": {
-            "ch": 128, "ch_mult": [1, 2, 4], "num_res_blocks": 2, "z_channels": 8, "double_z": True,
-            "in_channels": 2, "out_ch": 2, "resolution": 256, "attn_resolutions": [], "mid_block_add_attention": False,
-            "norm_type": "pixel", "causality_axis": "height", "mel_bins": 64, "dropout": 0.0}, "sampling_rate": 16000}},
-        "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160, "win_length": 1024, "causal": True},
-                          "mel": {"n_mel_channels": 64, "mel_fmin": 0, "mel_fmax": 8000}},
+        "model": {
+            "params": {
+                "ddconfig": {
+                    "ch": 128,
+                    "ch_mult": [1, 2, 4],
+                    "num_res_blocks": 2,
+                    "z_channels": 8,
+                    "double_z": True,
+                    "in_channels": 2,
+                    "out_ch": 2,
+                    "resolution": 256,
+                    "attn_resolutions": [],
+                    "mid_block_add_attention": False,
+                    "norm_type": "pixel",
+                    "causality_axis": "height",
+                    "mel_bins": 64,
+                    "dropout": 0.0,
+                },
+                "sampling_rate": 16000,
+            }
+        },
+        "preprocessing": {
+            "stft": {"filter_length": 1024, "hop_length": 160, "win_length": 1024, "causal": True},
+            "mel": {"n_mel_channels": 64, "mel_fmin": 0, "mel_fmax": 8000},
+        },
     },
-    "vocoder": {"resblock": "1", "stereo": True, "upsample_initial_channel": 1024, "upsample_rates": [6, 5, 2, 2, 2],
-                "upsample_kernel_sizes": [16, 15, 8, 4, 4], "resblock_kernel_sizes": [3, 7, 11],
-                "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "output_sampling_rate": 24000},
+    "vocoder": {
+        "resblock": "1",
+        "stereo": True,
+        "upsample_initial_channel": 1024,
+        "upsample_rates": [6, 5, 2, 2, 2],
+        "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+        "resblock_kernel_sizes": [3, 7, 11],
+        "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+        "output_sampling_rate": 24000,
+    },
 }
 SIZES = {
     # video latent (F', H', W') -> 9 frames x 128 x 192 px; tiling: (px, overlap px, frames, overlap frames); the
@@ -87,9 +131,16 @@ def worker(cache: Path) -> None:
     from ltx import tiny
     from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
     from ltx_core.model.audio_vae.model_configurator import (
-        AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, VOCODER_COMFY_KEYS_FILTER, AudioDecoderConfigurator, VocoderConfigurator)
+        AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
+        VOCODER_COMFY_KEYS_FILTER,
+        AudioDecoderConfigurator,
+        VocoderConfigurator,
+    )
     from ltx_core.model.upsampler.model_configurator import LatentUpsamplerConfigurator
-    from ltx_core.model.video_vae.model_configurator import VAE_DECODER_COMFY_KEYS_FILTER, VideoDecoderConfigurator
+    from ltx_core.model.video_vae.model_configurator import (
+        VAE_DECODER_COMFY_KEYS_FILTER,
+        VideoDecoderConfigurator,
+    )
     from ltx_core.model.video_vae.tiling import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
     torch.set_grad_enabled(False)
@@ -105,8 +156,11 @@ def worker(cache: Path) -> None:
             return
         tensors = {}
         for k, v in module.state_dict().items():
-            name = (stats_prefix + k.removeprefix("per_channel_statistics.")
-                    if stats_prefix and k.startswith("per_channel_statistics.") else prefix + k)
+            name = (
+                stats_prefix + k.removeprefix("per_channel_statistics.")
+                if stats_prefix and k.startswith("per_channel_statistics.")
+                else prefix + k
+            )
             tensors[name] = _weight(name, list(v.shape))
         if "vae.decoder.timestep_scale_multiplier" in tensors:
             tensors["vae.decoder.timestep_scale_multiplier"] = np.array(1000.0, np.float32)
@@ -116,8 +170,11 @@ def worker(cache: Path) -> None:
 
     def build(path: Path, configurator, sd_ops=None):
         kw = {"model_sd_ops": sd_ops} if sd_ops is not None else {}
-        return SingleGPUModelBuilder(model_path=str(path), model_class_configurator=configurator, **kw).build(
-            device=torch.device("cpu"), dtype=torch.float32).eval()
+        return (
+            SingleGPUModelBuilder(model_path=str(path), model_class_configurator=configurator, **kw)
+            .build(device=torch.device("cpu"), dtype=torch.float32)
+            .eval()
+        )
 
     models, flops = {}, {}
     for line in sys.stdin:
@@ -132,37 +189,81 @@ def worker(cache: Path) -> None:
                 voc = VocoderConfigurator.from_config(AUDIO)
             write(cache / "vae.safetensors", dec, "vae.decoder.", {"vae": VAE}, "vae.per_channel_statistics.")
             write(cache / "upsampler.safetensors", ups, "", UPSAMPLER)
-            write(cache / "audio.safetensors", adec, "audio_vae.decoder.", AUDIO, "audio_vae.per_channel_statistics.")
+            write(
+                cache / "audio.safetensors",
+                adec,
+                "audio_vae.decoder.",
+                AUDIO,
+                "audio_vae.per_channel_statistics.",
+            )
             write(cache / "vocoder.safetensors", voc, "vocoder.", AUDIO)
             dec = build(cache / "vae.safetensors", VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER)
             ups = build(cache / "upsampler.safetensors", LatentUpsamplerConfigurator)
-            adec = build(cache / "audio.safetensors", AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER)
+            adec = build(
+                cache / "audio.safetensors", AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER
+            )
             voc = build(cache / "vocoder.safetensors", VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
             x = {k: torch.from_numpy(v) for k, v in np.load(cmd["inputs"]).items()}
-            tiling = TilingConfig(SpatialTilingConfig(*cmd["tiling"][:2]), TemporalTilingConfig(*cmd["tiling"][2:]))
-            noises = [torch.randn(x["video_latent"][t.in_coords].shape, generator=torch.Generator().manual_seed(0))
-                      for t in dec._prepare_tiles(x["video_latent"], tiling)]
+            tiling = TilingConfig(
+                SpatialTilingConfig(*cmd["tiling"][:2]), TemporalTilingConfig(*cmd["tiling"][2:])
+            )
+            noises = [
+                torch.randn(x["video_latent"][t.in_coords].shape, generator=torch.Generator().manual_seed(0))
+                for t in dec._prepare_tiles(x["video_latent"], tiling)
+            ]
             gen = torch.Generator().manual_seed(TILED_NOISE_SEED)
             noises = [torch.randn(n.shape, generator=gen) for n in noises]  # as tiled_decode draws them
-            np.savez(cmd["noise"], video=torch.randn(x["video_latent"].shape, generator=torch.Generator().manual_seed(
-                NOISE_SEED)).numpy(), tiled=np.concatenate([n.numpy().reshape(-1) for n in noises]))
+            np.savez(
+                cmd["noise"],
+                video=torch.randn(
+                    x["video_latent"].shape, generator=torch.Generator().manual_seed(NOISE_SEED)
+                ).numpy(),
+                tiled=np.concatenate([n.numpy().reshape(-1) for n in noises]),
+            )
             models = {
-                "vae_decode": lambda: dec(x["video_latent"], generator=torch.Generator().manual_seed(NOISE_SEED)),
-                "vae_decode_tiled": lambda: torch.cat(list(dec.tiled_decode(
-                    x["video_latent"], tiling, generator=torch.Generator().manual_seed(TILED_NOISE_SEED))), dim=2),
+                "vae_decode": lambda: dec(
+                    x["video_latent"], generator=torch.Generator().manual_seed(NOISE_SEED)
+                ),
+                "vae_decode_tiled": lambda: torch.cat(
+                    list(
+                        dec.tiled_decode(
+                            x["video_latent"],
+                            tiling,
+                            generator=torch.Generator().manual_seed(TILED_NOISE_SEED),
+                        )
+                    ),
+                    dim=2,
+                ),
                 "upsampler": lambda: ups(x["upsampler_latent"]),
                 "audio_decoder": lambda: adec(x["audio_latent"]),
                 "vocoder": lambda: voc(x["mel"]),
             }
-            mods = {"vae_decode": dec, "vae_decode_tiled": dec, "upsampler": ups, "audio_decoder": adec, "vocoder": voc}
+            mods = {
+                "vae_decode": dec,
+                "vae_decode_tiled": dec,
+                "upsampler": ups,
+                "audio_decoder": adec,
+                "vocoder": voc,
+            }
             reply({"threads": torch.get_num_threads(), "torch": torch.__version__})
         elif op == "run":
             name = cmd["name"]
             if name not in flops:  # first call: count FLOPs, save the output
                 count = [0.0]
-                hooks = [m.register_forward_hook(_flop_hook(count)) for m in mods[name].modules()
-                         if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
-                                           torch.nn.Linear))]
+                hooks = [
+                    m.register_forward_hook(_flop_hook(count))
+                    for m in mods[name].modules()
+                    if isinstance(
+                        m,
+                        (
+                            torch.nn.Conv1d,
+                            torch.nn.Conv2d,
+                            torch.nn.Conv3d,
+                            torch.nn.ConvTranspose1d,
+                            torch.nn.Linear,
+                        ),
+                    )
+                ]
                 t0 = time.perf_counter()
                 y = models[name]()
                 dt = time.perf_counter() - t0
@@ -243,8 +344,13 @@ def _torch_micro(what: str, shape: list[int], runs: int) -> float:
 class RefWorker:
     def __init__(self, cache: Path):
         py = ROOT / ".venv-ref" / "bin" / "python"
-        self.proc = subprocess.Popen([str(py), __file__, "--worker", "--cache", str(cache)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [str(py), __file__, "--worker", "--cache", str(cache)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
 
     def ask(self, **cmd):
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -304,7 +410,7 @@ def our_models(cache: Path, x: dict[str, np.ndarray], noise: dict[str, np.ndarra
 
         def draw(shape):
             n = int(np.prod(shape))
-            a = flat[pos[0]: pos[0] + n].reshape(shape)
+            a = flat[pos[0] : pos[0] + n].reshape(shape)
             pos[0] += n
             return mx.array(a)
 
@@ -317,6 +423,7 @@ def our_models(cache: Path, x: dict[str, np.ndarray], noise: dict[str, np.ndarra
             y = fn()
             mx.eval(y)
             return y
+
         return go
 
     return {
@@ -355,21 +462,30 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
             def fn():
                 y = None
                 for d in range(3):
-                    t = mx.conv2d(x[:, d:d + f].reshape(f, h + 2, w + 2, c), w2[d])
+                    t = mx.conv2d(x[:, d : d + f].reshape(f, h + 2, w + 2, c), w2[d])
                     y = t if y is None else y + t
                 return y
         elif variant == "conv2d_stack":  # time taps stacked on channels, one 2-D conv with 3C inputs
             w3 = wt.transpose(0, 2, 3, 1, 4).reshape(c, 3, 3, 3 * c)
 
             def fn():
-                xs = mx.concatenate([x[:, d:d + f] for d in range(3)], axis=-1).reshape(f, h + 2, w + 2, 3 * c)
+                xs = mx.concatenate([x[:, d : d + f] for d in range(3)], axis=-1).reshape(
+                    f, h + 2, w + 2, 3 * c
+                )
                 return mx.conv2d(xs, w3)
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
 
             def fn():
-                cols = mx.concatenate([x[:, a:a + f, b:b + h, e:e + w] for a in range(3) for b in range(3)
-                                       for e in range(3)], axis=-1)
+                cols = mx.concatenate(
+                    [
+                        x[:, a : a + f, b : b + h, e : e + w]
+                        for a in range(3)
+                        for b in range(3)
+                        for e in range(3)
+                    ],
+                    axis=-1,
+                )
                 return cols.reshape(-1, 27 * c) @ wm
         else:
             raise ValueError(variant)
@@ -480,8 +596,12 @@ def main() -> None:
         info = backend.describe()
         if not a.micro_only:
             x = make_inputs(size, cache / "inputs.npz")
-            meta = ref.ask(op="prepare", inputs=str(cache / "inputs.npz"), noise=str(cache / "noise.npz"),
-                           tiling=list(size["tiling"]))
+            meta = ref.ask(
+                op="prepare",
+                inputs=str(cache / "inputs.npz"),
+                noise=str(cache / "noise.npz"),
+                tiling=list(size["tiling"]),
+            )
             noise = dict(np.load(cache / "noise.npz"))
             ours = our_models(cache, x, noise, size["tiling"])
             f, h, w = size["latent"]
@@ -490,7 +610,8 @@ def main() -> None:
                 f"tiles {size['tiling'][0]} px / {size['tiling'][1]} px overlap; upsampler latent {f}x{h}x{w}; audio "
                 f"latent {size['audio_frames']} frames -> mel {4 * size['audio_frames'] - 3} frames; vocoder on that "
                 f"mel. Medians of {a.runs} interleaved runs after one warm-up. mlx {info['mlx']} ({info['blas']}, "
-                f"{info['dtype']}), torch {meta['torch']} ({meta['threads']} threads), float32 both.", "",
+                f"{info['dtype']}), torch {meta['torch']} ({meta['threads']} threads), float32 both.",
+                "",
                 "| component | ours s | torch s | ratio ours/torch | GFLOP | ours GFLOP/s | torch GFLOP/s | max rel err |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|",
             ]
@@ -504,39 +625,52 @@ def main() -> None:
                     if i == 0:
                         yr = np.load(cache / f"ref_{name}.npy")
                         yo = to_ref_layout(name, np.array(y))
-                        err = float(np.abs(yo - yr).max() / max(np.abs(yr).max(), 1e-12)) if yo.shape == yr.shape \
+                        err = (
+                            float(np.abs(yo - yr).max() / max(np.abs(yr).max(), 1e-12))
+                            if yo.shape == yr.shape
                             else float("inf")
+                        )
                         fl = r["flops"]
                     else:
                         to.append(dt)
                         tr.append(r["t"])
                     del y
                 mo, mr = statistics.median(to), statistics.median(tr)
-                row = (f"| {name} | {mo:.3f} | {mr:.3f} | {mo / mr:.2f} | {fl / 1e9:.1f} | {fl / 1e9 / mo:.0f} | "
-                       f"{fl / 1e9 / mr:.0f} | {err:.1e} |")
+                row = (
+                    f"| {name} | {mo:.3f} | {mr:.3f} | {mo / mr:.2f} | {fl / 1e9:.1f} | {fl / 1e9 / mo:.0f} | "
+                    f"{fl / 1e9 / mr:.0f} | {err:.1e} |"
+                )
                 print(row, flush=True)
                 lines.append(row)
             lines.append("")
         if a.micro or a.micro_only:
-            lines += ["Micro-benchmarks of the ops that cap the ratios (median of 5, interleaved; channels-last MLX vs "
-                      "channels-first torch; conv3d input pre-padded, 3x3x3, C->C):", "",
-                      "| op | shape | MLX variant | MLX ms | torch ms | ratio | MLX GFLOP/s | torch GFLOP/s |",
-                      "|---|---|---|---:|---:|---:|---:|---:|"]
+            lines += [
+                "Micro-benchmarks of the ops that cap the ratios (median of 5, interleaved; channels-last MLX vs "
+                "channels-first torch; conv3d input pre-padded, 3x3x3, C->C):",
+                "",
+                "| op | shape | MLX variant | MLX ms | torch ms | ratio | MLX GFLOP/s | torch GFLOP/s |",
+                "|---|---|---|---:|---:|---:|---:|---:|",
+            ]
             for what, shape, _, variants in MICRO:
                 fl = micro_flops(what, shape)
                 for v in variants:
                     tm = mlx_micro(what, shape, 5, v)
                     tt = ref.ask(op="micro", what=what, shape=shape, runs=5)["t"]
                     gf = (f"{fl / 1e9 / tm:.0f} | {fl / 1e9 / tt:.0f}") if fl else "- | -"
-                    row = f"| {what} | {shape} | {v} | {tm * 1e3:.1f} | {tt * 1e3:.1f} | {tm / tt:.2f} | {gf} |"
+                    row = (
+                        f"| {what} | {shape} | {v} | {tm * 1e3:.1f} | {tt * 1e3:.1f} | {tm / tt:.2f} | {gf} |"
+                    )
                     print(row, flush=True)
                     lines.append(row)
             lines.append("")
     finally:
         ref.close()
     cmd = "python bench/vae_bench.py" + " ".join([""] + sys.argv[1:])
-    text = (f"# VAE-side benchmark (ours / torch)\n\nCommand: `{cmd}` ({time.perf_counter() - t_start:.0f} s total)\n\n"
-            + "\n".join(lines) + "\n")
+    text = (
+        f"# VAE-side benchmark (ours / torch)\n\nCommand: `{cmd}` ({time.perf_counter() - t_start:.0f} s total)\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     Path(a.out).write_text(text)
     print(f"wrote {a.out}")
 

@@ -44,7 +44,11 @@ def main() -> None:
     if ref.exists():
         r = np.load(ref)  # (B, 3, F, H, W)
         o = np.array(out["v"]).transpose(0, 4, 1, 2, 3)
-        err = float(np.abs(o - r).max() / max(1e-12, np.abs(r).max())) if o.shape == r.shape else f"shape {o.shape} vs {r.shape}"
+        err = (
+            float(np.abs(o - r).max() / max(1e-12, np.abs(r).max()))
+            if o.shape == r.shape
+            else f"shape {o.shape} vs {r.shape}"
+        )
     common.emit({"times": times, "peak_rss_mb": common.peak_rss_mb(), "err": err})
 
 

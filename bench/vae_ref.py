@@ -37,7 +37,9 @@ def main() -> None:
         shapes = {}
         for k, v in dec.state_dict().items():
             if k.startswith("per_channel_statistics."):
-                shapes["vae.per_channel_statistics." + k.removeprefix("per_channel_statistics.")] = tuple(v.shape)
+                shapes["vae.per_channel_statistics." + k.removeprefix("per_channel_statistics.")] = tuple(
+                    v.shape
+                )
             else:
                 shapes["vae.decoder." + k] = tuple(v.shape)
         w = common.synth_weights(shapes)
@@ -45,15 +47,24 @@ def main() -> None:
             if k.endswith("std-of-means"):
                 w[k] = np.abs(w[k]) + 0.5
         write_safetensors(Path(a.model), w, {"config": json.dumps(cfg)}, "F32")
-        np.save(str(a.model) + ".latent.npy", np.random.RandomState(0).standard_normal((1, 128, *common.VAE_LATENT)).astype(np.float32))
+        np.save(
+            str(a.model) + ".latent.npy",
+            np.random.RandomState(0).standard_normal((1, 128, *common.VAE_LATENT)).astype(np.float32),
+        )
         common.emit({"flops": common.vae_flops(common.VAE_LATENT)})
         return
     from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
     from ltx_core.model.video_vae.tiling import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
-    dec = SingleGPUModelBuilder(model_path=a.model, model_class_configurator=VideoDecoderConfigurator,
-                                model_sd_ops=VAE_DECODER_COMFY_KEYS_FILTER).build(
-        device=torch.device("cpu"), dtype=torch.float32).eval()
+    dec = (
+        SingleGPUModelBuilder(
+            model_path=a.model,
+            model_class_configurator=VideoDecoderConfigurator,
+            model_sd_ops=VAE_DECODER_COMFY_KEYS_FILTER,
+        )
+        .build(device=torch.device("cpu"), dtype=torch.float32)
+        .eval()
+    )
     z = torch.from_numpy(np.load(a.model + ".latent.npy"))
     (st, so), (tt, to) = common.VAE_TILING
     tiling = TilingConfig(SpatialTilingConfig(st, so), TemporalTilingConfig(tt, to))

@@ -72,8 +72,10 @@ def check_run_name(name: str) -> str:
 def _write_failed(e: OSError) -> str:
     """The one-line message of a write that failed part-way (nothing was published)."""
     why = e.strerror or type(e).__name__
-    return (f"writing to the cache failed ({why}); nothing was published. Free disk space or pass another "
-            "--cache-dir, then rerun: finished stages are kept")
+    return (
+        f"writing to the cache failed ({why}); nothing was published. Free disk space or pass another "
+        "--cache-dir, then rerun: finished stages are kept"
+    )
 
 
 class RowWriter:
@@ -120,13 +122,17 @@ class Writer:
         self._arrays: dict[str, dict[str, Any]] = {}
         self._open: dict[str, RowWriter] = {}
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: Any, source_dtype: str | None = None) -> RowWriter:
+    def create(
+        self, name: str, shape: tuple[int, ...], dtype: Any, source_dtype: str | None = None
+    ) -> RowWriter:
         """An array to be filled block by block (for outputs too large to hold at once)."""
         dtype = np.dtype(dtype)
         logical = [int(s) for s in shape]
         shape = tuple(logical) or (1,)  # zarr 0-d writes are unreliable: store scalars as (1,)
         try:
-            z = self._group.create_array(name, shape=shape, dtype=dtype, chunks=_chunks(shape, dtype.itemsize))
+            z = self._group.create_array(
+                name, shape=shape, dtype=dtype, chunks=_chunks(shape, dtype.itemsize)
+            )
         except OSError as e:
             raise PublishError(_write_failed(e)) from None
         rw = RowWriter(z, shape, dtype)
@@ -157,7 +163,9 @@ class Writer:
         except OSError as e:
             if not final.exists():
                 raise PublishError(_write_failed(e)) from None
-            shutil.rmtree(self.path, ignore_errors=True)  # another writer published this key first: keep theirs
+            shutil.rmtree(
+                self.path, ignore_errors=True
+            )  # another writer published this key first: keep theirs
         self._release()
         # Not re-read from disk: the key names the content, and a concurrent writer may already have
         # superseded (removed) a published checkpoint.
@@ -200,7 +208,9 @@ class Artifact:
         try:
             return zarr.open_array(store=str(self.path / name), mode="r")
         except Exception as e:  # noqa: BLE001  (any decoding failure means corruption)
-            raise CorruptArtifact(f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})") from None
+            raise CorruptArtifact(
+                f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})"
+            ) from None
 
     def iter_rows(self, name: str, rows: int = 1) -> Iterator[np.ndarray]:
         """Yield an array in blocks along axis 0; the checksum is verified when the last block is read."""
@@ -213,7 +223,9 @@ class Artifact:
             try:
                 block = np.asarray(z[start : start + rows])
             except Exception as e:  # noqa: BLE001
-                raise CorruptArtifact(f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})") from None
+                raise CorruptArtifact(
+                    f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})"
+                ) from None
             h.update(np.ascontiguousarray(block).tobytes())
             if start + rows >= n and h.hexdigest() != info["sha256"]:
                 raise CorruptArtifact(f"artifact {self.key[:8]} array {name!r} fails its checksum")
@@ -326,7 +338,10 @@ class Store:
     def lineage(self, key: str) -> dict[str, Any]:
         """The tree of an artifact's inputs: {key, stage, inputs: {name: subtree}}."""
         m = self.manifest(key)
-        inputs = {n: self.lineage(k) if self.exists(k) else {"key": k, "missing": True} for n, k in m.get("inputs", {}).items()}
+        inputs = {
+            n: self.lineage(k) if self.exists(k) else {"key": k, "missing": True}
+            for n, k in m.get("inputs", {}).items()
+        }
         return {"key": key, "stage": m.get("stage"), "inputs": inputs}
 
     # ---- runs ------------------------------------------------------------------------------
@@ -345,8 +360,10 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
-            raise StoreUnwritable(f"cannot read run file {p} ({e.strerror}); check the permissions of "
-                                  f"{self.root} or pass another --cache-dir") from None
+            raise StoreUnwritable(
+                f"cannot read run file {p} ({e.strerror}); check the permissions of "
+                f"{self.root} or pass another --cache-dir"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise CorruptArtifact(f"run file {p} is corrupt; remove it and rerun") from None
 

@@ -33,8 +33,8 @@ def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | N
     step = max(1, ATTENTION_CHUNK_ELEMENTS // (b * h * tk))
     outs = []
     for i in range(0, tq, step):
-        m = mask if mask is None or mask.shape[-2] == 1 else mask[..., i:i + step, :]
-        outs.append(mx.fast.scaled_dot_product_attention(q[:, :, i:i + step], k, v, scale=scale, mask=m))
+        m = mask if mask is None or mask.shape[-2] == 1 else mask[..., i : i + step, :]
+        outs.append(mx.fast.scaled_dot_product_attention(q[:, :, i : i + step], k, v, scale=scale, mask=m))
     return mx.concatenate(outs, axis=2)
 
 
@@ -45,7 +45,9 @@ def _timestep_freqs(half: int, max_period: float) -> np.ndarray:
     return np.exp(exponent.astype(np.float64)).astype(np.float32)
 
 
-def timestep_embedding(t: mx.array, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> mx.array:
+def timestep_embedding(
+    t: mx.array, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0
+) -> mx.array:
     """Sinusoidal features (N,) -> (N, channels) float32, [cos, sin] order (flip_sin_to_cos)."""
     freqs = mx.array(_timestep_freqs(channels // 2, float(max_period)))
     args = t.astype(mx.float32)[:, None] * freqs[None]  # (N, half)
@@ -138,13 +140,20 @@ class Attention(nn.Module):
     """Multi-head attention; q/k RMSNorm over the full inner dim, RoPE on q and k, optional
     per-head gating (LTX-2.3: out * 2 sigmoid(to_gate_logits(x)))."""
 
-    def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: int | None = None,
-                 eps: float = 1e-6, gated: bool = False):
+    def __init__(
+        self,
+        query_dim: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int | None = None,
+        eps: float = 1e-6,
+        gated: bool = False,
+    ):
         super().__init__()
         inner = heads * dim_head
         context_dim = query_dim if context_dim is None else context_dim
         self.heads, self.dim_head, self.eps = heads, dim_head, eps
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.q_norm = nn.RMSNorm(inner, eps=eps)
         self.k_norm = nn.RMSNorm(inner, eps=eps)
         self.to_q = nn.Linear(query_dim, inner)
@@ -158,8 +167,16 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         return x.reshape(b, t, self.heads, self.dim_head).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
 
-    def __call__(self, x: mx.array, context: mx.array | None = None, pe=None, k_pe=None,
-                 mask: mx.array | None = None, skip: bool = False, keep: mx.array | None = None) -> mx.array:
+    def __call__(
+        self,
+        x: mx.array,
+        context: mx.array | None = None,
+        pe=None,
+        k_pe=None,
+        mask: mx.array | None = None,
+        skip: bool = False,
+        keep: mx.array | None = None,
+    ) -> mx.array:
         """skip: value pass-through (STG); keep (B, 1, 1) in {0, 1}: per-sample mix of the two."""
         context = x if context is None else context
         v = self.to_v(context)  # (B, S, inner)

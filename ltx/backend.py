@@ -33,7 +33,9 @@ def _load_blas() -> None:
         BLAS = "accelerate" if sys.platform == "darwin" else "reference"
         return
     if "mlx.core" in sys.modules:
-        warnings.warn("mlx was imported before ltx.backend; the optimised BLAS cannot be loaded", stacklevel=3)
+        warnings.warn(
+            "mlx was imported before ltx.backend; the optimised BLAS cannot be loaded", stacklevel=3
+        )
         return
     for path in _candidates():
         try:

@@ -62,8 +62,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not a readable ltx-mlx manifest ({e})") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r} is not "
-                         f"{FORMAT!r} version {FORMAT_VERSION}; convert the model again with `ltx convert`")
+        raise ValueError(
+            f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r} is not "
+            f"{FORMAT!r} version {FORMAT_VERSION}; convert the model again with `ltx convert`"
+        )
     return manifest
 
 
@@ -81,18 +83,31 @@ def converted_files(path: str | Path) -> dict[str, Any]:
 def _derived(digest: str, q: dict | None) -> str:
     if q is None:
         return digest
-    text = json.dumps({"source": digest, "bits": q["bits"], "group_size": q["group_size"], "mode": "affine"},
-                      sort_keys=True)
+    text = json.dumps(
+        {"source": digest, "bits": q["bits"], "group_size": q["group_size"], "mode": "affine"}, sort_keys=True
+    )
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- streamed safetensors writing ---------------------------------------------------------------
 
+
 def _st_dtype(dtype) -> str:
     from ltx.backend import mx  # the optimised BLAS is set up before mlx
 
-    table = {mx.float32: "F32", mx.float16: "F16", mx.bfloat16: "BF16", mx.uint32: "U32", mx.int32: "I32",
-             mx.int64: "I64", mx.uint8: "U8", mx.int8: "I8", mx.bool_: "BOOL", mx.uint16: "U16", mx.int16: "I16"}
+    table = {
+        mx.float32: "F32",
+        mx.float16: "F16",
+        mx.bfloat16: "BF16",
+        mx.uint32: "U32",
+        mx.int32: "I32",
+        mx.int64: "I64",
+        mx.uint8: "U8",
+        mx.int8: "I8",
+        mx.bool_: "BOOL",
+        mx.uint16: "U16",
+        mx.int16: "I16",
+    }
     if dtype not in table:
         raise ValueError(f"cannot write dtype {dtype} to safetensors")
     return table[dtype]
@@ -109,7 +124,11 @@ def write_streamed(path: Path, tensors: dict, metadata: dict[str, str]) -> str:
     for name in names:
         a = tensors[name]
         n = a.nbytes
-        header[name] = {"dtype": _st_dtype(a.dtype), "shape": list(a.shape), "data_offsets": [offset, offset + n]}
+        header[name] = {
+            "dtype": _st_dtype(a.dtype),
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + n],
+        }
         offset += n
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
@@ -138,6 +157,7 @@ def _file_sha256(path: Path) -> str:
 
 # --- the conversion -----------------------------------------------------------------------------
 
+
 def _convert_checkpoint(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
     from ltx import loader, quantize
 
@@ -145,7 +165,9 @@ def _convert_checkpoint(src: Path, dst: Path, q: dict | None) -> tuple[str, int]
     loader.read_config(metadata, src)  # must be an LTX-2 single-file checkpoint
     modules: list[str] = []
     if q is not None:
-        weights, modules = quantize.quantize_weights(weights, q["bits"], q["group_size"], quantize.TRANSFORMER_KEYS)
+        weights, modules = quantize.quantize_weights(
+            weights, q["bits"], q["group_size"], quantize.TRANSFORMER_KEYS
+        )
     meta = dict(metadata)
     meta[METADATA_KEY] = json.dumps({**q, "modules": len(modules)} if q else None)
     return write_streamed(dst, dict(weights), meta), len(modules)
@@ -165,8 +187,10 @@ def _convert_gemma(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
         weights.update(mx.load(str(f)))
     for item in sorted(src.rglob("*")):
         rel = item.relative_to(src)
-        if item.is_file() and not (item.name.startswith("model") and (item.suffix == ".safetensors"
-                                                                       or item.name.endswith(".safetensors.index.json"))):
+        if item.is_file() and not (
+            item.name.startswith("model")
+            and (item.suffix == ".safetensors" or item.name.endswith(".safetensors.index.json"))
+        ):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(item, dst / rel)
     modules: list[str] = []
@@ -176,8 +200,13 @@ def _convert_gemma(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
     return write_streamed(dst / "model.safetensors", weights, meta), len(modules)
 
 
-def convert(src: Source, dst: str | Path, bits: int | None = None, group_size: int = 64,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def convert(
+    src: Source,
+    dst: str | Path,
+    bits: int | None = None,
+    group_size: int = 64,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Convert `src` into the new directory `dst` (written under a temporary name, then renamed).
     Returns the manifest."""
     from ltx import quantize
@@ -202,18 +231,32 @@ def convert(src: Source, dst: str | Path, bits: int | None = None, group_size: i
         say(f"gemma {src.gemma.name}")
         gemma_sha, n_gemma = _convert_gemma(src.gemma, tmp / "gemma", q)
         manifest = {
-            "format": FORMAT, "version": FORMAT_VERSION,
-            "quantization": None if q is None else {**q, "transformer_modules": n_tr, "gemma_modules": n_gemma},
-            "files": {"checkpoint": "model.safetensors", "upsampler": "upsampler.safetensors", "gemma": "gemma"},
-            "sha256": {"model.safetensors": ckpt_sha, "upsampler.safetensors": _file_sha256(tmp / "upsampler.safetensors"),
-                       "gemma/model.safetensors": gemma_sha},
-            "source": {"checkpoint": {"name": src.checkpoint.name, "digest": src.digests["checkpoint"]},
-                       "upsampler": {"name": src.upsampler.name, "digest": src.digests["upsampler"]},
-                       "gemma": {"name": src.gemma.name, "digest": src.digests["gemma"]}},
-            "digests": {"checkpoint": src.digests["checkpoint"],
-                        "transformer": _derived(src.digests["checkpoint"], q if n_tr else None),
-                        "upsampler": src.digests["upsampler"],
-                        "gemma": _derived(src.digests["gemma"], q if n_gemma else None)},
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "quantization": None
+            if q is None
+            else {**q, "transformer_modules": n_tr, "gemma_modules": n_gemma},
+            "files": {
+                "checkpoint": "model.safetensors",
+                "upsampler": "upsampler.safetensors",
+                "gemma": "gemma",
+            },
+            "sha256": {
+                "model.safetensors": ckpt_sha,
+                "upsampler.safetensors": _file_sha256(tmp / "upsampler.safetensors"),
+                "gemma/model.safetensors": gemma_sha,
+            },
+            "source": {
+                "checkpoint": {"name": src.checkpoint.name, "digest": src.digests["checkpoint"]},
+                "upsampler": {"name": src.upsampler.name, "digest": src.digests["upsampler"]},
+                "gemma": {"name": src.gemma.name, "digest": src.digests["gemma"]},
+            },
+            "digests": {
+                "checkpoint": src.digests["checkpoint"],
+                "transformer": _derived(src.digests["checkpoint"], q if n_tr else None),
+                "upsampler": src.digests["upsampler"],
+                "gemma": _derived(src.digests["gemma"], q if n_gemma else None),
+            },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, dst)

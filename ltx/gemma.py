@@ -35,8 +35,12 @@ MAX_LENGTH = 1024  # ltx-core's LTXVGemmaTokenizer(tokenizer_root, 1024)
 _LM_PREFIXES = ("language_model.model.", "model.language_model.", "model.")
 # Parts of a Gemma 3 checkpoint that text encoding does not use.
 _IGNORED_PREFIXES = (
-    "vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector.",
-    "lm_head.", "language_model.lm_head.",
+    "vision_tower.",
+    "multi_modal_projector.",
+    "model.vision_tower.",
+    "model.multi_modal_projector.",
+    "lm_head.",
+    "language_model.lm_head.",
 )
 
 
@@ -85,18 +89,31 @@ class GemmaConfig:
 
     def pattern_layer_types(self) -> list[str]:
         p = self.sliding_window_pattern
-        return ["sliding_attention" if (i + 1) % p else "full_attention" for i in range(self.num_hidden_layers)]
+        return [
+            "sliding_attention" if (i + 1) % p else "full_attention" for i in range(self.num_hidden_layers)
+        ]
 
     def to_vlm(self) -> _VlmTextConfig:
-        scaling = self.rope_scaling if (self.rope_scaling or {}).get("rope_type", "default") != "default" else None
+        scaling = (
+            self.rope_scaling if (self.rope_scaling or {}).get("rope_type", "default") != "default" else None
+        )
         return _VlmTextConfig(
-            model_type="gemma3_text", hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
-            intermediate_size=self.intermediate_size, num_attention_heads=self.num_attention_heads,
-            head_dim=self.head_dim, rms_norm_eps=self.rms_norm_eps, vocab_size=self.vocab_size,
-            num_key_value_heads=self.num_key_value_heads, rope_global_base_freq=self.rope_theta,
-            rope_local_base_freq=self.rope_local_base_freq, rope_traditional=False,
-            query_pre_attn_scalar=self.query_pre_attn_scalar, sliding_window=self.sliding_window,
-            rope_scaling=scaling, sliding_window_pattern=self.sliding_window_pattern,
+            model_type="gemma3_text",
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            intermediate_size=self.intermediate_size,
+            num_attention_heads=self.num_attention_heads,
+            head_dim=self.head_dim,
+            rms_norm_eps=self.rms_norm_eps,
+            vocab_size=self.vocab_size,
+            num_key_value_heads=self.num_key_value_heads,
+            rope_global_base_freq=self.rope_theta,
+            rope_local_base_freq=self.rope_local_base_freq,
+            rope_traditional=False,
+            query_pre_attn_scalar=self.query_pre_attn_scalar,
+            sliding_window=self.sliding_window,
+            rope_scaling=scaling,
+            sliding_window_pattern=self.sliding_window_pattern,
             max_position_embeddings=self.max_position_embeddings,
         )
 
@@ -132,7 +149,9 @@ class GemmaTextModel(nn.Module):
     def _embed(self, input_ids: mx.array) -> mx.array:
         # HF scales by sqrt(hidden) cast to the weight dtype (62.0 in bf16 for the 12B)
         w = self.embed_tokens.weight
-        return self.embed_tokens(input_ids) * mx.array(math.sqrt(self.config.hidden_size), mx.float32).astype(w.dtype)
+        return self.embed_tokens(input_ids) * mx.array(math.sqrt(self.config.hidden_size), mx.float32).astype(
+            w.dtype
+        )
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> list[mx.array]:
         # input_ids, attention_mask: (B, T)
@@ -175,7 +194,7 @@ class GemmaTextModel(nn.Module):
                 continue
             for p in _LM_PREFIXES:
                 if k.startswith(p):
-                    k = k[len(p):]
+                    k = k[len(p) :]
                     break
             out[k] = v
         return out
@@ -187,7 +206,9 @@ class GemmaTokenizer:
     def __init__(self, path: str | Path, max_length: int = MAX_LENGTH):
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, model_max_length=max_length)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            str(path), local_files_only=True, model_max_length=max_length
+        )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -29,14 +29,16 @@ def load_lora(path: str | Path) -> dict[str, tuple[mx.array, mx.array]]:
     for key, value in weights.items():
         for p in PREFIXES:
             if key.startswith(p):
-                key = key[len(p):]
+                key = key[len(p) :]
                 break
         if key.endswith(".lora_A.weight"):
             pairs.setdefault(key[: -len(".lora_A.weight")], {})["A"] = value
         elif key.endswith(".lora_B.weight"):
             pairs.setdefault(key[: -len(".lora_B.weight")], {})["B"] = value
         elif key.endswith((".alpha", ".dora_scale")):
-            raise loader.CheckpointError(f"LoRA {path}: key {key!r} needs alpha/DoRA scaling, which LTX LoRAs do not use")
+            raise loader.CheckpointError(
+                f"LoRA {path}: key {key!r} needs alpha/DoRA scaling, which LTX LoRAs do not use"
+            )
     out = {}
     for module, ab in pairs.items():
         if set(ab) != {"A", "B"}:
@@ -61,7 +63,8 @@ def lora_deltas(model: nn.Module, loras: list[tuple[str | Path, float]]) -> dict
             if b.shape[1] != a.shape[0] or (b.shape[0], a.shape[1]) != tuple(w.shape):
                 raise loader.CheckpointError(
                     f"LoRA {path}: {module} has lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)}, "
-                    f"which does not fit the weight {tuple(w.shape)}")
+                    f"which does not fit the weight {tuple(w.shape)}"
+                )
             d = (b.astype(mx.float32) * strength) @ a.astype(mx.float32)
             deltas[key] = deltas[key] + d if key in deltas else d
     return deltas

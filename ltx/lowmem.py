@@ -36,7 +36,7 @@ class _Source:
 
     def block(self, idx: int) -> BasicAVTransformerBlock:
         prefix = f"{PREFIX}transformer_blocks.{idx}."
-        weights = {k[len(prefix):]: v for k, v in mx.load(str(self.path)).items() if k.startswith(prefix)}
+        weights = {k[len(prefix) :]: v for k, v in mx.load(str(self.path)).items() if k.startswith(prefix)}
         block = BasicAVTransformerBlock(idx, self.cfg, self.cfg.has_video, self.cfg.has_audio)
         quantize.quantize_like(block, weights)
         loader.load_strict(block, weights, self.dtype, f"transformer block {idx} in {self.path}")
@@ -62,8 +62,12 @@ class StreamedBlock(nn.Module):
         return v, a
 
 
-def load_streamed_transformer(path: str | Path, dtype: mx.Dtype | None = None, model_type: str = "av",
-                              loras: list[tuple[str | Path, float]] = ()) -> LTXModel:
+def load_streamed_transformer(
+    path: str | Path,
+    dtype: mx.Dtype | None = None,
+    model_type: str = "av",
+    loras: list[tuple[str | Path, float]] = (),
+) -> LTXModel:
     """An LTXModel whose blocks are streamed from `path` per forward pass; loras as ltx.quantize.apply_loras."""
     from ltx.lora import load_lora
 
@@ -82,10 +86,15 @@ def load_streamed_transformer(path: str | Path, dtype: mx.Dtype | None = None, m
     quantize.quantize_like(model, resident)
     loader.load_strict(model, resident, dtype, f"transformer in {path}")
     if pairs:
-        top = [(n, {k: ab for k, ab in p.items() if not k.startswith("transformer_blocks.")}, s) for n, p, s in pairs]
+        top = [
+            (n, {k: ab for k, ab in p.items() if not k.startswith("transformer_blocks.")}, s)
+            for n, p, s in pairs
+        ]
         quantize.apply_lora_pairs(model, top)
         for n, p, _ in pairs:  # every block LoRA module must exist: check now, not at step 1
-            bad = [k for k in p if k.startswith("transformer_blocks.") and int(k.split(".")[1]) >= cfg.num_layers]
+            bad = [
+                k for k in p if k.startswith("transformer_blocks.") and int(k.split(".")[1]) >= cfg.num_layers
+            ]
             if bad:
                 raise loader.CheckpointError(f"LoRA {n}: the model has no linear layer {bad[0]!r}")
     model.streaming_source = [source]
@@ -97,7 +106,7 @@ def _check_blocks(cfg: TransformerConfig, own: dict[str, mx.array], path: Path) 
     for idx in range(cfg.num_layers):
         prefix = f"transformer_blocks.{idx}."
         block = BasicAVTransformerBlock(idx, cfg, cfg.has_video, cfg.has_audio)
-        weights = {k[len(prefix):]: v for k, v in own.items() if k.startswith(prefix)}
+        weights = {k[len(prefix) :]: v for k, v in own.items() if k.startswith(prefix)}
         quantize.quantize_like(block, weights)
         expected = dict(tree_flatten(block.parameters()))
         for k in sorted(set(expected) ^ set(weights)):
@@ -105,8 +114,10 @@ def _check_blocks(cfg: TransformerConfig, own: dict[str, mx.array], path: Path) 
             raise loader.CheckpointError(f"transformer in {path}: {what} weight {prefix + k!r}")
         for k, v in weights.items():
             if tuple(v.shape) != tuple(expected[k].shape):
-                raise loader.CheckpointError(f"transformer in {path}: weight {prefix + k!r} has shape "
-                                             f"{tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+                raise loader.CheckpointError(
+                    f"transformer in {path}: weight {prefix + k!r} has shape "
+                    f"{tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+                )
     extra = [k for k in own if k.startswith("transformer_blocks.") and int(k.split(".")[1]) >= cfg.num_layers]
     if extra:
         raise loader.CheckpointError(f"transformer in {path}: unexpected weight {extra[0]!r}")

@@ -51,12 +51,54 @@ def h264_round_trip(image: np.ndarray, crf: int = DEFAULT_IMAGE_CRF) -> np.ndarr
     image = np.ascontiguousarray(image[:h, :w], np.uint8)
     with tempfile.TemporaryDirectory(prefix="ltx-crf-") as tmp:
         mp4 = str(Path(tmp) / "frame.mp4")
-        encode = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                  "-s", f"{w}x{h}", "-r", "1", "-i", "pipe:0", "-frames:v", "1", "-sws_flags", "bilinear",
-                  "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", mp4]
+        encode = [
+            _ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            "1",
+            "-i",
+            "pipe:0",
+            "-frames:v",
+            "1",
+            "-sws_flags",
+            "bilinear",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            mp4,
+        ]
         subprocess.run(encode, input=image.tobytes(), check=True, capture_output=True)
-        decode = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", mp4, "-frames:v", "1", "-sws_flags", "bilinear",
-                  "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        decode = [
+            _ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            mp4,
+            "-frames:v",
+            "1",
+            "-sws_flags",
+            "bilinear",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ]
         out = subprocess.run(decode, check=True, capture_output=True).stdout
     if len(out) != h * w * 3:
         raise RuntimeError(f"ffmpeg returned {len(out)} bytes for a {w}x{h} frame")
@@ -66,7 +108,9 @@ def h264_round_trip(image: np.ndarray, crf: int = DEFAULT_IMAGE_CRF) -> np.ndarr
 def _bilinear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # PyTorch's upsample_bilinear2d, align_corners=False, in float32
     scale = np.float32(n_in) / np.float32(n_out)
-    src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    src = np.maximum(
+        scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0)
+    )
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
     lam = (src - i0.astype(np.float32)).astype(np.float32)
@@ -91,7 +135,7 @@ def resize_and_center_crop(image: np.ndarray, height: int, width: int) -> np.nda
     new_h, new_w = math.ceil(src_h * scale), math.ceil(src_w * scale)
     x = resize_bilinear(image, new_h, new_w)
     top, left = (new_h - height) // 2, (new_w - width) // 2
-    return x[top:top + height, left:left + width]
+    return x[top : top + height, left : left + width]
 
 
 def preprocess_image(image: np.ndarray, height: int, width: int, crf: int = DEFAULT_IMAGE_CRF) -> mx.array:
@@ -103,6 +147,8 @@ def preprocess_image(image: np.ndarray, height: int, width: int, crf: int = DEFA
     return mx.array(x / np.float32(127.5) - np.float32(1.0))[None, None]
 
 
-def load_image_conditioning(path: str | Path, height: int, width: int, crf: int = DEFAULT_IMAGE_CRF) -> mx.array:
+def load_image_conditioning(
+    path: str | Path, height: int, width: int, crf: int = DEFAULT_IMAGE_CRF
+) -> mx.array:
     """An image file -> (1, 1, height, width, 3) float32 in [-1, 1], as the reference's load_image_conditioning."""
     return preprocess_image(decode_image(path), height, width, crf)

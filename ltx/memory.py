@@ -48,7 +48,9 @@ def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -
             nbytes += count * itemsize
         else:
             params += count
-            nbytes += count * (itemsize if info["dtype"] in ("F32", "F16", "BF16") else _DTYPE_BYTES[info["dtype"]])
+            nbytes += count * (
+                itemsize if info["dtype"] in ("F32", "F16", "BF16") else _DTYPE_BYTES[info["dtype"]]
+            )
     what = " + ".join(sorted(dtypes))
     if quant and "U32" in dtypes:
         what += f" ({quant['bits']}-bit, group {quant['group_size']})"
@@ -64,18 +66,31 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
     _, meta = read_header(checkpoint)
     quant = json.loads(meta["ltx_mlx_quantization"]) if meta.get("ltx_mlx_quantization") else None
     tr = "model.diffusion_model."
-    text = ("model.diffusion_model.video_embeddings_connector.", "model.diffusion_model.audio_embeddings_connector.",
-            "text_embedding_projection.")
+    text = (
+        "model.diffusion_model.video_embeddings_connector.",
+        "model.diffusion_model.audio_embeddings_connector.",
+        "text_embedding_projection.",
+    )
     out = {
-        "transformer": _component(checkpoint, "transformer", lambda k: k.startswith(tr) and not k.startswith(text),
-                                  itemsize, quant),
-        "text_projection": _component(checkpoint, "text projection + connectors", _prefix(*text), itemsize, None),
-        "video_encoder": _component(checkpoint, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"),
-                                    itemsize, None),
-        "video_decoder": _component(checkpoint, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"),
-                                    itemsize, None),
-        "audio_decoder": _component(checkpoint, "audio VAE decoder", _prefix("audio_vae.decoder.",
-                                                                              "audio_vae.per_channel"), itemsize, None),
+        "transformer": _component(
+            checkpoint, "transformer", lambda k: k.startswith(tr) and not k.startswith(text), itemsize, quant
+        ),
+        "text_projection": _component(
+            checkpoint, "text projection + connectors", _prefix(*text), itemsize, None
+        ),
+        "video_encoder": _component(
+            checkpoint, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"), itemsize, None
+        ),
+        "video_decoder": _component(
+            checkpoint, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"), itemsize, None
+        ),
+        "audio_decoder": _component(
+            checkpoint,
+            "audio VAE decoder",
+            _prefix("audio_vae.decoder.", "audio_vae.per_channel"),
+            itemsize,
+            None,
+        ),
         "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None),
         "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None),
     }
@@ -84,15 +99,22 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
     if files:
         _, gm = read_header(files[0])
         g_quant = json.loads(gm["ltx_mlx_quantization"]) if gm.get("ltx_mlx_quantization") else None
-    parts = [_component(f, "gemma", lambda k: "vision" not in k and "multi_modal" not in k, itemsize, g_quant)
-             for f in files]
-    out["gemma"] = Component("Gemma 3 (language model)", sum(p.parameters for p in parts), sum(p.bytes for p in parts),
-                             " + ".join(sorted({p.dtypes for p in parts})))
+    parts = [
+        _component(f, "gemma", lambda k: "vision" not in k and "multi_modal" not in k, itemsize, g_quant)
+        for f in files
+    ]
+    out["gemma"] = Component(
+        "Gemma 3 (language model)",
+        sum(p.parameters for p in parts),
+        sum(p.bytes for p in parts),
+        " + ".join(sorted({p.dtypes for p in parts})),
+    )
     return out
 
 
-def transformer_activations(cfg: Any, video_tokens: int, audio_tokens: int, text_tokens: int, itemsize: int,
-                            batch: int = 1) -> int:
+def transformer_activations(
+    cfg: Any, video_tokens: int, audio_tokens: int, text_tokens: int, itemsize: int, batch: int = 1
+) -> int:
     """Largest live activations of one transformer forward pass (cfg: ltx.transformer.TransformerConfig)."""
     h, ha = cfg.num_attention_heads, cfg.audio_num_attention_heads
 
@@ -102,8 +124,12 @@ def transformer_activations(cfg: Any, video_tokens: int, audio_tokens: int, text
             elements = batch * heads * tk * max(1, CHUNK_ELEMENTS // (batch * heads * tk))
         return elements * itemsize
 
-    attn = max(scores(h, video_tokens, video_tokens), scores(ha, audio_tokens, audio_tokens),
-               scores(h, video_tokens, max(audio_tokens, text_tokens)), scores(ha, audio_tokens, video_tokens))
+    attn = max(
+        scores(h, video_tokens, video_tokens),
+        scores(ha, audio_tokens, audio_tokens),
+        scores(h, video_tokens, max(audio_tokens, text_tokens)),
+        scores(ha, audio_tokens, video_tokens),
+    )
     tokens = batch * (video_tokens * cfg.inner_dim + audio_tokens * cfg.audio_inner_dim) * itemsize
     text = batch * text_tokens * (cfg.inner_dim + cfg.audio_inner_dim) * itemsize * 4
     return attn + TOKEN_TENSORS * tokens + text
@@ -129,10 +155,20 @@ class Estimate:
         return self.weights + self.activations
 
 
-def estimate_stages(comps: dict[str, Component], cfg: Any, height: int, width: int, frames: int, fps: float = 24.0,
-                    itemsize: int = 4, two_stage: bool = True, text_tokens: int = 1024,
-                    streamed_block_bytes: int | None = None, gemma_hidden: int = 3840,
-                    gemma_layers: int = 48) -> list[Estimate]:
+def estimate_stages(
+    comps: dict[str, Component],
+    cfg: Any,
+    height: int,
+    width: int,
+    frames: int,
+    fps: float = 24.0,
+    itemsize: int = 4,
+    two_stage: bool = True,
+    text_tokens: int = 1024,
+    streamed_block_bytes: int | None = None,
+    gemma_hidden: int = 3840,
+    gemma_layers: int = 48,
+) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block)."""
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
@@ -142,17 +178,34 @@ def estimate_stages(comps: dict[str, Component], cfg: Any, height: int, width: i
         tr = tr - cfg.num_layers * streamed_block_bytes + streamed_block_bytes
     lat = lambda h, w: 128 * ((frames - 1) // 8 + 1) * (h // 32) * (w // 32) * itemsize  # noqa: E731
     out = [
-        Estimate("encode", comps["gemma"].bytes + comps["text_projection"].bytes,
-                 text_tokens * gemma_hidden * (gemma_layers + 1) * itemsize * 2, "rough"),
-        Estimate("denoise", tr, transformer_activations(cfg, video_tokens(h1, w1, frames), ta, text_tokens, itemsize)),
+        Estimate(
+            "encode",
+            comps["gemma"].bytes + comps["text_projection"].bytes,
+            text_tokens * gemma_hidden * (gemma_layers + 1) * itemsize * 2,
+            "rough",
+        ),
+        Estimate(
+            "denoise",
+            tr,
+            transformer_activations(cfg, video_tokens(h1, w1, frames), ta, text_tokens, itemsize),
+        ),
     ]
     if two_stage:
-        out.append(Estimate("upsample", comps["upsampler"].bytes, 8 * 1024 // 128 * lat(height, width), "rough"))
-        out.append(Estimate("refine", tr, transformer_activations(cfg, video_tokens(height, width, frames), ta,
-                                                                  text_tokens, itemsize)))
+        out.append(
+            Estimate("upsample", comps["upsampler"].bytes, 8 * 1024 // 128 * lat(height, width), "rough")
+        )
+        out.append(
+            Estimate(
+                "refine",
+                tr,
+                transformer_activations(cfg, video_tokens(height, width, frames), ta, text_tokens, itemsize),
+            )
+        )
     tile_px, tile_frames = min(512, height) * min(512, width), min(frames, 64)
     out += [
-        Estimate("decode", comps["video_decoder"].bytes, 3 * 128 * tile_frames * tile_px * itemsize, "rough, tiled"),
+        Estimate(
+            "decode", comps["video_decoder"].bytes, 3 * 128 * tile_frames * tile_px * itemsize, "rough, tiled"
+        ),
         Estimate("decode-audio", comps["audio_decoder"].bytes, 3 * 512 * (ta * 4) * 64 * itemsize, "rough"),
         Estimate("vocode", comps["vocoder"].bytes, 3 * 1024 * (ta * 4) * 240 // 8 * itemsize, "rough"),
     ]
@@ -167,7 +220,9 @@ def plan(budget_bytes: int, normal: list[Estimate], streamed: list[Estimate]) ->
     over = [e for e in streamed if e.peak > budget_bytes]
     if over:
         e = max(over, key=lambda x: x.peak)
-        raise ValueError(f"--memory-budget {budget_bytes / 1e9:.1f} GB is below the {e.stage} stage's estimated peak "
-                         f"{e.peak / 1e9:.1f} GB even with streamed transformer blocks; lower the resolution or frames, "
-                         f"or quantize (`ltx convert --quantize 8`)")
+        raise ValueError(
+            f"--memory-budget {budget_bytes / 1e9:.1f} GB is below the {e.stage} stage's estimated peak "
+            f"{e.peak / 1e9:.1f} GB even with streamed transformer blocks; lower the resolution or frames, "
+            f"or quantize (`ltx convert --quantize 8`)"
+        )
     return True

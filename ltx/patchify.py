@@ -47,7 +47,9 @@ def patchify_audio(latent: mx.array) -> mx.array:
     return latent.transpose(0, 2, 1, 3).reshape(b, t, c * f)
 
 
-def unpatchify_audio(tokens: mx.array, channels: int = AUDIO_CHANNELS, mel_bins: int = AUDIO_MEL_BINS) -> mx.array:
+def unpatchify_audio(
+    tokens: mx.array, channels: int = AUDIO_CHANNELS, mel_bins: int = AUDIO_MEL_BINS
+) -> mx.array:
     """(B, T, C*F) -> (B, C, T, F)."""
     b, t, d = tokens.shape
     if d != channels * mel_bins:
@@ -66,8 +68,11 @@ def video_latent_bounds(frames: int, height: int, width: int, batch: int = 1) ->
     return np.broadcast_to(bounds, (batch, *bounds.shape)).copy()
 
 
-def pixel_bounds(latent_bounds: np.ndarray, causal_fix: bool = True,
-                 scale_factors: tuple[int, int, int] = VIDEO_SCALE_FACTORS) -> np.ndarray:
+def pixel_bounds(
+    latent_bounds: np.ndarray,
+    causal_fix: bool = True,
+    scale_factors: tuple[int, int, int] = VIDEO_SCALE_FACTORS,
+) -> np.ndarray:
     """Scale latent bounds (B, 3, T, 2) to pixel units; the causal fix maps latent frame 0 to [0, 1)."""
     px = latent_bounds * np.asarray(scale_factors).reshape(1, 3, 1, 1)
     if causal_fix:
@@ -75,8 +80,16 @@ def pixel_bounds(latent_bounds: np.ndarray, causal_fix: bool = True,
     return px
 
 
-def video_positions(frames: int, height: int, width: int, fps: float, batch: int = 1,
-                    causal_fix: bool = True, dtype: mx.Dtype = mx.float32, frame_offset: int = 0) -> mx.array:
+def video_positions(
+    frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    batch: int = 1,
+    causal_fix: bool = True,
+    dtype: mx.Dtype = mx.float32,
+    frame_offset: int = 0,
+) -> mx.array:
     """Token bounds (B, 3, F*H*W, 2): time in seconds, height and width in pixels.
 
     frame_offset (pixel frames) is added before dividing by fps (appended keyframes). The reference

@@ -30,14 +30,18 @@ _LOADABLE_BITS = (2, 3, 4, 5, 6, 8)
 
 # Official checkpoint keys of quantizable weights (the rule above; `.weight` of a 2-D tensor only).
 TRANSFORMER_KEYS = re.compile(r"^model\.diffusion_model\.transformer_blocks\.\d+\..+\.weight$")
-GEMMA_KEYS = re.compile(r"^(language_model\.)?(model\.)?(language_model\.)?(model\.)?layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$")
+GEMMA_KEYS = re.compile(
+    r"^(language_model\.)?(model\.)?(language_model\.)?(model\.)?layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$"
+)
 
 
 def check_options(bits: int, group_size: int) -> None:
     if bits not in BITS:
         raise ValueError(f"--quantize {bits} is not supported; choose one of {', '.join(map(str, BITS))}")
     if group_size not in GROUP_SIZES:
-        raise ValueError(f"--group-size {group_size} is not supported; choose one of {', '.join(map(str, GROUP_SIZES))}")
+        raise ValueError(
+            f"--group-size {group_size} is not supported; choose one of {', '.join(map(str, GROUP_SIZES))}"
+        )
 
 
 def quantizable(key: str, shape: tuple[int, ...] | list[int], group_size: int, pattern: re.Pattern) -> bool:
@@ -45,8 +49,9 @@ def quantizable(key: str, shape: tuple[int, ...] | list[int], group_size: int, p
     return bool(pattern.match(key)) and len(shape) == 2 and shape[1] % group_size == 0
 
 
-def quantize_weights(weights: dict[str, mx.array], bits: int, group_size: int,
-                     pattern: re.Pattern) -> tuple[dict[str, mx.array], list[str]]:
+def quantize_weights(
+    weights: dict[str, mx.array], bits: int, group_size: int, pattern: re.Pattern
+) -> tuple[dict[str, mx.array], list[str]]:
     """Official-key weights -> the same keys with the selected linear weights packed by mx.quantize
     (plus `.scales` / `.biases` beside them). Returns (weights, quantized module paths)."""
     check_options(bits, group_size)
@@ -68,14 +73,28 @@ def _layout(path: str, m: nn.Module, weights: dict[str, mx.array]) -> dict | boo
         return False
     packed, scales = weights.get(f"{path}.weight"), weights[f"{path}.scales"]
     in_dims = m.weight.shape[1]
-    if packed is None or packed.dtype != mx.uint32 or packed.ndim != 2 or scales.ndim != 2 or scales.shape[1] == 0:
-        raise loader.CheckpointError(f"quantized weight {path!r} is malformed: expected uint32 weight and 2-D scales")
+    if (
+        packed is None
+        or packed.dtype != mx.uint32
+        or packed.ndim != 2
+        or scales.ndim != 2
+        or scales.shape[1] == 0
+    ):
+        raise loader.CheckpointError(
+            f"quantized weight {path!r} is malformed: expected uint32 weight and 2-D scales"
+        )
     bits, group = packed.shape[1] * 32 // in_dims, in_dims // scales.shape[1]
-    if (bits not in _LOADABLE_BITS or group not in GROUP_SIZES or packed.shape[1] * 32 != bits * in_dims
-            or scales.shape[1] * group != in_dims or packed.shape[0] != m.weight.shape[0]):
+    if (
+        bits not in _LOADABLE_BITS
+        or group not in GROUP_SIZES
+        or packed.shape[1] * 32 != bits * in_dims
+        or scales.shape[1] * group != in_dims
+        or packed.shape[0] != m.weight.shape[0]
+    ):
         raise loader.CheckpointError(
             f"quantized weight {path!r} has packed shape {tuple(packed.shape)} and scales {tuple(scales.shape)}, "
-            f"which fit no bits/group size for a layer of shape {tuple(m.weight.shape)}")
+            f"which fit no bits/group size for a layer of shape {tuple(m.weight.shape)}"
+        )
     return {"group_size": group, "bits": bits, "mode": "affine"}
 
 
@@ -100,8 +119,9 @@ def quantize_like(module: nn.Module, weights: dict[str, mx.array]) -> int:
     return count
 
 
-def load_strict(module: nn.Module, weights: dict[str, mx.array], dtype: mx.Dtype | None = None,
-                what: str = "model") -> None:
+def load_strict(
+    module: nn.Module, weights: dict[str, mx.array], dtype: mx.Dtype | None = None, what: str = "model"
+) -> None:
     """loader.load_strict for checkpoints that may hold quantized layers (what it does once the
     loader calls quantize_like itself)."""
     quantize_like(module, weights)
@@ -171,8 +191,9 @@ def apply_loras(model: nn.Module, loras: list[tuple[str | Path, float]]) -> dict
     return apply_lora_pairs(model, [(str(p), load_lora(p), s) for p, s in loras])
 
 
-def apply_lora_pairs(model: nn.Module, loras: list[tuple[str, dict[str, tuple[mx.array, mx.array]], float]],
-                     prefix: str = "") -> dict[str, int]:
+def apply_lora_pairs(
+    model: nn.Module, loras: list[tuple[str, dict[str, tuple[mx.array, mx.array]], float]], prefix: str = ""
+) -> dict[str, int]:
     """apply_loras with pairs already loaded: (name, {module path: (A, B)}, strength). With
     `prefix`, only modules under it are applied, the prefix stripped (one streamed block)."""
     modules = dict(model.named_modules())
@@ -182,7 +203,7 @@ def apply_lora_pairs(model: nn.Module, loras: list[tuple[str, dict[str, tuple[mx
         for full, (a, b) in pairs.items():
             if not full.startswith(prefix):
                 continue
-            name = full[len(prefix):]
+            name = full[len(prefix) :]
             m = modules.get(name)
             if m is None or not (hasattr(m, "weight") or isinstance(m, LoRAQuantizedLinear)):
                 raise loader.CheckpointError(f"LoRA {path}: the model has no linear layer {full!r}")
@@ -190,13 +211,16 @@ def apply_lora_pairs(model: nn.Module, loras: list[tuple[str, dict[str, tuple[mx
             if b.shape[1] != a.shape[0] or (b.shape[0], a.shape[1]) != (out_dim, in_dim):
                 raise loader.CheckpointError(
                     f"LoRA {path}: {full} has lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)}, "
-                    f"which does not fit the weight {(out_dim, in_dim)}")
+                    f"which does not fit the weight {(out_dim, in_dim)}"
+                )
             if isinstance(m, (nn.QuantizedLinear, LoRAQuantizedLinear)):
                 runtime.setdefault(name, []).append((a, b, strength))
             else:
                 d = (b.astype(mx.float32) * strength) @ a.astype(mx.float32)
                 deltas[name] = deltas[name] + d if name in deltas else d
-    fused = [(f"{n}.weight", modules[n].weight + d.astype(modules[n].weight.dtype)) for n, d in deltas.items()]
+    fused = [
+        (f"{n}.weight", modules[n].weight + d.astype(modules[n].weight.dtype)) for n, d in deltas.items()
+    ]
     model.load_weights(fused, strict=False)
     wrapped = []
     for name, items in runtime.items():

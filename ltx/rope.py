@@ -43,8 +43,14 @@ def frequency_ladder(theta: float, n_axes: int, dim: int, double_precision: bool
     return mx.array(_ladder(float(theta), int(n_axes), int(dim), bool(double_precision)))
 
 
-def rope_angles(positions: mx.array, dim: int, max_pos: list[int] | tuple[int, ...], theta: float = 10000.0,
-                double_precision: bool = True, use_middle: bool = True) -> mx.array:
+def rope_angles(
+    positions: mx.array,
+    dim: int,
+    max_pos: list[int] | tuple[int, ...],
+    theta: float = 10000.0,
+    double_precision: bool = True,
+    use_middle: bool = True,
+) -> mx.array:
     """(B, n_axes, T, 2) bounds -> (B, T, n * n_axes) float32 angles."""
     n_axes = positions.shape[1]
     if n_axes != len(max_pos):
@@ -58,9 +64,17 @@ def rope_angles(positions: mx.array, dim: int, max_pos: list[int] | tuple[int, .
     return angles.reshape(*angles.shape[:2], -1)
 
 
-def precompute_rope(positions: mx.array, dim: int, heads: int, max_pos: list[int] | tuple[int, ...],
-                    rope_type: str = "split", theta: float = 10000.0, double_precision: bool = True,
-                    dtype: mx.Dtype = mx.float32, use_middle: bool = True) -> tuple[mx.array, mx.array]:
+def precompute_rope(
+    positions: mx.array,
+    dim: int,
+    heads: int,
+    max_pos: list[int] | tuple[int, ...],
+    rope_type: str = "split",
+    theta: float = 10000.0,
+    double_precision: bool = True,
+    dtype: mx.Dtype = mx.float32,
+    use_middle: bool = True,
+) -> tuple[mx.array, mx.array]:
     """cos/sin tables for `dim` channels split over `heads` (layouts in the module docstring)."""
     angles = rope_angles(positions, dim, max_pos, theta, double_precision, use_middle)  # (B, T, N)
     cos, sin = mx.cos(angles), mx.sin(angles)

@@ -82,7 +82,9 @@ class TextConfig:
     gemma_states: int = 49  # Gemma layers + 1
 
     @classmethod
-    def from_dict(cls, transformer: dict[str, Any], gemma_hidden: int = 3840, gemma_states: int = 49) -> TextConfig:
+    def from_dict(
+        cls, transformer: dict[str, Any], gemma_hidden: int = 3840, gemma_states: int = 49
+    ) -> TextConfig:
         names = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in transformer.items() if k in names})
         cfg.gemma_hidden, cfg.gemma_states = gemma_hidden, gemma_states
@@ -96,7 +98,12 @@ class TextConfig:
                 raise CheckpointError(f"partial LTX-2.3 text config: transformer.{missing[0]} is missing")
             for k in sorted(present):
                 check_config_value(transformer, k, _V2_FLAGS[k], "transformer")
-            dims = ("num_attention_heads", "attention_head_dim", "audio_num_attention_heads", "audio_attention_head_dim")
+            dims = (
+                "num_attention_heads",
+                "attention_head_dim",
+                "audio_num_attention_heads",
+                "audio_attention_head_dim",
+            )
             for k in dims:
                 if transformer.get(k) is None:
                     raise CheckpointError(f"LTX-2.3 text config needs transformer.{k}")
@@ -123,7 +130,9 @@ def _norm_v1(states: mx.array, mask: mx.array) -> mx.array:
     b, t, d, n = states.shape
     valid = (mask > 0)[:, :, None, None]
     lengths = mask.astype(mx.float32).sum(axis=1).reshape(b, 1, 1, 1)
-    mean = mx.where(valid, states, 0).astype(mx.float32).sum(axis=(1, 2), keepdims=True) / (lengths * d + 1e-6)
+    mean = mx.where(valid, states, 0).astype(mx.float32).sum(axis=(1, 2), keepdims=True) / (
+        lengths * d + 1e-6
+    )
     x_min = mx.where(valid, states, mx.inf).min(axis=(1, 2), keepdims=True)
     x_max = mx.where(valid, states, -mx.inf).max(axis=(1, 2), keepdims=True)
     normed = 8 * (states - mean) / (x_max - x_min + 1e-6)
@@ -178,7 +187,9 @@ def connector_rope(
     """
     n = dim // 2
     if float64:
-        grid = (np.power(ROPE_THETA, np.linspace(0.0, 1.0, n, dtype=np.float64)) * math.pi / 2).astype(np.float32)
+        grid = (np.power(ROPE_THETA, np.linspace(0.0, 1.0, n, dtype=np.float64)) * math.pi / 2).astype(
+            np.float32
+        )
     else:
         ladder = np.power(np.float32(ROPE_THETA), np.linspace(0.0, 1.0, n, dtype=np.float32))
         grid = (ladder * np.float32(math.pi / 2)).astype(np.float32)
@@ -298,7 +309,7 @@ class Connector(nn.Module):
                 f"the connector needs batch 1 (got {b}) and a length divisible by {NUM_REGISTERS} (got {t})"
             )
         keep = np.nonzero(np.array(mask[0]) > 0)[0]
-        regs = mx.tile(self.learnable_registers, (t // NUM_REGISTERS, 1))[len(keep):].astype(x.dtype)
+        regs = mx.tile(self.learnable_registers, (t // NUM_REGISTERS, 1))[len(keep) :].astype(x.dtype)
         if not len(keep):
             return regs[None]
         return mx.concatenate([x[:, mx.array(keep, mx.int32)], regs[None]], axis=1)  # (1, T, D)
@@ -306,7 +317,9 @@ class Connector(nn.Module):
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
         # x (1, T, D), mask (1, T) -> (1, T, D)
         x = self.replace_padding(x, mask)
-        cos, sin = connector_rope(x.shape[1], self.dim, self.heads, self.max_pos[0], self.rope_type, self.float64)
+        cos, sin = connector_rope(
+            x.shape[1], self.dim, self.heads, self.max_pos[0], self.rope_type, self.float64
+        )
         pe = (cos.astype(x.dtype), sin.astype(x.dtype))
         for block in self.transformer_1d_blocks:
             x = block(x, pe)
@@ -329,7 +342,9 @@ class EmbeddingsProcessor(nn.Module):
         if cfg.v2:
             video_dim = cfg.num_attention_heads * cfg.attention_head_dim
             audio_dim = cfg.audio_num_attention_heads * cfg.audio_attention_head_dim
-            self.feature_extractor = FeatureExtractorV2(cfg.gemma_hidden, cfg.gemma_states, video_dim, audio_dim)
+            self.feature_extractor = FeatureExtractorV2(
+                cfg.gemma_hidden, cfg.gemma_states, video_dim, audio_dim
+            )
         else:
             self.feature_extractor = FeatureExtractorV1(cfg.gemma_hidden, cfg.gemma_states)
         self.video_connector = Connector(cfg, audio=False)
@@ -348,7 +363,7 @@ class EmbeddingsProcessor(nn.Module):
         for k, v in weights.items():
             for src, dst in KEY_MAP.items():
                 if k.startswith(src):
-                    out[dst + k[len(src):]] = v
+                    out[dst + k[len(src) :]] = v
                     break
             else:
                 if k.startswith(tuple(KEY_MAP.values())):  # already sanitized
@@ -402,7 +417,9 @@ class TextEncoder:
         return enhance_t2v(self.gemma, self.tokenizer, prompt, seed=seed, max_new_tokens=max_new_tokens)
 
 
-def load_text_encoder(checkpoint: str | Path, gemma_dir: str | Path, dtype: mx.Dtype | None = None) -> TextEncoder:
+def load_text_encoder(
+    checkpoint: str | Path, gemma_dir: str | Path, dtype: mx.Dtype | None = None
+) -> TextEncoder:
     """The whole text path from the official single-file checkpoint and an HF Gemma 3 directory."""
     from ltx.gemma import GemmaTokenizer, load_gemma
 

@@ -34,13 +34,17 @@ class TilingConfig:
         if self.spatial is not None:
             size, ov = self.spatial
             if size < 64 or size % 32 or ov % 32 or not 0 <= ov < size:
-                raise ValueError(f"spatial tiling {size} px / {ov} px overlap is invalid: the tile must be >= 64 and "
-                                 "a multiple of 32, the overlap a multiple of 32 and smaller than the tile")
+                raise ValueError(
+                    f"spatial tiling {size} px / {ov} px overlap is invalid: the tile must be >= 64 and "
+                    "a multiple of 32, the overlap a multiple of 32 and smaller than the tile"
+                )
         if self.temporal is not None:
             size, ov = self.temporal
             if size < 16 or size % 8 or ov % 8 or not 0 <= ov < size:
-                raise ValueError(f"temporal tiling {size} frames / {ov} frames overlap is invalid: the tile must be "
-                                 ">= 16 and a multiple of 8, the overlap a multiple of 8 and smaller than the tile")
+                raise ValueError(
+                    f"temporal tiling {size} frames / {ov} frames overlap is invalid: the tile must be "
+                    ">= 16 and a multiple of 8, the overlap a multiple of 8 and smaller than the tile"
+                )
 
 
 PRESETS: dict[str, TilingConfig | None] = {
@@ -63,13 +67,16 @@ def parse_tiling(tiling: str | TilingConfig | None) -> TilingConfig | None:
         return PRESETS[tiling]
     m = _EXPLICIT.match(tiling.replace(" ", ""))
     if not m:
-        raise ValueError(f"tiling {tiling!r} is neither a preset ({', '.join(PRESETS)}) nor explicit sizes like "
-                         "'512:64,64:24' (pixels:overlap, frames:overlap; 'none' disables an axis)")
+        raise ValueError(
+            f"tiling {tiling!r} is neither a preset ({', '.join(PRESETS)}) nor explicit sizes like "
+            "'512:64,64:24' (pixels:overlap, frames:overlap; 'none' disables an axis)"
+        )
     g = m.groups()
     if not g[0] and not g[2]:
         return None
-    return TilingConfig(spatial=(int(g[0]), int(g[1])) if g[0] else None,
-                        temporal=(int(g[2]), int(g[3])) if g[2] else None)
+    return TilingConfig(
+        spatial=(int(g[0]), int(g[1])) if g[0] else None, temporal=(int(g[2]), int(g[3])) if g[2] else None
+    )
 
 
 class Intervals(NamedTuple):
@@ -95,22 +102,32 @@ def split_temporal(length: int, size: int, overlap: int) -> Intervals:
     iv = split_symmetric(length, size, overlap)
     if len(iv.starts) == 1:
         return iv
-    return Intervals([iv.starts[0]] + [s - 1 for s in iv.starts[1:]], iv.ends,
-                     [iv.left_ramps[0]] + [r + 1 for r in iv.left_ramps[1:]], iv.right_ramps)
+    return Intervals(
+        [iv.starts[0]] + [s - 1 for s in iv.starts[1:]],
+        iv.ends,
+        [iv.left_ramps[0]] + [r + 1 for r in iv.left_ramps[1:]],
+        iv.right_ramps,
+    )
 
 
 def _linspace32(start: float, end: float, steps: int) -> np.ndarray:
     return np.linspace(start, end, steps, dtype=np.float64).astype(np.float32)
 
 
-def trapezoid_mask(length: int, ramp_left: int, ramp_right: int, left_starts_from_0: bool = False) -> np.ndarray:
+def trapezoid_mask(
+    length: int, ramp_left: int, ramp_right: int, left_starts_from_0: bool = False
+) -> np.ndarray:
     """Linear ramps that exclude 0 and 1 (or, with left_starts_from_0, a fade-in starting at exactly 0)."""
     if length <= 0:
         raise ValueError(f"mask length {length} must be positive")
     ramp_left, ramp_right = max(0, min(ramp_left, length)), max(0, min(ramp_right, length))
     mask = np.ones(length, np.float32)
     if ramp_left > 0:
-        fade = _linspace32(0.0, 1.0, ramp_left + 1)[:-1] if left_starts_from_0 else _linspace32(0.0, 1.0, ramp_left + 2)[1:-1]
+        fade = (
+            _linspace32(0.0, 1.0, ramp_left + 1)[:-1]
+            if left_starts_from_0
+            else _linspace32(0.0, 1.0, ramp_left + 2)[1:-1]
+        )
         mask[:ramp_left] *= fade
     if ramp_right > 0:
         mask[-ramp_right:] *= _linspace32(1.0, 0.0, ramp_right + 2)[1:-1]
@@ -139,8 +156,9 @@ class Tile(NamedTuple):
         return m[0][:, None, None] * m[1][None, :, None] * m[2][None, None, :]
 
 
-def plan_tiles(latent_shape: tuple[int, int, int], cfg: TilingConfig | None,
-               scale: tuple[int, int, int] = (8, 32, 32)) -> list[Tile]:
+def plan_tiles(
+    latent_shape: tuple[int, int, int], cfg: TilingConfig | None, scale: tuple[int, int, int] = (8, 32, 32)
+) -> list[Tile]:
     """Tiles of a latent of (F', H', W') in the reference's order: time outermost, then height, then width."""
     f, h, w = latent_shape
     axes: list[tuple[list[slice], list[slice], list]] = []
@@ -150,7 +168,11 @@ def plan_tiles(latent_shape: tuple[int, int, int], cfg: TilingConfig | None,
 
     def mapped(iv: Intervals, fn, s: int) -> tuple[list[slice], list[slice], list]:
         outs = [fn(*args, s) for args in zip(iv.starts, iv.ends, iv.left_ramps, iv.right_ramps, strict=True)]
-        return [slice(a, b) for a, b in zip(iv.starts, iv.ends, strict=True)], [o[0] for o in outs], [o[1] for o in outs]
+        return (
+            [slice(a, b) for a, b in zip(iv.starts, iv.ends, strict=True)],
+            [o[0] for o in outs],
+            [o[1] for o in outs],
+        )
 
     if cfg is not None and cfg.temporal is not None:
         size, ov = cfg.temporal[0] // scale[0], cfg.temporal[1] // scale[0]
@@ -165,10 +187,15 @@ def plan_tiles(latent_shape: tuple[int, int, int], cfg: TilingConfig | None,
             axes.append(mapped(split_symmetric(n, tile, ov), map_spatial, s))
         else:
             axes.append(whole(n, n * s))
-    return [Tile(tuple(ins), tuple(outs), tuple(ms))
-            for ins, outs, ms in zip(itertools.product(*(a[0] for a in axes)),
-                                     itertools.product(*(a[1] for a in axes)),
-                                     itertools.product(*(a[2] for a in axes)), strict=True)]
+    return [
+        Tile(tuple(ins), tuple(outs), tuple(ms))
+        for ins, outs, ms in zip(
+            itertools.product(*(a[0] for a in axes)),
+            itertools.product(*(a[1] for a in axes)),
+            itertools.product(*(a[2] for a in axes)),
+            strict=True,
+        )
+    ]
 
 
 def _groups(tiles: list[Tile]) -> list[list[Tile]]:
@@ -181,8 +208,12 @@ def _groups(tiles: list[Tile]) -> list[list[Tile]]:
     return groups
 
 
-def tiled_decode(decode: Callable[[mx.array], mx.array], latent: mx.array, cfg: TilingConfig,
-                 scale: tuple[int, int, int] = (8, 32, 32)) -> Iterator[mx.array]:
+def tiled_decode(
+    decode: Callable[[mx.array], mx.array],
+    latent: mx.array,
+    cfg: TilingConfig,
+    scale: tuple[int, int, int] = (8, 32, 32),
+) -> Iterator[mx.array]:
     """Decode (B, F', H', W', C) tile by tile with `decode` (latent tile -> (B, T, H, W, 3) video tile) and
     yield finished (B, T_i, H, W, 3) chunks in order. Accumulates in the latent's dtype, as the reference."""
     b, f, h, w, _ = latent.shape

@@ -49,7 +49,11 @@ def _kaiser_sinc(shape, cutoff=0.25, half_width=0.3):
     k = shape[-1]
     half = k // 2
     amp = 2.285 * (half - 1) * math.pi * 4 * half_width + 7.95
-    beta = 0.1102 * (amp - 8.7) if amp > 50 else (0.5842 * (amp - 21) ** 0.4 + 0.07886 * (amp - 21) if amp >= 21 else 0.0)
+    beta = (
+        0.1102 * (amp - 8.7)
+        if amp > 50
+        else (0.5842 * (amp - 21) ** 0.4 + 0.07886 * (amp - 21) if amp >= 21 else 0.0)
+    )
     t = np.arange(-half, half) + 0.5 if k % 2 == 0 else np.arange(k) - half
     f = 2 * cutoff * np.kaiser(k, beta) * np.sinc(2 * cutoff * t)
     return np.broadcast_to(f / f.sum(), shape).astype(np.float32)
@@ -107,14 +111,20 @@ def _to_bf16_bytes(x: np.ndarray) -> bytes:
     return rounded.astype(np.uint16).tobytes()
 
 
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str], dtype: str) -> None:
+def write_safetensors(
+    path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str], dtype: str
+) -> None:
     """Write a safetensors file with numpy only (numpy has no bfloat16, so encode it by hand)."""
     header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
     blobs, offset = [], 0
     for name in sorted(tensors):
         arr = tensors[name]
         blob = _to_bf16_bytes(arr) if dtype == "BF16" else np.ascontiguousarray(arr, np.float32).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -143,7 +153,10 @@ def materialize(manifest: dict, dest: Path) -> Path:
         for rel, spec in manifest["files"].items():
             out = tmp / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in spec.get("metadata", {}).items()}
+            meta = {
+                k: v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+                for k, v in spec.get("metadata", {}).items()
+            }
             tensors = {k: synth(k, shape) for k, shape in spec["tensors"].items()}
             write_safetensors(out, tensors, meta, spec.get("dtype", "BF16"))
         for rel, src in manifest.get("static", {}).items():

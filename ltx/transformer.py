@@ -43,12 +43,24 @@ MODEL_TYPES = ("av", "video", "audio")
 
 # Options ltx-core asserts (model_configurator.py); anything else is not implemented there either.
 FIXED_VALUES = {
-    "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000, "use_linear_projection": False, "only_cross_attention": False,
-    "cross_attention_norm": True, "double_self_attention": False, "upcast_attention": False,
-    "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope", "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "use_middle_indices_grid": True,
+    "dropout": 0.0,
+    "attention_bias": True,
+    "num_vector_embeds": None,
+    "activation_fn": "gelu-approximate",
+    "num_embeds_ada_norm": 1000,
+    "use_linear_projection": False,
+    "only_cross_attention": False,
+    "cross_attention_norm": True,
+    "double_self_attention": False,
+    "upcast_attention": False,
+    "standardization_norm": "rms_norm",
+    "norm_elementwise_affine": False,
+    "qk_norm": "rms_norm",
+    "positional_embedding_type": "rope",
+    "use_audio_video_cross_attention": True,
+    "share_ff": False,
+    "av_cross_ada_norm": True,
+    "use_middle_indices_grid": True,
 }
 ATTENTION_TYPES = ("default", "pytorch", "xformers", "flash_attention_3")  # backends only: all the same math
 
@@ -92,7 +104,8 @@ class TransformerConfig:
                 got = f"={config[key]!r}" if key in config else " is missing"
                 raise loader.CheckpointError(
                     f"unsupported config value transformer.{key}{got}; ltx-core and this implementation "
-                    f"support only {expected!r}")
+                    f"support only {expected!r}"
+                )
         names = {f.name for f in dataclasses.fields(cls)} - {"model_type"}
         cfg = cls(**{k: v for k, v in config.items() if k in names}, model_type=model_type)
         cfg.validate()
@@ -100,7 +113,9 @@ class TransformerConfig:
 
     def validate(self) -> None:
         def bad(key: str, why: str):
-            raise loader.CheckpointError(f"unsupported config value transformer.{key}={getattr(self, key)!r}: {why}")
+            raise loader.CheckpointError(
+                f"unsupported config value transformer.{key}={getattr(self, key)!r}: {why}"
+            )
 
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model_type {self.model_type!r} is not one of {MODEL_TYPES}")
@@ -202,9 +217,15 @@ class _Cache:
         self.items[key] = value
 
 
-def make_modality(tokens: mx.array, positions: mx.array, context: mx.array, sigma: float | mx.array,
-                  denoise_mask: mx.array | None = None, attention_mask: mx.array | None = None,
-                  enabled: bool = True) -> Modality:
+def make_modality(
+    tokens: mx.array,
+    positions: mx.array,
+    context: mx.array,
+    sigma: float | mx.array,
+    denoise_mask: mx.array | None = None,
+    attention_mask: mx.array | None = None,
+    enabled: bool = True,
+) -> Modality:
     """Modality for one step: timesteps = denoise_mask * sigma per token (float32), or sigma for
     every token when there is no mask (then the AdaLN runs once per sample)."""
     b = tokens.shape[0]
@@ -223,9 +244,10 @@ class LTXModel(nn.Module):
         super().__init__()
         self.config = cfg
         k = cfg.adaln_coefficient
-        for p, on, dim, c_in, c_out in (("", cfg.has_video, cfg.inner_dim, cfg.in_channels, cfg.out_channels),
-                                        ("audio_", cfg.has_audio, cfg.audio_inner_dim, cfg.audio_in_channels,
-                                         cfg.audio_out_channels)):
+        for p, on, dim, c_in, c_out in (
+            ("", cfg.has_video, cfg.inner_dim, cfg.in_channels, cfg.out_channels),
+            ("audio_", cfg.has_audio, cfg.audio_inner_dim, cfg.audio_in_channels, cfg.audio_out_channels),
+        ):
             if not on:
                 continue
             setattr(self, f"{p}patchify_proj", nn.Linear(c_in, dim))
@@ -241,8 +263,9 @@ class LTXModel(nn.Module):
             self.av_ca_audio_scale_shift_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 4)
             self.av_ca_a2v_gate_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 1)
             self.av_ca_v2a_gate_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 1)
-        self.transformer_blocks = [BasicAVTransformerBlock(i, cfg, cfg.has_video, cfg.has_audio)
-                                   for i in range(cfg.num_layers)]
+        self.transformer_blocks = [
+            BasicAVTransformerBlock(i, cfg, cfg.has_video, cfg.has_audio) for i in range(cfg.num_layers)
+        ]
         self._rope_cache = _Cache()  # a plain object, so that parameters() does not see it
 
     @property
@@ -269,8 +292,16 @@ class LTXModel(nn.Module):
             max_pos, dim = c.positional_embedding_max_pos, c.inner_dim
         else:
             max_pos, dim = c.audio_positional_embedding_max_pos, c.audio_inner_dim
-        return precompute_rope(positions, dim, heads, max_pos, c.rope_type, c.positional_embedding_theta,
-                               c.double_precision_rope, self.dtype)
+        return precompute_rope(
+            positions,
+            dim,
+            heads,
+            max_pos,
+            c.rope_type,
+            c.positional_embedding_theta,
+            c.double_precision_rope,
+            self.dtype,
+        )
 
     def prepare(self, m: Modality, other: Modality | None, stream: str) -> StreamArgs:
         c, dtype = self.config, self.dtype
@@ -278,19 +309,28 @@ class LTXModel(nn.Module):
         x = getattr(self, f"{p}patchify_proj")(m.latent.astype(dtype))  # (B, T, dim)
         b, dim = x.shape[0], x.shape[-1]
         values, index = timestep_table(m.timesteps, b)
-        ada, embedded = getattr(self, f"{p}adaln_single")(mx.array(values * np.float32(c.timestep_scale_multiplier)), dtype)
+        ada, embedded = getattr(self, f"{p}adaln_single")(
+            mx.array(values * np.float32(c.timestep_scale_multiplier)), dtype
+        )
         context = m.context.astype(dtype)
         if not c.caption_proj_before_connector:
             context = getattr(self, f"{p}caption_projection")(context)
         args = StreamArgs(
-            x=x, context=context.reshape(b, -1, dim), context_mask=_context_bias(m.context_mask, dtype),
-            ada=ada.reshape(len(values), -1, dim), ada_index=mx.array(index), embedded=embedded,
-            pe=self.rope(m.positions, stream), enabled=m.enabled,
+            x=x,
+            context=context.reshape(b, -1, dim),
+            context_mask=_context_bias(m.context_mask, dtype),
+            ada=ada.reshape(len(values), -1, dim),
+            ada_index=mx.array(index),
+            embedded=embedded,
+            pe=self.rope(m.positions, stream),
+            enabled=m.enabled,
             self_mask=None if m.attention_mask is None else additive_self_mask(m.attention_mask, dtype),
         )
         sigma = _sigma(m.sigma, b) * np.float32(c.timestep_scale_multiplier)
         if c.cross_attention_adaln:
-            args.prompt = getattr(self, f"{p}prompt_adaln_single")(mx.array(sigma), dtype)[0].reshape(b, 1, 2, dim)
+            args.prompt = getattr(self, f"{p}prompt_adaln_single")(mx.array(sigma), dtype)[0].reshape(
+                b, 1, 2, dim
+            )
         if other is not None and c.model_type == "av":
             t = _sigma(other.sigma, b) * np.float32(c.timestep_scale_multiplier)
             factor = c.av_ca_timestep_scale_multiplier / c.timestep_scale_multiplier
@@ -309,8 +349,9 @@ class LTXModel(nn.Module):
         x = mx.fast.layer_norm(s.x, None, None, self.config.norm_eps) * (1 + mod[:, :, 1]) + mod[:, :, 0]
         return getattr(self, f"{p}proj_out")(x)
 
-    def __call__(self, video: Modality | None, audio: Modality | None,
-                 perturbations=None) -> tuple[mx.array | None, mx.array | None]:
+    def __call__(
+        self, video: Modality | None, audio: Modality | None, perturbations=None
+    ) -> tuple[mx.array | None, mx.array | None]:
         """Velocities (B, T, C) for each given stream."""
         c = self.config
         if video is not None and not c.has_video:
@@ -325,8 +366,10 @@ class LTXModel(nn.Module):
         a = self.prepare(audio, video, "audio") if audio is not None else None
         for block in self.transformer_blocks:
             v, a = block(v, a, per_sample)
-        return (self.head(v, "video") if v is not None else None,
-                self.head(a, "audio") if a is not None else None)
+        return (
+            self.head(v, "video") if v is not None else None,
+            self.head(a, "audio") if a is not None else None,
+        )
 
 
 def _expand(spec) -> list[Perturbation]:
@@ -339,8 +382,10 @@ def _expand(spec) -> list[Perturbation]:
     if isinstance(spec, (list, tuple)):
         return [p for item in spec for p in _expand(item)]
     out = []
-    for kind, blocks in ((SKIP_VIDEO_SELF_ATTN, spec.skip_video_self_attn_blocks),
-                         (SKIP_AUDIO_SELF_ATTN, spec.skip_audio_self_attn_blocks)):
+    for kind, blocks in (
+        (SKIP_VIDEO_SELF_ATTN, spec.skip_video_self_attn_blocks),
+        (SKIP_AUDIO_SELF_ATTN, spec.skip_audio_self_attn_blocks),
+    ):
         if blocks is None or len(blocks):
             out.append(Perturbation(kind, None if blocks is None else tuple(blocks)))
     out += [Perturbation(SKIP_A2V_CROSS_ATTN)] if spec.skip_a2v else []
@@ -353,7 +398,9 @@ def normalize_perturbations(perturbations, batch: int) -> list[list[Perturbation
     (every sample); or a list of `batch` per-sample specs (see _expand)."""
     if perturbations is None:
         return [[] for _ in range(batch)]
-    if not isinstance(perturbations, (list, tuple)) or all(isinstance(p, Perturbation) for p in perturbations):
+    if not isinstance(perturbations, (list, tuple)) or all(
+        isinstance(p, Perturbation) for p in perturbations
+    ):
         return [_expand(perturbations) for _ in range(batch)]
     if len(perturbations) != batch:
         raise ValueError(f"{len(perturbations)} per-sample perturbation specs for a batch of {batch}")
@@ -362,7 +409,11 @@ def normalize_perturbations(perturbations, batch: int) -> list[list[Perturbation
 
 def to_denoised(latent: mx.array, velocity: mx.array, timesteps) -> mx.array:
     """x0 = latent - velocity * t, in float32, cast back to the latent dtype."""
-    t = mx.array(timesteps, dtype=mx.float32) if not isinstance(timesteps, mx.array) else timesteps.astype(mx.float32)
+    t = (
+        mx.array(timesteps, dtype=mx.float32)
+        if not isinstance(timesteps, mx.array)
+        else timesteps.astype(mx.float32)
+    )
     b = latent.shape[0]
     t = t.reshape(b, -1, 1) if t.size > 1 else t.reshape(1, 1, 1)
     return (latent.astype(mx.float32) - velocity.astype(mx.float32) * t).astype(latent.dtype)
@@ -374,11 +425,14 @@ class X0Model:
     def __init__(self, model: LTXModel):
         self.model = model
 
-    def __call__(self, video: Modality | None, audio: Modality | None,
-                 perturbations: Sequence | None = None) -> tuple[mx.array | None, mx.array | None]:
+    def __call__(
+        self, video: Modality | None, audio: Modality | None, perturbations: Sequence | None = None
+    ) -> tuple[mx.array | None, mx.array | None]:
         vv, va = self.model(video, audio, perturbations)
-        return (to_denoised(video.latent, vv, video.timesteps) if vv is not None else None,
-                to_denoised(audio.latent, va, audio.timesteps) if va is not None else None)
+        return (
+            to_denoised(video.latent, vv, video.timesteps) if vv is not None else None,
+            to_denoised(audio.latent, va, audio.timesteps) if va is not None else None,
+        )
 
 
 def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
@@ -387,7 +441,7 @@ def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
     out = {}
     for k, v in weights.items():
         if k.startswith(PREFIX):
-            k = k[len(PREFIX):]
+            k = k[len(PREFIX) :]
         elif "." in k and k.split(".", 1)[0] in ("vae", "audio_vae", "vocoder", "text_embedding_projection"):
             continue
         if not k.startswith(TEXT_SUBTREES):
@@ -406,13 +460,20 @@ def load_transformer(source, dtype: mx.Dtype | None = None, model_type: str = "a
         what = "transformer"
     section = config.get("transformer", config)
     model = LTXModel(TransformerConfig.from_dict(section, model_type))
-    weights = sanitize({k: v for k, v in weights.items() if k.startswith(PREFIX)} if isinstance(source, (str, Path))
-                       else weights)
+    weights = sanitize(
+        {k: v for k, v in weights.items() if k.startswith(PREFIX)}
+        if isinstance(source, (str, Path))
+        else weights
+    )
     loader.load_strict(model, weights, dtype or backend.default_dtype(), what)
     return model
 
 
 def count_parameters(config: TransformerConfig | dict[str, Any]) -> int:
     """Parameter count from shapes alone: MLX builds the module lazily, no weights are allocated."""
-    cfg = config if isinstance(config, TransformerConfig) else TransformerConfig.from_dict({**FIXED_VALUES, **config})
+    cfg = (
+        config
+        if isinstance(config, TransformerConfig)
+        else TransformerConfig.from_dict({**FIXED_VALUES, **config})
+    )
     return sum(v.size for _, v in tree_flatten(LTXModel(cfg).parameters()))

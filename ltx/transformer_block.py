@@ -35,7 +35,9 @@ class Perturbation:
 
     def __post_init__(self):
         if self.type not in PERTURBATION_TYPES:
-            raise ValueError(f"unknown perturbation {self.type!r}; choose one of {', '.join(PERTURBATION_TYPES)}")
+            raise ValueError(
+                f"unknown perturbation {self.type!r}; choose one of {', '.join(PERTURBATION_TYPES)}"
+            )
         if self.blocks is not None:
             object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
 
@@ -124,15 +126,21 @@ class BasicAVTransformerBlock(nn.Module):
         if audio:
             h, dh = cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
             self.audio_attn1 = Attention(ad, h, dh, eps=cfg.norm_eps, gated=gated)
-            self.audio_attn2 = Attention(ad, h, dh, cfg.audio_cross_attention_dim, eps=cfg.norm_eps, gated=gated)
+            self.audio_attn2 = Attention(
+                ad, h, dh, cfg.audio_cross_attention_dim, eps=cfg.norm_eps, gated=gated
+            )
             self.audio_ff = FeedForward(ad)
             self.audio_scale_shift_table = mx.zeros((k, ad))
             if self.cross_attention_adaln:
                 self.audio_prompt_scale_shift_table = mx.zeros((2, ad))
         if video and audio:
             h, dh = cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
-            self.audio_to_video_attn = Attention(vd, h, dh, ad, eps=cfg.norm_eps, gated=gated)  # Q video, KV audio
-            self.video_to_audio_attn = Attention(ad, h, dh, vd, eps=cfg.norm_eps, gated=gated)  # Q audio, KV video
+            self.audio_to_video_attn = Attention(
+                vd, h, dh, ad, eps=cfg.norm_eps, gated=gated
+            )  # Q video, KV audio
+            self.video_to_audio_attn = Attention(
+                ad, h, dh, vd, eps=cfg.norm_eps, gated=gated
+            )  # Q audio, KV video
             self.scale_shift_table_a2v_ca_audio = mx.zeros((5, ad))
             self.scale_shift_table_a2v_ca_video = mx.zeros((5, vd))
 
@@ -157,22 +165,36 @@ class BasicAVTransformerBlock(nn.Module):
         shift, scale, gate = ada_rows(table, s, slice(3, 6))
         return _gated(s.x, ff(_modulate(_rms(s.x, self.eps), scale, shift)), gate)
 
-    def __call__(self, video: StreamArgs | None, audio: StreamArgs | None,
-                 perturbations: list[list[Perturbation]]) -> tuple[StreamArgs | None, StreamArgs | None]:
+    def __call__(
+        self, video: StreamArgs | None, audio: StreamArgs | None, perturbations: list[list[Perturbation]]
+    ) -> tuple[StreamArgs | None, StreamArgs | None]:
         run_v = video is not None and video.enabled and video.active
         run_a = audio is not None and audio.enabled and audio.active
         run_a2v = run_v and audio is not None and audio.active
         run_v2a = run_a and video is not None and video.active
         if run_v:
-            video.x = self._self_attn(self.attn1, self.scale_shift_table, video,
-                                      perturbed(perturbations, SKIP_VIDEO_SELF_ATTN, self.idx))
-            video.x = self._text_attn(self.attn2, self.scale_shift_table,
-                                      getattr(self, "prompt_scale_shift_table", None), video)
+            video.x = self._self_attn(
+                self.attn1,
+                self.scale_shift_table,
+                video,
+                perturbed(perturbations, SKIP_VIDEO_SELF_ATTN, self.idx),
+            )
+            video.x = self._text_attn(
+                self.attn2, self.scale_shift_table, getattr(self, "prompt_scale_shift_table", None), video
+            )
         if run_a:
-            audio.x = self._self_attn(self.audio_attn1, self.audio_scale_shift_table, audio,
-                                      perturbed(perturbations, SKIP_AUDIO_SELF_ATTN, self.idx))
-            audio.x = self._text_attn(self.audio_attn2, self.audio_scale_shift_table,
-                                      getattr(self, "audio_prompt_scale_shift_table", None), audio)
+            audio.x = self._self_attn(
+                self.audio_attn1,
+                self.audio_scale_shift_table,
+                audio,
+                perturbed(perturbations, SKIP_AUDIO_SELF_ATTN, self.idx),
+            )
+            audio.x = self._text_attn(
+                self.audio_attn2,
+                self.audio_scale_shift_table,
+                getattr(self, "audio_prompt_scale_shift_table", None),
+                audio,
+            )
         if run_a2v or run_v2a:
             vn, an = _rms(video.x, self.eps), _rms(audio.x, self.eps)
             vt, at = self.scale_shift_table_a2v_ca_video, self.scale_shift_table_a2v_ca_audio
@@ -180,15 +202,29 @@ class BasicAVTransformerBlock(nn.Module):
             if run_a2v and not all(flags):
                 v_scale, v_shift, v_gate = cross_rows(vt, video, slice(0, 2))
                 a_scale, a_shift, _ = cross_rows(at, audio, slice(0, 2))
-                out = self.audio_to_video_attn(_modulate(vn, v_scale, v_shift), _modulate(an, a_scale, a_shift),
-                                               pe=video.cross_pe, k_pe=audio.cross_pe) * v_gate
+                out = (
+                    self.audio_to_video_attn(
+                        _modulate(vn, v_scale, v_shift),
+                        _modulate(an, a_scale, a_shift),
+                        pe=video.cross_pe,
+                        k_pe=audio.cross_pe,
+                    )
+                    * v_gate
+                )
                 video.x = video.x + (out * _keep_mask(flags, out.dtype) if any(flags) else out)
             flags = perturbed(perturbations, SKIP_V2A_CROSS_ATTN, self.idx)
             if run_v2a and not all(flags):
                 a_scale, a_shift, a_gate = cross_rows(at, audio, slice(2, 4))
                 v_scale, v_shift, _ = cross_rows(vt, video, slice(2, 4))
-                out = self.video_to_audio_attn(_modulate(an, a_scale, a_shift), _modulate(vn, v_scale, v_shift),
-                                               pe=audio.cross_pe, k_pe=video.cross_pe) * a_gate
+                out = (
+                    self.video_to_audio_attn(
+                        _modulate(an, a_scale, a_shift),
+                        _modulate(vn, v_scale, v_shift),
+                        pe=audio.cross_pe,
+                        k_pe=video.cross_pe,
+                    )
+                    * a_gate
+                )
                 audio.x = audio.x + (out * _keep_mask(flags, out.dtype) if any(flags) else out)
         if run_v:
             video.x = self._ff(self.ff, self.scale_shift_table, video)

@@ -47,12 +47,18 @@ class UpsamplerConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in config.items() if k in names})
         if cfg.dims != 3 or cfg.temporal_upsample or not cfg.spatial_upsample:
-            raise CheckpointError(f"unsupported upsampler config dims={cfg.dims}, spatial_upsample={cfg.spatial_upsample}, "
-                                  f"temporal_upsample={cfg.temporal_upsample}; only the 3-D spatial upsampler is implemented")
+            raise CheckpointError(
+                f"unsupported upsampler config dims={cfg.dims}, spatial_upsample={cfg.spatial_upsample}, "
+                f"temporal_upsample={cfg.temporal_upsample}; only the 3-D spatial upsampler is implemented"
+            )
         if cfg.rational_resampler and float(cfg.spatial_scale) not in RATIONAL_SCALES:
-            raise CheckpointError(f"unsupported upsampler spatial_scale={cfg.spatial_scale}; use one of {list(RATIONAL_SCALES)}")
+            raise CheckpointError(
+                f"unsupported upsampler spatial_scale={cfg.spatial_scale}; use one of {list(RATIONAL_SCALES)}"
+            )
         if cfg.mid_channels % 32:
-            raise CheckpointError(f"upsampler mid_channels={cfg.mid_channels} must be a multiple of 32 (GroupNorm(32))")
+            raise CheckpointError(
+                f"upsampler mid_channels={cfg.mid_channels} must be a multiple of 32 (GroupNorm(32))"
+            )
         return cfg
 
 
@@ -151,7 +157,9 @@ def load_upsampler(path: str | Path, dtype: mx.Dtype | None = None) -> LatentUps
     """The spatial upsampler file (keys without prefix, config in its own metadata)."""
     weights, metadata = load_checkpoint(path)
     model = LatentUpsampler(UpsamplerConfig.from_dict(read_config(metadata, path)))
-    load_strict(model, model.sanitize(weights), dtype or backend.default_dtype(), what=f"latent upsampler in {path}")
+    load_strict(
+        model, model.sanitize(weights), dtype or backend.default_dtype(), what=f"latent upsampler in {path}"
+    )
     return model
 
 

@@ -55,11 +55,18 @@ class CausalConv3d(nn.Module):
     """3x3x3 conv; time is padded by replicating frames (causal: two copies of the first frame; otherwise
     one of the first and one of the last), H and W by one with the spatial padding mode."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int] = (1, 1, 1),
-                 padding_mode: str = "zeros"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: tuple[int, int, int] = (1, 1, 1),
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         if padding_mode not in PADDING_MODES:
-            raise ValueError(f"spatial_padding_mode {padding_mode!r} is not supported; use one of {PADDING_MODES}")
+            raise ValueError(
+                f"spatial_padding_mode {padding_mode!r} is not supported; use one of {PADDING_MODES}"
+            )
         self.padding_mode = padding_mode
         self.stride = tuple(stride)
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=self.stride, bias=True)
@@ -134,12 +141,16 @@ class ResnetBlock3D(nn.Module):
 class ResGroup(nn.Module):
     """`res_x`: a run of residual blocks sharing one timestep embedding (UNetMidBlock3D)."""
 
-    def __init__(self, channels: int, num_layers: int, padding_mode: str, timestep_conditioning: bool = False):
+    def __init__(
+        self, channels: int, num_layers: int, padding_mode: str, timestep_conditioning: bool = False
+    ):
         super().__init__()
         self.timestep_conditioning = timestep_conditioning
         if timestep_conditioning:
             self.time_embedder = TimestepEmbedder(4 * channels)
-        self.res_blocks = [ResnetBlock3D(channels, padding_mode, timestep_conditioning) for _ in range(num_layers)]
+        self.res_blocks = [
+            ResnetBlock3D(channels, padding_mode, timestep_conditioning) for _ in range(num_layers)
+        ]
 
     def __call__(self, x: mx.array, causal: bool = True, timestep: mx.array | None = None) -> mx.array:
         emb = None
@@ -189,13 +200,21 @@ class DepthToSpaceUpsample(nn.Module):
     """Decoder `compress_*`: causal conv to P*C/r channels, depth-to-space, drop the first frame when time
     doubles; residual: depth-to-space of the input tiled P/r times along channels."""
 
-    def __init__(self, in_channels: int, stride: tuple[int, int, int], residual: bool, reduction: int,
-                 padding_mode: str):
+    def __init__(
+        self,
+        in_channels: int,
+        stride: tuple[int, int, int],
+        residual: bool,
+        reduction: int,
+        padding_mode: str,
+    ):
         super().__init__()
         self.stride = stride
         self.residual = residual
         self.repeats = math.prod(stride) // reduction
-        self.conv = CausalConv3d(in_channels, math.prod(stride) * in_channels // reduction, padding_mode=padding_mode)
+        self.conv = CausalConv3d(
+            in_channels, math.prod(stride) * in_channels // reduction, padding_mode=padding_mode
+        )
 
     def __call__(self, x: mx.array, causal: bool = True) -> mx.array:
         y = depth_to_space(self.conv(x, causal), self.stride)

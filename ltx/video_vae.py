@@ -124,14 +124,18 @@ class VideoEncoder(nn.Module):
             else:
                 raise CheckpointError(f"unsupported video VAE encoder block {name!r} in vae.encoder_blocks")
             self.down_blocks.append(block)
-        self.conv_out = CausalConv3d(ch, cfg.latent_channels + 1, padding_mode=pad)  # 128 means + 1 log-variance
+        self.conv_out = CausalConv3d(
+            ch, cfg.latent_channels + 1, padding_mode=pad
+        )  # 128 means + 1 log-variance
 
     def __call__(self, video: mx.array) -> mx.array:
         # video: (B, F, H, W, 3) in [-1, 1], F = 1 + 8k, H and W multiples of 32
         b, f, h, w, _ = video.shape
         if (f - 1) % SCALE_FACTORS[0] or h % SCALE_FACTORS[1] or w % SCALE_FACTORS[2]:
-            raise ValueError(f"video of {f} frames x {h} x {w} cannot be encoded: frames must be 1 + 8k and "
-                             "height and width multiples of 32")
+            raise ValueError(
+                f"video of {f} frames x {h} x {w} cannot be encoded: frames must be 1 + 8k and "
+                "height and width multiples of 32"
+            )
         x = self.conv_in(patchify(video, self.patch_size))  # (B, F, H/4, W/4, C)
         for block in self.down_blocks:
             x = block(x)
@@ -160,7 +164,9 @@ class VideoDecoder(nn.Module):
         self.up_blocks = []
         for name, p in reversed(_blocks(cfg.decoder_blocks)):
             if p.get("inject_noise", False):
-                raise CheckpointError(f"vae.decoder_blocks {name} has inject_noise=True, which is not implemented")
+                raise CheckpointError(
+                    f"vae.decoder_blocks {name} has inject_noise=True, which is not implemented"
+                )
             if name == "res_x":
                 block = ResGroup(ch, p["num_layers"], pad, self.timestep_conditioning)
             elif name in STRIDES:
@@ -176,8 +182,9 @@ class VideoDecoder(nn.Module):
             self.last_time_embedder = TimestepEmbedder(2 * ch)
             self.last_scale_shift_table = mx.zeros((2, ch))
 
-    def __call__(self, latent: mx.array, timestep: float | mx.array | None = None,
-                 noise: mx.array | None = None) -> mx.array:
+    def __call__(
+        self, latent: mx.array, timestep: float | mx.array | None = None, noise: mx.array | None = None
+    ) -> mx.array:
         """One untiled pass: (B, F', H', W', 128) -> (B, 8(F'-1)+1, 32H', 32W', 3).
 
         A timestep-conditioned decoder mixes in `noise` (shape of `latent`; drawn from mx.random if None)
@@ -188,9 +195,13 @@ class VideoDecoder(nn.Module):
             if noise is None:
                 noise = mx.random.normal(latent.shape, dtype=latent.dtype)
             if tuple(noise.shape) != tuple(latent.shape):
-                raise ValueError(f"decode noise has shape {tuple(noise.shape)}, expected {tuple(latent.shape)}")
+                raise ValueError(
+                    f"decode noise has shape {tuple(noise.shape)}, expected {tuple(latent.shape)}"
+                )
             latent = noise.astype(latent.dtype) * DECODE_NOISE_SCALE + (1.0 - DECODE_NOISE_SCALE) * latent
-            t = mx.broadcast_to(mx.array(DECODE_TIMESTEP if timestep is None else timestep, dtype=latent.dtype), (b,))
+            t = mx.broadcast_to(
+                mx.array(DECODE_TIMESTEP if timestep is None else timestep, dtype=latent.dtype), (b,)
+            )
             t = t * self.timestep_scale_multiplier.astype(latent.dtype)
         x = self.conv_in(self.per_channel_statistics.un_normalize(latent), self.causal)
         for block in self.up_blocks:
@@ -203,9 +214,15 @@ class VideoDecoder(nn.Module):
         x = self.conv_out(nn.silu(x), self.causal)
         return unpatchify(x, self.patch_size)
 
-    def decode_stream(self, latent: mx.array, tiling: str | tiling_mod.TilingConfig | None = "default",
-                      timestep: float | None = None, noise: mx.array | NoiseFn | None = None,
-                      seed: int | None = None, key: mx.array | None = None) -> Iterator[mx.array]:
+    def decode_stream(
+        self,
+        latent: mx.array,
+        tiling: str | tiling_mod.TilingConfig | None = "default",
+        timestep: float | None = None,
+        noise: mx.array | NoiseFn | None = None,
+        seed: int | None = None,
+        key: mx.array | None = None,
+    ) -> Iterator[mx.array]:
         """Latent (B, 128, F', H', W') -> finished frame chunks (B, T_i, H, W, 3), in order. With tiling, one
         tile is decoded at a time and only the current temporal group and its overlap are held.
 
@@ -221,7 +238,9 @@ class VideoDecoder(nn.Module):
                 noise = _noise_from_key(mx.random.key(seed) if seed is not None else key)
             if not callable(noise):
                 if cfg is not None:
-                    raise ValueError("tiled decoding draws noise per tile: pass a function shape -> noise, not an array")
+                    raise ValueError(
+                        "tiled decoding draws noise per tile: pass a function shape -> noise, not an array"
+                    )
                 fixed = noise
                 noise = lambda shape: fixed  # noqa: E731
             draw = _channels_last(noise)
@@ -234,9 +253,15 @@ class VideoDecoder(nn.Module):
             return
         yield from tiling_mod.tiled_decode(decode_tile, latent, cfg, SCALE_FACTORS)
 
-    def decode(self, latent: mx.array, tiling: str | tiling_mod.TilingConfig | None = "none",
-               timestep: float | None = None, noise: mx.array | NoiseFn | None = None,
-               seed: int | None = None, key: mx.array | None = None) -> mx.array:
+    def decode(
+        self,
+        latent: mx.array,
+        tiling: str | tiling_mod.TilingConfig | None = "none",
+        timestep: float | None = None,
+        noise: mx.array | NoiseFn | None = None,
+        seed: int | None = None,
+        key: mx.array | None = None,
+    ) -> mx.array:
         """The whole video (B, F, H, W, 3); see `decode_stream` for long videos."""
         chunks = list(self.decode_stream(latent, tiling, timestep, noise, seed, key))
         return chunks[0] if len(chunks) == 1 else mx.concatenate(chunks, axis=1)
@@ -271,8 +296,9 @@ def _noise_from_key(key: mx.array | None) -> NoiseFn:
 
 
 def _sanitize(model: nn.Module, weights: dict[str, mx.array]) -> dict[str, mx.array]:
-    weights = {k: v for k, v in weights.items()
-               if not any(k == f"per_channel_statistics.{u}" for u in UNUSED_STATS)}
+    weights = {
+        k: v for k, v in weights.items() if not any(k == f"per_channel_statistics.{u}" for u in UNUSED_STATS)
+    }
     expected = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
     return to_mlx_layout(weights, expected)
 
@@ -286,26 +312,42 @@ def _vae_config(metadata: dict[str, str], path: str | Path) -> VideoVAEConfig:
 
 def _part_weights(weights: dict[str, mx.array], part: str) -> dict[str, mx.array]:
     own = take_prefix(weights, f"vae.{part}.")
-    own.update({f"per_channel_statistics.{k}": v for k, v in take_prefix(weights, "vae.per_channel_statistics.").items()})
+    own.update(
+        {
+            f"per_channel_statistics.{k}": v
+            for k, v in take_prefix(weights, "vae.per_channel_statistics.").items()
+        }
+    )
     return own
 
 
-def decoder_timestep_conditioning(cfg: VideoVAEConfig, decoder_keys: list[str], path: str | Path = "checkpoint") -> bool:
+def decoder_timestep_conditioning(
+    cfg: VideoVAEConfig, decoder_keys: list[str], path: str | Path = "checkpoint"
+) -> bool:
     """Whether the decoder is timestep-conditioned: the metadata and the weights must agree."""
-    has_keys = any(k.startswith(TIMESTEP_KEYS) or ".time_embedder." in k or k.endswith(".scale_shift_table")
-                   for k in decoder_keys)
+    has_keys = any(
+        k.startswith(TIMESTEP_KEYS) or ".time_embedder." in k or k.endswith(".scale_shift_table")
+        for k in decoder_keys
+    )
     meta = cfg.timestep_conditioning
     if meta is None:
         if not has_keys:
-            warnings.warn(f"{path}: vae.timestep_conditioning is absent from the metadata (the reference would assume "
-                          "True) and the decoder has no timestep-conditioning weights: decoding without it", stacklevel=3)
+            warnings.warn(
+                f"{path}: vae.timestep_conditioning is absent from the metadata (the reference would assume "
+                "True) and the decoder has no timestep-conditioning weights: decoding without it",
+                stacklevel=3,
+            )
         return has_keys
     if bool(meta) and not has_keys:
-        raise CheckpointError(f"{path}: metadata says vae.timestep_conditioning=True but the decoder has no "
-                              "timestep-conditioning weights (vae.decoder.last_time_embedder.*, ...time_embedder.*)")
+        raise CheckpointError(
+            f"{path}: metadata says vae.timestep_conditioning=True but the decoder has no "
+            "timestep-conditioning weights (vae.decoder.last_time_embedder.*, ...time_embedder.*)"
+        )
     if not meta and has_keys:
-        raise CheckpointError(f"{path}: metadata says vae.timestep_conditioning=False but the decoder has "
-                              "timestep-conditioning weights (e.g. vae.decoder.last_time_embedder.*)")
+        raise CheckpointError(
+            f"{path}: metadata says vae.timestep_conditioning=False but the decoder has "
+            "timestep-conditioning weights (e.g. vae.decoder.last_time_embedder.*)"
+        )
     return bool(meta)
 
 
@@ -313,8 +355,12 @@ def load_video_encoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
     """The video VAE encoder of an official single-file checkpoint (keys `vae.encoder.*` + statistics)."""
     weights, metadata = load_checkpoint(path)
     model = VideoEncoder(_vae_config(metadata, path))
-    load_strict(model, model.sanitize(_part_weights(weights, "encoder")), dtype or backend.default_dtype(),
-                what=f"video VAE encoder in {path}")
+    load_strict(
+        model,
+        model.sanitize(_part_weights(weights, "encoder")),
+        dtype or backend.default_dtype(),
+        what=f"video VAE encoder in {path}",
+    )
     return model
 
 
@@ -325,7 +371,9 @@ def load_video_decoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
     own = _part_weights(weights, "decoder")
     cfg = dataclasses.replace(cfg, timestep_conditioning=decoder_timestep_conditioning(cfg, list(own), path))
     model = VideoDecoder(cfg)
-    load_strict(model, model.sanitize(own), dtype or backend.default_dtype(), what=f"video VAE decoder in {path}")
+    load_strict(
+        model, model.sanitize(own), dtype or backend.default_dtype(), what=f"video VAE decoder in {path}"
+    )
     return model
 
 

@@ -127,7 +127,9 @@ def conv1d_mm(x: mx.array, w: mx.array, bias: mx.array | None, padding: int, dil
         x = mx.pad(x, [(0, 0), (padding, padding), (0, 0)])
     b, length, _ = x.shape
     out = length - dilation * (k - 1)
-    cols = x if k == 1 else mx.concatenate([x[:, j * dilation : j * dilation + out] for j in range(k)], axis=-1)
+    cols = (
+        x if k == 1 else mx.concatenate([x[:, j * dilation : j * dilation + out] for j in range(k)], axis=-1)
+    )
     y = cols.reshape(b * out, k * c) @ w.reshape(o, k * c).T
     y = y.reshape(b, out, o)
     return y if bias is None else y + bias
@@ -142,7 +144,9 @@ class ConvTranspose1d(nn.ConvTranspose1d):
         o, k, c = w.shape
         b, n, _ = x.shape
         u, p = self.stride, self.padding
-        z = (x.reshape(b * n, c) @ w.reshape(o * k, c).T).reshape(b, n, o, k).transpose(0, 1, 3, 2)  # (B, N, K, O)
+        z = (
+            (x.reshape(b * n, c) @ w.reshape(o * k, c).T).reshape(b, n, o, k).transpose(0, 1, 3, 2)
+        )  # (B, N, K, O)
         j = -(-k // u)
         if j * u != k:
             z = mx.pad(z, [(0, 0), (0, 0), (0, j * u - k), (0, 0)])

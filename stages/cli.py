@@ -41,10 +41,17 @@ class State:
 @app.callback()
 def _global(
     cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", envvar="LTX_CACHE", help="Artifact cache directory (default ~/.cache/ltx).")
+        Path | None,
+        typer.Option(
+            "--cache-dir", envvar="LTX_CACHE", help="Artifact cache directory (default ~/.cache/ltx)."
+        ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", envvar="LTX_DEBUG", help="Show full tracebacks on errors.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more (backend, BLAS, dtype).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="LTX_DEBUG", help="Show full tracebacks on errors.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say more (backend, BLAS, dtype).")
+    ] = False,
 ) -> None:
     State.cache_dir = cache_dir or default_root()
     State.debug, State.verbose = debug, verbose
@@ -87,7 +94,9 @@ def resolve(store: Store, ref: str, stage: str | None = None) -> str:
         run = None
     if run is not None:
         if not run_stage:
-            raise LtxError(f"{ref!r} is a run; name a stage too, e.g. {ref}/{next(iter(run['stages']), 'decode')}")
+            raise LtxError(
+                f"{ref!r} is a run; name a stage too, e.g. {ref}/{next(iter(run['stages']), 'decode')}"
+            )
         if run_stage not in run["stages"]:
             raise LtxError(f"run {run_name!r} has no stage {run_stage!r}; it has {', '.join(run['stages'])}")
         return run["stages"][run_stage]
@@ -138,7 +147,9 @@ def cache_show(ref: Annotated[str, typer.Argument(help="Key, key prefix, or RUN/
 
 
 @cache_app.command("verify")
-def cache_verify(ref: Annotated[str | None, typer.Argument(help="Key, prefix or RUN/STAGE [default: all].")] = None) -> None:
+def cache_verify(
+    ref: Annotated[str | None, typer.Argument(help="Key, prefix or RUN/STAGE [default: all].")] = None,
+) -> None:
     """Check every array of one or all artifacts against its checksum."""
     store = State.store()
     keys = [resolve(store, ref)] if ref else list(store.keys())

@@ -5,7 +5,6 @@ a stage run alone produces exactly the key and bits it has inside `generate`. A 
 the options: `ltx decode RUN --tiling aggressive` reuses everything else from RUN.
 """
 
-
 import dataclasses
 import inspect
 import re
@@ -20,7 +19,10 @@ from stages.framework import LtxError, Node, ensure
 STEP_COMMANDS = {
     "encode": ("encode", "Encode the prompt (and negative prompt) into text contexts."),
     "condition": ("condition", "Encode the --image files into conditioning latents."),
-    "denoise": ("denoise", "Stage 1: denoise video and audio latents (half resolution for two-stage pipelines)."),
+    "denoise": (
+        "denoise",
+        "Stage 1: denoise video and audio latents (half resolution for two-stage pipelines).",
+    ),
     "upsample": ("upsample", "Upsample stage-1 video latents x2 with the latent upsampler."),
     "refine": ("refine", "Stage 2: refine the upsampled latents at full resolution."),
     "decode": ("decode", "Decode video latents to frames (tiled: --tiling)."),
@@ -95,12 +97,26 @@ def _record(store, name: str, nodes: dict[str, Node], options, output_path: Path
     stages = {}
     for label, node in nodes.items():
         stages[label] = node.key
-    recipes = {label: {"version": n.stage.version, "params": dataclasses.asdict(n.params), "inputs": n.input_keys,
-                       "externals": n.externals} for label, n in nodes.items()}
+    recipes = {
+        label: {
+            "version": n.stage.version,
+            "params": dataclasses.asdict(n.params),
+            "inputs": n.input_keys,
+            "externals": n.externals,
+        }
+        for label, n in nodes.items()
+    }
     opts = dataclasses.asdict(options)
     prior = store.load_run(name) or {}
-    store.save_run(name, {"options": opts, "stages": stages, "recipes": recipes,
-                          "output_path": str(output_path) if output_path else prior.get("output_path")})
+    store.save_run(
+        name,
+        {
+            "options": opts,
+            "stages": stages,
+            "recipes": recipes,
+            "output_path": str(output_path) if output_path else prior.get("output_path"),
+        },
+    )
 
 
 def _plan(run: str | None, output_path: Path | None, **raw: Any):
@@ -111,13 +127,26 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
     name = _run_name(run, output_path)
     stored = (store.load_run(name) or {}).get("options", {}) if run else {}
     opts = pipeline.Options(
-        prompt=raw["prompt"], negative_prompt=raw["negative_prompt"], height=raw["height"], width=raw["width"],
-        num_frames=raw["num_frames"], frame_rate=raw["frame_rate"], seed=raw["seed"], steps=raw["steps"],
-        cfg_scale=raw["cfg_scale"], audio_cfg_scale=raw["audio_cfg_scale"], stg_scale=raw["stg_scale"],
-        images=_images(raw["image"]), loras=_loras(raw["lora"]),
+        prompt=raw["prompt"],
+        negative_prompt=raw["negative_prompt"],
+        height=raw["height"],
+        width=raw["width"],
+        num_frames=raw["num_frames"],
+        frame_rate=raw["frame_rate"],
+        seed=raw["seed"],
+        steps=raw["steps"],
+        cfg_scale=raw["cfg_scale"],
+        audio_cfg_scale=raw["audio_cfg_scale"],
+        stg_scale=raw["stg_scale"],
+        images=_images(raw["image"]),
+        loras=_loras(raw["lora"]),
         distilled_lora=(_loras([raw["distilled_lora"]])[0] if raw["distilled_lora"] else None),
-        model=raw["model"], pipeline=raw["pipeline"], tiling=raw["tiling"], image_crf=raw["image_crf"],
-        memory_budget=raw["memory_budget"], enhance_prompt=raw["enhance_prompt"] or None,
+        model=raw["model"],
+        pipeline=raw["pipeline"],
+        tiling=raw["tiling"],
+        image_crf=raw["image_crf"],
+        memory_budget=raw["memory_budget"],
+        enhance_prompt=raw["enhance_prompt"] or None,
     ).merged(stored)
     nodes, resolved, files = pipeline.build(opts, store)
     _scratch_in_cache(store)
@@ -156,30 +185,77 @@ def _write_outputs(store, nodes: dict[str, Node], output_path: Path, audio_path:
 
 # ---- the shared option set ------------------------------------------------------------------------
 def _options(
-    run: Annotated[str | None, typer.Argument(help="Run name: reuses that run's options; results are recorded under it.")] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="What the video shows and sounds like.")] = None,
-    negative_prompt: Annotated[str | None, typer.Option(help="What to avoid (dev pipelines; default: the reference's).")] = None,
-    height: Annotated[int | None, typer.Option(help="Output height in pixels (divisible by 64 two-stage, 32 one-stage).")] = None,
+    run: Annotated[
+        str | None, typer.Argument(help="Run name: reuses that run's options; results are recorded under it.")
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="What the video shows and sounds like.")
+    ] = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option(help="What to avoid (dev pipelines; default: the reference's).")
+    ] = None,
+    height: Annotated[
+        int | None, typer.Option(help="Output height in pixels (divisible by 64 two-stage, 32 one-stage).")
+    ] = None,
     width: Annotated[int | None, typer.Option(help="Output width in pixels.")] = None,
-    num_frames: Annotated[int | None, typer.Option(help="Frames, 1 + 8k (default 121; 25 for the tiny model).")] = None,
+    num_frames: Annotated[
+        int | None, typer.Option(help="Frames, 1 + 8k (default 121; 25 for the tiny model).")
+    ] = None,
     frame_rate: Annotated[float | None, typer.Option(help="Frames per second (default 24).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 10).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps (dev pipelines; default 40, 30 for LTX-2.3).")] = None,
-    cfg_scale: Annotated[float | None, typer.Option(help="Video classifier-free guidance scale (dev pipelines).")] = None,
-    audio_cfg_scale: Annotated[float | None, typer.Option(help="Audio classifier-free guidance scale (dev pipelines).")] = None,
-    stg_scale: Annotated[float | None, typer.Option(help="Spatio-temporal guidance scale (dev pipelines).")] = None,
-    image: Annotated[list[str] | None, typer.Option("--image", help="PATH FRAME STRENGTH: condition on an image (repeatable).")] = None,
-    lora: Annotated[list[str] | None, typer.Option("--lora", help="PATH [STRENGTH]: apply a LoRA (ComfyUI keys; repeatable).")] = None,
-    distilled_lora: Annotated[str | None, typer.Option(help="PATH [STRENGTH]: the distilled LoRA for dev-two-stage.")] = None,
-    model: Annotated[str | None, typer.Option(envvar="LTX_MODEL", help="'tiny' (random weights), 'tiny-2.3', or a model directory.")] = None,
-    pipeline: Annotated[str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")] = None,
-    tiling: Annotated[str | None, typer.Option(help="Video decode tiling: none, default, aggressive, conservative, or SPATIAL:OVERLAP,FRAMES:OVERLAP.")] = None,
-    image_crf: Annotated[int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")] = None,
-    enhance_prompt: Annotated[bool, typer.Option("--enhance-prompt", help="Rewrite the prompt with Gemma first (seeded by --seed).")] = False,
-    memory_budget: Annotated[float | None, typer.Option(help="GB: stream transformer blocks from disk if needed to stay within it (same bits).")] = None,
-    output_path: Annotated[Path | None, typer.Option(help="Where to write the .mp4 (or a .wav for audio only).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Denoising steps (dev pipelines; default 40, 30 for LTX-2.3).")
+    ] = None,
+    cfg_scale: Annotated[
+        float | None, typer.Option(help="Video classifier-free guidance scale (dev pipelines).")
+    ] = None,
+    audio_cfg_scale: Annotated[
+        float | None, typer.Option(help="Audio classifier-free guidance scale (dev pipelines).")
+    ] = None,
+    stg_scale: Annotated[
+        float | None, typer.Option(help="Spatio-temporal guidance scale (dev pipelines).")
+    ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option("--image", help="PATH FRAME STRENGTH: condition on an image (repeatable)."),
+    ] = None,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option("--lora", help="PATH [STRENGTH]: apply a LoRA (ComfyUI keys; repeatable)."),
+    ] = None,
+    distilled_lora: Annotated[
+        str | None, typer.Option(help="PATH [STRENGTH]: the distilled LoRA for dev-two-stage.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(envvar="LTX_MODEL", help="'tiny' (random weights), 'tiny-2.3', or a model directory."),
+    ] = None,
+    pipeline: Annotated[
+        str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")
+    ] = None,
+    tiling: Annotated[
+        str | None,
+        typer.Option(
+            help="Video decode tiling: none, default, aggressive, conservative, or SPATIAL:OVERLAP,FRAMES:OVERLAP."
+        ),
+    ] = None,
+    image_crf: Annotated[
+        int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")
+    ] = None,
+    enhance_prompt: Annotated[
+        bool, typer.Option("--enhance-prompt", help="Rewrite the prompt with Gemma first (seeded by --seed).")
+    ] = False,
+    memory_budget: Annotated[
+        float | None,
+        typer.Option(help="GB: stream transformer blocks from disk if needed to stay within it (same bits)."),
+    ] = None,
+    output_path: Annotated[
+        Path | None, typer.Option(help="Where to write the .mp4 (or a .wav for audio only).")
+    ] = None,
     audio_path: Annotated[Path | None, typer.Option(help="Also write the audio as a .wav here.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Recompute this stage even if it is cached.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute this stage even if it is cached.")
+    ] = False,
 ) -> None:
     pass
 
@@ -193,8 +269,10 @@ def _make_step(label: str, doc: str):
             return _step_from_key(label, kw, force)
         store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
         if label not in nodes:
-            raise LtxError(f"stage {label!r} is not part of --pipeline {opts.pipeline}"
-                           + (" without --image" if label.startswith("condition") else ""))
+            raise LtxError(
+                f"stage {label!r} is not part of --pipeline {opts.pipeline}"
+                + (" without --image" if label.startswith("condition") else "")
+            )
         _record(store, name, nodes, opts, output_path)
         if label == "mux":
             if output_path is None:
@@ -247,13 +325,17 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
     name, accepted = FROM_KEY[label]
     manifest = store.manifest(key)
     if manifest.get("stage") not in accepted:
-        raise LtxError(f"artifact {key[:8]} is a {manifest.get('stage')} artifact; ltx {label.replace('_', '-')} "
-                       f"takes one of: {', '.join(accepted)}")
+        raise LtxError(
+            f"artifact {key[:8]} is a {manifest.get('stage')} artifact; ltx {label.replace('_', '-')} "
+            f"takes one of: {', '.join(accepted)}"
+        )
     files = resolve_model(kw["model"], store)
     made_with = manifest.get("externals", {}).get("checkpoint")
     if made_with and made_with not in (files.checkpoint_digest, files.transformer_digest):
-        raise LtxError(f"artifact {key[:8]} was made with another model than --model {kw['model'] or 'tiny'}; "
-                       "pass the --model it was made with")
+        raise LtxError(
+            f"artifact {key[:8]} was made with another model than --model {kw['model'] or 'tiny'}; "
+            "pass the --model it was made with"
+        )
     ckpt = {"checkpoint": files.checkpoint_digest}
     if label == "decode":
         params = decode.Params(kw["tiling"] or "default", kw["seed"] if kw["seed"] is not None else 10)
@@ -321,7 +403,11 @@ def _why_stale(old: dict, node: Node) -> str:
     if old.get("version") != node.stage.version:
         return f"stage version {old.get('version')} -> {node.stage.version}"
     new_params = dataclasses.asdict(node.params)
-    changed = sorted(k for k in set(old.get("params", {})) | set(new_params) if old.get("params", {}).get(k) != new_params.get(k))
+    changed = sorted(
+        k
+        for k in set(old.get("params", {})) | set(new_params)
+        if old.get("params", {}).get(k) != new_params.get(k)
+    )
     if changed:
         return "parameters changed: " + ", ".join(changed)
     if old.get("externals") != node.externals:

@@ -12,11 +12,20 @@ from stages.framework import LtxError
 
 
 def convert(
-    src: Annotated[str, typer.Argument(help="Official model: `tiny`, `tiny-2.3`, or a directory with the LTX-2 files.")],
+    src: Annotated[
+        str, typer.Argument(help="Official model: `tiny`, `tiny-2.3`, or a directory with the LTX-2 files.")
+    ],
     dst: Annotated[Path, typer.Argument(help="New directory for the converted model.")],
-    quantize: Annotated[int | None, typer.Option("--quantize", help="Quantize the transformer's block linears and "
-                                                 "Gemma's linears to 4 or 8 bits (MLX affine).")] = None,
-    group_size: Annotated[int, typer.Option("--group-size", help="Quantization group size: 32, 64 or 128.")] = 64,
+    quantize: Annotated[
+        int | None,
+        typer.Option(
+            "--quantize",
+            help="Quantize the transformer's block linears and Gemma's linears to 4 or 8 bits (MLX affine).",
+        ),
+    ] = None,
+    group_size: Annotated[
+        int, typer.Option("--group-size", help="Quantization group size: 32, 64 or 128.")
+    ] = 64,
 ) -> None:
     """Convert a model to the MLX-native layout (memory-mapped loading; optional 4/8-bit weights)."""
     from stages.cli import State
@@ -28,17 +37,32 @@ def convert(
 
     if conv.is_converted(files.checkpoint.parent):
         raise LtxError(f"{src} is already converted; convert the official files instead")
-    source = conv.Source(files.checkpoint, files.upsampler, files.gemma,
-                         {"checkpoint": files.checkpoint_digest, "upsampler": files.upsampler_digest,
-                          "gemma": files.gemma_digest})
+    source = conv.Source(
+        files.checkpoint,
+        files.upsampler,
+        files.gemma,
+        {
+            "checkpoint": files.checkpoint_digest,
+            "upsampler": files.upsampler_digest,
+            "gemma": files.gemma_digest,
+        },
+    )
     start = time.perf_counter()
     try:
-        manifest = conv.convert(source, dst, quantize, group_size, progress=lambda m: typer.echo(f"converting {m}", err=True))
+        manifest = conv.convert(
+            source, dst, quantize, group_size, progress=lambda m: typer.echo(f"converting {m}", err=True)
+        )
     except ValueError as e:
         raise LtxError(str(e)) from None
     q = manifest["quantization"]
-    what = "float" if q is None else (f"{q['bits']}-bit (group {q['group_size']}: {q['transformer_modules']} transformer "
-                                       f"and {q['gemma_modules']} Gemma layers)")
+    what = (
+        "float"
+        if q is None
+        else (
+            f"{q['bits']}-bit (group {q['group_size']}: {q['transformer_modules']} transformer "
+            f"and {q['gemma_modules']} Gemma layers)"
+        )
+    )
     typer.echo(f"converted {files.name} -> {dst} ({what}) in {time.perf_counter() - start:.1f} s")
 
 

@@ -34,7 +34,9 @@ def initial_states(params, images_art, stream: str):
     video = video_state(mx.zeros((1, 128, f, h, w), mx.float32), params.frame_rate)
     if images_art is not None:
         video = apply_conditionings(video, diffuse.image_conditionings(images_art, params.images))
-    audio = audio_state(mx.zeros((1, 8, audio_latent_frames(params.num_frames, params.frame_rate), 16), mx.float32))
+    audio = audio_state(
+        mx.zeros((1, 8, audio_latent_frames(params.num_frames, params.frame_rate), 16), mx.float32)
+    )
     video = add_noise(video, noise(params.seed, video.latent.shape, f"{stream}_video"))
     audio = add_noise(audio, noise(params.seed, audio.latent.shape, f"{stream}_audio"))
     return video, audio
@@ -44,7 +46,9 @@ def compute(ctx, params: Params, context, negative=None, images=None) -> dict:
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
     model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))
     neg = diffuse.contexts(negative) if negative is not None else None
-    denoise = diffuse.make_denoiser(model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider)
+    denoise = diffuse.make_denoiser(
+        model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider
+    )
     video, audio = initial_states(params, images, "stage1")
     video, audio = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio)
     return diffuse.finish(video, audio)

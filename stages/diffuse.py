@@ -27,26 +27,42 @@ def make_forward(model: Any, positive: tuple, negative: tuple | None):
 
     def forward(video, audio, sigma, gpass):
         v_ctx, a_ctx = negative if gpass.negative else positive
-        vm = Modality(latent=video.latent, sigma=sigma, timesteps=timesteps(video, sigma), positions=video.positions,
-                      context=v_ctx, enabled=gpass.video_enabled, attention_mask=video.attention_mask)
+        vm = Modality(
+            latent=video.latent,
+            sigma=sigma,
+            timesteps=timesteps(video, sigma),
+            positions=video.positions,
+            context=v_ctx,
+            enabled=gpass.video_enabled,
+            attention_mask=video.attention_mask,
+        )
         am = None
         if audio is not None:
-            am = Modality(latent=audio.latent, sigma=sigma, timesteps=timesteps(audio, sigma),
-                          positions=audio.positions, context=a_ctx, enabled=gpass.audio_enabled)
+            am = Modality(
+                latent=audio.latent,
+                sigma=sigma,
+                timesteps=timesteps(audio, sigma),
+                positions=audio.positions,
+                context=a_ctx,
+                enabled=gpass.audio_enabled,
+            )
         return model(vm, am, [gpass.perturbation] if gpass.perturbation is not None else None)
 
     return forward
 
 
-def make_denoiser(model: Any, positive: tuple, negative: tuple | None, video_guider: dict | None,
-                  audio_guider: dict | None):
+def make_denoiser(
+    model: Any, positive: tuple, negative: tuple | None, video_guider: dict | None, audio_guider: dict | None
+):
     from ltx.constants import GuiderParams
     from ltx.guidance import GuidancePass, GuidedDenoiser
 
     forward = make_forward(model, positive, negative)
     if video_guider is None:
         return lambda video, audio, sigma, step: forward(video, audio, sigma, GuidancePass("cond"))
-    return GuidedDenoiser(forward, GuiderParams.from_dict(video_guider), GuiderParams.from_dict(audio_guider or video_guider))
+    return GuidedDenoiser(
+        forward, GuiderParams.from_dict(video_guider), GuiderParams.from_dict(audio_guider or video_guider)
+    )
 
 
 def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
@@ -61,7 +77,9 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
         video = replace(video, latent=mx.array(art["video"]))
         audio = replace(audio, latent=mx.array(art["audio"])) if audio is not None else None
         ctx.echo(f"{ctx.node.stage.name}: resuming from step {start}/{total}")
-    if start == total:  # killed after the last step's checkpoint, before the stage published: nothing left to run
+    if (
+        start == total
+    ):  # killed after the last step's checkpoint, before the stage published: nothing left to run
         return video, audio
     t0 = time.perf_counter()
     for step, v, a in euler_loop(denoise, sigmas, video, audio, start=start):

@@ -29,8 +29,11 @@ def compute(ctx, params: Params) -> dict:
     out = encoder.encode(prompt)
     video, audio = out.video, out.audio
     mx.eval(video, audio)
-    return {"video_context": np.array(video.astype(mx.float32)), "audio_context": np.array(audio.astype(mx.float32)),
-            "prompt_utf8": np.frombuffer(prompt.encode(), np.uint8)}
+    return {
+        "video_context": np.array(video.astype(mx.float32)),
+        "audio_context": np.array(audio.astype(mx.float32)),
+        "prompt_utf8": np.frombuffer(prompt.encode(), np.uint8),
+    }
 
 
 STAGE = Stage(NAME, VERSION, Params, (), compute, __doc__)

@@ -58,7 +58,9 @@ class Node:
     params: Any
     inputs: dict[str, Node | str] = field(default_factory=dict)
     externals: dict[str, str] = field(default_factory=dict)
-    runtime: Any = None  # what compute needs but the key does not (e.g. model file paths; their digests are externals)
+    runtime: Any = (
+        None  # what compute needs but the key does not (e.g. model file paths; their digests are externals)
+    )
 
     def __post_init__(self) -> None:
         required = {n for n in self.stage.inputs if not n.endswith("?")}
@@ -66,7 +68,9 @@ class Node:
         missing = required - set(self.inputs)
         extra = set(self.inputs) - allowed
         if missing or extra:
-            raise ValueError(f"stage {self.stage.name}: inputs {sorted(missing)} missing, {sorted(extra)} unexpected")
+            raise ValueError(
+                f"stage {self.stage.name}: inputs {sorted(missing)} missing, {sorted(extra)} unexpected"
+            )
 
     @property
     def input_keys(self) -> dict[str, str]:
@@ -74,7 +78,13 @@ class Node:
 
     @property
     def key(self) -> str:
-        return make_key(self.stage.name, self.stage.version, dataclasses.asdict(self.params), self.input_keys, self.externals)
+        return make_key(
+            self.stage.name,
+            self.stage.version,
+            dataclasses.asdict(self.params),
+            self.input_keys,
+            self.externals,
+        )
 
 
 class Context:
@@ -86,7 +96,9 @@ class Context:
         self._checkpoints: set[str] = set()
 
     def _checkpoint_key(self, step: int) -> str:
-        return make_key(f"{self.node.stage.name}.checkpoint", self.node.stage.version, {"step": step}, {"of": self.key})
+        return make_key(
+            f"{self.node.stage.name}.checkpoint", self.node.stage.version, {"step": step}, {"of": self.key}
+        )
 
     def checkpoint(self, step: int, arrays: dict[str, Any]) -> None:
         """Publish the state after `step` as its own artifact, keyed by this stage's key and the step."""
@@ -94,8 +106,15 @@ class Context:
         self._checkpoints.add(key)
         if self.store.exists(key):
             return
-        with self.store.writer(key, {"stage": f"{self.node.stage.name}.checkpoint", "step": step,
-                                     "checkpoint_of": self.key, "inputs": {"of": self.key}}) as w:
+        with self.store.writer(
+            key,
+            {
+                "stage": f"{self.node.stage.name}.checkpoint",
+                "step": step,
+                "checkpoint_of": self.key,
+                "inputs": {"of": self.key},
+            },
+        ) as w:
             for name, a in arrays.items():
                 w.put(name, a)
             w.commit(created=datetime.now(UTC).isoformat())
@@ -130,8 +149,14 @@ class Context:
         return self._writer.create(name, shape, dtype)
 
 
-def ensure(store: Store, node: Node, *, force: bool = False, echo: Callable[[str], None] = print,
-           _done: dict[str, Artifact] | None = None) -> Artifact:
+def ensure(
+    store: Store,
+    node: Node,
+    *,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+    _done: dict[str, Artifact] | None = None,
+) -> Artifact:
     """The artifact of `node`: from the store if present and intact, else computed (inputs first) and published."""
     done = {} if _done is None else _done
     key = node.key
@@ -158,7 +183,9 @@ def ensure(store: Store, node: Node, *, force: bool = False, echo: Callable[[str
     return art
 
 
-def run(store: Store, node: Node, upstream: dict[str, Artifact], echo: Callable[[str], None] = print) -> Artifact:
+def run(
+    store: Store, node: Node, upstream: dict[str, Artifact], echo: Callable[[str], None] = print
+) -> Artifact:
     """Compute `node` from its upstream artifacts and publish the result atomically."""
     key, stage = node.key, node.stage
     manifest = {

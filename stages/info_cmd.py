@@ -12,14 +12,23 @@ def _gb(n: int) -> str:
 
 
 def info(
-    model: Annotated[str, typer.Argument(help="`tiny`, `tiny-2.3`, or a model directory (official or converted).")] = "tiny",
+    model: Annotated[
+        str, typer.Argument(help="`tiny`, `tiny-2.3`, or a model directory (official or converted).")
+    ] = "tiny",
     height: Annotated[int, typer.Option("--height", help="Output height in pixels.")] = 512,
     width: Annotated[int, typer.Option("--width", help="Output width in pixels.")] = 768,
     frames: Annotated[int, typer.Option("--frames", help="Number of frames (8k+1).")] = 121,
     frame_rate: Annotated[float, typer.Option("--frame-rate", help="Frames per second.")] = 24.0,
-    two_stage: Annotated[bool, typer.Option("--two-stage/--one-stage", help="Half-resolution stage 1 + upsample + refine.")] = True,
-    memory_budget: Annotated[float | None, typer.Option("--memory-budget", help="GB: say whether the run fits, and "
-                                                        "whether streaming transformer blocks is needed.")] = None,
+    two_stage: Annotated[
+        bool, typer.Option("--two-stage/--one-stage", help="Half-resolution stage 1 + upsample + refine.")
+    ] = True,
+    memory_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-budget",
+            help="GB: say whether the run fits, and whether streaming transformer blocks is needed.",
+        ),
+    ] = None,
 ) -> None:
     """Show a model's components, parameter counts, dtypes, and estimated peak memory per stage."""
     from stages.cli import State
@@ -41,21 +50,30 @@ def info(
     for c in comps.values():
         typer.echo(f"  {c.name:32s} {c.parameters:>16,d} params  {_gb(c.bytes):>10s}  {c.dtypes}")
     normal, streamed = estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
-    typer.echo(f"estimated peak memory at {width}x{height}, {frames} frames ({'two' if two_stage else 'one'}-stage):")
+    typer.echo(
+        f"estimated peak memory at {width}x{height}, {frames} frames ({'two' if two_stage else 'one'}-stage):"
+    )
     for e, s in zip(normal, streamed, strict=True):
         extra = f"  (streamed blocks: {_gb(s.peak)})" if s.peak != e.peak else ""
         note = f"  [{e.note}]" if e.note else ""
-        typer.echo(f"  {e.stage:13s} {_gb(e.peak):>10s} = weights {_gb(e.weights)} + activations {_gb(e.activations)}"
-                   f"{extra}{note}")
+        typer.echo(
+            f"  {e.stage:13s} {_gb(e.peak):>10s} = weights {_gb(e.weights)} + activations {_gb(e.activations)}"
+            f"{extra}{note}"
+        )
     if memory_budget is not None:
         try:
             need = memory.plan(int(memory_budget * 1e9), normal, streamed)
-            typer.echo(f"fits in {memory_budget:g} GB" + (" with streamed transformer blocks (--memory-budget)" if need else ""))
+            typer.echo(
+                f"fits in {memory_budget:g} GB"
+                + (" with streamed transformer blocks (--memory-budget)" if need else "")
+            )
         except ValueError as e:
             typer.echo(f"does not fit: {e}")
 
 
-def estimates(files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int):
+def estimates(
+    files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
+):
     """(normal, streamed) per-stage peak estimates of a model at a size."""
     import json
 
@@ -66,16 +84,30 @@ def estimates(files, comps, height: int, width: int, frames: int, frame_rate: fl
     section = loader.read_config(meta, files.checkpoint)["transformer"]
     cfg = TransformerConfig.from_dict(section)
     block = comps["transformer"].bytes // max(cfg.num_layers, 1)  # blocks hold ~98% of the transformer
-    gcfg = json.loads((files.gemma / "config.json").read_text()) if (files.gemma / "config.json").is_file() else {}
+    gcfg = (
+        json.loads((files.gemma / "config.json").read_text())
+        if (files.gemma / "config.json").is_file()
+        else {}
+    )
     gcfg = gcfg.get("text_config", gcfg)
-    args = dict(gemma_hidden=gcfg.get("hidden_size", 3840), gemma_layers=gcfg.get("num_hidden_layers", 48), height=height, width=width, frames=frames, fps=frame_rate, itemsize=itemsize, two_stage=two_stage)
+    args = dict(
+        gemma_hidden=gcfg.get("hidden_size", 3840),
+        gemma_layers=gcfg.get("num_hidden_layers", 48),
+        height=height,
+        width=width,
+        frames=frames,
+        fps=frame_rate,
+        itemsize=itemsize,
+        two_stage=two_stage,
+    )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)
     return normal, streamed
 
 
-def budget_needs_streaming(files, height: int, width: int, frames: int, frame_rate: float, two_stage: bool,
-                           budget_gb: float) -> bool:
+def budget_needs_streaming(
+    files, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, budget_gb: float
+) -> bool:
     """Whether --memory-budget requires streamed transformer blocks (ValueError if nothing fits)."""
     from ltx import backend, memory
 

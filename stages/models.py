@@ -86,7 +86,11 @@ class ModelFiles:
     @cached_property
     def transformer_digest(self) -> str:
         """The transformer's identity: differs from the checkpoint's only for a quantized conversion."""
-        return self.recorded.get("transformer", self.checkpoint_digest) if self.recorded else self.checkpoint_digest
+        return (
+            self.recorded.get("transformer", self.checkpoint_digest)
+            if self.recorded
+            else self.checkpoint_digest
+        )
 
     @cached_property
     def upsampler_digest(self) -> str:
@@ -110,8 +114,14 @@ def _tiny(store: Store, variant: str) -> ModelFiles:
 
     digest = tiny.manifest_digest(variant)[:16]
     root = store.root / "models" / f"tiny-{variant}-{digest}"
-    return ModelFiles(f"tiny-{variant}", root / "model.safetensors", root / "upsampler.safetensors", root / "gemma",
-                      store, tiny_variant=variant)
+    return ModelFiles(
+        f"tiny-{variant}",
+        root / "model.safetensors",
+        root / "upsampler.safetensors",
+        root / "gemma",
+        store,
+        tiny_variant=variant,
+    )
 
 
 def resolve_model(model: str | None, store: Store) -> ModelFiles:
@@ -121,25 +131,41 @@ def resolve_model(model: str | None, store: Store) -> ModelFiles:
         return _tiny(store, TINY_NAMES[model])
     root = Path(model).expanduser()
     if not root.is_dir():
-        raise LtxError(f"--model {model!r} is neither 'tiny' nor a directory; pass a directory with the official "
-                       "LTX-2 checkpoint, the spatial upsampler and a Gemma-3 directory")
+        raise LtxError(
+            f"--model {model!r} is neither 'tiny' nor a directory; pass a directory with the official "
+            "LTX-2 checkpoint, the spatial upsampler and a Gemma-3 directory"
+        )
     from ltx.convert import converted_files, is_converted
 
     if is_converted(root):
         c = converted_files(root)
-        return ModelFiles(root.name, c["checkpoint"], c["upsampler"], c["gemma"], store, recorded=c["digests"])
+        return ModelFiles(
+            root.name, c["checkpoint"], c["upsampler"], c["gemma"], store, recorded=c["digests"]
+        )
     files = sorted(root.glob("*.safetensors"))
     mains = [p for p in files if "transformer" in _config(p)]
     ups = [p for p in files if p not in mains and ("upscaler" in p.name or "upsampler" in p.name)]
-    gemmas = [d for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))]
+    gemmas = [
+        d
+        for d in sorted(root.iterdir())
+        if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))
+    ]
     if not mains:
-        raise LtxError(f"no LTX-2 checkpoint in {root}: expected a .safetensors file whose metadata 'config' has a "
-                       "'transformer' section (e.g. ltx-2-19b-distilled.safetensors)")
+        raise LtxError(
+            f"no LTX-2 checkpoint in {root}: expected a .safetensors file whose metadata 'config' has a "
+            "'transformer' section (e.g. ltx-2-19b-distilled.safetensors)"
+        )
     if len(mains) > 1:
-        raise LtxError(f"{root} holds several checkpoints ({', '.join(p.name for p in mains)}); keep one per model directory")
+        raise LtxError(
+            f"{root} holds several checkpoints ({', '.join(p.name for p in mains)}); keep one per model directory"
+        )
     if len(ups) != 1:
-        raise LtxError(f"expected one spatial upsampler file (e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors) in {root}, "
-                       f"found {len(ups)}")
+        raise LtxError(
+            f"expected one spatial upsampler file (e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors) in {root}, "
+            f"found {len(ups)}"
+        )
     if len(gemmas) != 1:
-        raise LtxError(f"expected one Gemma-3 directory (tokenizer and model*.safetensors) in {root}, found {len(gemmas)}")
+        raise LtxError(
+            f"expected one Gemma-3 directory (tokenizer and model*.safetensors) in {root}, found {len(gemmas)}"
+        )
     return ModelFiles(root.name, mains[0], ups[0], gemmas[0], store)

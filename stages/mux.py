@@ -27,23 +27,64 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def encode_mp4(frames: np.ndarray, waveform: np.ndarray | None, sample_rate: int, fps: float, crf: int = 18) -> bytes:
+def encode_mp4(
+    frames: np.ndarray, waveform: np.ndarray | None, sample_rate: int, fps: float, crf: int = 18
+) -> bytes:
     """H.264 (yuv420p) + AAC, deterministic (single-threaded, bit-exact flags), as the reference muxes."""
     f, h, w, _ = frames.shape
     with tempfile.TemporaryDirectory(prefix="ltx-mux-") as tmp:
         out = Path(tmp) / "out.mp4"
-        cmd = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "pipe:0"]
+        cmd = [
+            _ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            f"{fps:g}",
+            "-i",
+            "pipe:0",
+        ]
         if waveform is not None:
             wav = Path(tmp) / "audio.wav"
             write_wav(wav, waveform, sample_rate)
             cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast", "-threads", "1",
-                "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
-                "-movflags", "+faststart", str(out)]
-        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames, np.uint8).tobytes(), capture_output=True)
+        cmd += [
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            str(crf),
+            "-preset",
+            "veryfast",
+            "-threads",
+            "1",
+            "-fflags",
+            "+bitexact",
+            "-flags:v",
+            "+bitexact",
+            "-flags:a",
+            "+bitexact",
+            "-map_metadata",
+            "-1",
+            "-movflags",
+            "+faststart",
+            str(out),
+        ]
+        proc = subprocess.run(
+            cmd, input=np.ascontiguousarray(frames, np.uint8).tobytes(), capture_output=True
+        )
         if proc.returncode != 0:
-            raise LtxError(f"ffmpeg failed to mux the video: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+            raise LtxError(
+                f"ffmpeg failed to mux the video: {proc.stderr.decode(errors='replace').strip()[-300:]}"
+            )
         return out.read_bytes()
 
 
@@ -89,5 +130,3 @@ def probe(path: Path) -> str:
     """ffmpeg's description of a media file's streams (for tests and `ltx status`)."""
     proc = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
     return proc.stderr
-
-

@@ -57,7 +57,7 @@ def _validate(o: Options, two_stage: bool) -> None:
     from ltx import constants as C
 
     if o.prompt is None or not o.prompt.strip():
-        raise LtxError("--prompt is empty; describe the video to generate, e.g. --prompt \"a fox in the snow\"")
+        raise LtxError('--prompt is empty; describe the video to generate, e.g. --prompt "a fox in the snow"')
     C.validate_resolution(o.height, o.width, two_stage)
     C.validate_frames(o.num_frames)
     C.validate_fps(o.frame_rate)
@@ -95,13 +95,19 @@ def resolve_options(o: Options, files: ModelFiles) -> Options:
     # `is None`, not `or`: an explicit 0 is bad input to reject, not a request for the default
     o.height = o.height if o.height is not None else (TINY_DEFAULTS["height"] if tiny else default_hw[0])
     o.width = o.width if o.width is not None else (TINY_DEFAULTS["width"] if tiny else default_hw[1])
-    o.num_frames = o.num_frames if o.num_frames is not None else (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
+    o.num_frames = (
+        o.num_frames
+        if o.num_frames is not None
+        else (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
+    )
     o.frame_rate = o.frame_rate if o.frame_rate is not None else params.frame_rate
     o.seed = o.seed if o.seed is not None else params.seed
     o.image_crf = o.image_crf if o.image_crf is not None else C.DEFAULT_IMAGE_CRF
     o.tiling = o.tiling or ("default" if two_stage else "none")
     if o.pipeline == "distilled" and o.steps is not None:
-        raise LtxError("--steps does not apply to --pipeline distilled (fixed 8 + 3 steps); use --pipeline dev to choose")
+        raise LtxError(
+            "--steps does not apply to --pipeline distilled (fixed 8 + 3 steps); use --pipeline dev to choose"
+        )
     if o.pipeline != "distilled":
         o.steps = o.steps if o.steps is not None else params.num_inference_steps
         C.validate_steps(o.steps)
@@ -112,7 +118,9 @@ def resolve_options(o: Options, files: ModelFiles) -> Options:
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
         o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None:
-        raise LtxError("--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file)")
+        raise LtxError(
+            "--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file)"
+        )
     from stages import validate
 
     validate.options(o, files, two_stage)  # bad input fails here, before anything is written
@@ -126,7 +134,10 @@ def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
     p = C.params_for_version(files.version)
     video, audio = p.video_guider, p.audio_guider
     if files.tiny_variant is not None:  # the tiny transformer has 2 blocks: perturb its last one
-        video, audio = dataclasses.replace(video, stg_blocks=(1,)), dataclasses.replace(audio, stg_blocks=(1,))
+        video, audio = (
+            dataclasses.replace(video, stg_blocks=(1,)),
+            dataclasses.replace(audio, stg_blocks=(1,)),
+        )
     if o.cfg_scale is not None:
         video = dataclasses.replace(video, cfg_scale=o.cfg_scale)
     if o.audio_cfg_scale is not None:
@@ -148,6 +159,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     text = {**ckpt, "gemma": files.gemma_digest}
     two_stage = o.pipeline != "dev"
     h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
+
     def lora_file(path: str) -> str:
         return str(files.checkpoint.parent / "distilled_lora.safetensors") if path == TINY_LORA else path
 
@@ -161,8 +173,9 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         from stages.info_cmd import budget_needs_streaming
 
         try:
-            stream = budget_needs_streaming(files.ready(), o.height, o.width, o.num_frames, o.frame_rate, two_stage,
-                                            o.memory_budget)
+            stream = budget_needs_streaming(
+                files.ready(), o.height, o.width, o.num_frames, o.frame_rate, two_stage, o.memory_budget
+            )
         except ValueError as e:
             raise LtxError(str(e)) from None
     rt = {"files": files, "loras": user_loras, "stream": stream}
@@ -172,14 +185,22 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     # 1. text: the prompt (and the negative prompt when guidance needs it) -> contexts
     # the reference seeds enhancement with the generation seed in the TI2Vid pipelines
     enhance = o.seed if o.enhance_prompt else None
-    nodes["encode"] = Node(encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals=text, runtime=files)
+    nodes["encode"] = Node(
+        encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals=text, runtime=files
+    )
     if o.pipeline != "distilled":
-        nodes["encode_negative"] = Node(encode.STAGE, encode.Params(o.negative_prompt.strip()), externals=text, runtime=files)
+        nodes["encode_negative"] = Node(
+            encode.STAGE, encode.Params(o.negative_prompt.strip()), externals=text, runtime=files
+        )
     # 2. images -> conditioning latents at the stage-1 resolution
     img_rt = {"files": files, "paths": [p for p, _, _ in o.images]}
     if o.images:
-        nodes["condition"] = Node(condition.STAGE, condition.Params(h1, w1, o.image_crf, len(o.images)),
-                                  externals={**ckpt, **images_ext}, runtime=img_rt)
+        nodes["condition"] = Node(
+            condition.STAGE,
+            condition.Params(h1, w1, o.image_crf, len(o.images)),
+            externals={**ckpt, **images_ext},
+            runtime=img_rt,
+        )
     # 3. stage 1: noise -> video and audio latents (guided for dev pipelines)
     if o.pipeline == "distilled":
         sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
@@ -190,32 +211,70 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         inputs["negative"] = nodes["encode_negative"]
     if o.images:
         inputs["images"] = nodes["condition"]
-    nodes["denoise"] = Node(denoise.STAGE, denoise.Params(h1, w1, o.num_frames, float(o.frame_rate), o.seed, tuple(sigmas),
-                                                          vg, ag, frames, tuple(s for _, s in user_loras)),
-                            inputs, {**dit, **lora_ext}, rt)
+    nodes["denoise"] = Node(
+        denoise.STAGE,
+        denoise.Params(
+            h1,
+            w1,
+            o.num_frames,
+            float(o.frame_rate),
+            o.seed,
+            tuple(sigmas),
+            vg,
+            ag,
+            frames,
+            tuple(s for _, s in user_loras),
+        ),
+        inputs,
+        {**dit, **lora_ext},
+        rt,
+    )
     final = nodes["denoise"]
     if two_stage:
         # 4. x2 latent upsampler
-        nodes["upsample"] = Node(upsample.STAGE, upsample.Params(), {"latents": final},
-                                 {**ckpt, "upsampler": files.upsampler_digest}, files)
+        nodes["upsample"] = Node(
+            upsample.STAGE,
+            upsample.Params(),
+            {"latents": final},
+            {**ckpt, "upsampler": files.upsampler_digest},
+            files,
+        )
         # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage)
         named2 = list(o.loras) + ([o.distilled_lora] if o.distilled_lora else [])
         loras2 = tuple((lora_file(p), float(s)) for p, s in named2)
         ext2 = {**dit, **{f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named2)}}
         inputs2 = {"latents": nodes["upsample"], "stage1": final, "context": nodes["encode"]}
         if o.images:
-            nodes["condition_full"] = Node(condition.STAGE, condition.Params(o.height, o.width, o.image_crf, len(o.images)),
-                                           externals={**ckpt, **images_ext}, runtime=img_rt)
+            nodes["condition_full"] = Node(
+                condition.STAGE,
+                condition.Params(o.height, o.width, o.image_crf, len(o.images)),
+                externals={**ckpt, **images_ext},
+                runtime=img_rt,
+            )
             inputs2["images"] = nodes["condition_full"]
-        nodes["refine"] = Node(refine.STAGE, refine.Params(o.height, o.width, o.num_frames, float(o.frame_rate), o.seed,
-                                                           tuple(schedulers.distilled_sigmas(2)), frames,
-                                                           tuple(s for _, s in loras2)),
-                               inputs2, ext2, {"files": files, "loras": loras2, "stream": stream})
+        nodes["refine"] = Node(
+            refine.STAGE,
+            refine.Params(
+                o.height,
+                o.width,
+                o.num_frames,
+                float(o.frame_rate),
+                o.seed,
+                tuple(schedulers.distilled_sigmas(2)),
+                frames,
+                tuple(s for _, s in loras2),
+            ),
+            inputs2,
+            ext2,
+            {"files": files, "loras": loras2, "stream": stream},
+        )
         final = nodes["refine"]
     # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform
     nodes["decode"] = Node(decode.STAGE, decode.Params(o.tiling, o.seed), {"latents": final}, ckpt, files)
     nodes["decode_audio"] = Node(decode_audio.STAGE, decode_audio.Params(), {"latents": final}, ckpt, files)
     nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, ckpt, files)
     # 7. mux: H.264 + AAC
-    nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), {"video": nodes["decode"], "audio": nodes["vocode"]})
+    nodes["mux"] = Node(
+        mux.STAGE, mux.Params(float(o.frame_rate)), {"video": nodes["decode"], "audio": nodes["vocode"]}
+    )
     return nodes, o, files

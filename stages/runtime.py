@@ -48,7 +48,10 @@ def text_encoder(files: ModelFiles) -> Any:
     from ltx.text_encoder import load_text_encoder
 
     release("transformer", "video_decoder", "video_encoder", "upsampler")
-    return _memo(("text", str(files.checkpoint), str(files.gemma)), lambda: load_text_encoder(files.checkpoint, files.gemma))
+    return _memo(
+        ("text", str(files.checkpoint), str(files.gemma)),
+        lambda: load_text_encoder(files.checkpoint, files.gemma),
+    )
 
 
 def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), stream: bool = False) -> Any:

@@ -22,7 +22,9 @@ def compute(ctx, params: Params, latents) -> dict:
     from stages.runtime import mx
 
     files = ctx.runtime
-    up = upsample_video(mx.array(latents["video_latent"]), runtime.video_encoder(files), runtime.upsampler(files))
+    up = upsample_video(
+        mx.array(latents["video_latent"]), runtime.video_encoder(files), runtime.upsampler(files)
+    )
     return {"video_latent": np.array(up.astype(mx.float32))}
 
 

@@ -22,8 +22,23 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 # RoPE positions of the video transformer are pixel coordinates scaled by max_pos (config default [20, 2048, 2048]).
 MAX_PIXELS = 2048
 FLOAT_DTYPES = {"F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-                "F8_E4M3": 1, "F8_E5M2": 1, "U32": 4, "U16": 2, "U64": 8}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U32": 4,
+    "U16": 2,
+    "U64": 8,
+}
 
 
 # ---- numbers and names ---------------------------------------------------------------------------
@@ -41,7 +56,9 @@ def finite(option: str, value: float | None) -> None:
 def strength(option: str, value: float) -> None:
     finite(option, value)
     if not 0.0 <= value <= 1.0:
-        raise LtxError(f"{option} {value} is outside [0, 1]; use 1.0 to keep the image exactly, lower to let it change")
+        raise LtxError(
+            f"{option} {value} is outside [0, 1]; use 1.0 to keep the image exactly, lower to let it change"
+        )
 
 
 def seed(value: int) -> None:
@@ -72,8 +89,10 @@ def resolution(height: int, width: int, two_stage: bool, max_pixels: int = MAX_P
             near = f"{lo + divisor}" if lo <= 0 else f"{lo} or {lo + divisor}"
             raise LtxError(f"--{name} {v} must be divisible by {divisor} for {kind} pipelines; use {near}")
         if v > max_pixels:
-            raise LtxError(f"--{name} {v} is above the positional range of the model ({max_pixels} pixels); "
-                           f"use at most {max_pixels // divisor * divisor}")
+            raise LtxError(
+                f"--{name} {v} is above the positional range of the model ({max_pixels} pixels); "
+                f"use at most {max_pixels // divisor * divisor}"
+            )
 
 
 def run_name(name: str) -> str:
@@ -100,9 +119,13 @@ def image_file(path: str | Path, option: str = "--image") -> None:
 
         arr = iio.imread(p, index=0)
     except Exception as e:  # noqa: BLE001  (any decoder failure means "not a usable image")
-        raise LtxError(f"{option} {path} is not a readable image ({_why(e)}); pass a PNG, JPEG or WebP file") from None
+        raise LtxError(
+            f"{option} {path} is not a readable image ({_why(e)}); pass a PNG, JPEG or WebP file"
+        ) from None
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise LtxError(f"{option} {path} is not a still image (decoded shape {arr.shape}); pass a PNG, JPEG or WebP file")
+        raise LtxError(
+            f"{option} {path} is not a still image (decoded shape {arr.shape}); pass a PNG, JPEG or WebP file"
+        )
 
 
 def audio_file(path: str | Path, option: str = "--audio") -> None:
@@ -113,10 +136,14 @@ def audio_file(path: str | Path, option: str = "--audio") -> None:
 
         data, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001
-        raise LtxError(f"{option} {path} is not a readable audio file ({_why(e)}); pass a WAV or FLAC file") from None
+        raise LtxError(
+            f"{option} {path} is not a readable audio file ({_why(e)}); pass a WAV or FLAC file"
+        ) from None
     if _wav_truncated(p):
-        raise LtxError(f"{option} {path} is truncated (its data chunk is shorter than its header says); "
-                       "pass the complete file")
+        raise LtxError(
+            f"{option} {path} is truncated (its data chunk is shorter than its header says); "
+            "pass the complete file"
+        )
     if data.shape[0] == 0 or rate <= 0:
         raise LtxError(f"{option} {path} holds no audio samples; pass a non-empty WAV or FLAC file")
 
@@ -158,8 +185,10 @@ def safetensors_header(path: str | Path, what: str) -> tuple[dict[str, Any], dic
             raise LtxError(f"{what} {p} is truncated ({size} bytes); download it again")
         (n,) = struct.unpack("<Q", raw)
         if n > MAX_HEADER_BYTES or n + 8 > size:
-            raise LtxError(f"{what} {p}: header claims {n} bytes but the file has {size}; the file is truncated "
-                           "or corrupt, download it again")
+            raise LtxError(
+                f"{what} {p}: header claims {n} bytes but the file has {size}; the file is truncated "
+                "or corrupt, download it again"
+            )
         body = f.read(n)
     try:
         header = json.loads(body)
@@ -177,31 +206,43 @@ def safetensors_header(path: str | Path, what: str) -> tuple[dict[str, Any], dic
             count = math.prod(shape)
             start, end = int(start), int(end)
         except (KeyError, TypeError, ValueError):
-            raise LtxError(f"{what} {p}: malformed header entry for tensor {name!r}; download it again") from None
+            raise LtxError(
+                f"{what} {p}: malformed header entry for tensor {name!r}; download it again"
+            ) from None
         if dtype not in _DTYPE_BYTES:
             raise LtxError(f"{what} {p}: tensor {name!r} has unsupported dtype {dtype}")
         if start < 0 or end - start != count * _DTYPE_BYTES[dtype] or end > data_len:
-            raise LtxError(f"{what} {p}: tensor {name!r} lies outside the file; the file is truncated or corrupt, "
-                           "download it again")
+            raise LtxError(
+                f"{what} {p}: tensor {name!r} lies outside the file; the file is truncated or corrupt, "
+                "download it again"
+            )
     return header, metadata
 
 
 def _float_weights(header: dict[str, Any], path: Path, what: str) -> None:
     for name, info in header.items():
         if info["dtype"] not in FLOAT_DTYPES:
-            raise LtxError(f"{what} {path}: tensor {name!r} has dtype {info['dtype']}, expected a float type "
-                           f"({', '.join(sorted(FLOAT_DTYPES))}); is this the right file?")
+            raise LtxError(
+                f"{what} {path}: tensor {name!r} has dtype {info['dtype']}, expected a float type "
+                f"({', '.join(sorted(FLOAT_DTYPES))}); is this the right file?"
+            )
 
 
 def _config(metadata: dict[str, str], path: Path, what: str, section: str) -> dict[str, Any]:
     if "config" not in metadata:
-        raise LtxError(f"{what} {path} has no 'config' metadata; is it an official LTX-2 single-file checkpoint?")
+        raise LtxError(
+            f"{what} {path} has no 'config' metadata; is it an official LTX-2 single-file checkpoint?"
+        )
     try:
         config = json.loads(metadata["config"])
     except (TypeError, json.JSONDecodeError):
-        raise LtxError(f"{what} {path}: its 'config' metadata is not valid JSON; download the file again") from None
+        raise LtxError(
+            f"{what} {path}: its 'config' metadata is not valid JSON; download the file again"
+        ) from None
     if not isinstance(config, dict) or (section and not isinstance(config.get(section), dict)):
-        raise LtxError(f"{what} {path}: its 'config' metadata has no '{section}' section; is it the right file?")
+        raise LtxError(
+            f"{what} {path}: its 'config' metadata has no '{section}' section; is it the right file?"
+        )
     return config
 
 
@@ -232,7 +273,9 @@ def model_files(files: Any) -> None:
     _float_weights(up_header, up, "upsampler")
     gemma = Path(files.gemma)
     if not (gemma / "config.json").is_file() or not any(gemma.glob("tokenizer*")):
-        raise LtxError(f"Gemma directory {gemma} lacks config.json or the tokenizer files; copy the whole Gemma-3 directory")
+        raise LtxError(
+            f"Gemma directory {gemma} lacks config.json or the tokenizer files; copy the whole Gemma-3 directory"
+        )
     shards = sorted(gemma.rglob("model*.safetensors"))
     if not shards:
         raise LtxError(f"Gemma directory {gemma} has no model*.safetensors; copy the whole Gemma-3 directory")
@@ -263,7 +306,7 @@ def lora_file(path: str | Path, shapes: dict[str, tuple[int, ...]], option: str 
     for key, info in header.items():
         for prefix in ("model.diffusion_model.", "diffusion_model."):
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
                 break
         for part in ("A", "B"):
             if key.endswith(f".lora_{part}.weight"):
@@ -272,14 +315,20 @@ def lora_file(path: str | Path, shapes: dict[str, tuple[int, ...]], option: str 
         raise LtxError(f"{option} {path} has no lora_A/lora_B weights; is it a LoRA for LTX-2?")
     for module, ab in sorted(pairs.items()):
         if set(ab) != {"A", "B"}:
-            raise LtxError(f"{option} {path}: {module} has no lora_{'B' if 'A' in ab else 'A'}.weight; the file is incomplete")
+            raise LtxError(
+                f"{option} {path}: {module} has no lora_{'B' if 'A' in ab else 'A'}.weight; the file is incomplete"
+            )
         a, b = ab["A"], ab["B"]
         w = shapes.get(f"model.diffusion_model.{module}.weight")
         if w is None:
-            raise LtxError(f"{option} {path}: the model has no weight {module}.weight; is the LoRA for another model?")
+            raise LtxError(
+                f"{option} {path}: the model has no weight {module}.weight; is the LoRA for another model?"
+            )
         if len(a) != 2 or len(b) != 2 or b[1] != a[0] or (b[0], a[1]) != tuple(w):
-            raise LtxError(f"{option} {path}: {module} has lora_B {b} @ lora_A {a}, which does not fit the weight "
-                           f"{tuple(w)}; is the LoRA for another model?")
+            raise LtxError(
+                f"{option} {path}: {module} has lora_B {b} @ lora_A {a}, which does not fit the weight "
+                f"{tuple(w)}; is the LoRA for another model?"
+            )
 
 
 # ---- everything at once ---------------------------------------------------------------------------
@@ -303,7 +352,9 @@ def options(o: Any, files: Any, two_stage: bool) -> None:
     loras = list(o.loras)
     from stages.pipeline import TINY_LORA
 
-    tiny_lora = files.tiny_variant is not None and o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA
+    tiny_lora = (
+        files.tiny_variant is not None and o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA
+    )
     if o.distilled_lora is not None and not tiny_lora:
         loras.append(tuple(o.distilled_lora))
     if loras:

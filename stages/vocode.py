@@ -22,7 +22,10 @@ def compute(ctx, params: Params, mel) -> dict:
 
     vocoder = runtime.vocoder(ctx.runtime)
     wave = vocoder(mx.array(mel["mel"]).transpose(0, 2, 3, 1))  # (B, N, 2)
-    return {"waveform": np.array(wave[0].T.astype(mx.float32)), "sample_rate": np.array(vocoder.sample_rate, np.int64)}
+    return {
+        "waveform": np.array(wave[0].T.astype(mx.float32)),
+        "sample_rate": np.array(vocoder.sample_rate, np.int64),
+    }
 
 
 STAGE = Stage(NAME, VERSION, Params, ("mel",), compute, __doc__)

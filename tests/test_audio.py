@@ -194,6 +194,7 @@ def test_mel_filterbank_matches_librosa():
 
     from ltx.mel import mel_filterbank
 
-    ref = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmin=0.0, fmax=8000.0, htk=False, norm="slaney",
-                              dtype=np.float64)
+    ref = librosa.filters.mel(
+        sr=16000, n_fft=1024, n_mels=64, fmin=0.0, fmax=8000.0, htk=False, norm="slaney", dtype=np.float64
+    )
     assert np.abs(mel_filterbank(16000, 1024, 64, 0.0, 8000.0) - ref).max() < 1e-12

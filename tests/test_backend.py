@@ -17,8 +17,9 @@ def _run(code: str, **env_overrides: str) -> subprocess.CompletedProcess:
 
     env = {k: v for k, v in os.environ.items() if k not in ("LTX_BLAS", "LTX_DTYPE")}
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_falls_back_with_a_warning_when_mkl_is_absent():

@@ -28,18 +28,30 @@ SMALL = ["--height", "64", "--width", "128", "--num-frames", "9"]
 @dataclass(frozen=True)
 class Case:
     id: str
-    args: Callable[[dict], list[str]] | list[str]  # CLI arguments (after --cache-dir), given the fixture paths
+    args: (
+        Callable[[dict], list[str]] | list[str]
+    )  # CLI arguments (after --cache-dir), given the fixture paths
     needle: str  # must appear in the one error line
     kind: str = "cli"  # "cli": the ltx command line; "audio": stages.validate.audio_file (no CLI option takes audio yet)
-    cache: str = "empty"  # "empty": a fresh cache dir; "keys": one holding two artifacts with a common key prefix
+    cache: str = (
+        "empty"  # "empty": a fresh cache dir; "keys": one holding two artifacts with a common key prefix
+    )
     subprocess: bool = False  # also run as a real `python -m stages.cli` subprocess
 
 
 def gen(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
     """`generate` with a small size, the prompt, and `extra` (fixture names in braces are substituted)."""
+
     def build(fx: dict) -> list[str]:
-        return ["generate", *(PROMPT if prompt else []), *SMALL, *[a.format(**fx) for a in extra],
-                "--output-path", fx["out"]]
+        return [
+            "generate",
+            *(PROMPT if prompt else []),
+            *SMALL,
+            *[a.format(**fx) for a in extra],
+            "--output-path",
+            fx["out"],
+        ]
+
     return build
 
 
@@ -103,7 +115,11 @@ CASES: list[Case] = [
     Case("model-gemma-without-config", gen("--model", "{m_gemma_no_config}"), "lacks config.json"),
     Case("checkpoint-truncated", gen("--model", "{m_trunc}"), "lies outside the file"),
     Case("checkpoint-no-config", gen("--model", "{m_no_config}"), "'config' has a 'transformer' section"),
-    Case("checkpoint-malformed-config", gen("--model", "{m_bad_config}"), "'config' has a 'transformer' section"),
+    Case(
+        "checkpoint-malformed-config",
+        gen("--model", "{m_bad_config}"),
+        "'config' has a 'transformer' section",
+    ),
     Case("checkpoint-wrong-dtype", gen("--model", "{m_dtype}"), "expected a float type"),
     Case("checkpoint-wrong-shape", gen("--model", "{m_shape}"), "has shape"),
     Case("upsampler-huge-header", gen("--model", "{m_up_huge}"), "header claims"),
@@ -121,17 +137,36 @@ CASES: list[Case] = [
     Case("lora-huge-header", gen("--lora", "{lora_huge}"), "header claims"),
     Case("lora-not-safetensors", gen("--lora", "{text_png}"), "header claims"),
     # the cache
-    Case("cache-unwritable", lambda fx: ["--cache-dir", fx["blocker"] + "/cache", *gen()(fx)], "is not writable",
-         subprocess=True),
+    Case(
+        "cache-unwritable",
+        lambda fx: ["--cache-dir", fx["blocker"] + "/cache", *gen()(fx)],
+        "is not writable",
+        subprocess=True,
+    ),
     Case("key-prefix-unknown", arg("cache", "show", "{unknown_prefix}"), "no artifact matches", cache="keys"),
-    Case("key-prefix-ambiguous", arg("cache", "show", "{ambiguous_prefix}"), "give more digits", cache="keys",
-         subprocess=True),
+    Case(
+        "key-prefix-ambiguous",
+        arg("cache", "show", "{ambiguous_prefix}"),
+        "give more digits",
+        cache="keys",
+        subprocess=True,
+    ),
     Case("key-prefix-too-short", arg("cache", "show", "ab"), "at least 4 hex digits", cache="keys"),
     Case("key-prefix-not-hex", arg("cache", "rm", "xyz123"), "at least 4 hex digits", cache="keys"),
-    Case("verify-unknown-prefix", arg("cache", "verify", "{unknown_prefix}"), "no artifact matches", cache="keys"),
+    Case(
+        "verify-unknown-prefix",
+        arg("cache", "verify", "{unknown_prefix}"),
+        "no artifact matches",
+        cache="keys",
+    ),
     # run names
     Case("run-name-dotdot", lambda fx: ["generate", "..", *gen()(fx)[1:]], "is not allowed"),
-    Case("run-name-parent", lambda fx: ["denoise", "../escape", *gen()(fx)[1:]], "is not allowed", subprocess=True),
+    Case(
+        "run-name-parent",
+        lambda fx: ["denoise", "../escape", *gen()(fx)[1:]],
+        "is not allowed",
+        subprocess=True,
+    ),
     Case("run-name-slash", lambda fx: ["generate", "a/b/c", *gen()(fx)[1:]], "is not allowed"),
     Case("run-name-backslash", lambda fx: ["generate", "a\\b", *gen()(fx)[1:]], "is not allowed"),
     Case("status-run-name-dotdot", arg("status", "../../etc"), "is not allowed"),
@@ -185,8 +220,12 @@ def fx(tmp_path_factory) -> dict:
     (root / "trunc_head.wav").write_bytes(data[:30])
     soundfile.write(str(root / "silent.wav"), np.zeros((0, 1), np.float32), 16000)
     (root / "text.wav").write_text("not audio")
-    f.update(trunc_wav=str(root / "trunc.wav"), trunc_wav_head=str(root / "trunc_head.wav"),
-             silent_wav=str(root / "silent.wav"), text_wav=str(root / "text.wav"))
+    f.update(
+        trunc_wav=str(root / "trunc.wav"),
+        trunc_wav_head=str(root / "trunc_head.wav"),
+        silent_wav=str(root / "silent.wav"),
+        text_wav=str(root / "text.wav"),
+    )
     blocker = root / "blocker"
     blocker.write_text("a file where the cache directory should be")
     f["blocker"] = str(blocker)
@@ -199,19 +238,24 @@ def fx(tmp_path_factory) -> dict:
     f["m_no_ckpt"] = _model_variant(base, models, "no-ckpt", lambda d: (d / "model.safetensors").unlink())
     f["m_no_up"] = _model_variant(base, models, "no-up", lambda d: (d / "upsampler.safetensors").unlink())
     f["m_no_gemma"] = _model_variant(base, models, "no-gemma", lambda d: shutil.rmtree(d / "gemma"))
-    f["m_gemma_no_weights"] = _model_variant(base, models, "gemma-no-weights",
-                                             lambda d: (d / "gemma" / "model.safetensors").unlink())
-    f["m_gemma_no_config"] = _model_variant(base, models, "gemma-no-config",
-                                            lambda d: (d / "gemma" / "config.json").unlink())
+    f["m_gemma_no_weights"] = _model_variant(
+        base, models, "gemma-no-weights", lambda d: (d / "gemma" / "model.safetensors").unlink()
+    )
+    f["m_gemma_no_config"] = _model_variant(
+        base, models, "gemma-no-config", lambda d: (d / "gemma" / "config.json").unlink()
+    )
 
     def truncate(p: Path, keep: float | int) -> None:
         data = p.read_bytes()
         p.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
 
     f["m_trunc"] = _model_variant(base, models, "trunc", lambda d: truncate(d / "model.safetensors", 0.6))
-    f["m_gemma_trunc"] = _model_variant(base, models, "gemma-trunc",
-                                        lambda d: truncate(d / "gemma" / "model.safetensors", 0.5))
-    f["m_up_tiny"] = _model_variant(base, models, "up-4-bytes", lambda d: truncate(d / "upsampler.safetensors", 4))
+    f["m_gemma_trunc"] = _model_variant(
+        base, models, "gemma-trunc", lambda d: truncate(d / "gemma" / "model.safetensors", 0.5)
+    )
+    f["m_up_tiny"] = _model_variant(
+        base, models, "up-4-bytes", lambda d: truncate(d / "upsampler.safetensors", 4)
+    )
 
     def huge(p: Path) -> None:
         data = bytearray(p.read_bytes())
@@ -226,13 +270,16 @@ def fx(tmp_path_factory) -> dict:
         data[9:14] = b"\xff\xfe\x00\x01\x02"
         p.write_bytes(bytes(data))
 
-    f["m_up_bad_json"] = _model_variant(base, models, "up-bad-json", lambda d: bad_json(d / "upsampler.safetensors"))
+    f["m_up_bad_json"] = _model_variant(
+        base, models, "up-bad-json", lambda d: bad_json(d / "upsampler.safetensors")
+    )
 
     def edit(name: str, fn: Callable[[dict], None]) -> Callable[[Path], None]:
         def change(d: Path) -> None:
             tmp = d / (name + ".tmp")
             _rewrite_header(d / name, tmp, fn)
             os.replace(tmp, d / name)
+
         return change
 
     def drop_config(h: dict) -> None:
@@ -242,19 +289,28 @@ def fx(tmp_path_factory) -> dict:
         h["__metadata__"]["config"] = '{"transformer": {'
 
     def wrong_dtype(h: dict) -> None:
-        name = next(k for k in sorted(h) if k.startswith("model.diffusion_model.") and h[k]["dtype"] == "BF16")
+        name = next(
+            k for k in sorted(h) if k.startswith("model.diffusion_model.") and h[k]["dtype"] == "BF16"
+        )
         h[name]["dtype"] = "I16"
 
     def wrong_shape(h: dict) -> None:
-        name = next(k for k in sorted(h) if k.startswith("model.diffusion_model.transformer_blocks.")
-                    and len(h[k]["shape"]) == 2 and h[k]["shape"][0] != h[k]["shape"][1])
+        name = next(
+            k
+            for k in sorted(h)
+            if k.startswith("model.diffusion_model.transformer_blocks.")
+            and len(h[k]["shape"]) == 2
+            and h[k]["shape"][0] != h[k]["shape"][1]
+        )
         h[name]["shape"] = h[name]["shape"][::-1]
 
     f["m_no_config"] = _model_variant(base, models, "no-config", edit("model.safetensors", drop_config))
     f["m_bad_config"] = _model_variant(base, models, "bad-config", edit("model.safetensors", break_config))
     f["m_dtype"] = _model_variant(base, models, "dtype", edit("model.safetensors", wrong_dtype))
     f["m_shape"] = _model_variant(base, models, "shape", edit("model.safetensors", wrong_shape))
-    f["m_up_no_config"] = _model_variant(base, models, "up-no-config", edit("upsampler.safetensors", drop_config))
+    f["m_up_no_config"] = _model_variant(
+        base, models, "up-no-config", edit("upsampler.safetensors", drop_config)
+    )
 
     # LoRAs derived from the tiny distilled LoRA (ComfyUI keys)
     lora = base / "distilled_lora.safetensors"
@@ -357,8 +413,13 @@ def test_bad_input(case: Case, fx: dict, tmp_path: Path, capsys, monkeypatch):
     assert _snapshot(cache) == before, f"{case.id} wrote to the cache: {_snapshot(cache)}"
     assert not Path(fx["out"]).exists()
     if case.subprocess:
-        r = subprocess.run([sys.executable, "-m", "stages.cli", *argv], capture_output=True, text=True, timeout=300,
-                           env={k: v for k, v in os.environ.items() if k not in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE")})
+        r = subprocess.run(
+            [sys.executable, "-m", "stages.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={k: v for k, v in os.environ.items() if k not in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE")},
+        )
         _check(case, r.returncode, r.stderr)
         assert _snapshot(cache) == before
     print(f"RELIABILITY bad_input {case.id} ok")

@@ -29,15 +29,25 @@ def store(tmp_path: Path) -> Store:
 
 
 def _run_toy(cache: Path, seed: int, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(TOY), str(cache), str(seed), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, str(TOY), str(cache), str(seed), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # ---- keys ---------------------------------------------------------------------------------------
 def test_key_golden():
     # Pinned: a change here invalidates every user's cache. Bump keys.SCHEMA on purpose, never by accident.
-    key = make_key("denoise", 3, {"seed": 10, "cfg": 3.0, "sigmas": [1.0, 0.5, 0.0], "name": "x"},
-                   {"context": "a" * 64}, {"weights": "b" * 64})
+    key = make_key(
+        "denoise",
+        3,
+        {"seed": 10, "cfg": 3.0, "sigmas": [1.0, 0.5, 0.0], "name": "x"},
+        {"context": "a" * 64},
+        {"weights": "b" * 64},
+    )
     assert key == "0471aa10e13eb0984aa6a00a0dfd97cf4a3f3df47cc0b4674180b0438e6fbfdb"
 
 
@@ -156,7 +166,10 @@ def test_gc_beside_a_live_writer_keeps_its_work(store: Store):
 
 def test_two_processes_same_key(store: Store, tmp_path: Path):
     log = tmp_path / "calls.log"
-    procs = [_run_toy(store.root, 7, "--sleep", "0.02", "--rows", "20", env={"TOY_CALL_LOG": str(log)}) for _ in range(2)]
+    procs = [
+        _run_toy(store.root, 7, "--sleep", "0.02", "--rows", "20", env={"TOY_CALL_LOG": str(log)})
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     keys = {o[0].strip() for o in outs}

@@ -16,8 +16,13 @@ from stages.framework import ensure
 
 
 def ltx(cache: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_help_and_ls_do_not_import_mlx(tmp_path: Path):

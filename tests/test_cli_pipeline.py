@@ -21,8 +21,13 @@ PROMPT = ["--prompt", "a red fox trots through fresh snow"]
 
 
 def ltx(cache: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args], capture_output=True,
-                       text=True, env={**os.environ, **(env or {})}, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -50,7 +55,9 @@ def test_generate_writes_playable_mp4_with_audio(first_run):
     info = probe(out)
     assert re.search(r"Video: h264.*64x128|Video: h264.*128x64", info), info
     assert "Audio: aac" in info, info
-    assert sorted(ran(r.stderr)) == sorted(["encode", "denoise", "upsample", "refine", "decode", "decode_audio", "vocode", "mux"])
+    assert sorted(ran(r.stderr)) == sorted(
+        ["encode", "denoise", "upsample", "refine", "decode", "decode_audio", "vocode", "mux"]
+    )
     assert "random weights" in r.stderr
 
 
@@ -63,7 +70,16 @@ def test_rerun_is_all_cached_and_loads_nothing(first_run):
 
 def test_tiling_change_reruns_only_decode_and_mux(first_run):
     root, out, _ = first_run
-    r = ltx(root / "cache", "generate", *PROMPT, *SMALL, "--tiling", "aggressive", "--output-path", str(root / "t.mp4"))
+    r = ltx(
+        root / "cache",
+        "generate",
+        *PROMPT,
+        *SMALL,
+        "--tiling",
+        "aggressive",
+        "--output-path",
+        str(root / "t.mp4"),
+    )
     assert sorted(ran(r.stderr)) == ["decode", "mux"]
 
 
@@ -103,7 +119,17 @@ def test_redecode_a_run_with_other_tiling(first_run):
 def test_kill_during_denoise_resumes_bit_identical(first_run, tmp_path):
     root, _, _ = first_run
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), "denoise", "killed", *PROMPT, *SMALL]
+    args = [
+        sys.executable,
+        "-m",
+        "stages.cli",
+        "--cache-dir",
+        str(cache),
+        "denoise",
+        "killed",
+        *PROMPT,
+        *SMALL,
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, seen = time.time() + 300, ""
     while time.time() < deadline:
@@ -146,7 +172,20 @@ def test_image_to_video_keeps_the_conditioned_frame(tmp_path):
     img = tmp_path / "img.png"
     iio.imwrite(img, (np.random.RandomState(0).rand(100, 150, 3) * 255).astype(np.uint8))
     cache = tmp_path / "cache"
-    args = [*PROMPT, *SMALL[:4], "--num-frames", "17", "--image", str(img), "0", "1.0", "--image", str(img), "8", "0.5"]
+    args = [
+        *PROMPT,
+        *SMALL[:4],
+        "--num-frames",
+        "17",
+        "--image",
+        str(img),
+        "0",
+        "1.0",
+        "--image",
+        str(img),
+        "8",
+        "0.5",
+    ]
     r = ltx(cache, "denoise", "i2v", *args)
     store = Store(cache)
     run = store.load_run("i2v")
@@ -165,8 +204,14 @@ def test_readme_main_job_writes_playable_mp4(tmp_path):
     recipe = Path(__file__).parents[1].joinpath("justfile").read_text().split("\ndemo:\n", 1)[1]
     command = shlex.split(recipe.splitlines()[0].strip())
     assert command[:2] == ["ltx", "generate"]
-    r = subprocess.run([sys.executable, "-m", "stages.cli", *command[1:]], cwd=tmp_path, capture_output=True, text=True,
-                       env={**os.environ, "LTX_CACHE": str(tmp_path / "cache")}, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "stages.cli", *command[1:]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LTX_CACHE": str(tmp_path / "cache")},
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr
     out = tmp_path / command[command.index("--output-path") + 1]
     info = probe(out)
@@ -183,7 +228,9 @@ def test_status_explains_stale_stages(first_run, tmp_path):
     run["recipes"]["vocode"]["version"] = 0
     store.save_run("fox-old", run)
     out = ltx(root / "cache", "status", "fox-old").stdout
-    assert re.search(r"^decode\s+stale\s+00000000 -> \w{8} \(parameters changed: tiling\)", out, flags=re.M), out
+    assert re.search(
+        r"^decode\s+stale\s+00000000 -> \w{8} \(parameters changed: tiling\)", out, flags=re.M
+    ), out
     assert re.search(r"^encode\s+cached", out, flags=re.M), out
     assert re.search(r"^mux\s+(cached|missing)", out, flags=re.M), out
 

@@ -52,7 +52,9 @@ def test_float_conversion_is_bit_identical(official, tmp_path):
     assert manifest["quantization"] is None and convert.quantization_info(files["checkpoint"]) is None
     a, meta_a = loader.load_checkpoint(d / "model.safetensors")
     b, meta_b = loader.load_checkpoint(files["checkpoint"])
-    assert sorted(a) == sorted(b) and all(a[k].dtype == b[k].dtype and mx.array_equal(a[k], b[k]).item() for k in a)
+    assert sorted(a) == sorted(b) and all(
+        a[k].dtype == b[k].dtype and mx.array_equal(a[k], b[k]).item() for k in a
+    )
     assert loader.read_config(meta_a) == loader.read_config(meta_b)
     assert meta_a.get("model_version") == meta_b.get("model_version")
     inputs = golden_inputs(variant)
@@ -61,7 +63,9 @@ def test_float_conversion_is_bit_identical(official, tmp_path):
     for r, g in zip(ref, got, strict=True):
         assert np.array_equal(np.array(r), np.array(g))
     assert (out / "upsampler.safetensors").read_bytes() == (d / "upsampler.safetensors").read_bytes()
-    assert sorted(p.name for p in (out / "gemma").iterdir()) == sorted(p.name for p in (d / "gemma").iterdir())
+    assert sorted(p.name for p in (out / "gemma").iterdir()) == sorted(
+        p.name for p in (d / "gemma").iterdir()
+    )
 
 
 def test_quantized_conversion(official, tmp_path):
@@ -82,7 +86,10 @@ def test_quantized_conversion(official, tmp_path):
     inputs = golden_inputs(variant)
     ref = X0Model(load_transformer(d / "model.safetensors", mx.float32))(*inputs)
     got = X0Model(model)(*inputs)
-    errs = [float(np.abs(np.array(g) - np.array(r)).max() / np.abs(np.array(r)).max()) for r, g in zip(ref, got, strict=True)]
+    errs = [
+        float(np.abs(np.array(g) - np.array(r)).max() / np.abs(np.array(r)).max())
+        for r, g in zip(ref, got, strict=True)
+    ]
     assert 0 < max(errs) <= BOUNDS[8], errs
     g_ref, g_q = gemma.load_gemma(d / "gemma", mx.float32), gemma.load_gemma(files["gemma"], mx.float32)
     assert sum(isinstance(m, nn.QuantizedLinear) for _, m in g_q.named_modules()) == q["gemma_modules"]
@@ -104,9 +111,11 @@ def test_mid_conversion_memory_and_size(tmp_path):
     path = tmp_path / "q4" / "model.safetensors"
     header, _ = loader.read_header(path)
     src_header, _ = loader.read_header(src / "model.safetensors")
+
     def nbytes(h, key):
         s, e = h[key]["data_offsets"]
         return e - s
+
     k = "model.diffusion_model.transformer_blocks.0.ff.net.2"
     assert header[f"{k}.weight"]["dtype"] == "U32"
     packed = sum(nbytes(header, f"{k}.{p}") for p in ("weight", "scales", "biases"))

@@ -67,8 +67,11 @@ def test_fusion_matches_reference(model_dir, fuse):
     model = load_transformer(d / "model.safetensors", mx.float32)
     before = dict(tree_flatten(model.parameters()))
     path = d / "distilled_lora.safetensors"
-    n = lora.fuse_loras(model, [(path, strength)]) if fuse == "lora.fuse_loras" else \
-        quantize.apply_loras(model, [(path, strength)])["fused"]
+    n = (
+        lora.fuse_loras(model, [(path, strength)])
+        if fuse == "lora.fuse_loras"
+        else quantize.apply_loras(model, [(path, strength)])["fused"]
+    )
     assert n == len(lora.load_lora(path))
     params = dict(tree_flatten(model.parameters()))
     for key, ref in gold.items():
@@ -76,7 +79,9 @@ def test_fusion_matches_reference(model_dir, fuse):
         ours = np.array(params[name].astype(mx.bfloat16).astype(mx.float32))
         _, d_ref, d_exact = _reference_parts(d, key.removeprefix("fused."), strength)
         diff = np.abs(ours - ref)
-        assert (diff <= np.maximum(_bf16_ulp(ref), _bf16_ulp(ours)) + np.abs(np.array(d_ref - d_exact))).all(), (name, float(diff.max()))
+        assert (
+            diff <= np.maximum(_bf16_ulp(ref), _bf16_ulp(ours)) + np.abs(np.array(d_ref - d_exact))
+        ).all(), (name, float(diff.max()))
         assert not np.array_equal(np.array(before[name]), np.array(params[name]))  # the LoRA did change it
 
 
@@ -108,18 +113,33 @@ def _write_lora(path: Path, tensors: dict[str, np.ndarray]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("apply", [lambda m, lo: lora.fuse_loras(m, lo), lambda m, lo: quantize.apply_loras(m, lo)])
+@pytest.mark.parametrize(
+    "apply", [lambda m, lo: lora.fuse_loras(m, lo), lambda m, lo: quantize.apply_loras(m, lo)]
+)
 def test_lora_errors(tmp_path, apply):
     d = tiny.create("2.0", tmp_path / "m")
     model = load_transformer(d / "model.safetensors", mx.float32)
     key = "diffusion_model.transformer_blocks.0.attn1.to_q"
-    shape = _write_lora(tmp_path / "shape.safetensors", {f"{key}.lora_A.weight": np.ones((2, 8), np.float32),
-                                                         f"{key}.lora_B.weight": np.ones((16, 2), np.float32)})
-    with pytest.raises(loader.CheckpointError, match=r"transformer_blocks.0.attn1.to_q has lora_B \(16, 2\) @ lora_A \(2, 8\)"):
+    shape = _write_lora(
+        tmp_path / "shape.safetensors",
+        {
+            f"{key}.lora_A.weight": np.ones((2, 8), np.float32),
+            f"{key}.lora_B.weight": np.ones((16, 2), np.float32),
+        },
+    )
+    with pytest.raises(
+        loader.CheckpointError,
+        match=r"transformer_blocks.0.attn1.to_q has lora_B \(16, 2\) @ lora_A \(2, 8\)",
+    ):
         apply(model, [(shape, 1.0)])
     gone = "diffusion_model.transformer_blocks.7.attn1.to_q"
-    missing = _write_lora(tmp_path / "missing.safetensors", {f"{gone}.lora_A.weight": np.ones((2, 16), np.float32),
-                                                             f"{gone}.lora_B.weight": np.ones((16, 2), np.float32)})
+    missing = _write_lora(
+        tmp_path / "missing.safetensors",
+        {
+            f"{gone}.lora_A.weight": np.ones((2, 16), np.float32),
+            f"{gone}.lora_B.weight": np.ones((16, 2), np.float32),
+        },
+    )
     with pytest.raises(loader.CheckpointError, match="transformer_blocks.7.attn1.to_q"):
         apply(model, [(missing, 1.0)])
     lone = _write_lora(tmp_path / "lone.safetensors", {f"{key}.lora_A.weight": np.ones((2, 16), np.float32)})

@@ -30,8 +30,16 @@ def _inputs(cfg, frames: int, h: int, w: int, ta: int, s: int) -> tuple[Modality
     t = frames * h * w
     arr = lambda *shape: mx.array(rng.standard_normal(shape).astype(np.float32))  # noqa: E731
     ctx = arr(1, s, cfg.caption_channels)
-    v = Modality(arr(1, t, 128), mx.full((1,), 0.8), mx.full((1, t, 1), 0.8), patchify.video_positions(frames, h, w, 24.0), ctx)
-    a = Modality(arr(1, ta, 128), mx.full((1,), 0.6), mx.full((1, ta, 1), 0.6), patchify.audio_positions(ta), ctx)
+    v = Modality(
+        arr(1, t, 128),
+        mx.full((1,), 0.8),
+        mx.full((1, t, 1), 0.8),
+        patchify.video_positions(frames, h, w, 24.0),
+        ctx,
+    )
+    a = Modality(
+        arr(1, ta, 128), mx.full((1,), 0.6), mx.full((1, ta, 1), 0.6), patchify.audio_positions(ta), ctx
+    )
     mx.eval(v.latent, v.positions, a.latent, a.positions, ctx)
     return v, a
 
@@ -72,7 +80,9 @@ def test_streamed_is_bit_identical_and_lowers_peak(models):
     cfg = load_transformer(models["mid"], mx.float32).config
     small = _inputs(cfg, 3, 2, 2, 5, 8)
     peak_normal, out_n = _measure(lambda: load_transformer(models["mid"], mx.float32), small)
-    peak_streamed, out_s = _measure(lambda: lowmem.load_streamed_transformer(models["mid"], mx.float32), small)
+    peak_streamed, out_s = _measure(
+        lambda: lowmem.load_streamed_transformer(models["mid"], mx.float32), small
+    )
     assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(out_n, out_s, strict=True))
     assert peak_streamed < 0.6 * peak_normal, (peak_streamed, peak_normal)
 

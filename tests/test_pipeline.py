@@ -104,9 +104,17 @@ def run(request, tmp_path_factory):
     g = golden(variant)
     store = Store(tmp_path_factory.mktemp(f"pipe{variant}-{pipe}"))
     store.ensure_writable()
-    opts = pipeline.Options(prompt=PROMPT, height=HEIGHT, width=WIDTH, num_frames=NUM_FRAMES, frame_rate=FPS,
-                            pipeline=pipe, steps=DEV_STEPS if pipe != "distilled" else None, model=MODELS[variant],
-                            tiling="default")
+    opts = pipeline.Options(
+        prompt=PROMPT,
+        height=HEIGHT,
+        width=WIDTH,
+        num_frames=NUM_FRAMES,
+        frame_rate=FPS,
+        pipeline=pipe,
+        steps=DEV_STEPS if pipe != "distilled" else None,
+        model=MODELS[variant],
+        tiling="default",
+    )
     # the tiny model's files exist before build: on a fresh store, resolve_options checks the tiny distilled
     # LoRA path before anything creates the model (see test_dev_two_stage_builds_on_a_fresh_store)
     resolve_model(MODELS[variant], store).ready()
@@ -142,7 +150,9 @@ def run(request, tmp_path_factory):
 def _art(run, node: str):
     *_, arts, _drawn, errors = run
     if node not in arts:
-        pytest.fail(f"stage {node} did not run: {errors.get(node, 'an upstream stage failed: ' + repr(errors))}")
+        pytest.fail(
+            f"stage {node} did not run: {errors.get(node, 'an upstream stage failed: ' + repr(errors))}"
+        )
     return arts[node]
 
 
@@ -160,8 +170,20 @@ def test_options_match_the_reference_run(run):
     variant, p, g, nodes, o, files, *_ = run
     ref = _reference_module()
     assert (PROMPT, HEIGHT, WIDTH, NUM_FRAMES, FPS, DEV_STEPS) == (
-        ref.PROMPT, ref.HEIGHT, ref.WIDTH, ref.NUM_FRAMES, ref.FPS, ref.DEV_STEPS)
-    assert (o.height, o.width, o.num_frames, o.frame_rate, o.tiling) == (HEIGHT, WIDTH, NUM_FRAMES, FPS, "default")
+        ref.PROMPT,
+        ref.HEIGHT,
+        ref.WIDTH,
+        ref.NUM_FRAMES,
+        ref.FPS,
+        ref.DEV_STEPS,
+    )
+    assert (o.height, o.width, o.num_frames, o.frame_rate, o.tiling) == (
+        HEIGHT,
+        WIDTH,
+        NUM_FRAMES,
+        FPS,
+        "default",
+    )
     assert files.tiny_variant == variant
     params = nodes["denoise"].params
     if p == "dev":
@@ -187,8 +209,11 @@ def test_text_contexts(run):
         art = _art(run, "encode_negative")
         for kind in ("video", "audio"):
             ours = np.asarray(art[f"{kind}_context"], np.float32)
-            check(f"{variant} {p} negative {kind} context", ours.reshape(-1, ours.shape[-1])[::16],
-                  g[f"context.{kind}_negative_rows16"])
+            check(
+                f"{variant} {p} negative {kind} context",
+                ours.reshape(-1, ours.shape[-1])[::16],
+                g[f"context.{kind}_negative_rows16"],
+            )
 
 
 def test_stage1(run):
@@ -247,12 +272,14 @@ def test_video_decode_stage_frames(run):
     frames = np.asarray(_art(run, "decode")["frames"])
     assert frames.shape == ref.shape and frames.dtype == np.uint8
     diff = np.abs(frames.astype(np.int16) - np.array(to_uint8(mx.array(ref))).astype(np.int16))
-    assert diff.max() <= 1, (f"{p}: uint8 frames differ by up to {diff.max()} levels (mean {diff.mean():.2f}); "
-                             f"decode noise streams drawn through ltx.sampling.noise: {run[-2]}")
+    assert diff.max() <= 1, (
+        f"{p}: uint8 frames differ by up to {diff.max()} levels (mean {diff.mean():.2f}); "
+        f"decode noise streams drawn through ltx.sampling.noise: {run[-2]}"
+    )
 
 
 def test_noise_streams_in_reference_order(run):
-    variant, p, g, *_ , drawn, errors = run
+    variant, p, g, *_, drawn, errors = run
     if errors:
         pytest.fail(f"stages failed: {errors}")
     expected = ["stage1_video", "stage1_audio", "stage2_video", "stage2_audio"]
@@ -268,4 +295,6 @@ def test_dev_two_stage_builds_on_a_fresh_store(tmp_path):
 
     store = Store(tmp_path)
     store.ensure_writable()
-    pipeline.build(pipeline.Options(prompt=PROMPT, pipeline="dev-two-stage", steps=DEV_STEPS, model="tiny"), store)
+    pipeline.build(
+        pipeline.Options(prompt=PROMPT, pipeline="dev-two-stage", steps=DEV_STEPS, model="tiny"), store
+    )

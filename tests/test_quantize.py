@@ -27,10 +27,17 @@ BOUNDS = {8: 0.01, 4: 0.1}
 def write_widened(path: Path, head_dim: int = 32, audio_head_dim: int = 16, layers: int = 2) -> Path:
     """The tiny 2.0 transformer widened (video 2x32, audio 2x16: every block input width a multiple of
     32), in the official layout with synthesised weights; takes the goldens' inputs unchanged."""
-    cfg = json.loads(json.dumps(tiny.load_manifest("2.0")["files"]["model.safetensors"]["metadata"]["config"]))
+    cfg = json.loads(
+        json.dumps(tiny.load_manifest("2.0")["files"]["model.safetensors"]["metadata"]["config"])
+    )
     t = cfg["transformer"]
-    t.update(attention_head_dim=head_dim, audio_attention_head_dim=audio_head_dim, num_layers=layers,
-             cross_attention_dim=2 * head_dim, audio_cross_attention_dim=2 * audio_head_dim)
+    t.update(
+        attention_head_dim=head_dim,
+        audio_attention_head_dim=audio_head_dim,
+        num_layers=layers,
+        cross_attention_dim=2 * head_dim,
+        audio_cross_attention_dim=2 * audio_head_dim,
+    )
     model = LTXModel(TransformerConfig.from_dict(t))
     tensors = {PREFIX + k: tiny.synth(PREFIX + k, v.shape) for k, v in tree_flatten(model.parameters())}
     meta = {"config": json.dumps({"transformer": t}), "model_version": "2.0.0"}
@@ -43,8 +50,13 @@ def golden_inputs(variant: str = "2.0") -> tuple[Modality, Modality]:
 
     def modality(s: str, sigma: float) -> Modality:
         tok = g[f"{s}_tokens"]
-        return Modality(tok, mx.full((1,), sigma), mx.full((1, tok.shape[1], 1), sigma), g[f"{s}_positions"],
-                        g[f"in.{s}_context"])
+        return Modality(
+            tok,
+            mx.full((1,), sigma),
+            mx.full((1, tok.shape[1], 1), sigma),
+            g[f"{s}_positions"],
+            g[f"in.{s}_context"],
+        )
 
     return modality("video", 0.8), modality("audio", 0.6)
 
@@ -67,9 +79,14 @@ def test_error_bound_and_memory(mid, bits, group_size):
     model = load_transformer(mid, mx.float32)
     done = quantize.quantize_model(model, bits, group_size, "transformer_blocks.")
     # the rule: every block linear whose input width divides by the group size, nothing at the top level
-    expected = [k[: -len(".weight")] for k, v in tree_flatten(ref_model.parameters())
-                if k.startswith("transformer_blocks.") and k.endswith(".weight") and v.ndim == 2
-                and v.shape[1] % group_size == 0]
+    expected = [
+        k[: -len(".weight")]
+        for k, v in tree_flatten(ref_model.parameters())
+        if k.startswith("transformer_blocks.")
+        and k.endswith(".weight")
+        and v.ndim == 2
+        and v.shape[1] % group_size == 0
+    ]
     assert sorted(done) == sorted(expected) and len(done) > 0
     out = X0Model(model)(*golden_inputs())
     errs = [_rel(o, r) for o, r in zip(out, ref, strict=True)]
@@ -91,9 +108,15 @@ def test_tiny_rule_only_wide_enough_layers(tmp_path):
     d = tiny.create("2.0", tmp_path / "m")
     model = load_transformer(d / "model.safetensors", mx.float32)
     done = quantize.quantize_model(model, 8, 32, "transformer_blocks.")
-    assert sorted(done) == sorted(f"transformer_blocks.{i}.{ff}.net.2" for i in range(2) for ff in ("ff", "audio_ff"))
-    assert quantize.quantize_model(load_transformer(d / "model.safetensors", mx.float32), 8, 128,
-                                   "transformer_blocks.") == []
+    assert sorted(done) == sorted(
+        f"transformer_blocks.{i}.{ff}.net.2" for i in range(2) for ff in ("ff", "audio_ff")
+    )
+    assert (
+        quantize.quantize_model(
+            load_transformer(d / "model.safetensors", mx.float32), 8, 128, "transformer_blocks."
+        )
+        == []
+    )
 
 
 def test_options_rejected():
@@ -112,10 +135,10 @@ def test_quantize_like_infers_layout_and_rejects_garbage(mid):
 
     own = sanitize(qw)
     assert quantize.quantize_like(model, own) == len(done)
-    layer = dict(model.named_modules())[done[0][len(PREFIX):]]
+    layer = dict(model.named_modules())[done[0][len(PREFIX) :]]
     assert (layer.bits, layer.group_size) == (4, 64)
     model = LTXModel(TransformerConfig.from_dict(config["transformer"]))
-    key = done[0][len(PREFIX):]
+    key = done[0][len(PREFIX) :]
     bad = dict(own)
     bad[f"{key}.scales"] = mx.concatenate([bad[f"{key}.scales"]] * 3, axis=1)
     with pytest.raises(loader.CheckpointError, match="fit no bits/group size"):

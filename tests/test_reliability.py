@@ -34,9 +34,31 @@ from cache.store import Store
 from stages.framework import ensure
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = ["--prompt", "a red fox trots through fresh snow", "--height", "64", "--width", "128", "--num-frames", "9"]
-STAGES = ("encode", "denoise", "upsample", "refine", "decode", "decode_audio", "vocode", "mux")  # the run's order
-PHASES = ("startup", *STAGES, "outputs")  # where a kill can land: before any stage, in one, writing the outputs
+RECIPE = [
+    "--prompt",
+    "a red fox trots through fresh snow",
+    "--height",
+    "64",
+    "--width",
+    "128",
+    "--num-frames",
+    "9",
+]
+STAGES = (
+    "encode",
+    "denoise",
+    "upsample",
+    "refine",
+    "decode",
+    "decode_audio",
+    "vocode",
+    "mux",
+)  # the run's order
+PHASES = (
+    "startup",
+    *STAGES,
+    "outputs",
+)  # where a kill can land: before any stage, in one, writing the outputs
 CHAIN_SEEDS = (1, 2)  # one chain of kills per seed, each through the whole run
 MIN_KILLS = 20
 CODE_DIRS = ("ltx", "stages", "cache", "bench", "tests")
@@ -46,10 +68,16 @@ MLX_JIT = "tmp/mlx/"
 
 
 def _env(sandbox: Path | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE", "LTX_VERIFY")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE", "LTX_VERIFY")
+    }
     env["PYTHONPATH"] = str(REPO)
     if sandbox is not None:
-        env.update(HOME=str(sandbox / "home"), TMPDIR=str(sandbox / "tmp"), XDG_CACHE_HOME=str(sandbox / "home" / ".cache"))
+        env.update(
+            HOME=str(sandbox / "home"),
+            TMPDIR=str(sandbox / "tmp"),
+            XDG_CACHE_HOME=str(sandbox / "home" / ".cache"),
+        )
     return env
 
 
@@ -58,7 +86,16 @@ def _cmd(cache: Path, *args: str) -> list[str]:
 
 
 def _generate_args(cache: Path, out: Path) -> list[str]:
-    return _cmd(cache, "generate", "rel", *RECIPE, "--output-path", str(out / "fox.mp4"), "--audio-path", str(out / "fox.wav"))
+    return _cmd(
+        cache,
+        "generate",
+        "rel",
+        *RECIPE,
+        "--output-path",
+        str(out / "fox.mp4"),
+        "--audio-path",
+        str(out / "fox.wav"),
+    )
 
 
 class Timed:
@@ -66,7 +103,9 @@ class Timed:
 
     def __init__(self, args: list[str], env: dict, cwd: Path | None = None):
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+        )
         self.lines: list[str] = []
         self.times: list[float] = []  # seconds since start at which each line arrived
         self._lock = threading.Lock()
@@ -142,11 +181,19 @@ def reference(tmp_path_factory) -> dict:
     assert tuple(stage for stage, _ in ran) == STAGES, run.stderr
     # the scales of the kill delays: each stage's own duration, and the time to the first stage's end
     durations = {stage: max(float(seconds), 0.05) for stage, seconds in ran}
-    durations["startup"] = run.times[run.lines.index(next(line for line in run.lines if line.startswith("ran ")))]
+    durations["startup"] = run.times[
+        run.lines.index(next(line for line in run.lines if line.startswith("ran ")))
+    ]
     store = Store(cache)
-    return {"sandbox": sandbox, "cache": cache, "mp4": (sandbox / "out" / "fox.mp4").read_bytes(),
-            "wav": (sandbox / "out" / "fox.wav").read_bytes(), "arrays": _snapshot_arrays(store),
-            "run": store.load_run("rel"), "durations": durations}
+    return {
+        "sandbox": sandbox,
+        "cache": cache,
+        "mp4": (sandbox / "out" / "fox.mp4").read_bytes(),
+        "wav": (sandbox / "out" / "fox.wav").read_bytes(),
+        "arrays": _snapshot_arrays(store),
+        "run": store.load_run("rel"),
+        "durations": durations,
+    }
 
 
 # ---- untrusted files ----------------------------------------------------------------------------------
@@ -158,14 +205,19 @@ def test_generate_writes_only_cache_and_outputs(reference):
     assert outside == [], outside
     for d in ("home", "cwd"):
         assert list((sandbox / d).iterdir()) == [], d
-    assert [p.name for p in (sandbox / "tmp").iterdir()] in ([], ["mlx"])  # our temporary files: <cache>/scratch
+    assert [p.name for p in (sandbox / "tmp").iterdir()] in (
+        [],
+        ["mlx"],
+    )  # our temporary files: <cache>/scratch
     assert not list((reference["cache"] / "tmp").iterdir())  # no debris after a clean run
     print(f"RELIABILITY untrusted writes_outside_cache 0 (files written {len(written)})")
 
 
 def test_no_pickle_anywhere():
-    bad = re.compile(r"\bimport pickle\b|\bfrom pickle\b|\bcPickle\b|allow_pickle\s*=\s*True|torch\.load\(|"
-                     r"pickle\.loads?\(|\bjoblib\.load\(|\bdill\b")
+    bad = re.compile(
+        r"\bimport pickle\b|\bfrom pickle\b|\bcPickle\b|allow_pickle\s*=\s*True|torch\.load\(|"
+        r"pickle\.loads?\(|\bjoblib\.load\(|\bdill\b"
+    )
     hits = []
     for d in CODE_DIRS:
         for p in (REPO / d).rglob("*.py"):
@@ -199,8 +251,14 @@ def test_same_blas_whichever_module_imports_mlx_first():
     probe = "import ltx.backend as b; print(b.BLAS)"
     first = {}
     for how in ("import stages.runtime as r; r.mx", "import ltx.loader", "pass"):
-        r = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", f"{how}; {probe}"], capture_output=True,
-                           text=True, env=_env(), timeout=300, cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-W", "error::UserWarning", "-c", f"{how}; {probe}"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=300,
+            cwd=REPO,
+        )
         assert r.returncode == 0, r.stderr
         first[how] = r.stdout.strip()
     assert len(set(first.values())) == 1, first
@@ -215,7 +273,9 @@ def _kill_plan(seed: int) -> list[tuple[str, object, float]]:
     k1 = rng.randint(1, 3)
     k2 = rng.randint(k1 + 2, 7)
     frac = lambda: rng.uniform(0.0, 0.3)  # noqa: E731  (well < 1: a phase may run faster than the reference)
-    refine = ("step", ("refine", rng.randint(1, 2)), frac()) if rng.random() < 0.5 else ("lock", "refine", frac())
+    refine = (
+        ("step", ("refine", rng.randint(1, 2)), frac()) if rng.random() < 0.5 else ("lock", "refine", frac())
+    )
     return [
         ("start", None, rng.uniform(0.2, 1.0)),  # imports, the tiny model's creation, planning, or encode
         ("lock", "encode", frac()),  # the stage's writer exists: Gemma loading, the prompt's forward pass
@@ -250,10 +310,16 @@ def _marker(kind: str, what, store: Store, keys: dict[str, str], pid: int):
 
     def passed() -> bool:
         return store.exists(keys[stage])
+
     if kind == "lock":
+
         def reached(lines):
             names = os.listdir(store.tmp) if store.tmp.is_dir() else []
-            return any(n.startswith(f"{keys[stage][:16]}.{pid}.") and n.endswith(".lock") for n in names) or passed()
+            return (
+                any(n.startswith(f"{keys[stage][:16]}.{pid}.") and n.endswith(".lock") for n in names)
+                or passed()
+            )
+
         return reached
     if kind == "step":
         rx, k = re.compile(rf"^{stage}: (?:resuming from )?step (\d+)/"), what[1]
@@ -316,22 +382,28 @@ def test_sigkill_anywhere_then_rerun_is_bit_identical(reference, tmp_path, seed)
         art = store.open(key)
         for name, value in reference["arrays"][key].items():
             assert np.array_equal(art[name], value), (key[:8], name)
-    r = subprocess.run(_cmd(cache, "cache", "verify"), capture_output=True, text=True, env=_env(), timeout=300)
+    r = subprocess.run(
+        _cmd(cache, "cache", "verify"), capture_output=True, text=True, env=_env(), timeout=300
+    )
     assert r.returncode == 0 and " 0 corrupt" in r.stdout, r.stdout + r.stderr
     gc = subprocess.run(_cmd(cache, "cache", "gc"), capture_output=True, text=True, env=_env(), timeout=300)
     assert gc.returncode == 0, gc.stdout + gc.stderr
     left = [p.name for p in store.tmp.iterdir() if p.is_dir() or p.name.endswith(".lock")]
     assert left == [], left  # every killed writer's debris is gone
-    print(f"RELIABILITY kills chain{seed} {len(kills)}: {' '.join(kills)}"
-          + (f"; temp files of killed output writes left beside the outputs: {debris}" if debris else ""))
+    print(
+        f"RELIABILITY kills chain{seed} {len(kills)}: {' '.join(kills)}"
+        + (f"; temp files of killed output writes left beside the outputs: {debris}" if debris else "")
+    )
 
 
 def test_at_least_20_kills_landing_in_every_stage():
     if not KILLS:
         pytest.skip("the kill chains did not run")
     where = Counter(w for _, w in KILLS)
-    print(f"RELIABILITY kills total {len(KILLS)} in {len(CHAIN_SEEDS)} chains: "
-          + ", ".join(f"{p} {where[p]}" for p in PHASES if where[p]))
+    print(
+        f"RELIABILITY kills total {len(KILLS)} in {len(CHAIN_SEEDS)} chains: "
+        + ", ".join(f"{p} {where[p]}" for p in PHASES if where[p])
+    )
     assert len(KILLS) >= MIN_KILLS, KILLS
     assert [s for s in STAGES if not where[s]] == [], where  # every stage was killed at least once
 
@@ -357,15 +429,26 @@ def test_sigint_in_denoise_keeps_last_checkpoint_and_resumes(reference, tmp_path
         store.remove(stages["denoise"])
     assert rc == 130, run.stderr
     last = [line for line in run.lines if line.strip()][-1]
-    assert last == "interrupted; finished work is kept in the cache: rerun the same command to resume", run.stderr
+    assert last == "interrupted; finished work is kept in the cache: rerun the same command to resume", (
+        run.stderr
+    )
     assert "Traceback" not in run.stderr
     assert not store.exists(stages["denoise"])
-    steps = {store.manifest(k)["step"]: k for k in store.keys() if store.manifest(k).get("checkpoint_of") == stages["denoise"]}
+    steps = {
+        store.manifest(k)["step"]: k
+        for k in store.keys()
+        if store.manifest(k).get("checkpoint_of") == stages["denoise"]
+    }
     printed = max(int(m.group(1)) for line in run.lines if (m := re.match(r"^denoise: step (\d+)/", line)))
     step = max(steps)
-    assert step >= printed >= 1, (steps, run.stderr)  # the last step's checkpoint is kept (published before its line)
+    assert step >= printed >= 1, (
+        steps,
+        run.stderr,
+    )  # the last step's checkpoint is kept (published before its line)
     store.open(steps[step], verify=True)
-    assert not list(store.tmp.glob("*.lock"))  # the interrupted writer aborted: nothing of it is left in progress
+    assert not list(
+        store.tmp.glob("*.lock")
+    )  # the interrupted writer aborted: nothing of it is left in progress
     again = Timed(_cmd(cache, "denoise", "rel", *RECIPE), _env())
     assert again.finish() == 0, again.stderr
     assert re.search(rf"^denoise: resuming from step {step}/8$", again.stderr, flags=re.M), again.stderr
@@ -373,7 +456,9 @@ def test_sigint_in_denoise_keeps_last_checkpoint_and_resumes(reference, tmp_path
     for name, value in reference["arrays"][stages["denoise"]].items():
         assert np.array_equal(art[name], value), name
     assert not [k for k in store.keys() if store.manifest(k).get("checkpoint_of") == stages["denoise"]]
-    print(f"RELIABILITY sigint denoise interrupted after step {step}/8 (attempt {attempts}), resumed bit-identical")
+    print(
+        f"RELIABILITY sigint denoise interrupted after step {step}/8 (attempt {attempts}), resumed bit-identical"
+    )
 
 
 def test_killed_after_the_last_steps_checkpoint_resumes(reference, tmp_path):
@@ -384,19 +469,39 @@ def test_killed_after_the_last_steps_checkpoint_resumes(reference, tmp_path):
     store, stages = Store(cache), reference["run"]["stages"]
     for label in ("denoise", "refine"):
         for key in stages.values():  # keep only what precedes `label`
-            if label == "denoise" and key != stages["encode"] or label == "refine" and key in (
-                    stages["refine"], stages["decode"], stages["decode_audio"], stages["vocode"], stages["mux"]):
+            if (
+                label == "denoise"
+                and key != stages["encode"]
+                or label == "refine"
+                and key
+                in (
+                    stages["refine"],
+                    stages["decode"],
+                    stages["decode_audio"],
+                    stages["vocode"],
+                    stages["mux"],
+                )
+            ):
                 store.remove(key)
-        code = ("import sys\nimport stages.framework as f\nf.Context._clear_checkpoints = lambda self: None\n"
-                f"sys.argv = ['ltx', '--cache-dir', {str(cache)!r}, {label!r}, 'rel', *{RECIPE!r}]\n"
-                "from stages.cli import main\nmain()\n")
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300)
+        code = (
+            "import sys\nimport stages.framework as f\nf.Context._clear_checkpoints = lambda self: None\n"
+            f"sys.argv = ['ltx', '--cache-dir', {str(cache)!r}, {label!r}, 'rel', *{RECIPE!r}]\n"
+            "from stages.cli import main\nmain()\n"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300
+        )
         assert r.returncode == 0, r.stderr
         store.remove(stages[label])  # as if killed between the last checkpoint and the publish
         total = 8 if label == "denoise" else 3
-        assert any(store.manifest(k).get("step") == total for k in store.keys()
-                   if store.manifest(k).get("checkpoint_of") == stages[label])
-        again = subprocess.run(_cmd(cache, label, "rel", *RECIPE), capture_output=True, text=True, env=_env(), timeout=300)
+        assert any(
+            store.manifest(k).get("step") == total
+            for k in store.keys()
+            if store.manifest(k).get("checkpoint_of") == stages[label]
+        )
+        again = subprocess.run(
+            _cmd(cache, label, "rel", *RECIPE), capture_output=True, text=True, env=_env(), timeout=300
+        )
         assert again.returncode == 0, again.stderr
         assert f"{label}: resuming from step {total}/{total}" in again.stderr, again.stderr
         art = store.open(stages[label])
@@ -419,6 +524,7 @@ def _fail_after(n: int, err: int):
         calls["n"] += 1
         if calls["n"] > n:
             raise OSError(err, os.strerror(err))
+
     return maybe_fail
 
 
@@ -444,6 +550,7 @@ def test_failed_write_leaves_nothing_and_says_why(store, monkeypatch, fault):
         def setitem(self, sel, value):
             fail()
             return orig(self, sel, value)
+
         monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
     elif where == "rename":
         import cache.store as cs
@@ -455,6 +562,7 @@ def test_failed_write_leaves_nothing_and_says_why(store, monkeypatch, fault):
         class BadAttrs(dict):
             def __setitem__(self, k, v):
                 raise OSError(err, os.strerror(err))
+
         monkeypatch.setattr(cs.Writer, "commit", _patched_commit(cs.Writer.commit, BadAttrs))
     with pytest.raises(PublishError) as e:
         ensure(store, node, echo=lambda m: None)
@@ -464,7 +572,9 @@ def test_failed_write_leaves_nothing_and_says_why(store, monkeypatch, fault):
     assert not store.exists(node.key)
     assert store.exists(node.inputs["x"].key)
     assert [p.name for p in store.tmp.iterdir()] == []
-    assert np.array_equal(ensure(store, node, echo=lambda m: None)["y"], store.open(node.inputs["x"].key)["x"] * 2)
+    assert np.array_equal(
+        ensure(store, node, echo=lambda m: None)["y"], store.open(node.inputs["x"].key)["x"] * 2
+    )
     print(f"RELIABILITY failed_write {fault} ok")
 
 
@@ -472,21 +582,29 @@ def _patched_commit(commit, attrs_cls):
     def patched(self, **extra):
         class G:
             attrs = attrs_cls()
+
         self._group = G()
         return commit(self, **extra)
+
     return patched
 
 
 def test_failed_write_is_one_cli_line(tmp_path):
-    code = ("import os, sys, errno, zarr\n"
-            "orig = zarr.Array.__setitem__\n"
-            "def bad(self, sel, v):\n    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
-            "zarr.Array.__setitem__ = bad\n"
-            f"sys.argv = ['ltx', '--cache-dir', {str(tmp_path / 'cache')!r}, 'encode', *{RECIPE!r}]\n"
-            "from stages.cli import main\nmain()\n")
+    code = (
+        "import os, sys, errno, zarr\n"
+        "orig = zarr.Array.__setitem__\n"
+        "def bad(self, sel, v):\n    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "zarr.Array.__setitem__ = bad\n"
+        f"sys.argv = ['ltx', '--cache-dir', {str(tmp_path / 'cache')!r}, 'encode', *{RECIPE!r}]\n"
+        "from stages.cli import main\nmain()\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300)
-    lines = [line for line in r.stderr.strip().splitlines() if not line.lstrip().startswith(("from ltx", "/"))]
-    assert r.returncode == 1 and lines[-1].startswith("error: writing to the cache failed (No space left on device)"), r.stderr
+    lines = [
+        line for line in r.stderr.strip().splitlines() if not line.lstrip().startswith(("from ltx", "/"))
+    ]
+    assert r.returncode == 1 and lines[-1].startswith(
+        "error: writing to the cache failed (No space left on device)"
+    ), r.stderr
     store = Store(tmp_path / "cache")
     assert list(store.keys()) == [] and list(store.tmp.iterdir()) == []
 
@@ -542,7 +660,9 @@ def test_damaged_artifacts_are_reported_never_used_and_recomputed(reference, tmp
             zj = store.path(key) / "zarr.json"
             zj.write_bytes(zj.read_bytes()[: len(zj.read_bytes()) // 2])
         damaged[label] = damage
-    r = subprocess.run(_cmd(cache, "cache", "verify"), capture_output=True, text=True, env=_env(), timeout=300)
+    r = subprocess.run(
+        _cmd(cache, "cache", "verify"), capture_output=True, text=True, env=_env(), timeout=300
+    )
     assert r.returncode == 1 and f" {len(stages)} corrupt" in r.stdout, r.stdout
     for key in stages.values():
         assert f"CORRUPT {key[:12]}" in r.stdout
@@ -556,9 +676,13 @@ def test_damaged_artifacts_are_reported_never_used_and_recomputed(reference, tmp
         art = store.open(key)
         for name, value in reference["arrays"][key].items():
             assert np.array_equal(art[name], value)
-    r = subprocess.run(_cmd(cache, "cache", "verify"), capture_output=True, text=True, env=_env(), timeout=300)
+    r = subprocess.run(
+        _cmd(cache, "cache", "verify"), capture_output=True, text=True, env=_env(), timeout=300
+    )
     assert r.returncode == 0, r.stdout
-    print(f"RELIABILITY corruptions recomputed {len(damaged)} ({', '.join(f'{k}:{v}' for k, v in damaged.items())})")
+    print(
+        f"RELIABILITY corruptions recomputed {len(damaged)} ({', '.join(f'{k}:{v}' for k, v in damaged.items())})"
+    )
 
 
 # ---- concurrency ---------------------------------------------------------------------------------------
@@ -572,9 +696,15 @@ def test_two_concurrent_generates_and_gc_beside_them(reference, tmp_path):
 
     def cli_gc_loop():
         while not stop.is_set():
-            r = subprocess.run(_cmd(cache, "cache", "gc", "--unreferenced"), capture_output=True, text=True,
-                               env=_env(), timeout=300)
+            r = subprocess.run(
+                _cmd(cache, "cache", "gc", "--unreferenced"),
+                capture_output=True,
+                text=True,
+                env=_env(),
+                timeout=300,
+            )
             cli_gcs.append(r)
+
     gc_thread = threading.Thread(target=cli_gc_loop, daemon=True)
     gc_thread.start()
     try:
@@ -601,5 +731,7 @@ def test_two_concurrent_generates_and_gc_beside_them(reference, tmp_path):
         art = store.open(key)
         for name, value in reference["arrays"][key].items():
             assert np.array_equal(art[name], value)
-    print(f"RELIABILITY concurrent generates 2 ok, gc beside them: {sweeps} in-process sweeps, "
-          f"{len(cli_gcs)} `ltx cache gc --unreferenced` runs")
+    print(
+        f"RELIABILITY concurrent generates 2 ok, gc beside them: {sweeps} in-process sweeps, "
+        f"{len(cli_gcs)} `ltx cache gc --unreferenced` runs"
+    )

@@ -30,7 +30,7 @@ from ltx.text_encoder import (  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
 PROMPT = (
-    "  A woman in a blue coat walks along a rainy street at night; she says \"Let's go home\" while "
+    '  A woman in a blue coat walks along a rainy street at night; she says "Let\'s go home" while '
     "a piano plays softly and the camera slowly pans to the right.  "
 )
 
@@ -55,7 +55,9 @@ def tiny_text(request, tmp_path_factory):
 def test_negative_prompt_is_byte_exact():
     data = DEFAULT_NEGATIVE_PROMPT.encode()
     assert len(DEFAULT_NEGATIVE_PROMPT) == 1078
-    assert hashlib.sha256(data).hexdigest() == "3b57a0df38897410505431c481fdc9b8e4b6e86d18b1c425a1bc26ab96067379"
+    assert (
+        hashlib.sha256(data).hexdigest() == "3b57a0df38897410505431c481fdc9b8e4b6e86d18b1c425a1bc26ab96067379"
+    )
 
 
 def test_tokenizer_ids_match_reference(tiny_text):
@@ -147,29 +149,46 @@ def test_processor_wrong_gemma_width_is_reported(tiny_text):
 
 @pytest.mark.parametrize(
     "key,value",
-    [("connector_num_learnable_registers", 64), ("rope_type", "spiral"), ("caption_proj_before_connector", False)],
+    [
+        ("connector_num_learnable_registers", 64),
+        ("rope_type", "spiral"),
+        ("caption_proj_before_connector", False),
+    ],
 )
 def test_unsupported_text_config_is_named(key, value):
     base = {"connector_num_learnable_registers": 128, "rope_type": "split"}
     if key == "caption_proj_before_connector":
-        base.update(caption_projection_first_linear=False, caption_proj_input_norm=False,
-                    caption_projection_second_linear=False)
+        base.update(
+            caption_projection_first_linear=False,
+            caption_proj_input_norm=False,
+            caption_projection_second_linear=False,
+        )
     with pytest.raises(CheckpointError, match=key):
         TextConfig.from_dict({**base, key: value})
 
 
 def test_partial_v2_config_is_named():
     with pytest.raises(CheckpointError, match="caption_proj_input_norm"):
-        TextConfig.from_dict({"caption_proj_before_connector": True, "caption_projection_first_linear": False,
-                              "caption_projection_second_linear": False})
+        TextConfig.from_dict(
+            {
+                "caption_proj_before_connector": True,
+                "caption_projection_first_linear": False,
+                "caption_projection_second_linear": False,
+            }
+        )
 
 
 def test_unsupported_gemma_config_is_named():
     with pytest.raises(CheckpointError, match="hidden_activation"):
         GemmaConfig.from_dict({"text_config": {"hidden_activation": "relu"}})
     with pytest.raises(CheckpointError, match="layer_types"):
-        GemmaConfig.from_dict({"num_hidden_layers": 2, "sliding_window_pattern": 2,
-                               "layer_types": ["full_attention", "full_attention"]})
+        GemmaConfig.from_dict(
+            {
+                "num_hidden_layers": 2,
+                "sliding_window_pattern": 2,
+                "layer_types": ["full_attention", "full_attention"],
+            }
+        )
 
 
 def _gemma_copy(src: Path, dst: Path, edit) -> Path:
@@ -189,8 +208,11 @@ def test_gemma_missing_and_renamed_keys_are_named(tiny_text, tmp_path):
     missing = _gemma_copy(model_dir / "gemma", tmp_path / "missing", lambda w: w.pop(key))
     with pytest.raises(CheckpointError, match="layers.1.self_attn.k_norm.weight"):
         load_gemma(missing)
-    renamed = _gemma_copy(model_dir / "gemma", tmp_path / "renamed",
-                          lambda w: w.__setitem__("language_model.model.extra.weight", w.pop(key)))
+    renamed = _gemma_copy(
+        model_dir / "gemma",
+        tmp_path / "renamed",
+        lambda w: w.__setitem__("language_model.model.extra.weight", w.pop(key)),
+    )
     with pytest.raises(CheckpointError, match="layers.1.self_attn.k_norm.weight"):
         load_gemma(renamed)
 
@@ -209,7 +231,7 @@ def test_gemma_loads_transformers5_key_layout(tiny_text, tmp_path):
 
     def relayout(w):
         for k in [k for k in w if k.startswith("language_model.model.")]:
-            w["model.language_model." + k[len("language_model.model."):]] = w.pop(k)
+            w["model.language_model." + k[len("language_model.model.") :]] = w.pop(k)
 
     gemma = load_gemma(_gemma_copy(model_dir / "gemma", tmp_path / "v5", relayout), dtype=mx.float32)
     ids, mask = encoder.tokenizer(PROMPT)
@@ -239,8 +261,11 @@ def test_enhancement_greedy_tokens_match_reference(tiny_text):
 
 def test_enhancement_sampling_is_seeded(tiny_text):
     _, _, encoder, _ = tiny_text
+
     def run(seed: int) -> str:
-        return enhance_t2v(encoder.gemma, encoder.tokenizer, "a cat", seed=seed, max_new_tokens=8, system_prompt="Be brief.")
+        return enhance_t2v(
+            encoder.gemma, encoder.tokenizer, "a cat", seed=seed, max_new_tokens=8, system_prompt="Be brief."
+        )
 
     assert run(3) == run(3)
     assert len({run(s) for s in range(4)}) > 1  # the seed matters
@@ -249,6 +274,8 @@ def test_enhancement_sampling_is_seeded(tiny_text):
 
 
 def test_clean_response_and_system_prompt():
-    assert clean_response("\u201c**Hello\u201d \u2014 world") == "Hello\" - world"
+    assert clean_response("\u201c**Hello\u201d \u2014 world") == 'Hello" - world'
     data = t2v_system_prompt().encode()
-    assert hashlib.sha256(data).hexdigest() == "0f98f02f9fffae27ee3f576685d6d9f9ef13194a0c2068aacdd97f86ea96efd2"
+    assert (
+        hashlib.sha256(data).hexdigest() == "0f98f02f9fffae27ee3f576685d6d9f9ef13194a0c2068aacdd97f86ea96efd2"
+    )

@@ -55,8 +55,14 @@ def _modality(g, stream: str, sigma: float, batch: int = 1, timesteps=None, mask
     if batch > 1:
         tok, pos = mx.repeat(tok, batch, 0), mx.repeat(pos, batch, 0)
     ts = mx.full((batch, tok.shape[1], 1), sigma) if timesteps is None else mx.array(timesteps)
-    return Modality(latent=tok, sigma=mx.full((batch,), sigma), timesteps=ts, positions=pos,
-                    context=mx.repeat(ctx, batch, 0), attention_mask=None if mask is None else mx.array(mask))
+    return Modality(
+        latent=tok,
+        sigma=mx.full((batch,), sigma),
+        timesteps=ts,
+        positions=pos,
+        context=mx.repeat(ctx, batch, 0),
+        attention_mask=None if mask is None else mx.array(mask),
+    )
 
 
 def test_patchify_and_positions(setup):
@@ -64,7 +70,9 @@ def test_patchify_and_positions(setup):
     v_lat, a_lat = mx.array(g["in.video_latent"]), mx.array(g["in.audio_latent"])
     assert np.array_equal(np.array(P.patchify_video(v_lat)), g["video_tokens"])
     assert np.array_equal(np.array(P.patchify_audio(a_lat)), g["audio_tokens"])
-    assert np.array_equal(np.array(P.unpatchify_video(mx.array(g["video_tokens"]), 3, 2, 2)), g["in.video_latent"])
+    assert np.array_equal(
+        np.array(P.unpatchify_video(mx.array(g["video_tokens"]), 3, 2, 2)), g["in.video_latent"]
+    )
     assert np.array_equal(np.array(P.unpatchify_audio(mx.array(g["audio_tokens"]))), g["in.audio_latent"])
     assert np.array_equal(np.array(P.video_positions(3, 2, 2, FPS)), g["video_positions"])
     assert np.array_equal(np.array(P.audio_positions(5)), g["audio_positions"])
@@ -101,7 +109,9 @@ def test_preprocessing(setup):
         ref = g[f"{s}.ada"]
         close(f"{s}.ada", np.broadcast_to(np.array(ada), ref.shape), ref)
         ref = g[f"{s}.embedded_timestep"]
-        close(f"{s}.embedded_timestep", np.broadcast_to(np.array(args.embedded[args.ada_index]), ref.shape), ref)
+        close(
+            f"{s}.embedded_timestep", np.broadcast_to(np.array(args.embedded[args.ada_index]), ref.shape), ref
+        )
         close(f"{s}.cross_scale_shift", args.cross_ss.reshape(b, 1, -1), g[f"{s}.cross_scale_shift"])
         close(f"{s}.cross_gate", args.cross_gate.reshape(b, 1, -1), g[f"{s}.cross_gate"])
         if variant == "2.3":
@@ -118,7 +128,9 @@ def test_block(setup):
 
 def _cases(g):
     video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
-    cond = _modality(g, "video", SIGMA_V, timesteps=g["in.cond_video_timesteps"], mask=g["in.cond_video_mask"])
+    cond = _modality(
+        g, "video", SIGMA_V, timesteps=g["in.cond_video_timesteps"], mask=g["in.cond_video_mask"]
+    )
     return {
         "plain": (video, audio, None),
         "skip_video_self_attn": (video, audio, [Perturbation("skip_video_self_attn", (1,))]),
@@ -128,13 +140,28 @@ def _cases(g):
         "video_only": (video, None, None),
         "audio_only": (None, audio, None),
         "conditioned": (cond, audio, None),
-        "batch_mixed": (_modality(g, "video", SIGMA_V, 2), _modality(g, "audio", SIGMA_A, 2),
-                        [[Perturbation("skip_video_self_attn", (1,)), Perturbation("skip_a2v_cross_attn")], []]),
+        "batch_mixed": (
+            _modality(g, "video", SIGMA_V, 2),
+            _modality(g, "audio", SIGMA_A, 2),
+            [[Perturbation("skip_video_self_attn", (1,)), Perturbation("skip_a2v_cross_attn")], []],
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["plain", "skip_video_self_attn", "skip_audio_self_attn", "skip_a2v", "skip_v2a",
-                                  "video_only", "audio_only", "conditioned", "batch_mixed"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "plain",
+        "skip_video_self_attn",
+        "skip_audio_self_attn",
+        "skip_a2v",
+        "skip_v2a",
+        "video_only",
+        "audio_only",
+        "conditioned",
+        "batch_mixed",
+    ],
+)
 def test_x0_model(setup, case):
     _, _, model, g = setup
     v, a, p = _cases(g)[case]
@@ -148,7 +175,9 @@ def test_x0_model(setup, case):
     if case != "plain":  # every variant must change the output it targets
         base = _cases(g)["plain"]
         bv, ba = X0Model(model)(*base)
-        changed = [not np.allclose(np.array(x)[:1], np.array(y)) for x, y in ((dv, bv), (da, ba)) if x is not None]
+        changed = [
+            not np.allclose(np.array(x)[:1], np.array(y)) for x, y in ((dv, bv), (da, ba)) if x is not None
+        ]
         assert any(changed), case
 
 
@@ -175,8 +204,12 @@ def test_strict_loading_errors(setup):
     renamed["model.diffusion_model.transformer_blocks.1.attn1.to_query.weight"] = weights[key]
     with pytest.raises(loader.CheckpointError, match="to_q"):
         load_transformer((renamed, config))
-    for k, bad in (("qk_norm", "layer_norm"), ("rope_type", "spiral"), ("activation_fn", "gelu"),
-                   ("cross_attention_dim", 24)):
+    for k, bad in (
+        ("qk_norm", "layer_norm"),
+        ("rope_type", "spiral"),
+        ("activation_fn", "gelu"),
+        ("cross_attention_dim", 24),
+    ):
         cfg = json.loads(json.dumps(config))
         cfg["transformer"][k] = bad
         with pytest.raises(loader.CheckpointError, match=rf"transformer\.{k}={bad!r}"):
@@ -197,10 +230,22 @@ def test_connector_and_other_components_are_not_transformer_weights(setup):
 
 
 def test_19b_parameter_count():
-    cfg = dict(num_layers=48, num_attention_heads=32, attention_head_dim=128, in_channels=128, out_channels=128,
-               audio_num_attention_heads=32, audio_attention_head_dim=64, audio_out_channels=128,
-               cross_attention_dim=4096, audio_cross_attention_dim=2048, caption_channels=3840, rope_type="split",
-               frequencies_precision="float64", av_ca_timestep_scale_multiplier=1000.0)
+    cfg = dict(
+        num_layers=48,
+        num_attention_heads=32,
+        attention_head_dim=128,
+        in_channels=128,
+        out_channels=128,
+        audio_num_attention_heads=32,
+        audio_attention_head_dim=64,
+        audio_out_channels=128,
+        cross_attention_dim=4096,
+        audio_cross_attention_dim=2048,
+        caption_channels=3840,
+        rope_type="split",
+        frequencies_precision="float64",
+        av_ca_timestep_scale_multiplier=1000.0,
+    )
     assert count_parameters(cfg) == 18_876_174_592
 
 
@@ -234,7 +279,10 @@ def test_caption_projection_in_text_encoder(setup_20):
     model = load_transformer((weights, config), mx.float32)
     assert "caption_projection" not in model and "audio_caption_projection" not in model
     video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
-    video.context, audio.context = mx.array(g["in.video_context_inner"]), mx.array(g["in.audio_context_inner"])
+    video.context, audio.context = (
+        mx.array(g["in.video_context_inner"]),
+        mx.array(g["in.audio_context_inner"]),
+    )
     dv, da = X0Model(model)(video, audio)
     close("x0.no_caption_projection.video", dv, g["x0.no_caption_projection.video"])
     close("x0.no_caption_projection.audio", da, g["x0.no_caption_projection.audio"])
@@ -244,9 +292,13 @@ def test_bfloat16_compute(setup):
     _, model_dir, _, g = setup
     model = load_transformer(model_dir / "model.safetensors", mx.bfloat16)
     assert model.dtype == mx.bfloat16
-    cond = _modality(g, "video", SIGMA_V, timesteps=g["in.cond_video_timesteps"], mask=g["in.cond_video_mask"])
-    for case, (v, a) in {"plain": (_modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)),
-                         "conditioned": (cond, _modality(g, "audio", SIGMA_A))}.items():
+    cond = _modality(
+        g, "video", SIGMA_V, timesteps=g["in.cond_video_timesteps"], mask=g["in.cond_video_mask"]
+    )
+    for case, (v, a) in {
+        "plain": (_modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)),
+        "conditioned": (cond, _modality(g, "audio", SIGMA_A)),
+    }.items():
         v.latent, a.latent = v.latent.astype(mx.bfloat16), a.latent.astype(mx.bfloat16)
         dv, da = X0Model(model)(v, a)
         assert dv.dtype == mx.bfloat16
@@ -263,8 +315,14 @@ def test_make_modality_and_rope_cache(setup):
     video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
     mask = np.ones((1, video.latent.shape[1]), np.float32)
     mask[:, :4] = 0.0
-    v1 = make_modality(video.latent, video.positions, video.context, SIGMA_V, mx.array(mask),
-                       attention_mask=mx.array(g["in.cond_video_mask"]))
+    v1 = make_modality(
+        video.latent,
+        video.positions,
+        video.context,
+        SIGMA_V,
+        mx.array(mask),
+        attention_mask=mx.array(g["in.cond_video_mask"]),
+    )
     a1 = make_modality(audio.latent, audio.positions, audio.context, SIGMA_A)
     assert a1.timesteps.shape == (1, 1, 1)
     dv, da = X0Model(model)(v1, a1)
@@ -290,8 +348,11 @@ def test_guidance_style_perturbations(setup):
 
     _, _, model, g = setup
     video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
-    for spec, case in ((Spec(skip_video_self_attn_blocks=(1,)), "skip_video_self_attn"),
-                       (Spec(skip_audio_self_attn_blocks=None), "skip_audio_self_attn"), (Spec(skip_a2v=True), "skip_a2v")):
+    for spec, case in (
+        (Spec(skip_video_self_attn_blocks=(1,)), "skip_video_self_attn"),
+        (Spec(skip_audio_self_attn_blocks=None), "skip_audio_self_attn"),
+        (Spec(skip_a2v=True), "skip_a2v"),
+    ):
         dv, da = X0Model(model)(video, audio, [spec])
         close(f"x0.{case}.video", dv, g[f"x0.{case}.video"])
         close(f"x0.{case}.audio", da, g[f"x0.{case}.audio"])

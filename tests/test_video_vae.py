@@ -71,7 +71,7 @@ def tile_noise(flat: np.ndarray):
 
     def draw(shape: tuple[int, ...]) -> mx.array:
         n = int(np.prod(shape))
-        x = flat[pos[0]:pos[0] + n].reshape(shape)
+        x = flat[pos[0] : pos[0] + n].reshape(shape)
         pos[0] += n
         return mx.array(x)
 
@@ -149,11 +149,16 @@ def test_streaming_equals_whole_tiled_decode(plain_decoder):
     assert len(chunks) == 3 and all(c.shape[1] > 0 for c in chunks)
     streamed = mx.concatenate(chunks, axis=1)
     assert streamed.shape == (1, 49, 64, 96, 3)
-    assert float(np.abs(np.asarray(streamed) - whole_buffer_tiled_decode(plain_decoder, latent, cfg)).max()) < 1e-5
+    assert (
+        float(np.abs(np.asarray(streamed) - whole_buffer_tiled_decode(plain_decoder, latent, cfg)).max())
+        < 1e-5
+    )
     assert mx.array_equal(plain_decoder.decode(latent, cfg), streamed)
 
 
-def _stream_peak(dec: VideoDecoder, frames: int, cfg: tiling.TilingConfig, keep: bool = False) -> tuple[float, int]:
+def _stream_peak(
+    dec: VideoDecoder, frames: int, cfg: tiling.TilingConfig, keep: bool = False
+) -> tuple[float, int]:
     latent = mx.random.normal((1, 128, frames, 2, 3), key=mx.random.key(frames))
     mx.eval(latent)
     base = mx.get_active_memory()
@@ -173,7 +178,9 @@ def test_streaming_peak_memory_does_not_grow_with_length(plain_decoder):
     long, n_long = _stream_peak(plain_decoder, 30, cfg)
     assert (n_short, n_long) == (41, 233)
     # holding the long video (17 MB) would roughly double the ~20 MB per-tile peak
-    assert long / short < 1.25, f"streaming peak grew {long / short:.2f}x for {n_long / n_short:.1f}x the frames"
+    assert long / short < 1.25, (
+        f"streaming peak grew {long / short:.2f}x for {n_long / n_short:.1f}x the frames"
+    )
     # the measure is sensitive: a consumer that keeps every chunk shows the growth
     held, _ = _stream_peak(plain_decoder, 30, cfg, keep=True)
     assert held / long > 1.3, (held, long)
@@ -196,13 +203,17 @@ def test_timestep_conditioning_metadata_and_keys_must_agree(tmp_path, tiny_dirs)
     conditioned = tiny_dirs("2.0") / "model.safetensors"
     plain = tiny_dirs("2.3") / "model.safetensors"
     bad = _rewrite(conditioned, tmp_path / "a.safetensors", {"timestep_conditioning": False})
-    with pytest.raises(CheckpointError, match="timestep_conditioning=False but the decoder has timestep-conditioning"):
+    with pytest.raises(
+        CheckpointError, match="timestep_conditioning=False but the decoder has timestep-conditioning"
+    ):
         load_video_decoder(bad)
     bad = _rewrite(plain, tmp_path / "b.safetensors", {"timestep_conditioning": True})
     with pytest.raises(CheckpointError, match="timestep_conditioning=True but the decoder has no"):
         load_video_decoder(bad)
     # absent from the metadata: decided by the weights; without them it says so
-    assert load_video_decoder(_rewrite(conditioned, tmp_path / "c.safetensors", {"timestep_conditioning": None})).timestep_conditioning
+    assert load_video_decoder(
+        _rewrite(conditioned, tmp_path / "c.safetensors", {"timestep_conditioning": None})
+    ).timestep_conditioning
     with pytest.warns(UserWarning, match="timestep_conditioning is absent"):
         dec = load_video_decoder(_rewrite(plain, tmp_path / "d.safetensors", {"timestep_conditioning": None}))
     assert not dec.timestep_conditioning
@@ -260,7 +271,9 @@ def test_temporal_split_recreates_first_frame():
     tiles = tiling.plan_tiles((16, 2, 2), tiling.parse_tiling("default"))
     assert _axis(tiles, 0) == [(0, 8), (4, 13), (9, 16)]
     assert _axis(tiles, 0, latent=False) == [(0, 57), (32, 97), (72, 121)]
-    m = tiles[1].masks[0]  # left ramp 3 + 1 latents -> 25 frames fading in from exactly 0; right ramp 24 frames
+    m = tiles[1].masks[
+        0
+    ]  # left ramp 3 + 1 latents -> 25 frames fading in from exactly 0; right ramp 24 frames
     np.testing.assert_allclose(m[:25], np.linspace(0, 1, 26)[:-1], atol=1e-7)
     np.testing.assert_allclose(m[-24:], np.linspace(1, 0, 26)[1:-1], atol=1e-7)
     assert m[0] == 0 and len(m) == 65

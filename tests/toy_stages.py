@@ -95,7 +95,11 @@ if __name__ == "__main__":
     sleep = float(sys.argv[sys.argv.index("--sleep") + 1]) if "--sleep" in sys.argv else 0.0
     rows = int(sys.argv[sys.argv.index("--rows") + 1]) if "--rows" in sys.argv else 8
     if "--steps" in sys.argv:
-        node = Node(STEPS, StepsParams(int(sys.argv[sys.argv.index("--steps") + 1])), {"x": Node(MAKE, MakeParams(seed, rows))})
+        node = Node(
+            STEPS,
+            StepsParams(int(sys.argv[sys.argv.index("--steps") + 1])),
+            {"x": Node(MAKE, MakeParams(seed, rows))},
+        )
     else:
         node = chain(seed, rows=rows, sleep=sleep)
     art = ensure(Store(cache_dir), node, echo=lambda m: print(m, file=sys.stderr))

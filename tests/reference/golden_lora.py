@@ -39,13 +39,20 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     from ltx_core.loader.sd_ops import LTXV_LORA_COMFY_RENAMING_MAP
     from safetensors.torch import load_file
 
-    model_sd = {k[len("model.diffusion_model."):]: v for k, v in load_file(str(model_dir / "model.safetensors")).items()
-                if k.startswith("model.diffusion_model.transformer_blocks.")}
-    lora = {LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(k): v
-            for k, v in load_file(str(model_dir / "distilled_lora.safetensors")).items()}
-    fused = apply_loras(StateDict(model_sd, torch.device("cpu"), 0, {torch.bfloat16}),
-                        [LoraStateDictWithStrength(StateDict(lora, torch.device("cpu"), 0, {torch.bfloat16}), STRENGTH)],
-                        dtype=torch.bfloat16)
+    model_sd = {
+        k[len("model.diffusion_model.") :]: v
+        for k, v in load_file(str(model_dir / "model.safetensors")).items()
+        if k.startswith("model.diffusion_model.transformer_blocks.")
+    }
+    lora = {
+        LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(k): v
+        for k, v in load_file(str(model_dir / "distilled_lora.safetensors")).items()
+    }
+    fused = apply_loras(
+        StateDict(model_sd, torch.device("cpu"), 0, {torch.bfloat16}),
+        [LoraStateDictWithStrength(StateDict(lora, torch.device("cpu"), 0, {torch.bfloat16}), STRENGTH)],
+        dtype=torch.bfloat16,
+    )
     out = {"strength": np.array(STRENGTH, np.float32)}
     for module in sorted(_targets(variant))[:6]:  # a sample of fused weights keeps the file small
         out[f"fused.{module}"] = fused.sd[f"{module}.weight"].float().numpy()

@@ -104,7 +104,9 @@ def _fuse_lora_f32(x0_model, lora_path: Path, strength: float) -> int:
     from ltx_core.loader.sd_ops import LTXV_LORA_COMFY_RENAMING_MAP
     from safetensors.torch import load_file
 
-    lora = {LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(k): v.float() for k, v in load_file(str(lora_path)).items()}
+    lora = {
+        LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(k): v.float() for k, v in load_file(str(lora_path)).items()
+    }
     params = dict(x0_model.velocity_model.named_parameters())
     n = 0
     with torch.no_grad():
@@ -131,7 +133,9 @@ def _decode_video(decoder, latent, noise: _Noise):
     if decoder.timestep_conditioning:
         torch.randn = fake
     try:
-        chunks = list(decoder.tiled_decode(latent, TilingConfig.default(), generator=torch.Generator().manual_seed(0)))
+        chunks = list(
+            decoder.tiled_decode(latent, TilingConfig.default(), generator=torch.Generator().manual_seed(0))
+        )
     finally:
         torch.randn = orig
     video = torch.cat(chunks, dim=2)[0]  # (3, F, H, W)
@@ -171,9 +175,13 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     torch.manual_seed(0)
     torch.set_grad_enabled(False)
     dtype, device = torch.float32, torch.device("cpu")
-    ledger = ModelLedger(dtype=dtype, device=device, checkpoint_path=str(model_dir / "model.safetensors"),
-                         gemma_root_path=str(model_dir / "gemma"),
-                         spatial_upsampler_path=str(model_dir / "upsampler.safetensors"))
+    ledger = ModelLedger(
+        dtype=dtype,
+        device=device,
+        checkpoint_path=str(model_dir / "model.safetensors"),
+        gemma_root_path=str(model_dir / "gemma"),
+        spatial_upsampler_path=str(model_dir / "upsampler.safetensors"),
+    )
     components = PipelineComponents(dtype=dtype, device=device)
     stepper = EulerDiffusionStep()
     noise = _Noise(NOISE_SEED)
@@ -194,8 +202,13 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
 
     video_encoder, upsampler = ledger.video_encoder(), ledger.spatial_upsampler()
     video_decoder, audio_decoder, vocoder = ledger.video_decoder(), ledger.audio_decoder(), ledger.vocoder()
-    for m, what in ((video_encoder, "video encoder"), (upsampler, "upsampler"), (video_decoder, "video decoder"),
-                    (audio_decoder, "audio decoder"), (vocoder, "vocoder")):
+    for m, what in (
+        (video_encoder, "video encoder"),
+        (upsampler, "upsampler"),
+        (video_decoder, "video decoder"),
+        (audio_decoder, "audio decoder"),
+        (vocoder, "vocoder"),
+    ):
         _no_meta(m, what)
     base = ledger.transformer()
     _no_meta(base, "transformer")
@@ -205,46 +218,87 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
 
     def loop(denoise_fn):
         def fn(sigmas, video_state, audio_state, stepper):
-            return euler_denoising_loop(sigmas=sigmas, video_state=video_state, audio_state=audio_state,
-                                        stepper=stepper, denoise_fn=denoise_fn)
+            return euler_denoising_loop(
+                sigmas=sigmas,
+                video_state=video_state,
+                audio_state=audio_state,
+                stepper=stepper,
+                denoise_fn=denoise_fn,
+            )
+
         return fn
 
     def two_stage(name: str, stage1_sigmas, stage1_denoise, stage2_transformer) -> None:
-        noiser, queue = _injected_noiser(noise, ["stage1_video", "stage1_audio", "stage2_video", "stage2_audio"])
-        v1, a1 = denoise_audio_video(output_shape=s1_shape, conditionings=[], noiser=noiser, sigmas=stage1_sigmas,
-                                     stepper=stepper, denoising_loop_fn=loop(stage1_denoise), components=components,
-                                     dtype=dtype, device=device)
+        noiser, queue = _injected_noiser(
+            noise, ["stage1_video", "stage1_audio", "stage2_video", "stage2_audio"]
+        )
+        v1, a1 = denoise_audio_video(
+            output_shape=s1_shape,
+            conditionings=[],
+            noiser=noiser,
+            sigmas=stage1_sigmas,
+            stepper=stepper,
+            denoising_loop_fn=loop(stage1_denoise),
+            components=components,
+            dtype=dtype,
+            device=device,
+        )
         up = upsample_video(latent=v1.latent[:1], video_encoder=video_encoder, upsampler=upsampler)
         s2 = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, dtype=torch.float32)
         v2, a2 = denoise_audio_video(
-            output_shape=s2_shape, conditionings=[], noiser=noiser, sigmas=s2, stepper=stepper,
-            denoising_loop_fn=loop(simple_denoising_func(ctx_p.video_encoding, ctx_p.audio_encoding,
-                                                         stage2_transformer)),
-            components=components, dtype=dtype, device=device, noise_scale=s2[0],
-            initial_video_latent=up, initial_audio_latent=a1.latent)
+            output_shape=s2_shape,
+            conditionings=[],
+            noiser=noiser,
+            sigmas=s2,
+            stepper=stepper,
+            denoising_loop_fn=loop(
+                simple_denoising_func(ctx_p.video_encoding, ctx_p.audio_encoding, stage2_transformer)
+            ),
+            components=components,
+            dtype=dtype,
+            device=device,
+            noise_scale=s2[0],
+            initial_video_latent=up,
+            initial_audio_latent=a1.latent,
+        )
         assert not queue
         video = _decode_video(video_decoder, v2.latent, noise)
         mel = audio_decoder(a2.latent)
         wave = vocoder(mel).squeeze(0).float()
-        out.update({
-            f"{name}.stage1_video": v1.latent.numpy(), f"{name}.stage1_audio": a1.latent.numpy(),
-            f"{name}.upsampled": up.numpy(), f"{name}.stage2_video": v2.latent.numpy(),
-            f"{name}.stage2_audio": a2.latent.numpy(), f"{name}.video_f16": _f16_bits(video),
-            f"{name}.mel": mel.numpy(), f"{name}.waveform": wave.numpy(),
-        })
+        out.update(
+            {
+                f"{name}.stage1_video": v1.latent.numpy(),
+                f"{name}.stage1_audio": a1.latent.numpy(),
+                f"{name}.upsampled": up.numpy(),
+                f"{name}.stage2_video": v2.latent.numpy(),
+                f"{name}.stage2_audio": a2.latent.numpy(),
+                f"{name}.video_f16": _f16_bits(video),
+                f"{name}.mel": mel.numpy(),
+                f"{name}.waveform": wave.numpy(),
+            }
+        )
 
     # a) distilled: one transformer, no guidance
-    two_stage("distilled", torch.tensor(DISTILLED_SIGMA_VALUES, dtype=torch.float32),
-              simple_denoising_func(ctx_p.video_encoding, ctx_p.audio_encoding, base), base)
+    two_stage(
+        "distilled",
+        torch.tensor(DISTILLED_SIGMA_VALUES, dtype=torch.float32),
+        simple_denoising_func(ctx_p.video_encoding, ctx_p.audio_encoding, base),
+        base,
+    )
 
     # b) dev two-stage: guided stage 1 with the base transformer, stage 2 with the distilled LoRA fused
     sig = LTX2Scheduler().execute(steps=DEV_STEPS).to(dtype=torch.float32)
     guided = multi_modal_guider_factory_denoising_func(
-        video_guider_factory=create_multimodal_guider_factory(MultiModalGuiderParams(**GUIDERS["video"]),
-                                                              negative_context=ctx_n.video_encoding),
-        audio_guider_factory=create_multimodal_guider_factory(MultiModalGuiderParams(**GUIDERS["audio"]),
-                                                              negative_context=ctx_n.audio_encoding),
-        v_context=ctx_p.video_encoding, a_context=ctx_p.audio_encoding, transformer=base)
+        video_guider_factory=create_multimodal_guider_factory(
+            MultiModalGuiderParams(**GUIDERS["video"]), negative_context=ctx_n.video_encoding
+        ),
+        audio_guider_factory=create_multimodal_guider_factory(
+            MultiModalGuiderParams(**GUIDERS["audio"]), negative_context=ctx_n.audio_encoding
+        ),
+        v_context=ctx_p.video_encoding,
+        a_context=ctx_p.audio_encoding,
+        transformer=base,
+    )
     lora_model = ledger.transformer()
     _fuse_lora_f32(lora_model, model_dir / "distilled_lora.safetensors", LORA_STRENGTH)
     two_stage("dev", sig, guided, lora_model)

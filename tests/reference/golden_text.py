@@ -22,10 +22,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 GEMMA_ASSETS = ROOT / "ltx" / "assets" / "tiny" / "gemma"
-STATIC = ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-          "preprocessor_config.json")
+STATIC = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+)
 PROMPT = (
-    "  A woman in a blue coat walks along a rainy street at night; she says \"Let's go home\" while "
+    '  A woman in a blue coat walks along a rainy street at night; she says "Let\'s go home" while '
     "a piano plays softly and the camera slowly pans to the right.  "
 )
 
@@ -103,7 +109,13 @@ def _shrink_gemma_config() -> dict:
         for k, v in cfg[section].items():
             if hasattr(target, k):
                 setattr(target, k, Gemma3RopeScaling(**v) if k == "rope_scaling" else v)
-    for k in ("boi_token_index", "eoi_token_index", "eos_token_id", "image_token_index", "mm_tokens_per_image"):
+    for k in (
+        "boi_token_index",
+        "eoi_token_index",
+        "eos_token_id",
+        "image_token_index",
+        "mm_tokens_per_image",
+    ):
         setattr(g, k, cfg[k])
     return cfg
 
@@ -121,10 +133,13 @@ def _gemma_tensors() -> dict[str, list[int]]:
     for k, v in model.state_dict().items():
         if k == "lm_head.weight":
             continue  # tied to embed_tokens; the reference duplicates it
-        for src, dst in (("model.language_model.", "language_model.model."), ("model.vision_tower.", "vision_tower."),
-                         ("model.multi_modal_projector.", "multi_modal_projector.")):
+        for src, dst in (
+            ("model.language_model.", "language_model.model."),
+            ("model.vision_tower.", "vision_tower."),
+            ("model.multi_modal_projector.", "multi_modal_projector."),
+        ):
             if k.startswith(src):
-                out[dst + k[len(src):]] = list(v.shape)
+                out[dst + k[len(src) :]] = list(v.shape)
                 break
         else:
             raise KeyError(f"unexpected Gemma key {k}")
@@ -137,13 +152,15 @@ def _processor_tensors(variant: str) -> dict[str, list[int]]:
 
     _shrink_gemma_config()
     proc = EmbeddingsProcessorConfigurator.from_config({"transformer": transformer_config(variant)})
-    back = {"feature_extractor.": "text_embedding_projection.",
-            "video_connector.": "model.diffusion_model.video_embeddings_connector.",
-            "audio_connector.": "model.diffusion_model.audio_embeddings_connector."}
+    back = {
+        "feature_extractor.": "text_embedding_projection.",
+        "video_connector.": "model.diffusion_model.video_embeddings_connector.",
+        "audio_connector.": "model.diffusion_model.audio_embeddings_connector.",
+    }
     out = {}
     for k, v in proc.state_dict().items():
         prefix = next(p for p in back if k.startswith(p))
-        out[back[prefix] + k[len(prefix):]] = list(v.shape)
+        out[back[prefix] + k[len(prefix) :]] = list(v.shape)
     return out
 
 
@@ -154,7 +171,11 @@ def contribute(variant: str) -> dict:
             "tensors": _processor_tensors(variant),
             "dtype": "BF16",
         },
-        "gemma/model.safetensors": {"metadata": {"format": "pt"}, "tensors": _gemma_tensors(), "dtype": "BF16"},
+        "gemma/model.safetensors": {
+            "metadata": {"format": "pt"},
+            "tensors": _gemma_tensors(),
+            "dtype": "BF16",
+        },
         "static": {f"gemma/{name}": f"gemma/{name}" for name in STATIC},
     }
 
@@ -172,8 +193,12 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
 
     _shrink_gemma_config()
     torch.manual_seed(0)
-    ledger = ModelLedger(dtype=torch.float32, device=torch.device("cpu"),
-                         checkpoint_path=str(model_dir / "model.safetensors"), gemma_root_path=str(model_dir / "gemma"))
+    ledger = ModelLedger(
+        dtype=torch.float32,
+        device=torch.device("cpu"),
+        checkpoint_path=str(model_dir / "model.safetensors"),
+        gemma_root_path=str(model_dir / "gemma"),
+    )
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode():
         encoder = ledger.text_encoder()
@@ -213,18 +238,24 @@ def _enhancement(encoder) -> dict[str, np.ndarray]:
     """The chat ids of GemmaTextEncoder._enhance, the LM's last logits and a greedy continuation."""
     import torch
 
-    messages = [{"role": "system", "content": encoder.default_gemma_t2v_system_prompt},
-                {"role": "user", "content": f"user prompt: {ENHANCE_PROMPT}"}]
-    text = encoder.processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    messages = [
+        {"role": "system", "content": encoder.default_gemma_t2v_system_prompt},
+        {"role": "user", "content": f"user prompt: {ENHANCE_PROMPT}"},
+    ]
+    text = encoder.processor.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
     inputs = encoder.processor(text=text, images=None, return_tensors="pt")
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     logits = encoder.model(input_ids=ids, attention_mask=mask).logits[0, -1]
-    greedy = encoder.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=GREEDY_TOKENS, do_sample=False)
+    greedy = encoder.model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=GREEDY_TOKENS, do_sample=False
+    )
     assert torch.isfinite(logits).all()
     return {
         "enhance_input_ids": ids.numpy().astype(np.int32),
         "enhance_last_logits": logits.numpy(),
-        "enhance_greedy_tokens": greedy[0, ids.shape[1]:].numpy().astype(np.int32),
+        "enhance_greedy_tokens": greedy[0, ids.shape[1] :].numpy().astype(np.int32),
     }
 
 
@@ -237,27 +268,61 @@ def build_tokenizer() -> None:
     from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT
     from transformers import GemmaTokenizerFast
 
-    corpus = [DEFAULT_NEGATIVE_PROMPT, PROMPT.strip(),
-              "A golden retriever runs across a sunny meadow, its fur glowing in the late afternoon light.",
-              "Close-up of rain drops falling on a window at night, city lights blurred behind the glass.",
-              "Waves crash against the rocks; seagulls call; the wind whistles over the cliffs."]
+    corpus = [
+        DEFAULT_NEGATIVE_PROMPT,
+        PROMPT.strip(),
+        "A golden retriever runs across a sunny meadow, its fur glowing in the late afternoon light.",
+        "Close-up of rain drops falling on a window at night, city lights blurred behind the glass.",
+        "Waves crash against the rocks; seagulls call; the wind whistles over the cliffs.",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "corpus.txt").write_text("\n".join(corpus * 3) + "\n")
         spm.SentencePieceTrainer.train(
-            input=f"{tmp}/corpus.txt", model_prefix=f"{tmp}/tok", model_type="bpe", vocab_size=512,
-            pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
-            unk_piece="<unk>", byte_fallback=True, split_digits=True, add_dummy_prefix=False,
-            remove_extra_whitespaces=False, normalization_rule_name="identity", character_coverage=1.0,
-            hard_vocab_limit=False, minloglevel=2,
-            user_defined_symbols=["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                                  "<image_soft_token>"])
+            input=f"{tmp}/corpus.txt",
+            model_prefix=f"{tmp}/tok",
+            model_type="bpe",
+            vocab_size=512,
+            pad_id=0,
+            eos_id=1,
+            bos_id=2,
+            unk_id=3,
+            pad_piece="<pad>",
+            eos_piece="<eos>",
+            bos_piece="<bos>",
+            unk_piece="<unk>",
+            byte_fallback=True,
+            split_digits=True,
+            add_dummy_prefix=False,
+            remove_extra_whitespaces=False,
+            normalization_rule_name="identity",
+            character_coverage=1.0,
+            hard_vocab_limit=False,
+            minloglevel=2,
+            user_defined_symbols=[
+                "<start_of_turn>",
+                "<end_of_turn>",
+                "<start_of_image>",
+                "<end_of_image>",
+                "<image_soft_token>",
+            ],
+        )
         fast = GemmaTokenizerFast(vocab_file=f"{tmp}/tok.model", from_slow=True)
         fast.save_pretrained(f"{tmp}/out")
         for name in ("tokenizer.json", "tokenizer.model", "special_tokens_map.json"):
             shutil.copyfile(f"{tmp}/out/{name}", GEMMA_ASSETS / name)
         cfg = json.loads(Path(f"{tmp}/out/tokenizer_config.json").read_text())
-    extra = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-    cfg.update(extra, extra_special_tokens=extra, model_max_length=1024, padding_side="left", chat_template=CHAT_TEMPLATE)
+    extra = {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+    }
+    cfg.update(
+        extra,
+        extra_special_tokens=extra,
+        model_max_length=1024,
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
     (GEMMA_ASSETS / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 

@@ -45,7 +45,11 @@ VAE_20 = {
     "timestep_conditioning": True,
 }
 VAE_23 = {
-    **{k: v for k, v in VAE_20.items() if k not in ("encoder_blocks", "decoder_blocks", "timestep_conditioning")},
+    **{
+        k: v
+        for k, v in VAE_20.items()
+        if k not in ("encoder_blocks", "decoder_blocks", "timestep_conditioning")
+    },
     "spatial_padding_mode": "zeros",
     "timestep_conditioning": False,
     "encoder_blocks": [
@@ -114,8 +118,11 @@ def contribute(variant: str) -> dict:
     tensors = {**_shapes(enc, "vae.encoder.", stats), **_shapes(dec, "vae.decoder.", stats)}
     return {
         "model.safetensors": {"metadata": {"config": cfg}, "tensors": tensors, "dtype": "BF16"},
-        "upsampler.safetensors": {"metadata": {"config": UPSAMPLER},
-                                  "tensors": {k: list(v.shape) for k, v in ups.state_dict().items()}, "dtype": "BF16"},
+        "upsampler.safetensors": {
+            "metadata": {"config": UPSAMPLER},
+            "tensors": {k: list(v.shape) for k, v in ups.state_dict().items()},
+            "dtype": "BF16",
+        },
     }
 
 
@@ -124,9 +131,9 @@ def _build(path: Path, configurator, sd_ops=None):
     from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 
     kwargs = {"model_sd_ops": sd_ops} if sd_ops is not None else {}
-    model = SingleGPUModelBuilder(model_path=str(path), model_class_configurator=configurator, **kwargs).build(
-        device=torch.device("cpu"), dtype=torch.float32
-    )
+    model = SingleGPUModelBuilder(
+        model_path=str(path), model_class_configurator=configurator, **kwargs
+    ).build(device=torch.device("cpu"), dtype=torch.float32)
     meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
     assert not meta, f"left on meta: {meta[:5]}"
     return model.eval()
@@ -156,7 +163,9 @@ def _image_goldens() -> dict[str, np.ndarray]:
         png = Path(tmp) / "image.png"
         Image.fromarray(img).save(png)
         for crf in (0, 33):
-            cond = load_image_conditioning(str(png), *IMAGE_TARGET, dtype=torch.float32, device=torch.device("cpu"), crf=crf)
+            cond = load_image_conditioning(
+                str(png), *IMAGE_TARGET, dtype=torch.float32, device=torch.device("cpu"), crf=crf
+            )
             out[f"image_cond_crf{crf}"] = cond.numpy()  # (1, 3, 1, H, W)
     return out
 
@@ -166,7 +175,10 @@ def _tiled_noise(dec, latent, tiling, seed: int):
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(latent[t.in_coords].shape, generator=gen, dtype=latent.dtype) for t in dec._prepare_tiles(latent, tiling)]
+    return [
+        torch.randn(latent[t.in_coords].shape, generator=gen, dtype=latent.dtype)
+        for t in dec._prepare_tiles(latent, tiling)
+    ]
 
 
 def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
@@ -202,7 +214,9 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
         if dec.timestep_conditioning:
             out["decoder_noise"] = torch.randn(z.shape, generator=torch.Generator().manual_seed(11)).numpy()
             noises = _tiled_noise(dec, torch.from_numpy(zt), tiling, 12)
-            out["tiled_noise"] = np.concatenate([n.numpy().reshape(-1) for n in noises])  # flat, in tile order
+            out["tiled_noise"] = np.concatenate(
+                [n.numpy().reshape(-1) for n in noises]
+            )  # flat, in tile order
             gen = torch.Generator().manual_seed(11)
         out["decoder_video"] = dec(torch.from_numpy(z), generator=gen).numpy()
         gen = torch.Generator().manual_seed(12) if dec.timestep_conditioning else None
