@@ -44,11 +44,15 @@ def main() -> None:
         }
         run = lambda f: f()  # noqa: E731
     else:
+        from ltx import backend  # noqa: F401  (MKL before mlx: keep this first)
+
+        # isort: split
         import mlx.core as mx
         import mlx.nn as nn
 
-        from ltx import backend  # noqa: F401
         from ltx.attention import gelu_tanh, sdpa
+
+        assert backend.BLAS != "reference" or not backend._candidates(), "mlx was imported before ltx.backend"
 
         mx.random.seed(0)
         q, k, v = (mx.random.normal((1, h, t, d)) for t in (tq, tk, tk))
