@@ -7,7 +7,6 @@ it is first evaluated, so loading never holds two copies of a large model.
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,70 +18,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "U32": 4,
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, malformed, or does not match the model."""
-
-
-def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """Parse and validate a safetensors header without reading tensor data.
-
-    Returns (tensor_infos, metadata). The header length is checked against the file size before
-    parsing, and every tensor's byte range against its dtype, shape and the file size.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise CheckpointError(f"{path} is truncated ({size} bytes): not a safetensors file")
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_HEADER_BYTES or n + 8 > size:
-            raise CheckpointError(
-                f"{path}: header claims {n} bytes but the file has {size}; the file is corrupt or truncated"
-            )
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: malformed safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: malformed safetensors header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    data_len = size - 8 - n
-    for name, info in header.items():
-        try:
-            dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
-            count = 1
-            for s in shape:
-                count *= int(s)
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: malformed header entry for tensor {name!r}") from None
-        if dtype not in _DTYPE_BYTES:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        if end - start != count * _DTYPE_BYTES[dtype] or end > data_len or start < 0:
-            raise CheckpointError(
-                f"{path}: tensor {name!r} lies outside the file; the file is truncated or corrupt"
-            )
-    return header, metadata
+from ltx.safetensors_header import MAX_HEADER_BYTES, CheckpointError, read_header  # noqa: F401  (re-exported)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, mx.array], dict[str, str]]:

@@ -18,27 +18,9 @@ from typing import Any
 
 from stages.framework import LtxError
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 # RoPE positions of the video transformer are pixel coordinates scaled by max_pos (config default [20, 2048, 2048]).
 MAX_PIXELS = 2048
 FLOAT_DTYPES = {"F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "U32": 4,
-    "U16": 2,
-    "U64": 8,
-}
 
 
 # ---- numbers and names ---------------------------------------------------------------------------
@@ -173,50 +155,13 @@ def _why(e: Exception) -> str:
 
 # ---- weights -------------------------------------------------------------------------------------
 def safetensors_header(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; the header length is checked against the file size
-    before anything is parsed, and every tensor's byte range against its dtype, shape and the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise LtxError(f"{what} {p} does not exist")
-    size = p.stat().st_size
-    with open(p, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise LtxError(f"{what} {p} is truncated ({size} bytes); download it again")
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_HEADER_BYTES or n + 8 > size:
-            raise LtxError(
-                f"{what} {p}: header claims {n} bytes but the file has {size}; the file is truncated "
-                "or corrupt, download it again"
-            )
-        body = f.read(n)
+    """(tensors, metadata) of a safetensors file, checked before anything is parsed (ltx.safetensors_header)."""
+    from ltx.safetensors_header import CheckpointError, read_header
+
     try:
-        header = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LtxError(f"{what} {p} has a malformed safetensors header; download it again") from None
-    if not isinstance(header, dict):
-        raise LtxError(f"{what} {p} has a malformed safetensors header; download it again")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise LtxError(f"{what} {p} has malformed safetensors metadata; download it again")
-    data_len = size - 8 - n
-    for name, info in header.items():
-        try:
-            dtype, shape, (start, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-            count = math.prod(shape)
-            start, end = int(start), int(end)
-        except (KeyError, TypeError, ValueError):
-            raise LtxError(
-                f"{what} {p}: malformed header entry for tensor {name!r}; download it again"
-            ) from None
-        if dtype not in _DTYPE_BYTES:
-            raise LtxError(f"{what} {p}: tensor {name!r} has unsupported dtype {dtype}")
-        if start < 0 or end - start != count * _DTYPE_BYTES[dtype] or end > data_len:
-            raise LtxError(
-                f"{what} {p}: tensor {name!r} lies outside the file; the file is truncated or corrupt, "
-                "download it again"
-            )
-    return header, metadata
+        return read_header(path)
+    except CheckpointError as e:
+        raise LtxError(f"{what} {e}; download it again") from None
 
 
 def _float_weights(header: dict[str, Any], path: Path, what: str) -> None:
