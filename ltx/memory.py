@@ -4,18 +4,20 @@ A stage's peak = the weights it holds (in the compute dtype; quantized layers as
 largest live activations. The transformer term is calibrated against `mx.get_peak_memory` on tiny
 and widened configs (tests/test_memory.py: within 25%): the attention score matrix of the largest
 attention (chunked on the CPU to ATTENTION_CHUNK_ELEMENTS) plus ~16 token-sized tensors per stream.
-The VAE, upsampler and vocoder terms are rough (a few copies of the largest feature map) and not
-checked against measurements.
+The video decode term (decode_activations) is a model of its res-block conv workspaces, checked the
+same way on the tiny and a widened (base 32) decoder. The encode, upsample, decode-audio and vocode terms
+are still rough (a few copies of the largest feature map), not checked, and labelled "rough".
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ltx.loader import _DTYPE_BYTES, read_header
+from ltx.safetensors_header import DTYPE_BYTES as _DTYPE_BYTES
+from ltx.safetensors_header import read_header
 
 STAGES = ("encode", "denoise", "upsample", "refine", "decode", "decode-audio", "vocode")
 TOKEN_TENSORS = 16  # live (B, T, D)-sized tensors in a block (residual, norms, q/k/v, 4x-wide ff hidden)
@@ -28,6 +30,7 @@ class Component:
     parameters: int  # logical parameter count (a packed weight counts its unpacked elements)
     bytes: int  # resident bytes in the compute dtype
     dtypes: str  # e.g. "BF16" or "BF16 + U32 (8-bit, group 64)"
+    widths: dict[str, int] = field(default_factory=dict)  # layer widths the activation models need
 
 
 def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -> Component:
@@ -94,6 +97,12 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
         "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None),
         "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None),
     }
+    conv_out = read_header(checkpoint)[0].get("vae.decoder.conv_out.conv.weight")
+    if conv_out is not None:  # PyTorch layout (O, C, 3, 3, 3): O = 3 * patch**2, C = the last level's width
+        out["video_decoder"].widths = {
+            "channels": int(conv_out["shape"][1]),
+            "patch_pixels": int(conv_out["shape"][0]) // 3,
+        }
     files = sorted(Path(gemma).glob("model*.safetensors"))
     g_quant = None
     if files:
@@ -133,6 +142,34 @@ def transformer_activations(
     tokens = batch * (video_tokens * cfg.inner_dim + audio_tokens * cfg.audio_inner_dim) * itemsize
     text = batch * text_tokens * (cfg.inner_dim + cfg.audio_inner_dim) * itemsize * 4
     return attn + TOKEN_TENSORS * tokens + text
+
+
+DECODE_CONV_WIDTHS = 70  # per output voxel of the last decoder level, in units of its channel count C
+DECODE_FRAME_BUFFERS = 12  # per output pixel: blend buffer, weights, previous group, chunk, decoded tile
+
+
+def decode_activations(
+    channels: int,
+    patch_pixels: int,
+    tile_frames: int,
+    tile_h: int,
+    tile_w: int,
+    height: int,
+    width: int,
+    itemsize: int,
+) -> int:
+    """Largest live activations of decoding one video tile (ltx.video_vae.decode_stream, one tile at a time).
+
+    The peak is a res block of the last decoder level, which holds the most voxels (tile frames x tile pixels
+    / patch_pixels) at the decoder's base width C. The CPU conv is an explicit GEMM: each 3x3x3 conv holds a
+    27C im2col copy, its output and the padded/concatenated input (~31C), and the pixel-norm / scale-shift /
+    SiLU temporaries add ~4C; the two convs of a res block are in flight together (the CPU stream frees an
+    op's temporaries asynchronously), so ~2 x 35C = 70C per voxel (measured 67-71C at C=8 and 32). On top:
+    the tiled-decode frame buffers of the temporal group at full width (12 values per output pixel)."""
+    voxels = tile_frames * tile_h * tile_w // patch_pixels
+    return itemsize * (
+        DECODE_CONV_WIDTHS * channels * voxels + DECODE_FRAME_BUFFERS * tile_frames * height * width
+    )
 
 
 def video_tokens(height: int, width: int, frames: int) -> int:
@@ -201,10 +238,24 @@ def estimate_stages(
                 transformer_activations(cfg, video_tokens(height, width, frames), ta, text_tokens, itemsize),
             )
         )
-    tile_px, tile_frames = min(512, height) * min(512, width), min(frames, 64)
+    # the default tiling (ltx.tiling.PRESETS["default"]): 512 px spatial, 64 frames temporal tiles
+    tile_frames = min(frames, 65)
+    dec = comps["video_decoder"].widths or {"channels": 128, "patch_pixels": 16}  # the official decoder
     out += [
         Estimate(
-            "decode", comps["video_decoder"].bytes, 3 * 128 * tile_frames * tile_px * itemsize, "rough, tiled"
+            "decode",
+            comps["video_decoder"].bytes,
+            decode_activations(
+                dec["channels"],
+                dec["patch_pixels"],
+                tile_frames,
+                min(512, height),
+                min(512, width),
+                height,
+                width,
+                itemsize,
+            ),
+            "tiled",
         ),
         Estimate("decode-audio", comps["audio_decoder"].bytes, 3 * 512 * (ta * 4) * 64 * itemsize, "rough"),
         Estimate("vocode", comps["vocoder"].bytes, 3 * 1024 * (ta * 4) * 240 // 8 * itemsize, "rough"),

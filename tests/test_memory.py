@@ -115,3 +115,53 @@ def test_plan_budget(models):
     assert memory.plan(worst - 1, normal, streamed) is True
     with pytest.raises(ValueError, match="--memory-budget"):
         memory.plan(worst_streamed - 1, normal, streamed)
+
+
+def _decoder(base_channels: int | None):
+    """The tiny 2.0 video decoder, or the same widened to `base_channels` (synthesised weights, in memory)."""
+    import json
+
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    from ltx.video_vae import VideoDecoder, VideoVAEConfig
+
+    cfg = json.loads(
+        json.dumps(tiny.load_manifest("2.0")["files"]["model.safetensors"]["metadata"]["config"])
+    )
+    vae = cfg["vae"]
+    if base_channels is not None:
+        vae["decoder_base_channels"] = base_channels
+    model = VideoDecoder(VideoVAEConfig.from_dict(vae))
+    flat = tree_flatten(model.parameters())
+    model.update(tree_unflatten([(k, mx.array(tiny.synth("vae.decoder." + k, v.shape))) for k, v in flat]))
+    return model
+
+
+@pytest.mark.parametrize("base", [8, 32])  # 8: the tiny decoder; 32: a mid-size one
+@pytest.mark.parametrize("size", [(128, 192, 9), (128, 192, 17)])
+def test_decode_estimate_within_25_percent(base, size):
+    from ltx.tiling import parse_tiling
+
+    h, w, frames = size
+    latent = mx.array(
+        np.random.RandomState(0).standard_normal((1, 128, (frames - 1) // 8 + 1, h // 32, w // 32))
+    )
+    latent = latent.astype(mx.float32)
+    mx.eval(latent)
+    mx.clear_cache()
+    base_mem = mx.get_active_memory()
+    mx.reset_peak_memory()
+    model = _decoder(base)
+    mx.eval(model.parameters())
+    weights = mx.get_active_memory() - base_mem
+    for chunk in model.decode_stream(latent, parse_tiling("default"), seed=0):
+        np.array(chunk)
+    measured = mx.get_peak_memory() - base_mem
+    patch = model.conv_out.conv.weight.shape[0] // 3
+    est = weights + memory.decode_activations(base, patch, frames, h, w, h, w, 4)
+    assert abs(est - measured) <= 0.25 * measured, (base, size, est, measured)
+
+
+def test_decode_widths_from_checkpoint(models):
+    comps = memory.components(models["tiny"], models["tiny"], models["tiny"].parent / "none", 4)
+    assert comps["video_decoder"].widths == {"channels": 8, "patch_pixels": 16}
