@@ -101,12 +101,20 @@ def write_wav_atomic(path: Path, waveform: np.ndarray, sample_rate: int) -> None
         write_output(wav.read_bytes(), path)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_output(data: bytes, path: Path) -> None:
     """Write a requested output file atomically (temp file beside it, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600; a requested output gets the mode a plain open() would give it
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

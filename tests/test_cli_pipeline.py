@@ -52,6 +52,9 @@ def first_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess
 def test_generate_writes_playable_mp4_with_audio(first_run):
     root, out, r = first_run
     assert out.stat().st_size > 1000
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600: the user's own file
     info = probe(out)
     assert re.search(r"Video: h264.*64x128|Video: h264.*128x64", info), info
     assert "Audio: aac" in info, info
