@@ -30,7 +30,8 @@ import common  # noqa: E402
 ROOT = common.ROOT
 BENCH = ROOT / "bench"
 VENVS = {"ours": ROOT / ".venv", "ref": ROOT / ".venv-ref", "port": ROOT / ".venv-port"}
-PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mkl"]
+# mlx[cpu]: on Linux the plain mlx wheel has no backend (libmlx.so comes with mlx-cpu)
+PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mlx[cpu]", "mkl"]
 SECTIONS = ("startup", "micro", "transformer", "components")
 # not in the default run yet (written while `ltx generate` was being finished; not yet exercised): --only generate,memory
 OPTIONAL = ("generate", "memory", "vae")

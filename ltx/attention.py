@@ -14,28 +14,25 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ltx import cpu_attention  # noqa: E402
 from ltx.rope import apply_rope  # noqa: E402
 
 TIMESTEP_CHANNELS = 256
 # The CPU backend has no fused attention kernel: it materialises (B, H, Tq, Tk) scores. Above this
 # many score elements the queries are processed in chunks (24,576 video tokens x 32 heads would
-# otherwise need 77 GB in float32).
+# otherwise need 77 GB in float32); ltx/memory.py models the same bound.
 ATTENTION_CHUNK_ELEMENTS = 1 << 27
 
 
 def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None) -> mx.array:
     """Scaled dot-product attention on (B, H, T, Dh); mask is an additive bias broadcastable to
-    (B, H, Tq, Tk). Chunked over queries on the CPU when the score matrix would be large."""
+    (B, H, Tq, Tk). On the CPU, large score matrices go through ltx.cpu_attention (numpy softmax),
+    chunked over queries."""
     b, h, tq, _ = q.shape
     tk = k.shape[2]
-    if mx.default_device() == mx.gpu or b * h * tq * tk <= ATTENTION_CHUNK_ELEMENTS:
-        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-    step = max(1, ATTENTION_CHUNK_ELEMENTS // (b * h * tk))
-    outs = []
-    for i in range(0, tq, step):
-        m = mask if mask is None or mask.shape[-2] == 1 else mask[..., i : i + step, :]
-        outs.append(mx.fast.scaled_dot_product_attention(q[:, :, i : i + step], k, v, scale=scale, mask=m))
-    return mx.concatenate(outs, axis=2)
+    if cpu_attention.applies(q, tk):
+        return cpu_attention.attention(q, k, v, scale, mask, ATTENTION_CHUNK_ELEMENTS)
+    return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
 
 
 @lru_cache(maxsize=4)

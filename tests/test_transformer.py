@@ -249,17 +249,42 @@ def test_19b_parameter_count():
     assert count_parameters(cfg) == 18_876_174_592
 
 
-def test_chunked_attention_matches(monkeypatch):
-    from ltx import attention
+def test_cpu_attention_matches_fused_kernel(monkeypatch):
+    """The numpy-softmax CPU path (forced at tiny sizes, several row blocks and query chunks, work
+    split over threads) against mx.fast.scaled_dot_product_attention, for each mask layout."""
+    from ltx import attention, cpu_attention
 
     rng = np.random.RandomState(0)
-    q, k, v = (mx.array(rng.standard_normal((2, 2, n, 4)).astype(np.float32)) for n in (9, 7, 7))
-    bias = mx.array(np.log(rng.uniform(0.05, 1.0, (2, 1, 9, 7))).astype(np.float32))
-    for mask in (None, bias, bias[:, :, :1]):
-        full = attention.sdpa(q, k, v, 0.5, mask)
-        monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 2 * 2 * 2 * 7)  # two queries per chunk
-        close("chunked", attention.sdpa(q, k, v, 0.5, mask), full)
-        monkeypatch.undo()
+    q, k, v = (mx.array(rng.standard_normal((2, 3, n, 4)).astype(np.float32)) for n in (9, 7, 7))
+    bias = np.log(rng.uniform(0.05, 1.0, (2, 1, 9, 7))).astype(np.float32)
+    masks = {
+        "none": None,
+        "self (B, 1, Tq, Tk)": mx.array(bias),
+        "context (B, 1, 1, Tk)": mx.array(bias[:, :, :1]),
+        "per head (B, H, Tq, Tk)": mx.array(np.repeat(bias, 3, axis=1) * rng.uniform(0.5, 2, (1, 3, 1, 1))),
+        "padding (finfo.min)": mx.array(np.where(bias > -1.0, 0.0, np.finfo(np.float32).min)[:, :, :1]),
+    }
+    monkeypatch.setattr(cpu_attention, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_attention, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
+    for name, mask in masks.items():
+        assert cpu_attention.applies(q, 7)
+        want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5, mask=mask)
+        close(f"cpu path, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
+        monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 2 * 7)  # two queries per chunk
+        close(f"cpu path chunked, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
+        monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
+
+
+@pytest.mark.parametrize("case", ["plain", "conditioned", "batch_mixed", "skip_video_self_attn"])
+def test_x0_model_cpu_attention_path(setup, case, monkeypatch):
+    """The whole transformer with every attention through the numpy-softmax path, against the goldens."""
+    from ltx import cpu_attention
+
+    _, _, model, g = setup
+    monkeypatch.setattr(cpu_attention, "MIN_ELEMENTS", 0)
+    dv, da = X0Model(model)(*_cases(g)[case])
+    for s, got in (("video", dv), ("audio", da)):
+        close(f"x0.{case}.{s}", got, g[f"x0.{case}.{s}"])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,98 @@
+"""Exact attention for MLX's CPU backend, with the softmax done by numpy in place.
+
+MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores runs ~6x slower than
+numpy's vectorised `exp`, and the softmax is most of a layer's time at video token counts. On the CPU
+an evaluated MLX array's buffer is ordinary host memory, so numpy can work on the scores in place
+through the buffer protocol, with no copy either way. Per query chunk:
+
+  S = (scale q) K^T                    MLX matmul (the optimised BLAS)
+  P = exp(S + mask - rowmax)           numpy, in place, a cache-sized block of rows at a time
+  O = (P V) / rowsum(P)                MLX matmul; normalising O instead of P saves a pass over P
+
+The result equals softmax attention up to float32 rounding (tests/test_transformer.py).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+
+# isort: split
+
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Below this many score elements the lazy mx.fast kernel is as fast and keeps the graph lazy.
+MIN_ELEMENTS = 1 << 20
+# Rows of scores processed through every softmax pass while they sit in the core's cache.
+BLOCK_ELEMENTS = 1 << 16
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    # numpy releases the GIL inside ufuncs and reductions, so threads split the rows across cores
+    return ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ltx-softmax")
+
+
+def applies(q: mx.array, tk: int) -> bool:
+    b, h, tq, _ = q.shape
+    return mx.default_device() == mx.cpu and b * h * tq * tk >= MIN_ELEMENTS
+
+
+def _exp_rows(s: np.ndarray, sums: np.ndarray, mask: np.ndarray | None, tasks: list) -> None:
+    # s (B, H, c, Tk) scores, updated in place to exp(s + mask - rowmax); sums (B, H, c, 1) the row
+    # sums; mask broadcastable to s; a task is (b, h, first row, end row)
+    for b, h, r0, r1 in tasks:
+        blk = s[b, h, r0:r1]
+        if mask is not None:
+            mb = mask[min(b, mask.shape[0] - 1), min(h, mask.shape[1] - 1)]
+            np.add(blk, mb if mb.shape[0] == 1 else mb[r0:r1], out=blk)
+        np.subtract(blk, blk.max(axis=1, keepdims=True), out=blk)
+        np.exp(blk, out=blk)
+        np.sum(blk, axis=1, keepdims=True, out=sums[b, h, r0:r1])
+
+
+def _softmax_numerators(s: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """s (B, H, c, Tk) in place -> unnormalised probabilities; returns the row sums (B, H, c, 1)."""
+    b, h, c, tk = s.shape
+    sums = np.empty((b, h, c, 1), s.dtype)
+    step = max(1, BLOCK_ELEMENTS // tk)
+    tasks = [(i, j, r, min(c, r + step)) for i in range(b) for j in range(h) for r in range(0, c, step)]
+    pool = _pool()
+    per = -(-len(tasks) // pool._max_workers)
+    jobs = [pool.submit(_exp_rows, s, sums, mask, tasks[n : n + per]) for n in range(0, len(tasks), per)]
+    for job in jobs:
+        job.result()
+    return sums
+
+
+def attention(
+    q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None, chunk_elements: int
+) -> mx.array:
+    """Softmax attention on (B, H, T, Dh), chunked over queries so at most chunk_elements scores
+    exist at once; mask is an additive bias broadcastable to (B, H, Tq, Tk)."""
+    b, h, tq, _ = q.shape
+    tk = k.shape[2]
+    q = (q * scale).astype(mx.float32)
+    kt = k.astype(mx.float32).swapaxes(-1, -2)  # (B, H, Dh, Tk)
+    v32 = v.astype(mx.float32)
+    if mask is not None:
+        mask = mask.astype(mx.float32)
+        mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    step = max(1, chunk_elements // (b * h * tk))
+    outs = []
+    for i in range(0, tq, step):
+        s = q[:, :, i : i + step] @ kt  # (B, H, c, Tk)
+        m = None if mask is None else mask if mask.shape[2] == 1 else mask[:, :, i : i + step]
+        mx.eval(s) if m is None else mx.eval(s, m)
+        # a view of s's buffer (numpy 2: copy=False never copies): numpy writes the numerators into s
+        scores = np.array(s, copy=False)
+        sums = _softmax_numerators(scores, None if m is None else np.asarray(m))
+        out = (s @ v32) / mx.array(sums)  # (B, H, c, Dh)
+        mx.eval(out)
+        outs.append(out)
+    out = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=2)
+    return out.astype(v.dtype)
