@@ -14,7 +14,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx import cpu_attention  # noqa: E402
+from ltx import cpu_kernels  # noqa: E402
 from ltx.rope import apply_rope  # noqa: E402
 
 TIMESTEP_CHANNELS = 256
@@ -26,12 +26,12 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 27
 
 def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None) -> mx.array:
     """Scaled dot-product attention on (B, H, T, Dh); mask is an additive bias broadcastable to
-    (B, H, Tq, Tk). On the CPU, large score matrices go through ltx.cpu_attention (numpy softmax),
+    (B, H, Tq, Tk). On the CPU, large score matrices go through ltx.cpu_kernels (numpy softmax),
     chunked over queries."""
     b, h, tq, _ = q.shape
     tk = k.shape[2]
-    if cpu_attention.applies(q, tk):
-        return cpu_attention.attention(q, k, v, scale, mask, ATTENTION_CHUNK_ELEMENTS)
+    if cpu_kernels.applies(b * h * tq * tk):
+        return cpu_kernels.attention(q, k, v, scale, mask, ATTENTION_CHUNK_ELEMENTS)
     return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
 
 
@@ -117,7 +117,10 @@ class FeedForward(nn.Module):
         self.net = [_Project(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)]
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.net[2](gelu_tanh(self.net[0].proj(x)))
+        h = self.net[0].proj(x)  # (B, T, 4D)
+        if h.dtype == mx.float32 and cpu_kernels.applies(h.size):
+            return self.net[2](cpu_kernels.gelu_tanh(h))
+        return self.net[2](gelu_tanh(h))
 
 
 @lru_cache(maxsize=8)

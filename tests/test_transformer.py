@@ -12,6 +12,7 @@ from ltx import backend  # noqa: F401
 # isort: split
 
 import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ltx import loader, tiny  # noqa: E402
@@ -252,7 +253,7 @@ def test_19b_parameter_count():
 def test_cpu_attention_matches_fused_kernel(monkeypatch):
     """The numpy-softmax CPU path (forced at tiny sizes, several row blocks and query chunks, work
     split over threads) against mx.fast.scaled_dot_product_attention, for each mask layout."""
-    from ltx import attention, cpu_attention
+    from ltx import attention, cpu_kernels
 
     rng = np.random.RandomState(0)
     q, k, v = (mx.array(rng.standard_normal((2, 3, n, 4)).astype(np.float32)) for n in (9, 7, 7))
@@ -264,10 +265,10 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch):
         "per head (B, H, Tq, Tk)": mx.array(np.repeat(bias, 3, axis=1) * rng.uniform(0.5, 2, (1, 3, 1, 1))),
         "padding (finfo.min)": mx.array(np.where(bias > -1.0, 0.0, np.finfo(np.float32).min)[:, :, :1]),
     }
-    monkeypatch.setattr(cpu_attention, "MIN_ELEMENTS", 0)
-    monkeypatch.setattr(cpu_attention, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
     for name, mask in masks.items():
-        assert cpu_attention.applies(q, 7)
+        assert cpu_kernels.applies(q.size * 7)
         want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5, mask=mask)
         close(f"cpu path, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 2 * 7)  # two queries per chunk
@@ -275,13 +276,25 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch):
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
 
 
+def test_cpu_gelu_matches_mlx(monkeypatch):
+    from ltx import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 64)  # several blocks per thread, a ragged last one
+    x = np.random.RandomState(1).standard_normal((2, 37, 16)).astype(np.float32) * 4
+    x[0, 0, :4] = [-30.0, -9.0, 9.0, 30.0]  # saturated tails
+    want = nn.gelu_approx(mx.array(x))
+    close("cpu gelu", cpu_kernels.gelu_tanh(mx.array(x)), want)
+    assert float(mx.abs(cpu_kernels.gelu_tanh(mx.array(x)) - want).max()) <= 1e-6 * 30
+
+
 @pytest.mark.parametrize("case", ["plain", "conditioned", "batch_mixed", "skip_video_self_attn"])
-def test_x0_model_cpu_attention_path(setup, case, monkeypatch):
-    """The whole transformer with every attention through the numpy-softmax path, against the goldens."""
-    from ltx import cpu_attention
+def test_x0_model_cpu_kernels_path(setup, case, monkeypatch):
+    """The whole transformer with every attention and feed-forward through the numpy kernels, against
+    the goldens."""
+    from ltx import cpu_kernels
 
     _, _, model, g = setup
-    monkeypatch.setattr(cpu_attention, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
     dv, da = X0Model(model)(*_cases(g)[case])
     for s, got in (("video", dv), ("audio", da)):
         close(f"x0.{case}.{s}", got, g[f"x0.{case}.{s}"])

@@ -1,9 +1,12 @@
-"""Exact attention for MLX's CPU backend, with the softmax done by numpy in place.
+"""numpy kernels for the elementwise hot spots of MLX's CPU backend: attention's softmax, GELU.
 
 MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores runs ~6x slower than
-numpy's vectorised `exp`, and the softmax is most of a layer's time at video token counts. On the CPU
-an evaluated MLX array's buffer is ordinary host memory, so numpy can work on the scores in place
-through the buffer protocol, with no copy either way. Per query chunk:
+numpy's vectorised `exp` (GELU's tanh/exp likewise), and at video token counts they are most of a
+layer's time. On the CPU an evaluated MLX array's buffer is ordinary host memory, so numpy works on
+it in place through the buffer protocol, with no copy either way, a cache-sized block at a time and
+split over threads (numpy releases the GIL). The GPU backends keep MLX's own kernels.
+
+Attention, per query chunk:
 
   S = (scale q) K^T                    MLX matmul (the optimised BLAS)
   P = exp(S + mask - rowmax)           numpy, in place, a cache-sized block of rows at a time
@@ -25,9 +28,9 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-# Below this many score elements the lazy mx.fast kernel is as fast and keeps the graph lazy.
+# Below this many elements MLX's lazy kernels are as fast and keep the graph lazy.
 MIN_ELEMENTS = 1 << 20
-# Rows of scores processed through every softmax pass while they sit in the core's cache.
+# Elements processed through every pass of a kernel while they sit in the core's cache.
 BLOCK_ELEMENTS = 1 << 16
 
 
@@ -37,12 +40,20 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ltx-softmax")
 
 
-def applies(q: mx.array, tk: int) -> bool:
-    b, h, tq, _ = q.shape
-    return mx.default_device() == mx.cpu and b * h * tq * tk >= MIN_ELEMENTS
+def applies(elements: int) -> bool:
+    return mx.default_device() == mx.cpu and elements >= MIN_ELEMENTS
 
 
-def _exp_rows(s: np.ndarray, sums: np.ndarray, mask: np.ndarray | None, tasks: list) -> None:
+def _run(fn, tasks: list) -> None:
+    """fn(tasks[i:j]) on each worker thread, over contiguous slices of the task list."""
+    pool = _pool()
+    per = -(-len(tasks) // pool._max_workers)
+    jobs = [pool.submit(fn, tasks[n : n + per]) for n in range(0, len(tasks), per)]
+    for job in jobs:
+        job.result()
+
+
+def _exp_rows(tasks: list, s: np.ndarray, sums: np.ndarray, mask: np.ndarray | None) -> None:
     # s (B, H, c, Tk) scores, updated in place to exp(s + mask - rowmax); sums (B, H, c, 1) the row
     # sums; mask broadcastable to s; a task is (b, h, first row, end row)
     for b, h, r0, r1 in tasks:
@@ -61,11 +72,7 @@ def _softmax_numerators(s: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     sums = np.empty((b, h, c, 1), s.dtype)
     step = max(1, BLOCK_ELEMENTS // tk)
     tasks = [(i, j, r, min(c, r + step)) for i in range(b) for j in range(h) for r in range(0, c, step)]
-    pool = _pool()
-    per = -(-len(tasks) // pool._max_workers)
-    jobs = [pool.submit(_exp_rows, s, sums, mask, tasks[n : n + per]) for n in range(0, len(tasks), per)]
-    for job in jobs:
-        job.result()
+    _run(lambda part: _exp_rows(part, s, sums, mask), tasks)
     return sums
 
 
@@ -96,3 +103,33 @@ def attention(
         outs.append(out)
     out = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=2)
     return out.astype(v.dtype)
+
+
+_GELU_C = float(np.sqrt(2.0 / np.pi))
+
+
+def _gelu_blocks(spans: list, x: np.ndarray) -> None:
+    # x flat, in place: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), one cached block at a time
+    for lo, hi in spans:
+        blk = x[lo:hi]
+        t = blk * blk
+        t *= 0.044715 * _GELU_C
+        t += _GELU_C
+        t *= blk
+        np.tanh(t, out=t)
+        t += 1.0
+        t *= 0.5
+        blk *= t
+
+
+def gelu_tanh(x: mx.array) -> mx.array:
+    """GELU (tanh approximation) of a float32 array, computed in place in x's buffer; x must be a
+    fresh result nothing else reads (here: the feed-forward's hidden projection)."""
+    mx.eval(x)
+    flat = np.array(x, copy=False).reshape(-1)  # a view (numpy 2: copy=False never copies)
+    step = BLOCK_ELEMENTS
+    _run(
+        lambda part: _gelu_blocks(part, flat),
+        [(i, min(flat.size, i + step)) for i in range(0, flat.size, step)],
+    )
+    return x
