@@ -32,9 +32,8 @@ BENCH = ROOT / "bench"
 VENVS = {"ours": ROOT / ".venv", "ref": ROOT / ".venv-ref", "port": ROOT / ".venv-port"}
 # mlx[cpu]: on Linux the plain mlx wheel has no backend (libmlx.so comes with mlx-cpu)
 PORT_PACKAGES = ["mlx-video-with-audio==0.1.37", "mlx[cpu]", "mkl"]
-SECTIONS = ("startup", "micro", "transformer", "components")
-# not in the default run yet (written while `ltx generate` was being finished; not yet exercised): --only generate,memory
-OPTIONAL = ("generate", "memory", "vae")
+SECTIONS = ("startup", "micro", "transformer", "components", "generate", "memory")
+OPTIONAL = ("vae",)
 EXTRA: list[str] = []  # markdown sections appended after the table
 
 
@@ -226,12 +225,15 @@ CLI = (
     "code = 0\n"
     "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code or 0\n"
     "print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
+    "if 'mlx.core' in sys.modules:\n"
+    "    print('MLX_PEAK_MB', sys.modules['mlx.core'].get_peak_memory() / 2**20, file=sys.stderr)\n"
     "sys.exit(code)"
 )
 
 
-def ltx_cli(args: list[str], cache: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one `ltx ARGS` process (the console script's own code path)."""
+def ltx_cli(args: list[str], cache: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and MLX's peak allocation (MB; nan when the command never imported
+    MLX) of one `ltx ARGS` process (the console script's own code path)."""
     t0 = time.perf_counter()
     p = subprocess.run(
         [str(py("ours")), "-c", CLI, "--cache-dir", str(cache), *args],
@@ -243,14 +245,19 @@ def ltx_cli(args: list[str], cache: Path) -> tuple[float, float]:
     dt = time.perf_counter() - t0
     if p.returncode:
         raise RuntimeError(f"ltx {' '.join(args)} failed (rc {p.returncode}):\n{p.stderr[-2000:]}")
-    rss = [float(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("PEAK_RSS_MB")]
-    return dt, (rss[-1] if rss else float("nan"))
+
+    def last(tag: str) -> float:
+        vals = [float(line.split()[1]) for line in p.stderr.splitlines() if line.startswith(tag)]
+        return vals[-1] if vals else float("nan")
+
+    return dt, last("PEAK_RSS_MB"), last("MLX_PEAK_MB")
 
 
 def bench_generate(a, tmp: Path) -> list[tuple]:
-    """The tiny model end to end: cold (empty cache), fully cached, and re-decode only (new tiling)."""
+    """The tiny model end to end: cold (empty cache), fully cached, re-decode only (new tiling), and the
+    same decode with no cache or CLI around it (bench/decode_alone.py) for the re-decode's overhead."""
     prompt = ["--prompt", "A red fox trots through fresh snow at dawn"]
-    times: dict[str, list[float]] = {"cold": [], "cached": [], "redecode": []}
+    times: dict[str, list[float]] = {"cold": [], "cached": [], "redecode": [], "decode alone": []}
     for i in range(a.runs):
         cache, out = tmp / f"gen-cache-{i}", tmp / f"gen-{i}.mp4"
         try:
@@ -262,47 +269,82 @@ def bench_generate(a, tmp: Path) -> list[tuple]:
         except RuntimeError as e:
             print(f"  {e}", flush=True)
             return []
+        alone = decode_alone(cache, "bench")
+        if alone is None:
+            return []
+        times["decode alone"].append(alone)
         print(
-            f"  generate round {i}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True
+            f"  generate round {i}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True
         )
-    return [
-        (f"ltx generate (tiny model), {k}", common.median(v), None, None, "s", note)
-        for (k, v), note in zip(
-            times.items(),
-            (
-                "empty cache",
-                "every stage cached: no weights loaded",
-                "ltx decode --tiling aggressive on a cached run",
-            ),
-            strict=True,
+    med = {k: common.median(v) for k, v in times.items()}
+    notes = {
+        "cold": "empty cache",
+        "cached": "every stage cached: no weights loaded",
+        "redecode": "ltx decode --tiling aggressive on a cached run (process wall)",
+        "decode alone": "the same decode, no cache or CLI: bench/decode_alone.py (process wall)",
+    }
+    rows = [(f"ltx generate (tiny model), {k}", med[k], None, None, "s", notes[k]) for k in times]
+    rows.append(
+        (
+            "re-decode / decode alone",
+            med["redecode"] / med["decode alone"],
+            None,
+            None,
+            "x",
+            "what resolving the run, verifying and reading the latents and publishing the frames add",
         )
-    ]
+    )
+    return rows
+
+
+def decode_alone(cache: Path, run: str, tiling: str = "aggressive") -> float | None:
+    """Process wall of bench/decode_alone.py on a run's latents, less its reading them from the cache."""
+    t0 = time.perf_counter()
+    res = worker("ours", "decode_alone.py", ["--cache", str(cache), "--run", run, "--tiling", tiling])
+    return None if res is None else time.perf_counter() - t0 - res["read_s"]
+
+
+def _redecode_vs_alone(cache: Path, run: str, what: str) -> list[tuple]:
+    redecode = ltx_cli(["decode", run, "--tiling", "aggressive"], cache)[0]
+    alone = decode_alone(cache, run)
+    if alone is None:
+        return []
+    note = f"ltx decode --tiling aggressive {redecode:.1f} s vs bench/decode_alone.py {alone:.1f} s"
+    return [(f"re-decode / decode alone, {what}", redecode / alone, None, None, "x", note)]
 
 
 def bench_memory(a, tmp: Path) -> list[tuple]:
-    """Peak RSS of `ltx decode` (streaming, default tiling) for two video lengths at 512x768 (tiny model)."""
-    rows = []
-    for frames in (49, 97):
+    """Peak memory of `ltx decode` (streaming, default tiling: 64-frame temporal tiles, 24 overlap) for
+    a video of three temporal tile groups and one of 4x its frames, 128x192 (tiny model)."""
+    rows, peaks = [], {}
+    for frames in (129, 513):
         cache = tmp / f"mem-cache-{frames}"
-        opts = ["--prompt", "a fox", "--num-frames", str(frames), "--height", "512", "--width", "768"]
+        opts = ["--prompt", "a fox", "--num-frames", str(frames), "--height", "128", "--width", "192"]
         try:
             ltx_cli(["refine", f"mem{frames}", *opts], cache)  # everything upstream of decode
-            dt, rss = ltx_cli(["decode", f"mem{frames}", "--tiling", "default"], cache)
+            dt, rss, mlx_peak = ltx_cli(["decode", f"mem{frames}", "--tiling", "default"], cache)
         except RuntimeError as e:
             print(f"  {e}", flush=True)
             return rows
-        frames_mb = frames * 512 * 768 * 3 / 2**20
-        rows.append(
-            (
-                f"streaming decode peak RSS, {frames} frames 512x768 (tiny model)",
-                rss,
-                None,
-                None,
-                "MB",
-                f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB",
+        peaks[frames] = rss, mlx_peak
+        frames_mb = frames * 128 * 192 * 3 / 2**20
+        for what, value in (("peak RSS", rss), ("MLX peak allocation", mlx_peak)):
+            rows.append(
+                (
+                    f"streaming decode {what}, {frames} frames 128x192 (tiny model)",
+                    value,
+                    None,
+                    None,
+                    "MB",
+                    f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB",
+                )
             )
-        )
-        print(f"  {frames} frames: {rss:.0f} MB, {dt:.1f} s", flush=True)
+        print(f"  {frames} frames: {rss:.0f} MB RSS, {mlx_peak:.0f} MB MLX, {dt:.1f} s", flush=True)
+        if frames == 129:  # a decode long enough that per-process costs (imports) stop dominating
+            rows += _redecode_vs_alone(cache, f"mem{frames}", f"{frames} frames 128x192")
+    for i, what in enumerate(("peak RSS", "MLX peak allocation")):
+        ratio = peaks[513][i] / peaks[129][i]
+        rows.append((f"streaming decode {what}, 513 / 129 frames", ratio, None, None, "x", "target <= 1.15"))
     return rows
 
 
