@@ -1,21 +1,37 @@
 """Peak-memory estimates per stage, from checkpoint headers and the output size alone.
 
 A stage's peak = the weights it holds (in the compute dtype; quantized layers as packed) + its
-largest live activations. The transformer term is calibrated against `mx.get_peak_memory` on tiny
-and widened configs (tests/test_memory.py: within 25%): the attention score matrix of the largest
-attention (chunked on the CPU to ATTENTION_CHUNK_ELEMENTS) plus ~16 token-sized tensors per stream.
-The video decode term (decode_activations) is a model of its res-block conv workspaces, checked the
-same way on the tiny and a widened (base 32) decoder. The encode, upsample, decode-audio and vocode terms
-are still rough (a few copies of the largest feature map), not checked, and labelled "rough".
+largest live activations, modelled from the layer widths in the checkpoint headers (`components`
+records them as `Component.widths`; OFFICIAL_WIDTHS when a header does not give them) and the
+output size. Every stage's model is checked against `mx.get_peak_memory` within 25% on the tiny
+model and a widened (mid-size) one, at two output sizes each (tests/test_memory.py); each calibrated
+constant's comment says what it was measured from.
+
+- encode: the hidden states of every Gemma layer (the encoder holds them all for the feature
+  extractor), plus the largest of: one Gemma layer's transients (attention masks, (H, T, T) scores,
+  MLP), the feature extractor's ~5 copies of the stacked states, or one connector block.
+- denoise, refine: the attention score matrix of the largest attention (chunked on the CPU to
+  ATTENTION_CHUNK_ELEMENTS) plus ~16 token-sized tensors per stream.
+- upsample: the 3x3x3 conv workspaces of the upsampler's res blocks at the upsampled size.
+- decode: the res-block conv workspaces of the video decoder's last level, one tile at a time.
+- decode-audio: the 3x3 conv workspaces of the audio decoder's mel-resolution level.
+- vocode: the dilated-conv res blocks of the vocoder level with the most channels x samples.
+
+MLX's CPU convolutions are explicit GEMMs: a k-tap conv holds a k-times-wide im2col copy of its
+input. And the CPU stream frees an op's buffers asynchronously, so a few consecutive ops are live at
+once (two or three convs; fewer while the lazily loaded weights' load and cast ops share the queue,
+as on a stage's first run): the conv terms count several convs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ltx.constants import audio_latent_frames
 from ltx.safetensors_header import DTYPE_BYTES as _DTYPE_BYTES
 from ltx.safetensors_header import read_header
 
@@ -97,12 +113,26 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
         "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None),
         "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None),
     }
-    conv_out = read_header(checkpoint)[0].get("vae.decoder.conv_out.conv.weight")
+    header = read_header(checkpoint)[0]
+    try:
+        config = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError:
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    conv_out = header.get("vae.decoder.conv_out.conv.weight")
     if conv_out is not None:  # PyTorch layout (O, C, 3, 3, 3): O = 3 * patch**2, C = the last level's width
         out["video_decoder"].widths = {
             "channels": int(conv_out["shape"][1]),
             "patch_pixels": int(conv_out["shape"][0]) // 3,
         }
+    # Widths below are read from dimension 0 (the output channels), which is the same in the PyTorch and
+    # the MLX layouts of a linear or conv weight.
+    init = read_header(upsampler)[0].get("initial_conv.weight")
+    if init is not None:
+        out["upsampler"].widths = {"channels": int(init["shape"][0])}
+    out["audio_decoder"].widths = _audio_decoder_widths(header, config.get("audio_vae", {}))
+    out["vocoder"].widths = _vocoder_widths(header, config.get("vocoder", {}))
+    out["text_projection"].widths = _connector_widths(header, config.get("transformer", {}))
     files = sorted(Path(gemma).glob("model*.safetensors"))
     g_quant = None
     if files:
@@ -117,8 +147,95 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
         sum(p.parameters for p in parts),
         sum(p.bytes for p in parts),
         " + ".join(sorted({p.dtypes for p in parts})),
+        _gemma_widths(files),
     )
     return out
+
+
+def _dim0(header: dict, key: str) -> int | None:
+    info = header.get(key)
+    return int(info["shape"][0]) if info is not None else None
+
+
+def _audio_decoder_widths(header: dict, config: dict) -> dict[str, int]:
+    """Per level i (0 = full resolution): its width C_i and the width entering it (the upsample conv of
+    level i + 1 or, at the top, the mid block); the latent's frequency bins (ch = z_channels x bins)."""
+    p = "audio_vae.decoder."
+    widths: dict[str, int] = {}
+    i = 0
+    while (c := _dim0(header, f"{p}up.{i}.block.0.conv1.conv.weight")) is not None:
+        widths[f"level{i}"] = c
+        i += 1
+    if not i:
+        return {}
+    for j in range(i):
+        key = f"{p}up.{j + 1}.upsample.conv.conv.weight" if j + 1 < i else f"{p}mid.block_2.conv2.conv.weight"
+        widths[f"level{j}_in"] = _dim0(header, key) or widths[f"level{j}"]
+    dd = config.get("model", {}).get("params", {}).get("ddconfig", {})
+    widths["levels"] = i
+    widths["latent_bins"] = int(dd.get("ch", 128)) // int(dd.get("z_channels", 8))
+    return widths
+
+
+def _vocoder_widths(header: dict, config: dict) -> dict[str, int]:
+    """The generator level with the most channels x samples: its width (from the header), its samples per
+    input mel frame (from the config's upsample rates) and whether it is BigVGAN's AMP (anti-aliased)."""
+    if "bwe" in config:  # LTX-2.3: 16 kHz vocoder, then the BWE generator on the mel of its output
+        voc, bwe = config.get("vocoder", {}), config["bwe"]
+        base = math.prod(voc.get("upsample_rates", [])) / bwe.get("hop_length", 80)
+        gens = [(voc, "vocoder.vocoder.", 1.0), (bwe, "vocoder.bwe_generator.", base)]
+    else:
+        gens = [(config, "vocoder.", 1.0)]
+    best = {"channels": 0, "samples_per_frame": 0, "amp": 0}
+    for cfg, prefix, frames in gens:
+        n = len(cfg.get("resblock_kernel_sizes", [3, 7, 11]))
+        samples = frames
+        for i, rate in enumerate(cfg.get("upsample_rates", [6, 5, 2, 2, 2])):
+            samples *= rate
+            c = _dim0(header, f"{prefix}resblocks.{i * n}.convs1.0.weight")
+            if c is not None and c * samples > best["channels"] * best["samples_per_frame"]:
+                amp = int(f"{prefix}resblocks.{i * n}.acts1.0.act.alpha" in header)
+                best = {"channels": c, "samples_per_frame": round(samples), "amp": amp}
+    return best if best["channels"] else {}
+
+
+def _connector_widths(header: dict, config: dict) -> dict[str, int]:
+    """Widths (learnable registers: (128, D)) and heads (config) of the video and audio connectors."""
+    p = "model.diffusion_model."
+    reg = lambda s: header.get(f"{p}{s}_embeddings_connector.learnable_registers")  # noqa: E731
+    if reg("video") is None or reg("audio") is None:
+        return {}
+    heads = int(config.get("connector_num_attention_heads", 30))
+    return {
+        "video_dim": int(reg("video")["shape"][1]),
+        "audio_dim": int(reg("audio")["shape"][1]),
+        "video_heads": heads,
+        "audio_heads": int(config.get("audio_connector_num_attention_heads") or heads),
+    }
+
+
+def _gemma_widths(files: list[Path]) -> dict[str, int]:
+    """Hidden size, layers, MLP width, heads and head width of the Gemma language model, from its headers."""
+    header: dict[str, Any] = {}
+    for f in files:
+        header.update({k: v for k, v in read_header(f)[0].items() if "vision" not in k})
+    layer = next(
+        (k[: -len("self_attn.q_proj.weight")] for k in header if k.endswith(".0.self_attn.q_proj.weight")),
+        None,
+    )
+    if layer is None or _dim0(header, layer + "self_attn.q_norm.weight") is None:
+        return {}
+    head_dim = _dim0(header, layer + "self_attn.q_norm.weight")
+    q = _dim0(header, layer + "self_attn.q_proj.weight")
+    stem = layer[: -len("0.")]
+    layers = len({k[len(stem) :].split(".")[0] for k in header if k.startswith(stem)})
+    return {
+        "hidden": _dim0(header, layer + "input_layernorm.weight"),
+        "layers": layers,
+        "intermediate": _dim0(header, layer + "mlp.gate_proj.weight"),
+        "heads": q // head_dim,
+        "head_dim": head_dim,
+    }
 
 
 def transformer_activations(
@@ -172,12 +289,128 @@ def decode_activations(
     )
 
 
+# The official components' widths, for a Component whose header did not give them.
+OFFICIAL_WIDTHS = {
+    "gemma": {"hidden": 3840, "layers": 48, "intermediate": 15360, "heads": 16, "head_dim": 256},
+    "text_projection": {"video_dim": 3840, "audio_dim": 3840, "video_heads": 30, "audio_heads": 30},
+    "upsampler": {"channels": 512},
+    "audio_decoder": {  # ch 128, ch_mult (1, 2, 4)
+        "levels": 3,
+        "latent_bins": 16,
+        **{"level0": 128, "level0_in": 256, "level1": 256, "level1_in": 512, "level2": 512, "level2_in": 512},
+    },
+    "vocoder": {"channels": 256, "samples_per_frame": 30, "amp": 0},  # HiFi-GAN, 1024 initial channels
+}
+
+GEMMA_SCORES_PER_HEAD = 1.16  # (T, T) score matrices per head (scaled, masked, soft-maxed in place)
+GEMMA_MASKS = 2  # the additive global and sliding-window masks, (T, T) each, live through all layers
+GEMMA_QKV_TENSORS = 11  # (T, H * head_dim)-sized: q, k, v, their norms, RoPE, GQA-repeated k/v, output
+GEMMA_MLP_TENSORS = 3  # (T, intermediate): gate, up, GELU(gate) * up
+GEMMA_RESIDUAL_TENSORS = 7  # (T, hidden): residual stream, four norms, attention and MLP outputs
+FEATURE_COPIES = 5  # of all stacked hidden states, beside the list the encoder holds
+CONNECTOR_SCORES_PER_HEAD = 1.03  # (T, T) score matrices per head (no mask: scaled and soft-maxed in place)
+CONNECTOR_TOKEN_TENSORS = 30  # (T, D): q/k/v, q/k norms and RoPE temporaries, 4x-wide GELU feed-forward
+
+
+def encode_activations(gemma: dict[str, int], connectors: dict[str, int], tokens: int, itemsize: int) -> int:
+    """Largest live activations of encoding one prompt (ltx.text_encoder.TextEncoder.encode: Gemma, the
+    feature extractor and both connectors, evaluated as one graph) padded to `tokens` tokens.
+
+    TextEncoder.encode holds the hidden states of every layer (layers + 1 of (T, hidden)) to the end. On
+    top, the largest of three phases (fitted on the tiny Gemma at T = 384-1024, where attention dominates,
+    and on widened ones (hidden 256-1024, 8-16 layers) at T = 256-1024, where the states do, as at the
+    official size): a Gemma layer (the two masks, ~1.16 (T, T) score matrices per head, ~11 q-sized, 3
+    MLP-wide and 7 hidden-wide tensors per token); the feature extractor (~5 more copies of the stacked
+    states: the (B, T, D, L) stack and the masked / min / max / normalised temporaries of its
+    normalisation; measured 5.4-6.2 x the states in all with the weights loaded lazily, as the stage loads
+    them, ~7 with resident weights); or a connector block (~1.03 score matrices per head and ~30 tensors
+    of its width per token) beside the extractor's outputs."""
+    t = tokens
+    states = t * gemma["hidden"] * (gemma["layers"] + 1)
+    qkv = gemma["heads"] * gemma["head_dim"]
+    layer = (
+        (GEMMA_MASKS + GEMMA_SCORES_PER_HEAD * gemma["heads"]) * t * t
+        + GEMMA_QKV_TENSORS * t * qkv
+        + GEMMA_MLP_TENSORS * t * gemma["intermediate"]
+        + GEMMA_RESIDUAL_TENSORS * t * gemma["hidden"]
+    )
+    features = FEATURE_COPIES * states
+    dims = connectors["video_dim"] + connectors["audio_dim"]
+    connector = t * dims + max(
+        CONNECTOR_SCORES_PER_HEAD * connectors[f"{s}_heads"] * t * t
+        + CONNECTOR_TOKEN_TENSORS * t * connectors[f"{s}_dim"]
+        for s in ("video", "audio")
+    )
+    return int(itemsize * (states + max(layer, features, connector)))
+
+
+UPSAMPLE_CONV_WIDTHS = 72  # per upsampled voxel, in units of the upsampler's width C
+
+
+def upsample_activations(channels: int, voxels: int, itemsize: int) -> int:
+    """Largest live activations of the latent upsampler (ltx.upsampler.upsample_video), `voxels` = latent
+    frames x upsampled latent height x width.
+
+    The peak is in the res blocks after the x2 pixel shuffle, at the upsampled size and the upsampler's
+    width C. Each 3x3x3 conv holds its 27C im2col copy, its padded input and output (~31C), and the
+    GroupNorm / SiLU temporaries add a few C; two consecutive convs are in flight together (the CPU stream
+    frees asynchronously, and the lazily loaded weights' load / cast ops take their share of the ops in
+    flight): ~72C per voxel (measured 71-76C at C = 32, 128 and 256 with 1-4 blocks per stage, 288 to
+    13824 voxels; up to 89C at the smallest size with the widest weights). With the weights already
+    resident (a second run in one process) three convs fit in flight: ~100C."""
+    return itemsize * voxels * UPSAMPLE_CONV_WIDTHS * channels
+
+
+AUDIO_IN_VALUES = 24  # per pixel of an audio decoder level, per channel of the width entering it
+AUDIO_OUT_VALUES = 32  # per pixel of an audio decoder level, per channel of its own width
+
+
+def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsize: int) -> int:
+    """Largest live activations of the audio VAE decoder (ltx.audio_vae.AudioDecoder.decode) on a latent
+    of `latent_frames` frames.
+
+    Level i (0 = the mel resolution) runs at ((T_a - 1) 2^(L-1-i) + 1) x bins 2^(L-1-i) pixels. Each 3x3
+    causal conv holds a 9C im2col copy of its input, the padded input and its output (~12C with the
+    pixel-norm / SiLU temporaries), and consecutive convs are in flight together: at the start of a level
+    the upsample conv (on the nearest-x2 copy) and the first block's conv1 read the width entering the
+    level, C_in (~24 C_in), and the next convs run at the level's width C (~32 C). So 24 C_in + 32 C per
+    pixel (the measured peak within 6% of it at ch_mult (1, 1, 2), (1, 2, 4) (the official), (2, 2, 4)
+    and (2, 1, 2), 11-18% above it at (1, 4, 4), at 9, 26 and 51 latent frames); the largest level wins."""
+    levels = widths["levels"]
+    peak = 0
+    for i in range(levels):
+        scale = 2 ** (levels - 1 - i)
+        pixels = ((latent_frames - 1) * scale + 1) * widths["latent_bins"] * scale
+        per_pixel = AUDIO_IN_VALUES * widths[f"level{i}_in"] + AUDIO_OUT_VALUES * widths[f"level{i}"]
+        peak = max(peak, per_pixel * pixels)
+    return itemsize * peak
+
+
+VOCODER_VALUES = {0: 47, 1: 76}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
+
+
+def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -> int:
+    """Largest live activations of the vocoder (ltx.vocoder: HiFi-GAN, or LTX-2.3's vocoder + BWE
+    generator) on `mel_frames` mel frames, at the generator level with the most channels x samples.
+
+    A level's three res blocks read the same input and are summed; each of their dilated convs is an
+    im2col matmul (k x C values per sample, k up to 11) with its padded input, output and activations, and
+    about two of them are in flight at once, beside the level's input, the running sum and the transposed
+    conv's overlap-add buffers: ~47 values per channel and sample for HiFi-GAN (measured 46-49 at 64, 128
+    and 256 initial channels, 25-101 mel frames; 44-47 with one level larger than the rest); ~76 for
+    BigVGAN's AMP blocks, whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured
+    70-79 on the LTX-2.3 vocoder + BWE at 32-256 channels, either generator the larger). Both with the
+    (3, 7, 11) res-block kernels of every LTX vocoder, and the weights loaded lazily, as the stage does."""
+    cl = widths["channels"] * widths["samples_per_frame"] * mel_frames
+    return itemsize * VOCODER_VALUES[widths["amp"]] * cl
+
+
 def video_tokens(height: int, width: int, frames: int) -> int:
     return ((frames - 1) // 8 + 1) * (height // 32) * (width // 32)
 
 
 def audio_tokens(frames: int, fps: float) -> int:
-    return round((frames / fps) * 25) + 1
+    return audio_latent_frames(frames, fps)  # the audio latent's length, as the denoise stage makes it
 
 
 @dataclass
@@ -203,8 +436,6 @@ def estimate_stages(
     two_stage: bool = True,
     text_tokens: int = 1024,
     streamed_block_bytes: int | None = None,
-    gemma_hidden: int = 3840,
-    gemma_layers: int = 48,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block)."""
@@ -213,13 +444,12 @@ def estimate_stages(
     tr = comps["transformer"].bytes
     if streamed_block_bytes is not None:
         tr = tr - cfg.num_layers * streamed_block_bytes + streamed_block_bytes
-    lat = lambda h, w: 128 * ((frames - 1) // 8 + 1) * (h // 32) * (w // 32) * itemsize  # noqa: E731
+    widths = lambda name: comps[name].widths or OFFICIAL_WIDTHS[name]  # noqa: E731
     out = [
         Estimate(
             "encode",
             comps["gemma"].bytes + comps["text_projection"].bytes,
-            text_tokens * gemma_hidden * (gemma_layers + 1) * itemsize * 2,
-            "rough",
+            encode_activations(widths("gemma"), widths("text_projection"), text_tokens, itemsize),
         ),
         Estimate(
             "denoise",
@@ -228,8 +458,13 @@ def estimate_stages(
         ),
     ]
     if two_stage:
+        voxels = ((frames - 1) // 8 + 1) * (h1 // 32 * 2) * (w1 // 32 * 2)  # x2 the stage-1 latent
         out.append(
-            Estimate("upsample", comps["upsampler"].bytes, 8 * 1024 // 128 * lat(height, width), "rough")
+            Estimate(
+                "upsample",
+                comps["upsampler"].bytes,  # the video encoder is loaded too, but only its statistics are read
+                upsample_activations(widths("upsampler")["channels"], voxels, itemsize),
+            )
         )
         out.append(
             Estimate(
@@ -257,8 +492,14 @@ def estimate_stages(
             ),
             "tiled",
         ),
-        Estimate("decode-audio", comps["audio_decoder"].bytes, 3 * 512 * (ta * 4) * 64 * itemsize, "rough"),
-        Estimate("vocode", comps["vocoder"].bytes, 3 * 1024 * (ta * 4) * 240 // 8 * itemsize, "rough"),
+        Estimate(
+            "decode-audio",
+            comps["audio_decoder"].bytes,
+            audio_decode_activations(widths("audio_decoder"), ta, itemsize),
+        ),
+        Estimate(  # the audio decoder's mel: 4 T_a - 3 frames (LATENT_DOWNSAMPLE_FACTOR 4)
+            "vocode", comps["vocoder"].bytes, vocode_activations(widths("vocoder"), 4 * ta - 3, itemsize)
+        ),
     ]
     return out
 

@@ -75,8 +75,6 @@ def estimates(
     files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
 ):
     """(normal, streamed) per-stage peak estimates of a model at a size."""
-    import json
-
     from ltx import loader, memory
     from ltx.transformer import TransformerConfig
 
@@ -84,15 +82,7 @@ def estimates(
     section = loader.read_config(meta, files.checkpoint)["transformer"]
     cfg = TransformerConfig.from_dict(section)
     block = comps["transformer"].bytes // max(cfg.num_layers, 1)  # blocks hold ~98% of the transformer
-    gcfg = (
-        json.loads((files.gemma / "config.json").read_text())
-        if (files.gemma / "config.json").is_file()
-        else {}
-    )
-    gcfg = gcfg.get("text_config", gcfg)
     args = dict(
-        gemma_hidden=gcfg.get("hidden_size", 3840),
-        gemma_layers=gcfg.get("num_hidden_layers", 48),
         height=height,
         width=width,
         frames=frames,

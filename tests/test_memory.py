@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from test_quantize import golden_inputs, write_widened  # noqa: E402
 
-from ltx import lowmem, memory, patchify, tiny  # noqa: E402
-from ltx.transformer import Modality, X0Model, load_transformer  # noqa: E402
+from ltx import loader, lowmem, memory, patchify, tiny  # noqa: E402
+from ltx.transformer import Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +120,6 @@ def test_plan_budget(models):
 
 def _decoder(base_channels: int | None):
     """The tiny 2.0 video decoder, or the same widened to `base_channels` (synthesised weights, in memory)."""
-    import json
-
     from mlx.utils import tree_flatten, tree_unflatten
 
     from ltx.video_vae import VideoDecoder, VideoVAEConfig
@@ -165,3 +164,276 @@ def test_decode_estimate_within_25_percent(base, size):
 def test_decode_widths_from_checkpoint(models):
     comps = memory.components(models["tiny"], models["tiny"], models["tiny"].parent / "none", 4)
     assert comps["video_decoder"].widths == {"channels": 8, "patch_pixels": 16}
+
+
+# ----------------------------------------------------------------------------------------------
+# encode, upsample, decode-audio, vocode: the `ltx info` estimate of each against the measured peak of
+# the stage's own computation (its components loaded inside the measurement, lazily, as the stage loads
+# them, and held to the end, as stages.runtime holds them: a module dropped after building the graph
+# would free each weight once used), on the tiny model and a widened one in the official layout.
+
+PROMPT = "a red fox trots through fresh snow"
+
+
+def _peak(run) -> int:
+    mx.clear_cache()
+    base = mx.get_active_memory()
+    mx.reset_peak_memory()
+    run()
+    return mx.get_peak_memory() - base
+
+
+def _normal(*shape: int) -> mx.array:
+    x = mx.array(np.random.RandomState(0).standard_normal(shape).astype(np.float32))
+    mx.eval(x)
+    return x
+
+
+def _tiny_config(variant: str) -> dict:
+    return json.loads(
+        json.dumps(tiny.load_manifest(variant)["files"]["model.safetensors"]["metadata"]["config"])
+    )
+
+
+def _write(path: Path, module, config: dict | None, rename=lambda k: k, layouts: dict | None = None) -> Path:
+    """`module`'s parameters with synthesised weights under the keys `rename(key)`, `config` as metadata.
+    MLX layout, which the loaders keep, except the fixed buffers in `layouts` (key suffix -> permutation
+    to the official layout, in which tiny.synth computes their values)."""
+    from mlx.utils import tree_flatten
+
+    tensors = {}
+    for k, v in tree_flatten(module.parameters()):
+        perm = next((p for suffix, p in (layouts or {}).items() if k.endswith(suffix)), None)
+        tensors[rename(k)] = tiny.synth(rename(k), [v.shape[i] for i in perm] if perm else v.shape)
+    tiny.write_safetensors(path, tensors, {} if config is None else {"config": json.dumps(config)}, "BF16")
+    return path
+
+
+def _estimate(comps: dict, stage: str, height: int, width: int, frames: int, **kw) -> memory.Estimate:
+    """`ltx info`'s estimate of one stage (the transformer config only matters for denoise and refine)."""
+    cfg = TransformerConfig.from_dict(_tiny_config("2.0")["transformer"])
+    return next(
+        e for e in memory.estimate_stages(comps, cfg, height, width, frames, **kw) if e.stage == stage
+    )
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory, models) -> dict[str, Path]:
+    """The tiny model directories of both variants."""
+    return {
+        "2.0": models["tiny"].parent,
+        "2.3": tiny.create("2.3", tmp_path_factory.mktemp("mem23") / "tiny"),
+    }
+
+
+def _components(checkpoint: Path, dirs, upsampler: Path | None = None, gemma: Path | None = None) -> dict:
+    up = upsampler or dirs["2.0"] / "upsampler.safetensors"
+    return memory.components(checkpoint, up, gemma or checkpoint.parent / "none", 4)
+
+
+# Gemma widened and deepened so that its hidden states dominate the encode peak, as they do at the official
+# size, and outweigh the weights (so that the 25% bound on the total bounds the activation model)
+MID_GEMMA = {"hidden_size": 256, "num_hidden_layers": 16, "intermediate_size": 256, "head_dim": 64}
+MID_GEMMA.update(num_attention_heads=2, num_key_value_heads=1, query_pre_attn_scalar=64)
+
+
+@pytest.fixture(scope="module")
+def text_models(dirs, tmp_path_factory) -> dict[tuple[str, str], tuple[Path, Path]]:
+    """(checkpoint, Gemma directory) per (variant, "tiny" | "mid"): mid = a Gemma directory widened to
+    MID_GEMMA (tiny tokenizer) and a checkpoint with a text projection and connectors that fit it."""
+    import shutil
+
+    from ltx.gemma import GemmaConfig, GemmaTextModel
+    from ltx.text_encoder import KEY_MAP, EmbeddingsProcessor, TextConfig
+
+    root = tmp_path_factory.mktemp("text")
+    back = {v: k for k, v in KEY_MAP.items()}  # module prefix -> checkpoint prefix
+    out = {}
+    for variant, d in dirs.items():
+        out[variant, "tiny"] = (d / "model.safetensors", d / "gemma")
+        gemma = root / f"gemma-{variant}"
+        shutil.copytree(d / "gemma", gemma, ignore=shutil.ignore_patterns("*.safetensors"))
+        raw = json.loads((gemma / "config.json").read_text())
+        raw["text_config"].update(MID_GEMMA)
+        (gemma / "config.json").write_text(json.dumps(raw))
+        model = GemmaTextModel(GemmaConfig.from_dict(raw))
+        _write(gemma / "model.safetensors", model, None, lambda k: "language_model.model." + k)
+        t = _tiny_config(variant)["transformer"]
+        hidden, states = MID_GEMMA["hidden_size"], MID_GEMMA["num_hidden_layers"] + 1
+        if variant == "2.0":  # feature extractor V1 keeps Gemma's width, and the connectors run at it
+            t["connector_attention_head_dim"] = hidden // t["connector_num_attention_heads"]
+        proc = EmbeddingsProcessor(TextConfig.from_dict(t, hidden, states))
+        rename = lambda k: next(back[p] + k[len(p) :] for p in back if k.startswith(p))  # noqa: E731
+        out[variant, "mid"] = (
+            _write(root / f"text-{variant}.safetensors", proc, {"transformer": t}, rename),
+            gemma,
+        )
+    return out
+
+
+@pytest.mark.parametrize("variant", ["2.0", "2.3"])  # feature extractor V1, V2
+@pytest.mark.parametrize("name,tokens", [("tiny", 1024), ("tiny", 512), ("mid", 1024), ("mid", 512)])
+def test_encode_estimate_within_25_percent(dirs, text_models, variant, name, tokens):
+    """tiny: attention (masks, scores) dominates; mid: the hidden states and the feature extractor."""
+    from ltx.gemma import GemmaTokenizer
+    from ltx.text_encoder import load_text_encoder
+
+    ckpt, gemma = text_models[variant, name]
+    tokenizer = GemmaTokenizer(gemma, max_length=tokens)  # the stage pads every prompt to 1024 tokens
+
+    def run():
+        encoder = load_text_encoder(ckpt, gemma, mx.float32)
+        encoder.tokenizer = tokenizer
+        encoder.encode(PROMPT)
+
+    measured = _peak(run)
+    est = _estimate(_components(ckpt, dirs, gemma=gemma), "encode", 256, 384, 17, text_tokens=tokens)
+    assert abs(est.peak - measured) <= 0.25 * measured, (variant, name, tokens, est, measured)
+
+
+@pytest.fixture(scope="module")
+def widened(dirs, tmp_path_factory) -> dict[str, Path]:
+    """Mid-size upsampler (width 128, two blocks per stage), audio decoder (the official ch_mult (1, 2, 4)
+    and two res blocks), vocoders (2.0: 256 initial channels; 2.3: 128 and 32, the 16 kHz generator the
+    larger, where the tiny's BWE generator is), synthesised weights in the official key layout."""
+    from ltx.audio_vae import AudioDecoder, AudioVAEConfig
+    from ltx.upsampler import LatentUpsampler, UpsamplerConfig
+    from ltx.vocoder import BWEConfig, Vocoder, VocoderWithBWE, vocoder_config_from_dict
+
+    root = tmp_path_factory.mktemp("widened")
+    up = json.loads(loader.read_header(dirs["2.0"] / "upsampler.safetensors")[1]["config"])
+    up.update(mid_channels=128, num_blocks_per_stage=2)
+    audio = _tiny_config("2.0")["audio_vae"]
+    audio["model"]["params"]["ddconfig"].update(ch_mult=[1, 2, 4], num_res_blocks=2)
+    stats = "per_channel_statistics."
+    out = {
+        "upsampler": _write(
+            root / "upsampler.safetensors", LatentUpsampler(UpsamplerConfig.from_dict(up)), up
+        ),
+        "audio": _write(
+            root / "audio.safetensors",
+            AudioDecoder(AudioVAEConfig.from_dict(audio)),
+            {"audio_vae": audio},
+            lambda k: "audio_vae." + k if k.startswith(stats) else "audio_vae.decoder." + k,
+        ),
+    }
+    voc20 = _tiny_config("2.0")["vocoder"]
+    voc20["upsample_initial_channel"] = 256
+    voc23 = _tiny_config("2.3")["vocoder"]
+    voc23["vocoder"]["upsample_initial_channel"], voc23["bwe"]["upsample_initial_channel"] = 128, 32
+    for variant, config in (("2.0", voc20), ("2.3", voc23)):
+        cfg = vocoder_config_from_dict(config)
+        model = VocoderWithBWE(cfg) if isinstance(cfg, BWEConfig) else Vocoder(cfg)
+        basis = {"forward_basis": (0, 2, 1)}  # the STFT basis, (2 * (n_fft // 2 + 1), 1, n_fft) officially
+        path = root / f"vocoder-{variant}.safetensors"
+        out[f"vocoder-{variant}"] = _write(path, model, {"vocoder": config}, lambda k: "vocoder." + k, basis)
+    return out
+
+
+@pytest.mark.parametrize("name", ["tiny", "mid"])  # width 32, one res block per stage; width 128, two
+@pytest.mark.parametrize("size", [(384, 512, 33), (512, 768, 49)])  # (height, width, frames) of the output
+def test_upsample_estimate_within_25_percent(dirs, widened, name, size):
+    from ltx.upsampler import load_upsampler, upsample_video
+    from ltx.video_vae import load_video_encoder
+
+    h, w, frames = size
+    path = dirs["2.0"] / "upsampler.safetensors" if name == "tiny" else widened["upsampler"]
+    latent = _normal(1, 128, (frames - 1) // 8 + 1, h // 2 // 32, w // 2 // 32)  # the stage-1 latent
+
+    def run():  # as stages/upsample.py (the encoder: only its statistics are read)
+        encoder = load_video_encoder(dirs["2.0"] / "model.safetensors", mx.float32)
+        upsampler = load_upsampler(path, mx.float32)  # held, as the stage's runtime holds it
+        np.array(upsample_video(latent, encoder, upsampler))
+
+    measured = _peak(run)
+    est = _estimate(_components(dirs["2.0"] / "model.safetensors", dirs, upsampler=path), "upsample", *size)
+    assert abs(est.peak - measured) <= 0.25 * measured, (name, size, est, measured)
+
+
+@pytest.mark.parametrize("name", ["tiny", "mid"])  # ch_mult (1, 1, 2), one res block; (1, 2, 4), two
+@pytest.mark.parametrize("frames", [25, 49])  # at 24 fps: 26 and 51 audio latent frames
+def test_decode_audio_estimate_within_25_percent(dirs, widened, name, frames):
+    from ltx.audio_vae import load_audio_decoder
+    from ltx.constants import audio_latent_frames
+
+    ckpt = dirs["2.0"] / "model.safetensors" if name == "tiny" else widened["audio"]
+    latent = _normal(1, 8, audio_latent_frames(frames, 24.0), 16)
+
+    def run():  # as stages/decode_audio.py
+        decoder = load_audio_decoder(ckpt, mx.float32)  # held, as the stage's runtime holds it
+        np.array(decoder.decode(latent).transpose(0, 3, 1, 2))
+
+    measured = _peak(run)
+    est = _estimate(_components(ckpt, dirs), "decode-audio", 256, 384, frames)
+    assert abs(est.peak - measured) <= 0.25 * measured, (name, frames, est, measured)
+
+
+@pytest.mark.parametrize("name", ["tiny", "mid"])
+@pytest.mark.parametrize(  # HiFi-GAN; BigVGAN vocoder + bandwidth extension (3x the work per mel frame)
+    "variant,frames",
+    [("2.0", 17), ("2.0", 33), ("2.3", 9), ("2.3", 13)],  # at 24 fps: 69, 133; 33, 53 mel frames
+)
+def test_vocode_estimate_within_25_percent(dirs, widened, variant, name, frames):
+    from ltx.constants import audio_latent_frames
+    from ltx.vocoder import load_vocoder
+
+    ckpt = dirs[variant] / "model.safetensors" if name == "tiny" else widened[f"vocoder-{variant}"]
+    mel = _normal(1, 4 * audio_latent_frames(frames, 24.0) - 3, 64, 2)  # the audio decoder's output
+
+    def run():  # as stages/vocode.py
+        vocoder = load_vocoder(ckpt, mx.float32)  # held, as the stage's runtime holds it
+        np.array(vocoder(mel)[0].T)
+
+    measured = _peak(run)
+    est = _estimate(_components(ckpt, dirs), "vocode", 256, 384, frames)
+    assert abs(est.peak - measured) <= 0.25 * measured, (variant, name, frames, est, measured)
+
+
+def test_stage_widths_from_checkpoint(dirs):
+    """The widths the stage models read from the headers are those of the modules the loaders build."""
+    from ltx.audio_vae import load_audio_decoder
+    from ltx.gemma import load_gemma
+    from ltx.text_encoder import load_embeddings_processor
+    from ltx.upsampler import load_upsampler
+
+    for d in dirs.values():
+        ckpt = d / "model.safetensors"
+        comps = memory.components(ckpt, d / "upsampler.safetensors", d / "gemma", 4)
+        g = load_gemma(d / "gemma").config
+        assert comps["gemma"].widths == {
+            "hidden": g.hidden_size,
+            "layers": g.num_hidden_layers,
+            "intermediate": g.intermediate_size,
+            "heads": g.num_attention_heads,
+            "head_dim": g.head_dim,
+        }
+        proc = load_embeddings_processor(ckpt, None, g.hidden_size, g.num_hidden_layers + 1)
+        assert comps["text_projection"].widths == {
+            "video_dim": proc.video_connector.dim,
+            "audio_dim": proc.audio_connector.dim,
+            "video_heads": proc.video_connector.heads,
+            "audio_heads": proc.audio_connector.heads,
+        }
+        assert comps["upsampler"].widths == {
+            "channels": load_upsampler(d / "upsampler.safetensors").cfg.mid_channels
+        }
+        audio = comps["audio_decoder"].widths
+        levels = load_audio_decoder(ckpt).up
+        conv1 = [level.block[0].conv1.conv.weight.shape for level in levels]  # MLX layout (O, 3, 3, I)
+        assert audio["levels"] == len(conv1) and audio["latent_bins"] == 16
+        assert [(audio[f"level{i}_in"], audio[f"level{i}"]) for i in range(len(conv1))] == [
+            (s[3], s[0]) for s in conv1
+        ]
+    # the largest vocoder level: 2.0, 64 initial channels, rates (6, 5, 2, 2, 2): 16 channels x 30 samples per
+    # frame at level 1 (levels 1-4 tie); 2.3, its BWE generator (32 channels, rates (6, 5, 8)) on 2 mel frames
+    # (hop 80) per 160 samples of the 16 kHz vocoder: 4 channels x 480 at its last level
+    assert _components(dirs["2.0"] / "model.safetensors", dirs)["vocoder"].widths == {
+        "channels": 16,
+        "samples_per_frame": 30,
+        "amp": 0,
+    }
+    assert _components(dirs["2.3"] / "model.safetensors", dirs)["vocoder"].widths == {
+        "channels": 4,
+        "samples_per_frame": 480,
+        "amp": 1,
+    }
