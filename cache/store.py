@@ -79,26 +79,45 @@ def _write_failed(e: OSError) -> str:
 
 
 class RowWriter:
-    """Writes one array of an artifact block by block along axis 0, in order, hashing as it goes."""
+    """Writes one array of an artifact block by block along axis 0, in order, hashing as it goes.
+    Rows are held back until they fill whole zarr chunks, so every chunk is written once, whole
+    (a partial chunk write makes zarr read the chunk back and rewrite it)."""
 
     def __init__(self, zarray: Any, shape: tuple[int, ...], dtype: np.dtype):
         self._z, self.shape, self.dtype = zarray, shape, dtype
         self._h = _hasher(dtype, shape)
-        self._next = 0
+        self._next = 0  # rows received
+        self._written = 0  # rows in zarr (a multiple of the chunk rows until the last flush)
+        self._chunk_rows = int(zarray.chunks[0]) if shape and zarray.chunks else 1
+        self._pending: list[np.ndarray] = []
 
     def write(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype).reshape((-1,) + self.shape[1:])
-        n = block.shape[0]
+        if self._next + block.shape[0] > self.shape[0]:
+            raise PublishError(f"array written with more than its {self.shape[0]} rows")
+        self._h.update(block.astype(block.dtype.newbyteorder("<"), copy=False).tobytes())
+        self._pending.append(block)
+        self._next += block.shape[0]
+        whole = (self._next - self._written) // self._chunk_rows * self._chunk_rows
+        if whole:
+            self._flush(whole)
+        else:  # held back: own the rows (the caller may reuse its buffer)
+            self._pending[-1] = block.copy()
+
+    def _flush(self, rows: int) -> None:
+        pending = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
         try:
-            self._z[self._next : self._next + n] = block
+            self._z[self._written : self._written + rows] = pending[:rows]
         except OSError as e:
             raise PublishError(_write_failed(e)) from None
-        self._h.update(block.astype(block.dtype.newbyteorder("<"), copy=False).tobytes())
-        self._next += n
+        self._written += rows
+        self._pending = [pending[rows:].copy()] if rows < len(pending) else []
 
     def finish(self) -> str:
         if self._next != self.shape[0]:
             raise PublishError(f"array written with {self._next} of {self.shape[0]} rows")
+        if self._next > self._written:
+            self._flush(self._next - self._written)
         return self._h.hexdigest()
 
 

@@ -349,10 +349,11 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
 
 
 def ensure_inputs_then_force(store, node: Node) -> None:
+    done: dict = {}  # inputs opened (and verified) once, then reused by the forced run
     for inp in node.inputs.values():
         if isinstance(inp, Node):
-            ensure(store, inp, echo=_echo)
-    ensure(store, node, force=True, echo=_echo)
+            ensure(store, inp, echo=_echo, _done=done)
+    ensure(store, node, force=True, echo=_echo, _done=done)
 
 
 def generate(**kw: Any) -> None:
