@@ -1,8 +1,8 @@
 """numpy kernels for the elementwise hot spots of MLX's CPU backend: attention's softmax, GELU.
 
-MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores runs ~6x slower than
-numpy's vectorised `exp` (GELU's tanh/exp likewise), and at video token counts they are most of a
-layer's time. On the CPU an evaluated MLX array's buffer is ordinary host memory, so numpy works on
+MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores and GELU run 13-19x
+slower than torch's (bench/results.md, micro rows), where numpy's vectorised ufuncs keep up, and at
+video token counts they are most of a layer's time. On the CPU an evaluated MLX array's buffer is ordinary host memory, so numpy works on
 it in place through the buffer protocol, with no copy either way, a cache-sized block at a time and
 split over threads (numpy releases the GIL). The GPU backends keep MLX's own kernels.
 
@@ -37,7 +37,7 @@ BLOCK_ELEMENTS = 1 << 16
 @lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
     # numpy releases the GIL inside ufuncs and reductions, so threads split the rows across cores
-    return ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ltx-softmax")
+    return ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ltx-cpu-kernels")
 
 
 def applies(elements: int) -> bool:
