@@ -1,7 +1,7 @@
 """Worker: the decode that `ltx decode RUN --tiling T` does, with no cache or CLI around it (run with
 .venv): load the video decoder, stream-decode a run's latents with the tiling, convert to uint8
 frames. Reading the latents from the cache is timed apart (read_s) so that bench/run.py (generate)
-can leave it out of the process's wall time."""
+can leave it out of the process's wall time. The bench's runs use the tiny LTX-2.0 model."""
 
 from __future__ import annotations
 

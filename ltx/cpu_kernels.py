@@ -94,7 +94,7 @@ def attention(
     for i in range(0, tq, step):
         s = q[:, :, i : i + step] @ kt  # (B, H, c, Tk)
         m = None if mask is None else mask if mask.shape[2] == 1 else mask[:, :, i : i + step]
-        mx.eval(s) if m is None else mx.eval(s, m)
+        mx.eval(s, *([] if m is None else [m]))
         # a view of s's buffer (numpy 2: copy=False never copies): numpy writes the numerators into s
         scores = np.array(s, copy=False)
         sums = _softmax_numerators(scores, None if m is None else np.asarray(m))
