@@ -23,6 +23,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from ltx import cpu_kernels  # noqa: E402
 from ltx.loader import (  # noqa: E402
     CheckpointError,
     check_config_value,
@@ -32,6 +33,7 @@ from ltx.loader import (  # noqa: E402
     take_prefix,
 )
 from ltx.mel import MelConfig, log_mel  # noqa: E402
+from ltx.vae_blocks import lay_out_for_backend, pixel_norm_silu  # noqa: E402
 
 LATENT_DOWNSAMPLE_FACTOR = 4  # fixed in the reference, independent of ch_mult
 _DDCONFIG = "audio_vae.model.params.ddconfig"
@@ -110,14 +112,24 @@ class CausalConv2d(nn.Module):
         self.pad_t = kernel_size - 1
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=(0, (kernel_size - 1) // 2))
 
+    def taps_applies(self) -> bool:
+        o, k, _, c = self.conv.weight.shape
+        return k == 3 and cpu_kernels.conv_taps_applies(c, o)
+
     def __call__(self, x: mx.array) -> mx.array:  # (B, T, F, C)
+        if self.taps_applies():
+            x = mx.pad(x, [(0, 0), (self.pad_t, 0), (1, 1), (0, 0)])
+            return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias)
         if self.pad_t:
             x = mx.pad(x, [(0, 0), (self.pad_t, 0), (0, 0), (0, 0)])
         return self.conv(x)
 
 
-def pixel_norm(x: mx.array, eps: float = 1e-6) -> mx.array:
-    return x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + eps)
+PIXEL_NORM_EPS = 1e-6
+
+
+def norm_silu(x: mx.array) -> mx.array:
+    return pixel_norm_silu(x, eps=PIXEL_NORM_EPS)
 
 
 class ResnetBlock(nn.Module):
@@ -129,8 +141,8 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = CausalConv2d(in_channels, out_channels, 1)
 
     def __call__(self, x: mx.array) -> mx.array:
-        h = self.conv1(nn.silu(pixel_norm(x)))
-        h = self.conv2(nn.silu(pixel_norm(h)))
+        h = self.conv1(norm_silu(x))
+        h = self.conv2(norm_silu(h))
         if "nin_shortcut" in self:
             x = self.nin_shortcut(x)
         return x + h
@@ -235,7 +247,7 @@ class AudioEncoder(nn.Module):
             if "downsample" in level:
                 h = level.downsample(h)
         h = self.mid(h)
-        h = self.conv_out(nn.silu(pixel_norm(h)))  # (B, T_a, F_a, 2z)
+        h = self.conv_out(norm_silu(h))  # (B, T_a, F_a, 2z)
         means = h[..., : self.config.z_channels]
         return self.per_channel_statistics.normalize(means)
 
@@ -287,7 +299,7 @@ class AudioDecoder(nn.Module):
                 h = block(h)
             if "upsample" in level:
                 h = level.upsample(h)
-        h = self.conv_out(nn.silu(pixel_norm(h)))
+        h = self.conv_out(norm_silu(h))
         return _fit(
             h, max(t * LATENT_DOWNSAMPLE_FACTOR - (LATENT_DOWNSAMPLE_FACTOR - 1), 1), self.config.mel_bins
         )
@@ -330,7 +342,7 @@ def to_mlx_layout(
         perm = {3: (1, 2, 0) if is_transposed_conv(k) else (0, 2, 1), 4: (0, 2, 3, 1)}.get(v.ndim)
         if want is not None and perm is not None and tuple(v.shape) != tuple(want):
             if tuple(v.shape[i] for i in perm) == tuple(want):
-                v = v.transpose(perm)
+                v = mx.contiguous(v.transpose(perm))  # a strided view would be re-laid out per call
         out[k] = v
     return out
 
@@ -360,6 +372,7 @@ def _load(cls: type, path: str | Path, part: str, dtype: mx.Dtype | None) -> nn.
         }
     )
     load_strict(model, model.sanitize(own), dtype or backend.default_dtype(), what=f"audio VAE {part}")
+    lay_out_for_backend(model)
     return model
 
 

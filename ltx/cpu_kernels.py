@@ -17,6 +17,8 @@ The result equals softmax attention up to float32 rounding (tests/test_transform
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -30,6 +32,8 @@ import numpy as np  # noqa: E402
 
 # Below this many elements MLX's lazy kernels are as fast and keep the graph lazy.
 MIN_ELEMENTS = 1 << 20
+# The VAE's norm + SiLU is six MLX passes against numpy's one: numpy wins from a few blocks up.
+NORM_MIN_ELEMENTS = 1 << 15
 # Elements processed through every pass of a kernel while they sit in the core's cache.
 BLOCK_ELEMENTS = 1 << 16
 
@@ -40,8 +44,8 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ltx-cpu-kernels")
 
 
-def applies(elements: int) -> bool:
-    return mx.default_device() == mx.cpu and elements >= MIN_ELEMENTS
+def applies(elements: int, minimum: int | None = None) -> bool:
+    return mx.default_device() == mx.cpu and elements >= (MIN_ELEMENTS if minimum is None else minimum)
 
 
 def _run(fn, tasks: list) -> None:
@@ -133,3 +137,91 @@ def gelu_tanh(x: mx.array) -> mx.array:
         [(i, min(flat.size, i + step)) for i in range(0, flat.size, step)],
     )
     return x
+
+
+# A conv as one shifted matmul per kernel tap runs 2-3x faster than MLX's CPU conv1d/2d/3d (and than
+# an im2col matmul) with up to 512 channels, and slower than conv3d with more (bench/vae_results.md,
+# conv rows); the VAE decoders' high-resolution stages and the vocoder, most of their work, have <= 512.
+TAPS_MAX_CHANNELS = 512
+
+
+def conv_taps_applies(in_channels: int, out_channels: int) -> bool:
+    return mx.default_device() == mx.cpu and max(in_channels, out_channels) <= TAPS_MAX_CHANNELS
+
+
+def taps_layout(weight: mx.array) -> mx.array:
+    """The same (O, K1, .., Kn, C) weight with its memory laid out tap-major, (K1, .., Kn, O, C):
+    each tap's (O, C) matrix is then contiguous and conv_taps reads it with no per-call copy (mx.conv*
+    copies it back)."""
+    n = weight.ndim - 2
+    tap_major = mx.contiguous(weight.transpose(*range(1, n + 1), 0, n + 1))
+    return tap_major.transpose(n, *range(n), n + 1)
+
+
+def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilation: int = 1) -> mx.array:
+    """Stride-1 conv of an already padded x (B, P1, .., Pn, C) with an MLX conv weight
+    (O, K1, .., Kn, C) -> (B, P1 - e1, .., Pn - en, O), e = dilation * (K - 1).
+
+    With x flattened to rows of C channels, the input of tap (k1, .., kn) for output row r is row
+    r + dilation * sum_d k_d * stride_d (stride_d = P_{d+1} * .. * P_n): every tap is one matmul of
+    a contiguous slice of x (a view, no copy) with that tap's (C, O) weight, accumulated with addmm.
+    Rows are computed on the padded grid and the border rows dropped: no im2col copy is made.
+    """
+    b, *padded, c = x.shape
+    o, *kernel = weight.shape[:-1]
+    n = len(padded)
+    ext = [dilation * (k - 1) for k in kernel]
+    strides = [math.prod(padded[d + 1 :]) for d in range(n)]
+    # one past the last valid output row, (b*P1 - e1 - 1, P2 - e2 - 1, ..); rows between batch items
+    # or in the border are computed and dropped
+    rows = (b * padded[0] - ext[0] - 1) * strides[0] + 1
+    rows += sum((p - e - 1) * st for p, e, st in zip(padded[1:], ext[1:], strides[1:], strict=True))
+    flat = x.reshape(-1, c)
+    taps = weight.transpose(*range(1, n + 1), 0, n + 1).reshape(-1, o, c)  # free if tap-major
+    out = None
+    for i, ks in enumerate(itertools.product(*(range(k) for k in kernel))):
+        off = dilation * sum(k * st for k, st in zip(ks, strides, strict=True))
+        a, wi = flat[off : off + rows], taps[i].T
+        if out is None:
+            out = a @ wi if bias is None else mx.addmm(bias, a, wi)
+        else:
+            out = mx.addmm(out, a, wi)
+    out = mx.pad(out, [(0, b * math.prod(padded) - rows), (0, 0)]).reshape(b, *padded, o)
+    return out[(slice(None), *(slice(0, p - e) for p, e in zip(padded, ext, strict=True)))]
+
+
+def _norm_silu_blocks(tasks: list, x: np.ndarray, out: np.ndarray, scale, shift, eps: float) -> None:
+    # x, out (B, ..., H, W, C) (x may be a strided view); a task is (leading index, first row, end row)
+    c = x.shape[-1]
+    for lead, r0, r1 in tasks:
+        blk, o = x[lead][r0:r1], out[lead][r0:r1]
+        ms = np.einsum("...c,...c->...", blk, blk)[..., None]
+        ms *= 1.0 / c
+        ms += eps
+        np.sqrt(ms, out=ms)
+        np.divide(blk, ms, out=o)
+        if scale is not None:
+            o *= scale[lead[0]]
+            o += shift[lead[0]]
+        t = np.negative(o)  # silu(o) = o / (1 + exp(-o))
+        np.exp(t, out=t)
+        t += 1.0
+        np.divide(o, t, out=o)
+
+
+def pixel_norm_silu(
+    x: mx.array, eps: float, scale: mx.array | None = None, shift: mx.array | None = None
+) -> mx.array:
+    """silu(x / sqrt(mean_c(x^2) + eps) * (1 + scale) + shift) of a float32 (B, ..., H, W, C) array
+    into a new array; scale and shift are (B, C) (both or neither)."""
+    *lead, h, w, c = x.shape
+    out = mx.zeros(x.shape, mx.float32)
+    mx.eval(x, out, *([] if scale is None else [scale, shift]))
+    src = np.array(x, copy=False)  # a view, strided if x is (a conv's cropped output)
+    dst = np.array(out, copy=False)
+    sc = None if scale is None else 1.0 + np.array(scale, dtype=np.float32)
+    sh = None if shift is None else np.array(shift, dtype=np.float32)
+    step = max(1, BLOCK_ELEMENTS // (w * c))
+    tasks = [(i, r, min(h, r + step)) for i in np.ndindex(*lead) for r in range(0, h, step)]
+    _run(lambda part: _norm_silu_blocks(part, src, dst, sc, sh, eps), tasks)
+    return out

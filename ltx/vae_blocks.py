@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
-from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+from ltx import (
+    backend,  # noqa: F401  (sets up the BLAS before mlx)
+    cpu_kernels,
+)
 
 # isort: split
 
@@ -32,7 +35,7 @@ def to_mlx_layout(weights: dict[str, mx.array], expected: dict[str, tuple[int, .
         perm = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}.get(v.ndim)
         if want is not None and perm is not None and tuple(v.shape) != tuple(want):
             if tuple(v.shape[i] for i in perm) == tuple(want):
-                v = v.transpose(perm)
+                v = mx.contiguous(v.transpose(perm))  # a strided view would be re-laid out per call
         out[k] = v
     return out
 
@@ -40,6 +43,23 @@ def to_mlx_layout(weights: dict[str, mx.array], expected: dict[str, tuple[int, .
 def pixel_norm(x: mx.array) -> mx.array:
     # x / sqrt(mean_c(x^2) + eps), over the channel (last) axis
     return x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + PIXEL_NORM_EPS)
+
+
+def pixel_norm_silu(
+    x: mx.array,
+    scale: mx.array | None = None,
+    shift: mx.array | None = None,
+    eps: float = PIXEL_NORM_EPS,
+) -> mx.array:
+    """silu(pixel_norm(x) * (1 + scale) + shift) of channels-last (B, ..., C); scale, shift (B, C) or
+    None. Float32 inputs on the CPU go through the numpy kernel (one pass instead of MLX's six)."""
+    if x.dtype == mx.float32 and x.ndim >= 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+        return cpu_kernels.pixel_norm_silu(x, eps, scale, shift)
+    h = x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + eps)
+    if scale is not None:
+        bcast = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+        h = h * (1 + scale.reshape(bcast)) + shift.reshape(bcast)
+    return nn.silu(h)
 
 
 def pad_spatial(x: mx.array, mode: str) -> mx.array:
@@ -71,6 +91,10 @@ class CausalConv3d(nn.Module):
         self.stride = tuple(stride)
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=self.stride, bias=True)
 
+    def taps_applies(self) -> bool:
+        o, *_, c = self.conv.weight.shape
+        return self.stride == (1, 1, 1) and cpu_kernels.conv_taps_applies(c, o)
+
     def __call__(self, x: mx.array, causal: bool = True) -> mx.array:
         # x: (B, F, H, W, C)
         first = x[:, :1]
@@ -78,11 +102,23 @@ class CausalConv3d(nn.Module):
             x = mx.concatenate([first, first, x], axis=1)
         else:
             x = mx.concatenate([first, x, x[:, -1:]], axis=1)
+        if self.taps_applies():
+            return cpu_kernels.conv_taps(pad_spatial(x, self.padding_mode), self.conv.weight, self.conv.bias)
         if self.padding_mode == "zeros":
             y = mx.conv3d(x, self.conv.weight, stride=self.stride, padding=(0, 1, 1))
         else:
             y = mx.conv3d(pad_spatial(x, self.padding_mode), self.conv.weight, stride=self.stride)
         return y + self.conv.bias
+
+
+def lay_out_for_backend(model: nn.Module) -> None:
+    """Give the convs that will run as cpu_kernels.conv_taps (modules with `taps_applies()`, holding
+    the weight themselves or in a `conv` child) their tap-major weight layout."""
+    for m in model.modules():
+        if hasattr(m, "taps_applies") and m.taps_applies():
+            owner = m["conv"] if "conv" in m else m
+            owner.weight = cpu_kernels.taps_layout(owner.weight)
+    mx.eval(model.parameters())
 
 
 def timestep_features(t: mx.array, channels: int = 256, max_period: float = 10000.0) -> mx.array:
@@ -124,17 +160,12 @@ class ResnetBlock3D(nn.Module):
             self.scale_shift_table = mx.zeros((4, channels))
 
     def __call__(self, x: mx.array, causal: bool = True, emb: mx.array | None = None) -> mx.array:
-        h = pixel_norm(x)
+        ada = [None] * 4
         if self.timestep_conditioning:
             # rows: shift1, scale1, shift2, scale2; emb: (B, 4, C)
-            ada = self.scale_shift_table[None] + emb
-            ada = ada[:, :, None, None, None, :]  # (B, 4, 1, 1, 1, C)
-            h = h * (1 + ada[:, 1]) + ada[:, 0]
-        h = self.conv1(nn.silu(h), causal)
-        h = pixel_norm(h)
-        if self.timestep_conditioning:
-            h = h * (1 + ada[:, 3]) + ada[:, 2]
-        h = self.conv2(nn.silu(h), causal)
+            ada = list((self.scale_shift_table[None] + emb).transpose(1, 0, 2))  # 4 x (B, C)
+        h = self.conv1(pixel_norm_silu(x, ada[1], ada[0]), causal)
+        h = self.conv2(pixel_norm_silu(h, ada[3], ada[2]), causal)
         return x + h
 
 

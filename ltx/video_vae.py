@@ -46,8 +46,9 @@ from ltx.vae_blocks import (  # noqa: E402
     ResGroup,
     SpaceToDepthDownsample,
     TimestepEmbedder,
+    lay_out_for_backend,
     patchify,
-    pixel_norm,
+    pixel_norm_silu,
     to_mlx_layout,
     unpatchify,
 )
@@ -139,7 +140,7 @@ class VideoEncoder(nn.Module):
         x = self.conv_in(patchify(video, self.patch_size))  # (B, F, H/4, W/4, C)
         for block in self.down_blocks:
             x = block(x)
-        x = self.conv_out(nn.silu(pixel_norm(x)))  # (B, F', H', W', 129)
+        x = self.conv_out(pixel_norm_silu(x))  # (B, F', H', W', 129)
         return self.per_channel_statistics.normalize(x[..., :-1])
 
     def encode(self, video: mx.array) -> mx.array:
@@ -206,12 +207,12 @@ class VideoDecoder(nn.Module):
         x = self.conv_in(self.per_channel_statistics.un_normalize(latent), self.causal)
         for block in self.up_blocks:
             x = block(x, self.causal, t) if isinstance(block, ResGroup) else block(x, self.causal)
-        x = pixel_norm(x)
+        scale = shift = None
         if self.timestep_conditioning:
             emb = self.last_time_embedder(t, x.dtype).reshape(b, 2, -1)  # (B, 2, C): shift, scale
-            ada = (self.last_scale_shift_table[None] + emb)[:, :, None, None, None, :]
-            x = x * (1 + ada[:, 1]) + ada[:, 0]
-        x = self.conv_out(nn.silu(x), self.causal)
+            ada = self.last_scale_shift_table[None] + emb
+            shift, scale = ada[:, 0], ada[:, 1]
+        x = self.conv_out(pixel_norm_silu(x, scale, shift), self.causal)
         return unpatchify(x, self.patch_size)
 
     def decode_stream(
@@ -361,6 +362,7 @@ def load_video_encoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
         dtype or backend.default_dtype(),
         what=f"video VAE encoder in {path}",
     )
+    lay_out_for_backend(model)
     return model
 
 
@@ -374,6 +376,7 @@ def load_video_decoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
     load_strict(
         model, model.sanitize(own), dtype or backend.default_dtype(), what=f"video VAE decoder in {path}"
     )
+    lay_out_for_backend(model)
     return model
 
 

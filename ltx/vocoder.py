@@ -21,6 +21,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from ltx import cpu_kernels  # noqa: E402
 from ltx.audio_vae import to_mlx_layout  # noqa: E402
 from ltx.loader import (  # noqa: E402
     CheckpointError,
@@ -30,6 +31,7 @@ from ltx.loader import (  # noqa: E402
     read_config,
     take_prefix,
 )
+from ltx.vae_blocks import lay_out_for_backend  # noqa: E402
 
 LRELU_SLOPE = 0.1
 
@@ -112,13 +114,22 @@ def vocoder_config_from_dict(config: dict[str, Any]) -> VocoderConfig | BWEConfi
 
 
 class Conv1d(nn.Conv1d):
-    """nn.Conv1d (same parameters and layout (O, K, I)) computed as one matmul over K shifted slices (im2col).
+    """nn.Conv1d (same parameters and layout (O, K, I)) computed with matmuls: on the CPU one per tap
+    over shifted views (cpu_kernels.conv_taps), elsewhere one over K shifted slices (im2col).
 
     MLX's CPU conv1d is ~20-50x slower than a BLAS matmul of the same FLOPs at the vocoder's widths (see
     bench/vae_results.md), in particular with dilation; the (L, K*C) column matrix is small (<= ~40 MB)."""
 
+    def taps_applies(self) -> bool:
+        o, _, c = self.weight.shape
+        return cpu_kernels.conv_taps_applies(c, o)
+
     def __call__(self, x: mx.array) -> mx.array:  # (B, L, C) -> (B, L', O)
-        return conv1d_mm(x, self.weight, self.bias if "bias" in self else None, self.padding, self.dilation)
+        bias = self.bias if "bias" in self else None
+        if self.taps_applies():
+            x = mx.pad(x, [(0, 0), (self.padding, self.padding), (0, 0)]) if self.padding else x
+            return cpu_kernels.conv_taps(x, self.weight, bias, self.dilation)
+        return conv1d_mm(x, self.weight, bias, self.padding, self.dilation)
 
 
 def conv1d_mm(x: mx.array, w: mx.array, bias: mx.array | None, padding: int, dilation: int) -> mx.array:
@@ -439,4 +450,5 @@ def load_vocoder(path: str | Path, dtype: mx.Dtype | None = None) -> Vocoder | V
     model = VocoderWithBWE(cfg) if isinstance(cfg, BWEConfig) else Vocoder(cfg)
     own = take_prefix(weights, "vocoder.")
     load_strict(model, model.sanitize(own), dtype or backend.default_dtype(), what="vocoder")
+    lay_out_for_backend(model)
     return model

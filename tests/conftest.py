@@ -4,4 +4,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Before any test module imports mlx: ltx.backend loads the optimised BLAS, which must precede mlx.
+import pytest  # noqa: E402
+
 import ltx.backend  # noqa: E402, F401
+
+
+@pytest.fixture(params=["cpu", "mlx"])
+def kernels(request, monkeypatch):
+    """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.cpu_kernels: conv taps,
+    numpy norm + SiLU), forced on even at the tiny models' sizes; "mlx", MLX's convs and elementwise
+    ops, what GPUs run. Takes effect for models loaded after it (loading lays out the conv weights)."""
+    from ltx import cpu_kernels
+
+    if request.param == "cpu":
+        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 1000)  # several ragged blocks per thread
+    else:
+        monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
+        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
+    return request.param

@@ -56,7 +56,7 @@ def test_mel_matches_reference(case):
     assert np.abs(mel.transpose(0, 3, 1, 2) - g["mel"]).max() <= 1e-3
 
 
-def test_encoder(case):
+def test_encoder(case, kernels):
     _, model, g = case
     enc = load_audio_encoder(model)
     close(enc.encode(cl(g["mel"])), g["latent"])
@@ -64,14 +64,14 @@ def test_encoder(case):
     close(enc.encode_waveform(g["waveform"].T, int(g["waveform_rate"].item())), g["latent"], rel=1e-3)
 
 
-def test_decoder(case):
+def test_decoder(case, kernels):
     _, model, g = case
     dec = load_audio_decoder(model)
     out = dec.decode(mx.array(g["decoder_latent"]))  # (B, T, 64, 2)
     close(np.asarray(out).transpose(0, 3, 1, 2), g["decoder_mel"])
 
 
-def test_vocoder(case):
+def test_vocoder(case, kernels):
     variant, model, g = case
     voc = load_vocoder(model)
     assert voc.sample_rate == int(g["vocoder_rate"].item()) == (48000 if variant == "2.3" else 24000)

@@ -83,19 +83,41 @@ def golden_tiling(g) -> tiling.TilingConfig:
     return tiling.TilingConfig(spatial=(s, so), temporal=(t, to))
 
 
-def test_encoder_matches_reference(case):
+def test_encoder_matches_reference(case, kernels):
     _, model_dir, g = case
     enc = load_video_encoder(model_dir / "model.safetensors", mx.float32)
     close(enc.encode(cl(g["encoder_video"])), g["encoder_latent"])
 
 
-def test_decoder_matches_reference(case):
+def test_decoder_matches_reference(case, kernels):
     variant, model_dir, g = case
     dec = load_video_decoder(model_dir / "model.safetensors", mx.float32)
     assert dec.timestep_conditioning == bool(g["timestep_conditioning"])
     assert dec.timestep_conditioning == (variant == "2.0")  # the goldens cover both decoder kinds
     noise = mx.array(g["decoder_noise"]) if dec.timestep_conditioning else None
     close(ref_layout(dec.decode(mx.array(g["decoder_latent"]), noise=noise)), g["decoder_video"])
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+@pytest.mark.parametrize("frames", [1, 4])
+@pytest.mark.parametrize("layout", ["mlx", "taps"])
+def test_conv3d_taps_equals_mlx_conv3d(padding_mode, frames, layout, monkeypatch):
+    from ltx import cpu_kernels
+    from ltx.vae_blocks import CausalConv3d, lay_out_for_backend
+
+    conv = CausalConv3d(6, 5, padding_mode=padding_mode)
+    if layout == "taps":
+        lay_out_for_backend(conv)
+    x = mx.random.normal((2, frames, 5, 7, 6), key=mx.random.key(3))
+    assert conv.taps_applies()
+    for causal in (True, False):
+        got = conv(x, causal)
+        with monkeypatch.context() as m:
+            m.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)  # mx.conv3d
+            assert not conv.taps_applies()
+            want = conv(x, causal)
+        assert got.shape == want.shape == (2, frames, 5, 7, 5)
+        assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
 def test_tiled_decode_matches_reference(case):

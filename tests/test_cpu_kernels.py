@@ -1,0 +1,53 @@
+"""ltx.cpu_kernels' convolutions and VAE norm against MLX's own ops (the models' parity with the
+reference, through these kernels, is in test_video_vae.py and test_audio.py)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import pytest
+
+from ltx import cpu_kernels
+
+
+@pytest.mark.parametrize(
+    "batch, spatial, kernel, dilation",
+    [
+        (1, (9,), (3,), 1),
+        (2, (23,), (7,), 3),  # the vocoder's dilated convs, two batch items
+        (2, (5, 6), (3, 3), 1),  # the audio VAE
+        (2, (3, 4, 5), (3, 3, 3), 1),  # the video VAE
+        (1, (1 + 2, 4, 3), (3, 3, 3), 1),  # a single frame
+    ],
+)
+@pytest.mark.parametrize("layout", ["mlx", "taps"])
+def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout):
+    c, o = 6, 5
+    x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
+    w = mx.random.normal((o, *kernel, c), key=mx.random.key(2))
+    bias = mx.random.normal((o,), key=mx.random.key(3))
+    want = mx.conv_general(x, w, kernel_dilation=dilation) + bias
+    if layout == "taps":
+        w = cpu_kernels.taps_layout(w)
+        assert w.shape == (o, *kernel, c)
+    got = cpu_kernels.conv_taps(x, w, bias, dilation)
+    assert got.shape == want.shape
+    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+    nobias = cpu_kernels.conv_taps(x, w, None, dilation)
+    assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 7, 16), (2, 6, 7, 16)])
+def test_pixel_norm_silu_kernel_equals_mlx(shape, monkeypatch):
+    from ltx.vae_blocks import pixel_norm_silu
+
+    full = mx.random.normal(shape, key=mx.random.key(5)) * 3
+    x = full[..., 1:5, :5, :]  # a strided view, as a cropped conv output is
+    scale, shift = (mx.random.normal((2, 16), key=mx.random.key(k)) for k in (6, 7))
+    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 5 * 16)  # two rows per block
+    for args in ((), (scale, shift)):
+        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
+        want = pixel_norm_silu(x, *args, eps=1e-6)
+        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
+        got = pixel_norm_silu(x, *args, eps=1e-6)
+        assert got.shape == x.shape
+        assert float(mx.abs(got - want).max()) <= 1e-5
