@@ -104,9 +104,10 @@ AUDIO = {
     },
 }
 SIZES = {
-    # video latent (F', H', W') -> 9 frames x 128 x 192 px; tiling: (px, overlap px, frames, overlap frames); the
-    # reference's tiled_decode needs a temporal config: 16 / 8 frames is one temporal tile for 2 latent frames
-    "full": {"latent": (2, 4, 6), "tiling": (128, 32, 16, 8), "audio_frames": 26},
+    # video latent (F', H', W') -> 9 frames x 256 x 384 px (full) or 64 x 96 (quick); tiling: (px, overlap px,
+    # frames, overlap frames), full: the spatial tiles of the smallest preset (aggressive); the reference's
+    # tiled_decode needs a temporal config: 16 / 8 frames is one temporal tile for 2 latent frames
+    "full": {"latent": (2, 8, 12), "tiling": (256, 64, 16, 8), "audio_frames": 26},
     "quick": {"latent": (2, 2, 3), "tiling": (64, 32, 16, 8), "audio_frames": 8},
 }
 COMPONENTS = ("vae_decode", "vae_decode_tiled", "upsampler", "audio_decoder", "vocoder")
@@ -307,6 +308,11 @@ def _torch_micro(what: str, shape: list[int], runs: int) -> float:
         x = torch.randn(1, c, f + 2, h + 2, w + 2, generator=g)
         wt = torch.randn(c, c, 3, 3, 3, generator=g) / 50
         fn = lambda: F.conv3d(x, wt)  # noqa: E731
+    elif what == "conv2d":
+        c, t, f = shape
+        x = torch.randn(1, c, t + 2, f + 2, generator=g)
+        wt = torch.randn(c, c, 3, 3, generator=g) / 50
+        fn = lambda: F.conv2d(x, wt)  # noqa: E731
     elif what == "conv1d":
         c, n, k, d = shape
         x = torch.randn(1, c, n, generator=g)
@@ -473,6 +479,11 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                     f, h + 2, w + 2, 3 * c
                 )
                 return mx.conv2d(xs, w3)
+        elif variant == "taps":  # what ltx/vae_blocks.py runs on the CPU up to 512 channels
+            from ltx import cpu_kernels
+
+            wl = cpu_kernels.taps_layout(wt)
+            fn = lambda: cpu_kernels.conv_taps(x, wl)  # noqa: E731
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
 
@@ -489,14 +500,30 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                 return cols.reshape(-1, 27 * c) @ wm
         else:
             raise ValueError(variant)
+    elif what == "conv2d":
+        c, t, f = shape
+        x = mx.random.normal((1, t + 2, f + 2, c))
+        wt = mx.random.normal((c, 3, 3, c)) / 50
+        if variant == "taps":  # what ltx/audio_vae.py runs on the CPU up to 512 channels
+            from ltx import cpu_kernels
+
+            wl = cpu_kernels.taps_layout(wt)
+            fn = lambda: cpu_kernels.conv_taps(x, wl)  # noqa: E731
+        else:
+            fn = lambda: mx.conv2d(x, wt)  # noqa: E731
     elif what == "conv1d":
         c, n, k, d = shape
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c, k, c)) / 50
-        if variant == "im2col":  # what ltx/vocoder.py now runs
+        if variant == "im2col":  # what ltx/vocoder.py runs off the CPU
             from ltx.vocoder import conv1d_mm
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
+        elif variant == "taps":  # what ltx/vocoder.py runs on the CPU up to 512 channels
+            from ltx import cpu_kernels
+
+            wl, p = cpu_kernels.taps_layout(wt), d * (k - 1) // 2
+            fn = lambda: cpu_kernels.conv_taps(mx.pad(x, [(0, 0), (p, p), (0, 0)]), wl, None, d)  # noqa: E731
         else:
             fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
     elif what == "conv_transpose1d":
@@ -519,7 +546,13 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, n = shape
         x = mx.random.normal((1, n, c))
         f0 = lambda: nn.silu(x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + 1e-8))  # noqa: E731
-        fn = mx.compile(f0) if variant == "compiled" else f0
+        if variant == "numpy":  # what ltx/vae_blocks.py runs on the CPU
+            from ltx import cpu_kernels
+
+            x4 = x.reshape(1, 1, n, 1, c)
+            fn = lambda: cpu_kernels.pixel_norm_silu(x4, 1e-8)  # noqa: E731
+        else:
+            fn = mx.compile(f0) if variant == "compiled" else f0
     elif what == "groupnorm_silu":
         c, n = shape
         x = mx.random.normal((1, n, c))
@@ -540,14 +573,16 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
 
 MICRO = [
     # (what, shape, flops, mlx variants); conv3d shapes are the decoder's res_x levels at the full size
-    ("conv3d", [1024, 2, 4, 6], None, ("native", "conv2d_taps", "conv2d_stack", "im2col")),
-    ("conv3d", [512, 3, 8, 12], None, ("native", "conv2d_taps", "conv2d_stack", "im2col")),
-    ("conv3d", [256, 5, 16, 24], None, ("native", "conv2d_taps", "conv2d_stack", "im2col")),
-    ("conv3d", [128, 9, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack")),
-    ("norm_silu", [128, 9 * 32 * 48], None, ("eager", "compiled")),
+    ("conv3d", [1024, 2, 8, 12], None, ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps")),
+    ("conv3d", [512, 3, 16, 24], None, ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps")),
+    ("conv3d", [256, 5, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack", "taps")),
+    ("conv3d", [128, 9, 64, 96], None, ("native", "taps")),
+    ("norm_silu", [128, 9 * 64 * 96], None, ("eager", "compiled", "numpy")),
     ("groupnorm_silu", [1024, 2 * 8 * 12], None, ("eager", "compiled")),
-    ("conv1d", [512, 606, 11, 5], None, ("native", "im2col")),  # vocoder stage 1, kernel 11, dilation 5
-    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col")),
+    ("conv2d", [512, 26, 16], None, ("native", "taps")),  # the audio decoder's levels
+    ("conv2d", [128, 101, 64], None, ("native", "taps")),
+    ("conv1d", [512, 606, 11, 5], None, ("native", "im2col", "taps")),  # vocoder, kernel 11, dilation 5
+    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col", "taps")),
     ("conv_transpose1d", [1024, 101, 16, 6], None, ("native", "matmul_ola")),
     ("conv_transpose1d", [256, 1212, 8, 2], None, ("native", "matmul_ola")),
     ("matmul", [4096, 2048, 2048], None, ("native",)),  # the BLAS ceiling under the current machine load
@@ -558,6 +593,9 @@ def micro_flops(what: str, shape: list[int]) -> float | None:
     if what == "conv3d":
         c, f, h, w = shape
         return 2.0 * 27 * c * c * f * h * w
+    if what == "conv2d":
+        c, t, f = shape
+        return 2.0 * 9 * c * c * t * f
     if what == "conv1d":
         c, n, k, _ = shape
         return 2.0 * c * c * k * n
@@ -646,7 +684,7 @@ def main() -> None:
         if a.micro or a.micro_only:
             lines += [
                 "Micro-benchmarks of the ops that cap the ratios (median of 5, interleaved; channels-last MLX vs "
-                "channels-first torch; conv3d input pre-padded, 3x3x3, C->C):",
+                "channels-first torch; conv inputs pre-padded, C->C):",
                 "",
                 "| op | shape | MLX variant | MLX ms | torch ms | ratio | MLX GFLOP/s | torch GFLOP/s |",
                 "|---|---|---|---:|---:|---:|---:|---:|",

@@ -140,13 +140,15 @@ def gelu_tanh(x: mx.array) -> mx.array:
 
 
 # A conv as one shifted matmul per kernel tap runs 2-3x faster than MLX's CPU conv1d/2d/3d (and than
-# an im2col matmul) with up to 512 channels, and slower than conv3d with more (bench/vae_results.md,
-# conv rows); the VAE decoders' high-resolution stages and the vocoder, most of their work, have <= 512.
+# an im2col matmul) with up to 512 channels; with more input channels MLX's conv3d is faster, and with
+# more output channels only (a decoder level's depth-to-space conv) it is ~10% faster but holds a 27x
+# im2col copy of its input, the decode's peak (bench/vae_results.md, conv rows).
 TAPS_MAX_CHANNELS = 512
 
 
 def conv_taps_applies(in_channels: int, out_channels: int) -> bool:
-    return mx.default_device() == mx.cpu and max(in_channels, out_channels) <= TAPS_MAX_CHANNELS
+    del out_channels  # see above: taps at any output width, for the memory
+    return mx.default_device() == mx.cpu and in_channels <= TAPS_MAX_CHANNELS
 
 
 def taps_layout(weight: mx.array) -> mx.array:

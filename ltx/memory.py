@@ -18,7 +18,9 @@ constant's comment says what it was measured from.
 - vocode: the dilated-conv res blocks of the vocoder level with the most channels x samples.
 
 MLX's CPU convolutions are explicit GEMMs: a k-tap conv holds a k-times-wide im2col copy of its
-input. And the CPU stream frees an op's buffers asynchronously, so a few consecutive ops are live at
+input (the upsampler's 1024-wide convs); the VAE decoders' and the vocoder's convs of up to 512 input
+channels run as ltx.cpu_kernels.conv_taps instead, one shifted matmul per tap with no such copy. And
+the CPU stream frees an op's buffers asynchronously, so a few consecutive ops are live at
 once (two or three convs; fewer while the lazily loaded weights' load and cast ops share the queue,
 as on a stage's first run): the conv terms count several convs.
 """
@@ -261,8 +263,9 @@ def transformer_activations(
     return attn + TOKEN_TENSORS * tokens + text
 
 
-DECODE_CONV_WIDTHS = 70  # per output voxel of the last decoder level, in units of its channel count C
-DECODE_FRAME_BUFFERS = 12  # per output pixel: blend buffer, weights, previous group, chunk, decoded tile
+DECODE_RES_WIDTHS = 8  # per voxel of the last decoder level, in units of its channel count C
+DECODE_TILE_FLOATS = 14  # per pixel of the tile being decoded
+DECODE_GROUP_FLOATS = 5  # per pixel of the temporal group at full size
 
 
 def decode_activations(
@@ -277,16 +280,17 @@ def decode_activations(
 ) -> int:
     """Largest live activations of decoding one video tile (ltx.video_vae.decode_stream, one tile at a time).
 
-    The peak is a res block of the last decoder level, which holds the most voxels (tile frames x tile pixels
-    / patch_pixels) at the decoder's base width C. The CPU conv is an explicit GEMM: each 3x3x3 conv holds a
-    27C im2col copy, its output and the padded/concatenated input (~31C), and the pixel-norm / scale-shift /
-    SiLU temporaries add ~4C; the two convs of a res block are in flight together (the CPU stream frees an
-    op's temporaries asynchronously), so ~2 x 35C = 70C per voxel (measured 67-71C at C=8 and 32). On top:
-    the tiled-decode frame buffers of the temporal group at full width (12 values per output pixel)."""
+    The larger of two phases of the tile, plus the temporal group's buffers. A res block of the last
+    decoder level, which holds the most voxels (tile frames x tile pixels / patch_pixels) at the base
+    width C: its input, the norm + SiLU output, the padded copy, the shifted-matmul conv's running sum
+    and next partial sum on the padded grid and the cropped result, ~8C per voxel (the CPU convs of
+    ltx.cpu_kernels make no im2col copy). Or the last conv and what follows it, ~14 values per tile
+    pixel (its 3 x patch_pixels outputs on the padded grid, unpatchify, the uint8 conversion). On top:
+    the blend buffer and weights, previous group and chunk at full width, ~5 values per pixel. Fitted
+    on decoders of base width 8-128 at 128x192 and 256x384 (tests/test_memory.py checks 8 and 32)."""
     voxels = tile_frames * tile_h * tile_w // patch_pixels
-    return itemsize * (
-        DECODE_CONV_WIDTHS * channels * voxels + DECODE_FRAME_BUFFERS * tile_frames * height * width
-    )
+    tile = max(DECODE_RES_WIDTHS * channels * voxels, DECODE_TILE_FLOATS * tile_frames * tile_h * tile_w)
+    return itemsize * (tile + DECODE_GROUP_FLOATS * tile_frames * height * width)
 
 
 # The official components' widths, for a Component whose header did not give them.
@@ -361,21 +365,20 @@ def upsample_activations(channels: int, voxels: int, itemsize: int) -> int:
     return itemsize * voxels * UPSAMPLE_CONV_WIDTHS * channels
 
 
-AUDIO_IN_VALUES = 24  # per pixel of an audio decoder level, per channel of the width entering it
-AUDIO_OUT_VALUES = 32  # per pixel of an audio decoder level, per channel of its own width
+AUDIO_IN_VALUES = 3  # per pixel of an audio decoder level, per channel of the width entering it
+AUDIO_OUT_VALUES = 5  # per pixel of an audio decoder level, per channel of its own width
 
 
 def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsize: int) -> int:
     """Largest live activations of the audio VAE decoder (ltx.audio_vae.AudioDecoder.decode) on a latent
     of `latent_frames` frames.
 
-    Level i (0 = the mel resolution) runs at ((T_a - 1) 2^(L-1-i) + 1) x bins 2^(L-1-i) pixels. Each 3x3
-    causal conv holds a 9C im2col copy of its input, the padded input and its output (~12C with the
-    pixel-norm / SiLU temporaries), and consecutive convs are in flight together: at the start of a level
-    the upsample conv (on the nearest-x2 copy) and the first block's conv1 read the width entering the
-    level, C_in (~24 C_in), and the next convs run at the level's width C (~32 C). So 24 C_in + 32 C per
-    pixel (the measured peak within 6% of it at ch_mult (1, 1, 2), (1, 2, 4) (the official), (2, 2, 4)
-    and (2, 1, 2), 11-18% above it at (1, 4, 4), at 9, 26 and 51 latent frames); the largest level wins."""
+    Level i (0 = the mel resolution) runs at ((T_a - 1) 2^(L-1-i) + 1) x bins 2^(L-1-i) pixels. On the CPU
+    each 3x3 causal conv is one shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy): it
+    holds its padded input, the running sum and the next partial sum; with the norm + SiLU output and
+    the upsample's nearest-x2 copy of the entering width C_in that is ~3 C_in + 5 C per pixel (fitted on
+    ch_mult (1, 1, 2) and (1, 2, 4), the official, at 26 and 51 latent frames; tests/test_memory.py
+    checks them within 25%); the largest level wins."""
     levels = widths["levels"]
     peak = 0
     for i in range(levels):
@@ -386,21 +389,21 @@ def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsiz
     return itemsize * peak
 
 
-VOCODER_VALUES = {0: 47, 1: 76}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
+VOCODER_VALUES = {0: 24, 1: 56}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
 
 
 def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -> int:
     """Largest live activations of the vocoder (ltx.vocoder: HiFi-GAN, or LTX-2.3's vocoder + BWE
     generator) on `mel_frames` mel frames, at the generator level with the most channels x samples.
 
-    A level's three res blocks read the same input and are summed; each of their dilated convs is an
-    im2col matmul (k x C values per sample, k up to 11) with its padded input, output and activations, and
-    about two of them are in flight at once, beside the level's input, the running sum and the transposed
-    conv's overlap-add buffers: ~47 values per channel and sample for HiFi-GAN (measured 46-49 at 64, 128
-    and 256 initial channels, 25-101 mel frames; 44-47 with one level larger than the rest); ~76 for
-    BigVGAN's AMP blocks, whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured
-    70-79 on the LTX-2.3 vocoder + BWE at 32-256 channels, either generator the larger). Both with the
-    (3, 7, 11) res-block kernels of every LTX vocoder, and the weights loaded lazily, as the stage does."""
+    A level's three res blocks read the same input and are summed; on the CPU each dilated conv is one
+    shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy), holding its padded input, the
+    running and the partial sum, beside the level's input, the activations, the running sum of the
+    blocks and the transposed conv's overlap-add buffers: ~24 values per channel and sample for HiFi-GAN
+    (measured 21-26 at 64 and 256 initial channels, 17 and 33 frames); ~56 for BigVGAN's AMP blocks,
+    whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 55-57 on the
+    LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and the
+    weights loaded lazily, as the stage does."""
     cl = widths["channels"] * widths["samples_per_frame"] * mel_frames
     return itemsize * VOCODER_VALUES[widths["amp"]] * cl
 

@@ -117,8 +117,7 @@ def lay_out_for_backend(model: nn.Module) -> None:
     for m in model.modules():
         if hasattr(m, "taps_applies") and m.taps_applies():
             owner = m["conv"] if "conv" in m else m
-            owner.weight = cpu_kernels.taps_layout(owner.weight)
-    mx.eval(model.parameters())
+            owner.weight = cpu_kernels.taps_layout(owner.weight)  # lazy: made at first use
 
 
 def timestep_features(t: mx.array, channels: int = 256, max_period: float = 10000.0) -> mx.array:
