@@ -113,8 +113,8 @@ class CausalConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=(0, (kernel_size - 1) // 2))
 
     def taps_applies(self) -> bool:
-        o, k, _, c = self.conv.weight.shape
-        return k == 3 and cpu_kernels.conv_taps_applies(c, o)
+        _, k, _, c = self.conv.weight.shape
+        return k == 3 and cpu_kernels.conv_taps_applies(c)
 
     def __call__(self, x: mx.array) -> mx.array:  # (B, T, F, C)
         if self.taps_applies():

@@ -1,4 +1,5 @@
-"""numpy kernels for the elementwise hot spots of MLX's CPU backend: attention's softmax, GELU.
+"""Kernels for the hot spots of MLX's CPU backend: attention's softmax, GELU and the VAE's norm + SiLU
+in numpy; convolutions as one matmul per kernel tap (conv_taps, below).
 
 MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores and GELU run 13-19x
 slower than torch's (bench/results.md, micro rows), where numpy's vectorised ufuncs keep up, and at
@@ -146,8 +147,8 @@ def gelu_tanh(x: mx.array) -> mx.array:
 TAPS_MAX_CHANNELS = 512
 
 
-def conv_taps_applies(in_channels: int, out_channels: int) -> bool:
-    del out_channels  # see above: taps at any output width, for the memory
+def conv_taps_applies(in_channels: int) -> bool:
+    """Whether a conv reading in_channels runs as conv_taps here (at any output width: see above)."""
     return mx.default_device() == mx.cpu and in_channels <= TAPS_MAX_CHANNELS
 
 

@@ -92,8 +92,8 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=self.stride, bias=True)
 
     def taps_applies(self) -> bool:
-        o, *_, c = self.conv.weight.shape
-        return self.stride == (1, 1, 1) and cpu_kernels.conv_taps_applies(c, o)
+        c = self.conv.weight.shape[-1]
+        return self.stride == (1, 1, 1) and cpu_kernels.conv_taps_applies(c)
 
     def __call__(self, x: mx.array, causal: bool = True) -> mx.array:
         # x: (B, F, H, W, C)
