@@ -10,11 +10,14 @@ import inspect
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stages.framework import LtxError, Node, ensure
+
+if TYPE_CHECKING:
+    from cache.store import Artifact
 
 STEP_COMMANDS = {
     "encode": ("encode", "Encode the prompt (and negative prompt) into text contexts."),
@@ -281,8 +284,9 @@ def _make_step(label: str, doc: str):
             typer.echo(nodes["mux"].key)
             return
         if force:
-            ensure_inputs_then_force(store, nodes[label])
-        art = ensure(store, nodes[label], echo=_echo)
+            art = ensure_inputs_then_force(store, nodes[label])
+        else:
+            art = ensure(store, nodes[label], echo=_echo)
         if label == "encode" and "encode_negative" in nodes:
             typer.echo(ensure(store, nodes["encode_negative"], echo=_echo).key)
         typer.echo(art.key)
@@ -348,12 +352,13 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
     typer.echo(ensure(store, node, force=force, echo=_echo).key)
 
 
-def ensure_inputs_then_force(store, node: Node) -> None:
+def ensure_inputs_then_force(store, node: Node) -> "Artifact":
+    """The node recomputed from its (cached or computed) inputs; the new artifact is not read back."""
     done: dict = {}  # inputs opened (and verified) once, then reused by the forced run
     for inp in node.inputs.values():
         if isinstance(inp, Node):
             ensure(store, inp, echo=_echo, _done=done)
-    ensure(store, node, force=True, echo=_echo, _done=done)
+    return ensure(store, node, force=True, echo=_echo, _done=done)
 
 
 def generate(**kw: Any) -> None:

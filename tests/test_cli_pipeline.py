@@ -117,6 +117,10 @@ def test_redecode_a_run_with_other_tiling(first_run):
     status = ltx(root / "cache", "status", "fox")
     assert re.search(r"^decode\s+cached", status.stdout, flags=re.M), status.stdout
     assert re.search(r"^encode\s+cached", status.stdout, flags=re.M)
+    # --force recomputes it from its (cached) input and does not read the new frames back
+    forced = ltx(root / "cache", "decode", "fox", "--tiling", "conservative", "--force")
+    assert ran(forced.stderr) == ["decode"] and cached(forced.stderr) == ["refine"], forced.stderr
+    assert forced.stdout.split()[-1] == r.stdout.split()[-1]  # the same key
 
 
 def test_kill_during_denoise_resumes_bit_identical(first_run, tmp_path):
