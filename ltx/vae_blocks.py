@@ -40,18 +40,14 @@ def to_mlx_layout(weights: dict[str, mx.array], expected: dict[str, tuple[int, .
     return out
 
 
-def pixel_norm(x: mx.array) -> mx.array:
-    # x / sqrt(mean_c(x^2) + eps), over the channel (last) axis
-    return x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + PIXEL_NORM_EPS)
-
-
 def pixel_norm_silu(
     x: mx.array,
     scale: mx.array | None = None,
     shift: mx.array | None = None,
     eps: float = PIXEL_NORM_EPS,
 ) -> mx.array:
-    """silu(pixel_norm(x) * (1 + scale) + shift) of channels-last (B, ..., C); scale, shift (B, C) or
+    """silu(x / sqrt(mean_c(x^2) + eps) * (1 + scale) + shift) of channels-last (B, ..., C) (pixel norm
+    over the channel axis, scale / shift modulation, SiLU); scale, shift (B, C) or
     None. Float32 inputs on the CPU go through the numpy kernel (one pass instead of MLX's six)."""
     if x.dtype == mx.float32 and x.ndim >= 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
         return cpu_kernels.pixel_norm_silu(x, eps, scale, shift)
