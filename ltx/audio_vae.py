@@ -9,7 +9,6 @@ Convolutions are causal along time (padded at the front only) and symmetric alon
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from ltx.loader import (  # noqa: E402
     take_prefix,
 )
 from ltx.mel import MelConfig, log_mel  # noqa: E402
-from ltx.vae_blocks import lay_out_for_backend, pixel_norm_silu  # noqa: E402
+from ltx.vae_blocks import lay_out_for_backend, pixel_norm_silu, to_mlx_layout  # noqa: E402
 
 LATENT_DOWNSAMPLE_FACTOR = 4  # fixed in the reference, independent of ch_mult
 _DDCONFIG = "audio_vae.model.params.ddconfig"
@@ -323,28 +322,6 @@ def _fit(x: mx.array, frames: int, bins: int) -> mx.array:
     if pad_t > 0 or pad_f > 0:
         x = mx.pad(x, [(0, 0), (0, max(pad_t, 0)), (0, max(pad_f, 0)), (0, 0)])
     return x
-
-
-def to_mlx_layout(
-    weights: dict[str, mx.array],
-    expected: dict[str, tuple[int, ...]],
-    is_transposed_conv: Callable[[str], bool] = lambda k: False,
-) -> dict[str, mx.array]:
-    """Move PyTorch conv layouts to MLX by the shape each parameter must have; idempotent.
-
-    Conv1d (O, I, K) -> (O, K, I), Conv2d (O, I, H, W) -> (O, H, W, I), ConvTranspose1d (I, O, K) -> (O, K, I).
-    A weight already in the expected shape is kept (a layout whose transpose has the same shape, e.g. I == K,
-    is ambiguous and never occurs in LTX checkpoints).
-    """
-    out = {}
-    for k, v in weights.items():
-        want = expected.get(k)
-        perm = {3: (1, 2, 0) if is_transposed_conv(k) else (0, 2, 1), 4: (0, 2, 3, 1)}.get(v.ndim)
-        if want is not None and perm is not None and tuple(v.shape) != tuple(want):
-            if tuple(v.shape[i] for i in perm) == tuple(want):
-                v = mx.contiguous(v.transpose(perm))  # a strided view would be re-laid out per call
-        out[k] = v
-    return out
 
 
 # statistics the checkpoints may carry beside the two the reference uses (as for the video VAE)
