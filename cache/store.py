@@ -265,6 +265,15 @@ class Artifact:
                 pass
 
 
+def _age(path: Path) -> float:
+    """Seconds since path was modified; -inf if it is gone (another process published or removed it
+    between the listing and this look, e.g. a writer renaming its tmp/ directory into place)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return float("-inf")
+
+
 class Store:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_root()
@@ -435,13 +444,13 @@ class Store:
                     removed["debris"] += 1
             for p in self.tmp.iterdir():
                 orphan = p.is_dir() and not (self.tmp / f"{p.name}.lock").exists()
-                if orphan and (p.name.startswith("trash-") or time.time() - p.stat().st_mtime > 5):
+                if orphan and (p.name.startswith("trash-") or _age(p) > 5):
                     shutil.rmtree(p, ignore_errors=True)
                     removed["debris"] += 1
         # leftovers of killed processes: probe files, half-written run files, half-created tiny models
         for pattern, age in (("tmp/.probe-*", 60), ("runs/.*.tmp", 60), ("models/.tiny-*", 3600)):
             for p in self.root.glob(pattern):
-                if time.time() - p.stat().st_mtime > age:
+                if _age(p) > age:
                     if p.is_dir():
                         shutil.rmtree(p, ignore_errors=True)
                     else:
@@ -450,7 +459,7 @@ class Store:
         scratch = self.root / "scratch"  # processes' temporary files: ours are named ltx-*
         if scratch.is_dir():
             for p in scratch.glob("ltx-*"):
-                if time.time() - p.stat().st_mtime > 3600:
+                if _age(p) > 3600:
                     shutil.rmtree(p, ignore_errors=True)
                     removed["debris"] += 1
         if keep is not None:

@@ -194,6 +194,20 @@ def test_gc_beside_a_live_writer_keeps_its_work(store: Store):
     assert store.open(out.strip())["y"].shape == (30, 64)
 
 
+def test_gc_when_a_writer_publishes_during_its_listing(store: Store, monkeypatch):
+    """A writer renames its tmp/ directory into place (and drops its lock) between gc's listing of
+    tmp/ and its look at the entry's age: gc skips the entry instead of failing (seen as a
+    FileNotFoundError in test_two_concurrent_generates_and_gc_beside_them)."""
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    ghost = store.tmp / "0123abcd.999.feed"  # listed, then gone
+    listing, is_dir = Path.iterdir, Path.is_dir
+    monkeypatch.setattr(
+        Path, "iterdir", lambda p: iter([*listing(p), ghost] if p == store.tmp else listing(p))
+    )
+    monkeypatch.setattr(Path, "is_dir", lambda p: True if p == ghost else is_dir(p))
+    assert store.gc()["debris"] == 0
+
+
 def test_two_processes_same_key(store: Store, tmp_path: Path):
     log = tmp_path / "calls.log"
     procs = [
