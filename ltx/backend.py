@@ -55,6 +55,11 @@ _load_blas()
 import mlx.core as mx  # noqa: E402
 
 
+def blas_library() -> str | None:
+    """Path of the optimised BLAS loaded for MLX (libmkl_rt), or None."""
+    return _blas_path
+
+
 def default_dtype() -> mx.Dtype:
     """float32 on the CPU backend (bf16 matmul is slow there), bfloat16 on GPUs."""
     forced = os.environ.get("LTX_DTYPE")

@@ -7,20 +7,27 @@ video token counts they are most of a layer's time. On the CPU an evaluated MLX 
 it in place through the buffer protocol, with no copy either way, a cache-sized block at a time and
 split over threads (numpy releases the GIL). The GPU backends keep MLX's own kernels.
 
-Attention, per query chunk:
+Attention, with MKL loaded (the usual case on Linux), per block of query rows of one head, on one
+core, with the block's scores held in that core's cache (a flash-attention-like schedule; each
+worker thread runs MKL single-threaded):
 
-  S = (scale q) K^T                    MLX matmul (the optimised BLAS)
-  P = exp(S + mask - rowmax)           numpy, in place, a cache-sized block of rows at a time
-  O = (P V) / rowsum(P)                MLX matmul; normalising O instead of P saves a pass over P
+  S = scale q K^T                      cblas_sgemm into a per-thread scratch block
+  P = exp(S + mask - rowmax)           numpy, in place
+  O = (P V) / rowsum(P)                cblas_sgemm, written straight into the output's rows
 
-The result equals softmax attention up to float32 rounding (tests/test_transformer.py).
+Without MKL, per query chunk: S with an MLX matmul, P in numpy in place in S's buffer, O with an MLX
+matmul. The scores then make three trips through main memory; the blocked path is ~1.6x faster
+(bench/results.md, micro rows). Either way the result equals softmax attention up to float32
+rounding (tests/test_transformer.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -37,6 +44,10 @@ MIN_ELEMENTS = 1 << 20
 NORM_MIN_ELEMENTS = 1 << 15
 # Elements processed through every pass of a kernel while they sit in the core's cache.
 BLOCK_ELEMENTS = 1 << 16
+# Scores per block of the blocked attention (rows = this // keys, within ATTENTION_ROWS): a block
+# of 6,144 keys x 170 rows stays in a core's L2 through both matmuls and the softmax.
+SCORE_BLOCK_ELEMENTS = 1 << 20
+ATTENTION_ROWS = (16, 512)
 
 
 @lru_cache(maxsize=1)
@@ -84,16 +95,18 @@ def _softmax_numerators(s: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def attention(
     q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None, chunk_elements: int
 ) -> mx.array:
-    """Softmax attention on (B, H, T, Dh), chunked over queries so at most chunk_elements scores
-    exist at once; mask is an additive bias broadcastable to (B, H, Tq, Tk)."""
+    """Softmax attention on (B, H, T, Dh); mask is an additive bias broadcastable to (B, H, Tq, Tk).
+    Without MKL, chunked over queries so at most chunk_elements scores exist at once."""
+    if mask is not None:
+        mask = mask.astype(mx.float32)
+        mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    if blocked_attention():
+        return _attention_blocked(q, k, v, scale, mask)
     b, h, tq, _ = q.shape
     tk = k.shape[2]
     q = (q * scale).astype(mx.float32)
     kt = k.astype(mx.float32).swapaxes(-1, -2)  # (B, H, Dh, Tk)
     v32 = v.astype(mx.float32)
-    if mask is not None:
-        mask = mask.astype(mx.float32)
-        mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
     step = max(1, chunk_elements // (b * h * tk))
     outs = []
     for i in range(0, tq, step):
@@ -108,6 +121,116 @@ def attention(
         outs.append(out)
     out = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=2)
     return out.astype(v.dtype)
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+@lru_cache(maxsize=1)
+def _cblas():
+    """(cblas_sgemm, MKL_Set_Num_Threads_Local) of the MKL that ltx.backend loaded, or None."""
+    path = backend.blas_library()
+    if backend.BLAS != "mkl" or path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)  # already loaded (RTLD_GLOBAL): this only looks the symbols up
+        sgemm, set_threads = lib.cblas_sgemm, lib.MKL_Set_Num_Threads_Local
+    except (OSError, AttributeError):
+        return None
+    i, f, p = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    sgemm.argtypes = [i, i, i, i, i, i, f, p, i, p, i, f, p, i]
+    sgemm.restype = None
+    set_threads.argtypes, set_threads.restype = [i], i
+    return sgemm, set_threads
+
+
+def blocked_attention() -> bool:
+    """Whether attention runs blocked here (the CPU backend with MKL): no score matrix is allocated."""
+    return mx.default_device() == mx.cpu and _cblas() is not None
+
+
+_scratch = threading.local()
+
+
+# exp(s) of a score with |s| <= this is a normal float32 and a row of 2^31 of them sums without
+# overflow, so the softmax needs no max subtraction (exp(80) = 5.5e34; float32 max 3.4e38)
+EXP_SAFE = 64.0
+
+
+def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float) -> None:
+    # q (B, H, Tq, D), k/v (B, H, Tk, D), o (B, Tq, H, D) numpy views with contiguous rows;
+    # bounds (B, H, Tq): an upper bound of |score| per query row; a task is (b, h, first row, end row)
+    sgemm, set_threads = _cblas()
+    set_threads(1)  # this thread's MKL calls run on this core only; the pool spreads the tasks
+    ldq, ldk, ldv, ldo = (x.strides[-2] // x.itemsize for x in (q, k, v, o[:, :, 0]))
+    tk, d = k.shape[2], k.shape[3]
+    need = max(r1 - r0 for *_, r0, r1 in tasks) * tk
+    buf = getattr(_scratch, "scores", None)
+    if buf is None or buf.size < need:
+        buf = _scratch.scores = np.empty(need, np.float32)
+    for b, h, r0, r1 in tasks:
+        rows = r1 - r0
+        s = buf[: rows * tk].reshape(rows, tk)
+        qp, kp, vp = q[b, h, r0].ctypes.data, k[b, h].ctypes.data, v[b, h].ctypes.data
+        mb = None
+        if mask is not None:
+            mb = mask[min(b, mask.shape[0] - 1), min(h, mask.shape[1] - 1)]
+            mb = mb if mb.shape[0] == 1 else mb[r0:r1]
+        for exact in (bounds[b, h, r0:r1].max() > EXP_SAFE, True):
+            sgemm(_ROW_MAJOR, _NO_TRANS, _TRANS, rows, tk, d, scale, qp, ldq, kp, ldk, 0.0, s.ctypes.data, tk)
+            if mb is not None:
+                np.add(s, mb, out=s)
+            if exact:  # shift each row by its max
+                np.subtract(s, s.max(axis=1, keepdims=True), out=s)
+            np.exp(s, out=s)
+            sums = s.sum(axis=1, keepdims=True)
+            if exact or sums.min() > 0:  # (a row the mask hides entirely sums to 0 unshifted)
+                break
+        out = o[b, r0:r1, h]  # (rows, D), row stride ldo
+        sgemm(
+            _ROW_MAJOR,
+            _NO_TRANS,
+            _NO_TRANS,
+            rows,
+            d,
+            tk,
+            1.0,
+            s.ctypes.data,
+            tk,
+            vp,
+            ldv,
+            0.0,
+            out.ctypes.data,
+            ldo,
+        )
+        np.divide(out, sums, out=out)
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("bhtd,bhtd->bht", x, x))
+
+
+def _attention_blocked(q: mx.array, k: mx.array, v: mx.array, scale: float, mask) -> mx.array:
+    """Cauchy-Schwarz bounds every score, |scale q.k| <= scale |q| max|k| (+ the mask's largest
+    value): a block of rows whose bound is at most EXP_SAFE takes exp of its scores directly, two
+    passes over them (exp, sum) instead of four (max, subtract, exp, sum)."""
+    b, h, tq, d = q.shape
+    tk, dtype = k.shape[2], v.dtype
+    # contiguous heads: the matmuls run ~10% faster than on the (B, T, H * D) projections' strides
+    q, k, v = (mx.contiguous(x.astype(mx.float32)) for x in (q, k, v))
+    out = mx.zeros((b, tq, h, d), mx.float32)
+    mx.eval(q, k, v, out, *([] if mask is None else [mask]))
+    views = [np.array(x, copy=False) for x in (q, k, v, out)]  # numpy 2: copy=False never copies
+    m = None if mask is None else np.array(mask, copy=False)
+    bounds = _row_norms(views[0]) * (scale * _row_norms(views[1]).max(axis=2, keepdims=True))
+    if m is not None:
+        bounds += max(0.0, float(m.max()))
+    lo, hi = ATTENTION_ROWS
+    step = min(tq, max(lo, min(hi, SCORE_BLOCK_ELEMENTS // tk)))
+    tasks = [(i, j, r, min(tq, r + step)) for i in range(b) for j in range(h) for r in range(0, tq, step)]
+    _run(lambda part: _attention_rows(part, *views, m, bounds, scale), tasks)
+    # (B, H, Tq, D) as a view of the (B, Tq, H, D) result: the caller's transpose back is free
+    return out.transpose(0, 2, 1, 3).astype(dtype)
 
 
 _GELU_C = float(np.sqrt(2.0 / np.pi))

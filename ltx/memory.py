@@ -11,7 +11,8 @@ constant's comment says what it was measured from.
   extractor), plus the largest of: one Gemma layer's transients (attention masks, (H, T, T) scores,
   MLP), the feature extractor's ~5 copies of the stacked states, or one connector block.
 - denoise, refine: the attention score matrix of the largest attention (chunked on the CPU to
-  ATTENTION_CHUNK_ELEMENTS) plus ~16 token-sized tensors per stream.
+  ATTENTION_CHUNK_ELEMENTS; none with ltx.cpu_kernels' blocked attention, whose per-core blocks of
+  scores, at most 512 rows, are a few MB of numpy scratch) plus ~16 token-sized tensors per stream.
 - upsample: the 3x3x3 conv workspaces of the upsampler's res blocks at the upsampled size.
 - decode: the res-block conv workspaces of the video decoder's last level, one tile at a time.
 - decode-audio: the 3x3 conv workspaces of the audio decoder's mel-resolution level.
@@ -40,6 +41,7 @@ from ltx.safetensors_header import read_header
 STAGES = ("encode", "denoise", "upsample", "refine", "decode", "decode-audio", "vocode")
 TOKEN_TENSORS = 16  # live (B, T, D)-sized tensors in a block (residual, norms, q/k/v, 4x-wide ff hidden)
 CHUNK_ELEMENTS = 1 << 27  # ltx.attention.ATTENTION_CHUNK_ELEMENTS
+BLOCKED_MIN_ELEMENTS = 1 << 20  # ltx.cpu_kernels.MIN_ELEMENTS
 
 
 @dataclass
@@ -241,13 +243,23 @@ def _gemma_widths(files: list[Path]) -> dict[str, int]:
 
 
 def transformer_activations(
-    cfg: Any, video_tokens: int, audio_tokens: int, text_tokens: int, itemsize: int, batch: int = 1
+    cfg: Any,
+    video_tokens: int,
+    audio_tokens: int,
+    text_tokens: int,
+    itemsize: int,
+    batch: int = 1,
+    blocked_attention: bool = False,
 ) -> int:
-    """Largest live activations of one transformer forward pass (cfg: ltx.transformer.TransformerConfig)."""
+    """Largest live activations of one transformer forward pass (cfg: ltx.transformer.TransformerConfig).
+    blocked_attention: the CPU's blocked attention (ltx.cpu_kernels.blocked_attention()) runs the
+    attentions big enough for it (ltx.cpu_kernels.MIN_ELEMENTS scores) without a score matrix."""
     h, ha = cfg.num_attention_heads, cfg.audio_num_attention_heads
 
     def scores(heads: int, tq: int, tk: int) -> int:
         elements = batch * heads * tq * tk
+        if blocked_attention and elements >= BLOCKED_MIN_ELEMENTS:
+            return 0
         if elements > CHUNK_ELEMENTS:  # the CPU path chunks over queries
             elements = batch * heads * tk * max(1, CHUNK_ELEMENTS // (batch * heads * tk))
         return elements * itemsize
@@ -439,9 +451,11 @@ def estimate_stages(
     two_stage: bool = True,
     text_tokens: int = 1024,
     streamed_block_bytes: int | None = None,
+    blocked_attention: bool = False,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
-    (then the transformer stages hold the top level plus one block)."""
+    (then the transformer stages hold the top level plus one block); blocked_attention: see
+    transformer_activations."""
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
     tr = comps["transformer"].bytes
@@ -457,7 +471,14 @@ def estimate_stages(
         Estimate(
             "denoise",
             tr,
-            transformer_activations(cfg, video_tokens(h1, w1, frames), ta, text_tokens, itemsize),
+            transformer_activations(
+                cfg,
+                video_tokens(h1, w1, frames),
+                ta,
+                text_tokens,
+                itemsize,
+                blocked_attention=blocked_attention,
+            ),
         ),
     ]
     if two_stage:
@@ -473,7 +494,14 @@ def estimate_stages(
             Estimate(
                 "refine",
                 tr,
-                transformer_activations(cfg, video_tokens(height, width, frames), ta, text_tokens, itemsize),
+                transformer_activations(
+                    cfg,
+                    video_tokens(height, width, frames),
+                    ta,
+                    text_tokens,
+                    itemsize,
+                    blocked_attention=blocked_attention,
+                ),
             )
         )
     # the default tiling (ltx.tiling.PRESETS["default"]): 512 px spatial, 64 frames temporal tiles

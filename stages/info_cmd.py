@@ -75,7 +75,7 @@ def estimates(
     files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
 ):
     """(normal, streamed) per-stage peak estimates of a model at a size."""
-    from ltx import loader, memory
+    from ltx import cpu_kernels, loader, memory
     from ltx.transformer import TransformerConfig
 
     _, meta = loader.read_header(files.checkpoint)
@@ -89,6 +89,7 @@ def estimates(
         fps=frame_rate,
         itemsize=itemsize,
         two_stage=two_stage,
+        blocked_attention=cpu_kernels.blocked_attention(),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)

@@ -250,13 +250,22 @@ def test_19b_parameter_count():
     assert count_parameters(cfg) == 18_876_174_592
 
 
-def test_cpu_attention_matches_fused_kernel(monkeypatch):
-    """The numpy-softmax CPU path (forced at tiny sizes, several row blocks and query chunks, work
-    split over threads) against mx.fast.scaled_dot_product_attention, for each mask layout."""
+@pytest.mark.parametrize("path", ["blocked", "blocked-exact", "chunked"])
+def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
+    """The CPU attention paths (forced at tiny sizes) against mx.fast.scaled_dot_product_attention,
+    for each mask layout: "blocked" (MKL's sgemm per block of rows, several ragged blocks per head,
+    work split over threads, q/k/v as strided views of (B, T, H * D) projections; the scores' bound
+    lets exp skip the max shift), "blocked-exact" (the same with every block shifted by its row max,
+    as when the bound is too large) and "chunked" (the fallback without MKL: MLX matmuls, several
+    query chunks and row blocks)."""
     from ltx import attention, cpu_kernels
 
     rng = np.random.RandomState(0)
-    q, k, v = (mx.array(rng.standard_normal((2, 3, n, 4)).astype(np.float32)) for n in (9, 7, 7))
+    # (B, T, H, D) projections seen as (B, H, T, D), as Attention passes them
+    q, k, v = (
+        mx.array(rng.standard_normal((2, n, 3, 4)).astype(np.float32)).transpose(0, 2, 1, 3)
+        for n in (9, 7, 7)
+    )
     bias = np.log(rng.uniform(0.05, 1.0, (2, 1, 9, 7))).astype(np.float32)
     masks = {
         "none": None,
@@ -264,12 +273,27 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch):
         "context (B, 1, 1, Tk)": mx.array(bias[:, :, :1]),
         "per head (B, H, Tq, Tk)": mx.array(np.repeat(bias, 3, axis=1) * rng.uniform(0.5, 2, (1, 3, 1, 1))),
         "padding (finfo.min)": mx.array(np.where(bias > -1.0, 0.0, np.finfo(np.float32).min)[:, :, :1]),
+        # every key of sample 1 hidden: softmax of equal scores is uniform (the unshifted exp sums to 0)
+        "all keys hidden": mx.array(
+            np.where(np.arange(2)[:, None, None, None] == 1, np.finfo(np.float32).min, 0.0)
+            * np.ones((1, 1, 1, 7), np.float32)
+        ),
     }
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
-    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
+    if path == "blocked-exact":
+        monkeypatch.setattr(cpu_kernels, "EXP_SAFE", -1.0)
+    if path.startswith("blocked"):
+        assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+        monkeypatch.setattr(cpu_kernels, "ATTENTION_ROWS", (2, 2))  # 5 blocks per head, a ragged last one
+    else:
+        monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
+        monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
     for name, mask in masks.items():
         assert cpu_kernels.applies(q.size * 7)
         want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5, mask=mask)
+        # scores of ~+-500: exp of them unshifted would overflow, so these rows must take the max shift
+        big = mx.fast.scaled_dot_product_attention(q * 30, k * 30, v, scale=0.5, mask=mask)
+        close(f"cpu path, large scores, {name}", attention.sdpa(q * 30, k * 30, v, 0.5, mask), big)
         close(f"cpu path, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 2 * 7)  # two queries per chunk
         close(f"cpu path chunked, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
