@@ -136,6 +136,14 @@ def _norm_rope(eps: float):
     return mx.compile(norm), mx.compile(norm_rope)
 
 
+def _norm_rope_any(compiled, x: mx.array, weight: mx.array, pe, eps: float) -> mx.array:
+    """RMSNorm + RoPE: numpy on the CPU for large float32 inputs in the split layout, else MLX."""
+    cos, sin = pe
+    if x.dtype == mx.float32 and cos.ndim == 4 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+        return cpu_kernels.rms_norm_rope(x, weight, cos, sin, eps)
+    return compiled(x, weight, cos, sin)
+
+
 class Attention(nn.Module):
     """Multi-head attention; q/k RMSNorm over the full inner dim, RoPE on q and k, optional
     per-head gating (LTX-2.3: out * 2 sigmoid(to_gate_logits(x)))."""
@@ -188,8 +196,10 @@ class Attention(nn.Module):
                 q = norm(self.to_q(x), self.q_norm.weight)
                 k = norm(self.to_k(context), self.k_norm.weight)
             else:
-                q = norm_rope(self.to_q(x), self.q_norm.weight, *pe)
-                k = norm_rope(self.to_k(context), self.k_norm.weight, *(pe if k_pe is None else k_pe))
+                q = _norm_rope_any(norm_rope, self.to_q(x), self.q_norm.weight, pe, self.eps)
+                k = _norm_rope_any(
+                    norm_rope, self.to_k(context), self.k_norm.weight, pe if k_pe is None else k_pe, self.eps
+                )
             b, t, _ = q.shape
             out = sdpa(self._heads(q), self._heads(k), self._heads(v), self.scale, mask)  # (B, H, T, Dh)
             out = out.transpose(0, 2, 1, 3).reshape(b, t, -1)

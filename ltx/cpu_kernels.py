@@ -351,3 +351,41 @@ def pixel_norm_silu(
     tasks = [(i, r, min(h, r + step)) for i in np.ndindex(*lead) for r in range(0, h, step)]
     _run(lambda part: _norm_silu_blocks(part, src, dst, sc, sh, eps), tasks)
     return out
+
+
+def _norm_rope_rows(tasks: list, x, out, w, cos, sin, eps: float) -> None:
+    # x, out (B, T, D); cos/sin (B or 1, T, H, Dh/2) of the split layout; a task is (b, first, end row)
+    d = x.shape[-1]
+    heads, half = cos.shape[2], cos.shape[3]
+    for b, r0, r1 in tasks:
+        blk, y = x[b, r0:r1], out[b, r0:r1]
+        inv = np.einsum("rd,rd->r", blk, blk)[:, None]
+        inv *= 1.0 / d
+        inv += eps
+        np.sqrt(inv, out=inv)
+        np.divide(blk, inv, out=y)
+        y *= w
+        pairs = y.reshape(r1 - r0, heads, 2, half)
+        y1, y2 = pairs[:, :, 0], pairs[:, :, 1]
+        c, s = cos[min(b, cos.shape[0] - 1), r0:r1], sin[min(b, sin.shape[0] - 1), r0:r1]
+        t = y1 * s  # (y1, y2) -> (y1 c - y2 s, y2 c + y1 s)
+        y1 *= c
+        y1 -= y2 * s
+        y2 *= c
+        y2 += t
+
+
+def rms_norm_rope(x: mx.array, weight: mx.array, cos: mx.array, sin: mx.array, eps: float) -> mx.array:
+    """RoPE (the split layout: cos/sin (B or 1, T, H, Dh/2)) of RMSNorm(x) * weight, x float32
+    (B, T, H * Dh), into a new array: one numpy pass per cache-sized block of rows where MLX's
+    compiled graph makes several."""
+    b, t, d = x.shape
+    out = mx.zeros(x.shape, mx.float32)
+    mx.eval(x, out, weight, cos, sin)
+    src, dst = np.array(x, copy=False), np.array(out, copy=False)  # views (numpy 2: copy=False never copies)
+    w = np.array(weight, dtype=np.float32)
+    c, s = (np.array(a.astype(mx.float32), copy=False) for a in (cos, sin))
+    step = max(1, BLOCK_ELEMENTS // d)
+    tasks = [(i, r, min(t, r + step)) for i in range(b) for r in range(0, t, step)]
+    _run(lambda part: _norm_rope_rows(part, src, dst, w, c, s, eps), tasks)
+    return out

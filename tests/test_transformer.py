@@ -300,6 +300,23 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
 
 
+def test_cpu_norm_rope_matches_mlx(monkeypatch):
+    """q/k RMSNorm + RoPE (split layout) in numpy against MLX's: a batch of 2 with one cos/sin table
+    (broadcast) and with a table per sample, several ragged row blocks split over threads."""
+    from ltx import attention, cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 3 * 24)  # 3 rows per block
+    rng = np.random.RandomState(2)
+    x = mx.array(rng.standard_normal((2, 11, 24)).astype(np.float32) * 3)
+    w = mx.array(rng.uniform(0.5, 1.5, 24).astype(np.float32))
+    _, compiled = attention._norm_rope(1e-6)
+    for tb in (1, 2):
+        angles = rng.uniform(-3, 3, (tb, 11, 4, 3)).astype(np.float32)  # 4 heads of 6: 3 pairs each
+        cos, sin = mx.array(np.cos(angles)), mx.array(np.sin(angles))
+        want = compiled(x, w, cos, sin)
+        close(f"cpu norm + rope, table batch {tb}", cpu_kernels.rms_norm_rope(x, w, cos, sin, 1e-6), want)
+
+
 def test_cpu_gelu_matches_mlx(monkeypatch):
     from ltx import cpu_kernels
 
@@ -319,6 +336,7 @@ def test_x0_model_cpu_kernels_path(setup, case, monkeypatch):
 
     _, _, model, g = setup
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)  # q/k RMSNorm + RoPE in numpy too
     dv, da = X0Model(model)(*_cases(g)[case])
     for s, got in (("video", dv), ("audio", da)):
         close(f"x0.{case}.{s}", got, g[f"x0.{case}.{s}"])
