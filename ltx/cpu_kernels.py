@@ -1,11 +1,12 @@
-"""Kernels for the hot spots of MLX's CPU backend: attention's softmax, GELU and the VAE's norm + SiLU
-in numpy; convolutions as one matmul per kernel tap (conv_taps, below).
+"""Kernels for the hot spots of MLX's CPU backend: attention blocked per core (MKL's sgemm and a numpy
+softmax), GELU, q/k RMSNorm + RoPE and the VAE's norm + SiLU in numpy; convolutions as one matmul
+per kernel tap (conv_taps, below).
 
 MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores and GELU run 13-19x
 slower than torch's (bench/results.md, micro rows), where numpy's vectorised ufuncs keep up, and at
-video token counts they are most of a layer's time. On the CPU an evaluated MLX array's buffer is ordinary host memory, so numpy works on
-it in place through the buffer protocol, with no copy either way, a cache-sized block at a time and
-split over threads (numpy releases the GIL). The GPU backends keep MLX's own kernels.
+video token counts they are most of a layer's time. On the CPU an evaluated MLX array's buffer is
+ordinary host memory, so numpy works on it in place through the buffer protocol, with no copy
+either way, a cache-sized block at a time and split over threads (numpy releases the GIL). The GPU backends keep MLX's own kernels.
 
 Attention, with MKL loaded (the usual case on Linux), per block of query rows of one head, on one
 core, with the block's scores held in that core's cache (a flash-attention-like schedule; each
@@ -15,10 +16,11 @@ worker thread runs MKL single-threaded):
   P = exp(S + mask - rowmax)           numpy, in place
   O = (P V) / rowsum(P)                cblas_sgemm, written straight into the output's rows
 
-Without MKL, per query chunk: S with an MLX matmul, P in numpy in place in S's buffer, O with an MLX
-matmul. The scores then make three trips through main memory; the blocked path is ~1.6x faster
-(bench/results.md, micro rows). Either way the result equals softmax attention up to float32
-rounding (tests/test_transformer.py).
+A bound on the scores (Cauchy-Schwarz, see _attention_blocked) usually lets exp skip the row-max
+shift: two passes over each block of scores (exp, sum) instead of four. Without MKL, per query
+chunk: S with an MLX matmul, P in numpy in place in S's buffer, O with an MLX matmul; the scores
+then make three trips through main memory. Either way the result equals softmax attention up to
+float32 rounding (tests/test_transformer.py).
 """
 
 from __future__ import annotations
