@@ -1,0 +1,126 @@
+"""Where one transformer forward spends its time, split the same way for this project (run with
+.venv) and for the reference (run with .venv-ref): attention (the softmax(QK^T)V of every attention
+call), linear layers, and the rest. Inputs and weights come from bench/tf_prepare.py:
+
+    .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
+    .venv/bin/python bench/layer_profile.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
+    .venv-ref/bin/python bench/layer_profile.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
+
+Ours is timed with an evaluation barrier around each attention and linear call (MLX is lazy), the
+reference with torch.profiler (self CPU time per operator); both after one warm-up forward. The
+barriers cost a little, so ours' total here is a bit above bench/run.py's. Seconds per forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TORCH = "venv-ref" in sys.prefix
+
+
+def profile_reference(a) -> dict[str, float]:
+    import runpy
+
+    import common
+    from torch.profiler import ProfilerActivity, profile
+
+    found: dict[str, float] = {}
+
+    def timed(fn, runs, warmup=1):
+        fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            fn()
+            found["total"] = time.perf_counter() - t0
+        for e in prof.key_averages():
+            kind = (
+                "attention"
+                if "scaled_dot_product" in e.key
+                else "linear"
+                if e.key in ("aten::addmm", "aten::mm", "aten::bmm")
+                else None
+            )
+            if kind:
+                found[kind] = found.get(kind, 0.0) + e.self_cpu_time_total / 1e6
+        return [found["total"]]
+
+    common.timed = timed
+    common.emit = lambda result: None
+    sys.argv = ["tf_ref.py", "--inputs", a.inputs, "--weights", a.weights, "--layers", str(a.layers)]
+    sys.argv += ["--heads", str(a.heads), "--runs", "1"]
+    runpy.run_path(str(Path(__file__).resolve().parent / "tf_ref.py"), run_name="__main__")
+    return found
+
+
+def profile_ours(a) -> dict[str, float]:
+    from ltx import backend  # noqa: F401  (MKL before mlx)
+
+    # isort: split
+
+    import common
+    import mlx.core as mx
+    import mlx.nn as nn
+    import numpy as np
+
+    from ltx import attention
+    from ltx.transformer import LTXModel, TransformerConfig, make_modality
+
+    spent: dict[str, float] = defaultdict(float)
+    sdpa, linear = attention.sdpa, nn.Linear.__call__
+
+    def timed_sdpa(q, k, v, *args, **kw):
+        mx.eval(q, k, v)
+        t0 = time.perf_counter()
+        out = sdpa(q, k, v, *args, **kw)
+        mx.eval(out)
+        spent["attention"] += time.perf_counter() - t0
+        return out
+
+    def timed_linear(self, x):
+        mx.eval(x)
+        t0 = time.perf_counter()
+        out = linear(self, x)
+        mx.eval(out)
+        spent["linear"] += time.perf_counter() - t0
+        return out
+
+    attention.sdpa, nn.Linear.__call__ = timed_sdpa, timed_linear
+    model = LTXModel(TransformerConfig.from_dict(common.transformer_config(a.layers, a.heads)))
+    w = mx.load(a.weights)
+    model.load_weights([(k.removeprefix("model.diffusion_model."), v) for k, v in w.items()], strict=True)
+    mx.eval(model.parameters())
+    x = {k: mx.array(v) for k, v in np.load(a.inputs).items()}
+    video = make_modality(x["video_latent"], x["video_positions"], x["video_context"], x["sigma_video"])
+    audio = make_modality(x["audio_latent"], x["audio_positions"], x["audio_context"], x["sigma_audio"])
+    for _ in range(2):  # a warm-up, then the measured forward
+        spent.clear()
+        t0 = time.perf_counter()
+        mx.eval(*model(video, audio))
+        spent["total"] = time.perf_counter() - t0
+    return dict(spent)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--heads", type=int, default=8)
+    a = ap.parse_args()
+    t = profile_reference(a) if TORCH else profile_ours(a)
+    rest = t["total"] - t.get("attention", 0.0) - t.get("linear", 0.0)
+    who = "reference (torch)" if TORCH else "ours (MLX)"
+    print(
+        f"{who}: forward {t['total']:.2f} s = attention {t.get('attention', 0.0):.2f} s"
+        f" + linear layers {t.get('linear', 0.0):.2f} s + the rest {rest:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
