@@ -50,7 +50,7 @@ def main() -> None:
         import mlx.core as mx
         import mlx.nn as nn
 
-        from ltx import cpu_kernels
+        from ltx import attention, cpu_kernels
         from ltx.attention import gelu_tanh, sdpa
 
         assert backend.BLAS != "reference" or not backend._candidates(), "mlx was imported before ltx.backend"
@@ -66,7 +66,19 @@ def main() -> None:
         hid_own = (
             hid + 0
         )  # cpu_kernels.gelu_tanh works in place: its own buffer (values drift, time does not)
-        mx.eval(q, k, v, x, w, hid, s, hid_own)
+        xq = mx.random.normal((1, tk, h * d))  # a q projection, and its RoPE tables (split layout)
+        qw = mx.random.uniform(0.5, 1.5, (h * d,))
+        cos, sin = (f(mx.random.uniform(-3, 3, (1, tk, h, d // 2))) for f in (mx.cos, mx.sin))
+        norm_rope = attention._norm_rope(1e-6)[1]
+        mx.eval(q, k, v, x, w, hid, s, hid_own, xq, qw, cos, sin)
+
+        def sdpa_without_mkl():
+            blocked, cpu_kernels._cblas = cpu_kernels._cblas, lambda: None
+            try:
+                return mx.eval(sdpa(q, k, v, d**-0.5))
+            finally:
+                cpu_kernels._cblas = blocked
+
         ops = {
             "QK^T matmul": lambda: q @ k.swapaxes(-1, -2),
             "exp over the scores": lambda: mx.exp(s),
@@ -74,11 +86,16 @@ def main() -> None:
             "PV matmul": lambda: s @ v,
             "fused attention (sdpa)": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5),
             "ltx.attention.sdpa": lambda: sdpa(q, k, v, d**-0.5),
+            "ltx.attention.sdpa without MKL's blocked path (MLX matmuls, numpy softmax)": sdpa_without_mkl,
             "linear 1024->4096": lambda: x @ w.T,
             "gelu(tanh) FF hidden": lambda: nn.gelu_approx(hid),
             "gelu(tanh) FF hidden, ltx.attention.gelu_tanh (MLX compiled)": lambda: gelu_tanh(hid),
             "gelu(tanh) FF hidden, ltx.cpu_kernels.gelu_tanh (numpy, in place)": lambda: (
                 cpu_kernels.gelu_tanh(hid_own)
+            ),
+            "q RMSNorm + RoPE, MLX compiled": lambda: norm_rope(xq, qw, cos, sin),
+            "q RMSNorm + RoPE, ltx.cpu_kernels.rms_norm_rope (numpy)": lambda: cpu_kernels.rms_norm_rope(
+                xq, qw, cos, sin, 1e-6
             ),
         }
         run = lambda f: mx.eval(f())  # noqa: E731
@@ -87,9 +104,12 @@ def main() -> None:
         "PV matmul": 2.0 * n * d,
         "fused attention (sdpa)": 4.0 * n * d,
         "ltx.attention.sdpa": 4.0 * n * d,
+        "ltx.attention.sdpa without MKL's blocked path (MLX matmuls, numpy softmax)": 4.0 * n * d,
         "linear 1024->4096": 2.0 * tk * 1024 * 4096,
     }
-    elements = {k_: (tk * 4096 if "gelu" in k_ or "linear" in k_ else n) for k_ in ops}
+    elements = {
+        k_: (tk * 4096 if "gelu" in k_ or "linear" in k_ else tk * h * d if "RoPE" in k_ else n) for k_ in ops
+    }
     out = {}
     for name, f in ops.items():
         times = common.timed(lambda f=f: run(f), a.runs, warmup=1)
