@@ -58,8 +58,13 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ltx-cpu-kernels")
 
 
+def cpu_backend() -> bool:
+    """Whether MLX computes on the CPU here (where these kernels replace MLX's)."""
+    return mx.default_device() == mx.cpu
+
+
 def applies(elements: int, minimum: int | None = None) -> bool:
-    return mx.default_device() == mx.cpu and elements >= (MIN_ELEMENTS if minimum is None else minimum)
+    return cpu_backend() and elements >= (MIN_ELEMENTS if minimum is None else minimum)
 
 
 def _run(fn, tasks: list) -> None:
@@ -390,4 +395,60 @@ def rms_norm_rope(x: mx.array, weight: mx.array, cos: mx.array, sin: mx.array, e
     step = max(1, BLOCK_ELEMENTS // d)
     tasks = [(i, r, min(t, r + step)) for i in range(b) for r in range(0, t, step)]
     _run(lambda part: _norm_rope_rows(part, src, dst, w, c, s, eps), tasks)
+    return out
+
+
+def _group_stats_blocks(tasks: list, x, groups: int, stats: list) -> None:
+    # x (B, N, C); a task is (b, first row, end row); stats[i] <- (b, rows, per-group mean, M2)
+    for i, (b, r0, r1) in tasks:
+        v = x[b, r0:r1].reshape(r1 - r0, groups, -1)
+        mean = v.mean(axis=(0, 2))
+        d = v - mean[:, None]
+        stats[i] = (b, r1 - r0, mean.astype(np.float64), np.einsum("ngc,ngc->g", d, d).astype(np.float64))
+
+
+def _group_apply_blocks(tasks: list, x, out, scale, shift, residual) -> None:
+    # out = silu(x * scale[b] + shift[b] (+ residual)); scale/shift (B, C); a task is (b, first, end row)
+    for b, r0, r1 in tasks:
+        o = out[b, r0:r1]
+        np.multiply(x[b, r0:r1], scale[b], out=o)
+        o += shift[b]
+        if residual is not None:
+            o += residual[b, r0:r1]
+        t = np.negative(o)  # silu(o) = o / (1 + exp(-o))
+        np.exp(t, out=t)
+        t += 1.0
+        np.divide(o, t, out=o)
+
+
+def group_norm_silu(
+    x: mx.array, groups: int, weight: mx.array, bias: mx.array, eps: float, residual: mx.array | None = None
+) -> mx.array:
+    """silu(GroupNorm(x) (+ residual)) of a float32 channels-last (B, ..., C) array into a new array:
+    GroupNorm as torch's (biased variance over each group's channels and every position), affine.
+    Two passes of cache-sized blocks over both cores: per-block means and squared deviations
+    (combined exactly, Chan et al.), then normalise, scale, shift, add and SiLU in one."""
+    b, c = x.shape[0], x.shape[-1]
+    out = mx.zeros(x.shape, mx.float32)
+    mx.eval(x, out, weight, bias, *([] if residual is None else [residual]))
+    src = np.array(x, copy=False).reshape(b, -1, c)  # views (numpy 2: copy=False never copies)
+    dst = np.array(out, copy=False).reshape(b, -1, c)
+    res = None if residual is None else np.array(residual, copy=False).reshape(b, -1, c)
+    n = src.shape[1]
+    step = max(1, BLOCK_ELEMENTS // c)
+    blocks = [(i, r, min(n, r + step)) for i in range(b) for r in range(0, n, step)]
+    stats: list = [None] * len(blocks)
+    _run(lambda part: _group_stats_blocks(part, src, groups, stats), list(enumerate(blocks)))
+    per = c // groups
+    scale, shift = np.empty((b, c), np.float32), np.empty((b, c), np.float32)
+    w, bb = np.array(weight, dtype=np.float32), np.array(bias, dtype=np.float32)
+    for i in range(b):
+        parts = [s for s in stats if s[0] == i]
+        count = sum(s[1] for s in parts) * per
+        mean = sum(s[1] * s[2] for s in parts) / sum(s[1] for s in parts)
+        m2 = sum(s[3] + s[1] * per * (s[2] - mean) ** 2 for s in parts)
+        inv = 1.0 / np.sqrt(m2 / count + eps)
+        scale[i] = w * np.repeat(inv, per)
+        shift[i] = bb - np.repeat(mean * inv, per) * w
+    _run(lambda part: _group_apply_blocks(part, src, dst, scale, shift, res), blocks)
     return out

@@ -360,21 +360,25 @@ def encode_activations(gemma: dict[str, int], connectors: dict[str, int], tokens
     return int(itemsize * (states + max(layer, features, connector)))
 
 
-UPSAMPLE_CONV_WIDTHS = 72  # per upsampled voxel, in units of the upsampler's width C
+UPSAMPLE_CONV_WIDTHS = 72  # per upsampled voxel, in units of the upsampler's width C (MLX's GroupNorm)
+UPSAMPLE_CONV_WIDTHS_CPU = 38  # the same with ltx.cpu_kernels' GroupNorm + SiLU (the CPU backend)
 
 
-def upsample_activations(channels: int, voxels: int, itemsize: int) -> int:
+def upsample_activations(channels: int, voxels: int, itemsize: int, cpu_norms: bool = False) -> int:
     """Largest live activations of the latent upsampler (ltx.upsampler.upsample_video), `voxels` = latent
     frames x upsampled latent height x width.
 
     The peak is in the res blocks after the x2 pixel shuffle, at the upsampled size and the upsampler's
-    width C. Each 3x3x3 conv holds its 27C im2col copy, its padded input and output (~31C), and the
-    GroupNorm / SiLU temporaries add a few C; two consecutive convs are in flight together (the CPU stream
-    frees asynchronously, and the lazily loaded weights' load / cast ops take their share of the ops in
-    flight): ~72C per voxel (measured 71-76C at C = 32, 128 and 256 with 1-4 blocks per stage, 288 to
-    13824 voxels; up to 89C at the smallest size with the widest weights). With the weights already
-    resident (a second run in one process) three convs fit in flight: ~100C."""
-    return itemsize * voxels * UPSAMPLE_CONV_WIDTHS * channels
+    width C. Each 3x3x3 conv holds its 27C im2col copy, its padded input and output (~31C). With MLX's
+    GroupNorm / SiLU (cpu_norms False: the GPU backends) their temporaries add a few C and two
+    consecutive convs are in flight together (the stream frees asynchronously, and the lazily loaded
+    weights' load / cast ops take their share of the ops in flight): ~72C per voxel (measured 71-76C
+    at C = 32, 128 and 256 with 1-4 blocks per stage, 288 to 13824 voxels, on the CPU with the numpy
+    norms switched off). With ltx.cpu_kernels.group_norm_silu (cpu_norms: the CPU backend) each norm
+    evaluates its input, so one conv is in flight and the norm's temporaries are numpy's: ~38C
+    (measured 31-45C at C = 32 and 128, tests/test_memory.py)."""
+    per_voxel = UPSAMPLE_CONV_WIDTHS_CPU if cpu_norms else UPSAMPLE_CONV_WIDTHS
+    return itemsize * voxels * per_voxel * channels
 
 
 AUDIO_IN_VALUES = 3  # per pixel of an audio decoder level, per channel of the width entering it
@@ -452,10 +456,11 @@ def estimate_stages(
     text_tokens: int = 1024,
     streamed_block_bytes: int | None = None,
     blocked_attention: bool = False,
+    cpu_norms: bool = False,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
-    transformer_activations."""
+    transformer_activations; cpu_norms: see upsample_activations."""
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
     tr = comps["transformer"].bytes
@@ -487,7 +492,7 @@ def estimate_stages(
             Estimate(
                 "upsample",
                 comps["upsampler"].bytes,  # the video encoder is loaded too, but only its statistics are read
-                upsample_activations(widths("upsampler")["channels"], voxels, itemsize),
+                upsample_activations(widths("upsampler")["channels"], voxels, itemsize, cpu_norms=cpu_norms),
             )
         )
         out.append(

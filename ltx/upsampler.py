@@ -24,6 +24,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from ltx import cpu_kernels  # noqa: E402
 from ltx.loader import CheckpointError, load_checkpoint, load_strict, read_config  # noqa: E402
 from ltx.vae_blocks import PerChannelStatistics, to_mlx_layout  # noqa: E402
 
@@ -72,6 +73,14 @@ def _group_norm(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, c, eps=1e-5, affine=True, pytorch_compatible=True)
 
 
+def group_norm_silu(norm: nn.GroupNorm, x: mx.array, residual: mx.array | None = None) -> mx.array:
+    """silu(norm(x) (+ residual)); on the CPU in numpy (ltx.cpu_kernels: 2 passes against MLX's many)."""
+    if x.dtype == mx.float32 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+        return cpu_kernels.group_norm_silu(x, norm.num_groups, norm.weight, norm.bias, norm.eps, residual)
+    y = norm(x)
+    return nn.silu(y if residual is None else y + residual)
+
+
 class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
@@ -81,8 +90,8 @@ class ResBlock(nn.Module):
         self.norm2 = _group_norm(c)
 
     def __call__(self, x: mx.array) -> mx.array:
-        h = nn.silu(self.norm1(self.conv1(x)))
-        return nn.silu(self.norm2(self.conv2(h)) + x)
+        h = group_norm_silu(self.norm1, self.conv1(x))
+        return group_norm_silu(self.norm2, self.conv2(h), residual=x)
 
 
 def pixel_shuffle_2d(x: mx.array, p: int) -> mx.array:
@@ -128,7 +137,7 @@ class LatentUpsampler(nn.Module):
 
     def __call__(self, latent: mx.array) -> mx.array:
         # latent: (B, F, H, W, C) un-normalised
-        x = nn.silu(self.initial_norm(self.initial_conv(latent)))
+        x = group_norm_silu(self.initial_norm, self.initial_conv(latent))
         for block in self.res_blocks:
             x = block(x)
         if isinstance(self.upsampler, SpatialRationalResampler):

@@ -90,6 +90,7 @@ def estimates(
         itemsize=itemsize,
         two_stage=two_stage,
         blocked_attention=cpu_kernels.blocked_attention(),
+        cpu_norms=cpu_kernels.cpu_backend(),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)

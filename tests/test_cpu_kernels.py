@@ -51,3 +51,27 @@ def test_pixel_norm_silu_kernel_equals_mlx(shape, monkeypatch):
         got = pixel_norm_silu(x, *args, eps=1e-6)
         assert got.shape == x.shape
         assert float(mx.abs(got - want).max()) <= 1e-5
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
+    """The upsampler's GroupNorm(32) + (residual) + SiLU in numpy against MLX's, batch 2, a strided
+    input (a cropped view), an offset mean (the variance must not come from E[x^2] - E[x]^2), and
+    several ragged row blocks whose statistics are combined."""
+    import mlx.nn as nn
+
+    from ltx.upsampler import group_norm_silu
+
+    full = mx.random.normal((2, 3, 6, 7, 64), key=mx.random.key(8)) * 3 + 40
+    x = full[:, :, 1:5, :5, :]
+    res = mx.random.normal(x.shape, key=mx.random.key(9)) if residual else None
+    norm = nn.GroupNorm(32, 64, eps=1e-5, pytorch_compatible=True)
+    norm.weight = mx.random.uniform(0.5, 1.5, (64,), key=mx.random.key(10))
+    norm.bias = mx.random.normal((64,), key=mx.random.key(11))
+    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 7 * 64)  # 7 of a sample's 60 positions per block
+    monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
+    want = group_norm_silu(norm, x, res)
+    monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
+    got = group_norm_silu(norm, x, res)
+    assert got.shape == x.shape
+    assert float(mx.abs(got - want).max()) <= 1e-4

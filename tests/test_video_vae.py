@@ -136,7 +136,8 @@ def test_tiled_decode_matches_reference(case):
         assert float(mx.abs(dec.decode(latent) - mx.concatenate(chunks, axis=1)).max()) > 1e-3
 
 
-def test_upsampler_matches_reference(case):
+def test_upsampler_matches_reference(case, kernels):
+    """With the CPU's numpy GroupNorm + SiLU forced on ("cpu") and with MLX's ops ("mlx")."""
     _, model_dir, g = case
     enc = load_video_encoder(model_dir / "model.safetensors", mx.float32)
     ups = load_upsampler(model_dir / "upsampler.safetensors", mx.float32)
