@@ -558,7 +558,12 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         x = mx.random.normal((1, n, c))
         gn = nn.GroupNorm(32, c, pytorch_compatible=True)
         f0 = lambda: nn.silu(gn(x))  # noqa: E731
-        fn = mx.compile(f0) if variant == "compiled" else f0
+        if variant == "numpy":  # what ltx/upsampler.py runs on the CPU
+            from ltx import cpu_kernels
+
+            fn = lambda: cpu_kernels.group_norm_silu(x, 32, gn.weight, gn.bias, gn.eps)  # noqa: E731
+        else:
+            fn = mx.compile(f0) if variant == "compiled" else f0
     else:
         raise ValueError(what)
     mx.eval(x)
@@ -578,7 +583,8 @@ MICRO = [
     ("conv3d", [256, 5, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack", "taps")),
     ("conv3d", [128, 9, 64, 96], None, ("native", "taps")),
     ("norm_silu", [128, 9 * 64 * 96], None, ("eager", "compiled", "numpy")),
-    ("groupnorm_silu", [1024, 2 * 8 * 12], None, ("eager", "compiled")),
+    ("groupnorm_silu", [1024, 2 * 8 * 12], None, ("eager", "compiled", "numpy")),
+    ("groupnorm_silu", [1024, 2 * 16 * 24], None, ("eager", "numpy")),  # after the x2 upsampling
     ("conv2d", [512, 26, 16], None, ("native", "taps")),  # the audio decoder's levels
     ("conv2d", [128, 101, 64], None, ("native", "taps")),
     ("conv1d", [512, 606, 11, 5], None, ("native", "im2col", "taps")),  # vocoder, kernel 11, dilation 5
