@@ -63,13 +63,11 @@ def profile_ours(a) -> dict[str, float]:
 
     # isort: split
 
-    import common
     import mlx.core as mx
     import mlx.nn as nn
-    import numpy as np
+    import tf_ours
 
     from ltx import attention
-    from ltx.transformer import LTXModel, TransformerConfig, make_modality
 
     spent: dict[str, float] = defaultdict(float)
     sdpa, linear = attention.sdpa, nn.Linear.__call__
@@ -91,13 +89,7 @@ def profile_ours(a) -> dict[str, float]:
         return out
 
     attention.sdpa, nn.Linear.__call__ = timed_sdpa, timed_linear
-    model = LTXModel(TransformerConfig.from_dict(common.transformer_config(a.layers, a.heads)))
-    w = mx.load(a.weights)
-    model.load_weights([(k.removeprefix("model.diffusion_model."), v) for k, v in w.items()], strict=True)
-    mx.eval(model.parameters())
-    x = {k: mx.array(v) for k, v in np.load(a.inputs).items()}
-    video = make_modality(x["video_latent"], x["video_positions"], x["video_context"], x["sigma_video"])
-    audio = make_modality(x["audio_latent"], x["audio_positions"], x["audio_context"], x["sigma_audio"])
+    model, video, audio = tf_ours.load(a.weights, a.inputs, a.layers, a.heads)
     for _ in range(2):  # a warm-up, then the measured forward
         spent.clear()
         t0 = time.perf_counter()

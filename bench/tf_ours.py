@@ -40,6 +40,18 @@ def unfuse() -> None:
     attention._norm_rope = plain
 
 
+def load(weights: str, inputs: str, layers: int, heads: int):
+    """(model, video, audio): the benchmark transformer with tf_prepare.py's weights, and its inputs."""
+    model = LTXModel(TransformerConfig.from_dict(common.transformer_config(layers, heads)))
+    w = mx.load(weights)
+    model.load_weights([(k.removeprefix("model.diffusion_model."), v) for k, v in w.items()], strict=True)
+    mx.eval(model.parameters())
+    x = {k: mx.array(v) for k, v in np.load(inputs).items()}
+    video = make_modality(x["video_latent"], x["video_positions"], x["video_context"], x["sigma_video"])
+    audio = make_modality(x["audio_latent"], x["audio_positions"], x["audio_context"], x["sigma_audio"])
+    return model, video, audio
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--inputs", required=True)
@@ -52,14 +64,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.baseline:
         unfuse()
-    cfg = common.transformer_config(a.layers, a.heads)
-    model = LTXModel(TransformerConfig.from_dict(cfg))
-    w = mx.load(a.weights)
-    model.load_weights([(k.removeprefix("model.diffusion_model."), v) for k, v in w.items()], strict=True)
-    mx.eval(model.parameters())
-    x = {k: mx.array(v) for k, v in np.load(a.inputs).items()}
-    video = make_modality(x["video_latent"], x["video_positions"], x["video_context"], x["sigma_video"])
-    audio = make_modality(x["audio_latent"], x["audio_positions"], x["audio_context"], x["sigma_audio"])
+    model, video, audio = load(a.weights, a.inputs, a.layers, a.heads)
     out = {}
 
     def fwd():

@@ -153,7 +153,7 @@ def _cblas():
 
 def blocked_attention() -> bool:
     """Whether attention runs blocked here (the CPU backend with MKL): no score matrix is allocated."""
-    return mx.default_device() == mx.cpu and _cblas() is not None
+    return cpu_backend() and _cblas() is not None
 
 
 _scratch = threading.local()
