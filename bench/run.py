@@ -72,11 +72,13 @@ def worker(name: str, script: str, args: list[str], timeout: float = 3600) -> di
     for line in p.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             res = json.loads(line[len("BENCH_RESULT ") :])
-            print(
-                f"  [{name}] {script} {' '.join(args[-4:])}: "
-                f"{', '.join(f'{t:.3g}' for t in res.get('times', []))} s ({time.perf_counter() - t0:.0f} s wall)",
-                flush=True,
+            times = ", ".join(f"{t:.3g}" for t in res.get("times", []))
+            took = (
+                f"{times} s ({time.perf_counter() - t0:.0f} s wall)"
+                if times
+                else f"{time.perf_counter() - t0:.1f} s wall"
             )
+            print(f"  [{name}] {script} {' '.join(args[-4:])}: {took}", flush=True)
             return res
     print(f"  [{name}] {script} failed (rc {p.returncode}):\n{p.stderr[-3000:]}", flush=True)
     return None
@@ -304,31 +306,41 @@ def decode_alone(cache: Path, run: str, tiling: str = "aggressive") -> float | N
     return None if res is None else time.perf_counter() - t0 - res["read_s"]
 
 
-def _redecode_vs_alone(cache: Path, run: str, what: str) -> list[tuple]:
-    redecode = ltx_cli(["decode", run, "--tiling", "aggressive"], cache)[0]
-    alone = decode_alone(cache, run)
-    if alone is None:
-        return []
-    note = f"ltx decode --tiling aggressive {redecode:.1f} s vs bench/decode_alone.py {alone:.1f} s"
-    return [(f"re-decode / decode alone, {what}", redecode / alone, None, None, "x", note)]
+def _redecode_vs_alone(cache: Path, run: str, what: str, runs: int) -> list[tuple]:
+    """Medians of `runs` interleaved pairs: ltx decode --tiling aggressive --force on the run's saved
+    latents, and bench/decode_alone.py on the same latents."""
+    redecode, alone = [], []
+    for _ in range(runs):
+        redecode.append(ltx_cli(["decode", run, "--tiling", "aggressive", "--force"], cache)[0])
+        alone.append(decode_alone(cache, run))
+        if alone[-1] is None:
+            return []
+    r, d = common.median(redecode), common.median(alone)
+    note = f"ltx decode --tiling aggressive {r:.1f} s vs bench/decode_alone.py {d:.1f} s (medians of {runs})"
+    return [(f"re-decode / decode alone, {what}", r / d, None, None, "x", note)]
 
 
 def bench_memory(a, tmp: Path) -> list[tuple]:
     """Peak memory of `ltx decode` (streaming, default tiling: 64-frame temporal tiles, 24 overlap) for
-    a video of three temporal tile groups and one of 4x its frames, 128x192 (tiny model)."""
+    a video of three temporal tile groups and one of 4x its frames, 128x192 (tiny model): medians of
+    --runs decodes of the same latents (--force), each in a fresh process."""
     rows, peaks = [], {}
     for frames in (129, 513):
         cache = tmp / f"mem-cache-{frames}"
         opts = ["--prompt", "a fox", "--num-frames", str(frames), "--height", "128", "--width", "192"]
+        runs = []
         try:
             ltx_cli(["refine", f"mem{frames}", *opts], cache)  # everything upstream of decode
-            dt, rss, mlx_peak = ltx_cli(["decode", f"mem{frames}", "--tiling", "default"], cache)
+            for _ in range(a.runs):
+                runs.append(ltx_cli(["decode", f"mem{frames}", "--tiling", "default", "--force"], cache))
         except RuntimeError as e:
             print(f"  {e}", flush=True)
             return rows
+        dt, rss, mlx_peak = (common.median([r[i] for r in runs]) for i in range(3))
         peaks[frames] = rss, mlx_peak
         frames_mb = frames * 128 * 192 * 3 / 2**20
-        for what, value in (("peak RSS", rss), ("MLX peak allocation", mlx_peak)):
+        spread = f"{min(r[1] for r in runs):.0f}-{max(r[1] for r in runs):.0f} MB over {len(runs)} runs"
+        for what, value, note in (("peak RSS", rss, f"; {spread}"), ("MLX peak allocation", mlx_peak, "")):
             rows.append(
                 (
                     f"streaming decode {what}, {frames} frames 128x192 (tiny model)",
@@ -336,12 +348,14 @@ def bench_memory(a, tmp: Path) -> list[tuple]:
                     None,
                     None,
                     "MB",
-                    f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB",
+                    f"{dt:.1f} s; the whole video as uint8 is {frames_mb:.0f} MB{note}",
                 )
             )
-        print(f"  {frames} frames: {rss:.0f} MB RSS, {mlx_peak:.0f} MB MLX, {dt:.1f} s", flush=True)
+        print(
+            f"  {frames} frames: {rss:.0f} MB RSS ({spread}), {mlx_peak:.0f} MB MLX, {dt:.1f} s", flush=True
+        )
         # two lengths: the per-process costs (imports, opening zarr arrays) are fixed, the decode is not
-        rows += _redecode_vs_alone(cache, f"mem{frames}", f"{frames} frames 128x192")
+        rows += _redecode_vs_alone(cache, f"mem{frames}", f"{frames} frames 128x192", a.runs)
     for i, what in enumerate(("peak RSS", "MLX peak allocation")):
         ratio = peaks[513][i] / peaks[129][i]
         rows.append((f"streaming decode {what}, 513 / 129 frames", ratio, None, None, "x", "target <= 1.15"))
