@@ -26,11 +26,11 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 27
 
 def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None) -> mx.array:
     """Scaled dot-product attention on (B, H, T, Dh); mask is an additive bias broadcastable to
-    (B, H, Tq, Tk). On the CPU, large score matrices go through ltx.cpu_kernels (numpy softmax),
-    chunked over queries."""
+    (B, H, Tq, Tk). On the CPU, all but the smallest go through ltx.cpu_kernels (blocked with MKL,
+    else chunked over queries; numpy softmax)."""
     b, h, tq, _ = q.shape
     tk = k.shape[2]
-    if cpu_kernels.applies(b * h * tq * tk):
+    if cpu_kernels.attention_applies(b * h * tq * tk):
         return cpu_kernels.attention(q, k, v, scale, mask, ATTENTION_CHUNK_ELEMENTS)
     return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
 

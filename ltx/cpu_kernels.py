@@ -12,9 +12,12 @@ Attention, with MKL loaded (the usual case on Linux), per block of query rows of
 core, with the block's scores held in that core's cache (a flash-attention-like schedule; each
 worker thread runs MKL single-threaded):
 
-  S = scale q K^T                      cblas_sgemm into a per-thread scratch block
+  S = scale q K^T                      MKL GEMM into a per-thread scratch block
   P = exp(S + mask - rowmax)           numpy, in place
-  O = (P V) / rowsum(P)                cblas_sgemm, written straight into the output's rows
+  O = (P V) / rowsum(P)                MKL GEMM, written straight into the output's rows
+
+K and V enter both GEMMs in MKL's packed layout (cblas_sgemm_pack), packed once per head and reused
+by all of that head's row blocks: cblas_sgemm would repack them on every call.
 
 A bound on the scores (Cauchy-Schwarz, see _attention_blocked) usually lets exp skip the row-max
 shift: two passes over each block of scores (exp, sum) instead of four. Without MKL, per query
@@ -32,6 +35,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import Any, NamedTuple
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
@@ -42,6 +46,9 @@ import numpy as np  # noqa: E402
 
 # Below this many elements MLX's lazy kernels are as fast and keep the graph lazy.
 MIN_ELEMENTS = 1 << 20
+# The blocked attention beats mx.fast.scaled_dot_product_attention from ~16K scores up: 2x at 127K
+# (the audio self-attention), 4x at 1M (audio to text); below, its thread hand-offs cost more.
+BLOCKED_MIN_ELEMENTS = 1 << 15
 # The VAE's norm + SiLU is six MLX passes against numpy's one: numpy wins from a few blocks up.
 NORM_MIN_ELEMENTS = 1 << 15
 # Elements processed through every pass of a kernel while they sit in the core's cache.
@@ -65,6 +72,12 @@ def cpu_backend() -> bool:
 
 def applies(elements: int, minimum: int | None = None) -> bool:
     return cpu_backend() and elements >= (MIN_ELEMENTS if minimum is None else minimum)
+
+
+def attention_applies(scores: int) -> bool:
+    """Whether an attention with this many scores (B * H * Tq * Tk) runs here rather than as MLX's
+    fused kernel: from BLOCKED_MIN_ELEMENTS with MKL (blocked), from MIN_ELEMENTS without (chunked)."""
+    return applies(scores, BLOCKED_MIN_ELEMENTS if blocked_attention() else MIN_ELEMENTS)
 
 
 def _run(fn, tasks: list) -> None:
@@ -130,25 +143,41 @@ def attention(
     return out.astype(v.dtype)
 
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_ROW_MAJOR, _NO_TRANS, _TRANS, _B_MATRIX, _PACKED = 101, 111, 112, 162, 151
+
+
+class _Blas(NamedTuple):
+    sgemm: Any
+    set_threads: Any  # MKL_Set_Num_Threads_Local
+    pack_size: Any  # cblas_sgemm_pack_get_size
+    pack: Any  # cblas_sgemm_pack
+    compute: Any  # cblas_sgemm_compute
 
 
 @lru_cache(maxsize=1)
-def _cblas():
-    """(cblas_sgemm, MKL_Set_Num_Threads_Local) of the MKL that ltx.backend loaded, or None."""
+def _cblas() -> _Blas | None:
+    """The entry points of the MKL that ltx.backend loaded, or None."""
     path = backend.blas_library()
     if backend.BLAS != "mkl" or path is None:
         return None
     try:
         lib = ctypes.CDLL(path)  # already loaded (RTLD_GLOBAL): this only looks the symbols up
-        sgemm, set_threads = lib.cblas_sgemm, lib.MKL_Set_Num_Threads_Local
+        fns = _Blas(
+            lib.cblas_sgemm,
+            lib.MKL_Set_Num_Threads_Local,
+            lib.cblas_sgemm_pack_get_size,
+            lib.cblas_sgemm_pack,
+            lib.cblas_sgemm_compute,
+        )
     except (OSError, AttributeError):
         return None
     i, f, p = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-    sgemm.argtypes = [i, i, i, i, i, i, f, p, i, p, i, f, p, i]
-    sgemm.restype = None
-    set_threads.argtypes, set_threads.restype = [i], i
-    return sgemm, set_threads
+    fns.sgemm.argtypes, fns.sgemm.restype = [i, i, i, i, i, i, f, p, i, p, i, f, p, i], None
+    fns.set_threads.argtypes, fns.set_threads.restype = [i], i
+    fns.pack_size.argtypes, fns.pack_size.restype = [i, i, i, i], ctypes.c_size_t
+    fns.pack.argtypes, fns.pack.restype = [i, i, i, i, i, i, f, p, i, p], None
+    fns.compute.argtypes, fns.compute.restype = [i, i, i, i, i, i, p, i, p, i, f, p, i], None
+    return fns
 
 
 def blocked_attention() -> bool:
@@ -164,27 +193,62 @@ _scratch = threading.local()
 EXP_SAFE = 64.0
 
 
+def _scratch_floats(name: str, n: int) -> np.ndarray:
+    """This thread's float32 scratch buffer `name` with at least n elements (grown, never shrunk;
+    pages MKL or numpy never touch are never resident)."""
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.size < n:
+        buf = np.empty(n, np.float32)
+        setattr(_scratch, name, buf)
+    return buf
+
+
+class _PackedHead:
+    """One head's K (times the softmax scale) and V in MKL's packed GEMM layout, made once per head
+    and reused by every block of query rows (cblas_sgemm would repack them on every call: ~10% of
+    the attention's matmul time at 6,144 keys x 128, `python bench/micro.py`)."""
+
+    def __init__(self, blas: _Blas, rows: int, tk: int, d: int):
+        self.blas, self.shape, self.head = blas, (rows, tk, d), None
+        self.k = _scratch_floats("packed_k", -(-blas.pack_size(_B_MATRIX, rows, tk, d) // 4))
+        self.v = _scratch_floats("packed_v", -(-blas.pack_size(_B_MATRIX, rows, d, tk) // 4))
+
+    def load(self, head: tuple[int, int], k: np.ndarray, v: np.ndarray, scale: float) -> None:
+        if head != self.head:
+            rows, tk, d = self.shape
+            ldk, ldv = (x.strides[0] // x.itemsize for x in (k, v))
+            self.blas.pack(
+                _ROW_MAJOR, _B_MATRIX, _TRANS, rows, tk, d, scale, k.ctypes.data, ldk, self.k.ctypes.data
+            )
+            self.blas.pack(
+                _ROW_MAJOR, _B_MATRIX, _NO_TRANS, rows, d, tk, 1.0, v.ctypes.data, ldv, self.v.ctypes.data
+            )
+            self.head = head
+
+
 def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float) -> None:
     # q (B, H, Tq, D), k/v (B, H, Tk, D), o (B, Tq, H, D) numpy views with contiguous rows;
     # bounds (B, H, Tq): an upper bound of |score| per query row; a task is (b, h, first row, end row)
-    sgemm, set_threads = _cblas()
-    set_threads(1)  # this thread's MKL calls run on this core only; the pool spreads the tasks
-    ldq, ldk, ldv, ldo = (x.strides[-2] // x.itemsize for x in (q, k, v, o[:, :, 0]))
+    blas = _cblas()
+    blas.set_threads(1)  # this thread's MKL calls run on this core only; the pool spreads the tasks
+    ldq, ldo = q.strides[-2] // q.itemsize, o.strides[-3] // o.itemsize
     tk, d = k.shape[2], k.shape[3]
-    need = max(r1 - r0 for *_, r0, r1 in tasks) * tk
-    buf = getattr(_scratch, "scores", None)
-    if buf is None or buf.size < need:
-        buf = _scratch.scores = np.empty(need, np.float32)
+    most = max(r1 - r0 for *_, r0, r1 in tasks)
+    buf = _scratch_floats("scores", most * tk)
+    packed = _PackedHead(blas, most, tk, d)
     for b, h, r0, r1 in tasks:
         rows = r1 - r0
         s = buf[: rows * tk].reshape(rows, tk)
-        qp, kp, vp = q[b, h, r0].ctypes.data, k[b, h].ctypes.data, v[b, h].ctypes.data
+        packed.load((b, h), k[b, h], v[b, h], scale)
         mb = None
         if mask is not None:
             mb = mask[min(b, mask.shape[0] - 1), min(h, mask.shape[1] - 1)]
             mb = mb if mb.shape[0] == 1 else mb[r0:r1]
         for exact in (bounds[b, h, r0:r1].max() > EXP_SAFE, True):
-            sgemm(_ROW_MAJOR, _NO_TRANS, _TRANS, rows, tk, d, scale, qp, ldq, kp, ldk, 0.0, s.ctypes.data, tk)
+            blas.compute(
+                _ROW_MAJOR, _NO_TRANS, _PACKED, rows, tk, d, q[b, h, r0].ctypes.data, ldq,
+                packed.k.ctypes.data, d, 0.0, s.ctypes.data, tk,
+            )  # fmt: skip
             if mb is not None:
                 np.add(s, mb, out=s)
             if exact:  # shift each row by its max
@@ -194,22 +258,10 @@ def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float) -> None
             if exact or sums.min() > 0:  # (a row the mask hides entirely sums to 0 unshifted)
                 break
         out = o[b, r0:r1, h]  # (rows, D), row stride ldo
-        sgemm(
-            _ROW_MAJOR,
-            _NO_TRANS,
-            _NO_TRANS,
-            rows,
-            d,
-            tk,
-            1.0,
-            s.ctypes.data,
-            tk,
-            vp,
-            ldv,
-            0.0,
-            out.ctypes.data,
-            ldo,
-        )
+        blas.compute(
+            _ROW_MAJOR, _NO_TRANS, _PACKED, rows, d, tk, s.ctypes.data, tk,
+            packed.v.ctypes.data, tk, 0.0, out.ctypes.data, ldo,
+        )  # fmt: skip
         np.divide(out, sums, out=out)
 
 

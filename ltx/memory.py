@@ -41,7 +41,7 @@ from ltx.safetensors_header import read_header
 STAGES = ("encode", "denoise", "upsample", "refine", "decode", "decode-audio", "vocode")
 TOKEN_TENSORS = 16  # live (B, T, D)-sized tensors in a block (residual, norms, q/k/v, 4x-wide ff hidden)
 CHUNK_ELEMENTS = 1 << 27  # ltx.attention.ATTENTION_CHUNK_ELEMENTS
-BLOCKED_MIN_ELEMENTS = 1 << 20  # ltx.cpu_kernels.MIN_ELEMENTS
+BLOCKED_MIN_ELEMENTS = 1 << 15  # ltx.cpu_kernels.BLOCKED_MIN_ELEMENTS
 
 
 @dataclass
@@ -253,7 +253,7 @@ def transformer_activations(
 ) -> int:
     """Largest live activations of one transformer forward pass (cfg: ltx.transformer.TransformerConfig).
     blocked_attention: the CPU's blocked attention (ltx.cpu_kernels.blocked_attention()) runs the
-    attentions big enough for it (ltx.cpu_kernels.MIN_ELEMENTS scores) without a score matrix."""
+    attentions big enough for it (ltx.cpu_kernels.BLOCKED_MIN_ELEMENTS scores) without a score matrix."""
     h, ha = cfg.num_attention_heads, cfg.audio_num_attention_heads
 
     def scores(heads: int, tq: int, tk: int) -> int:

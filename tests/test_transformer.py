@@ -253,8 +253,9 @@ def test_19b_parameter_count():
 @pytest.mark.parametrize("path", ["blocked", "blocked-exact", "chunked"])
 def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
     """The CPU attention paths (forced at tiny sizes) against mx.fast.scaled_dot_product_attention,
-    for each mask layout: "blocked" (MKL's sgemm per block of rows, several ragged blocks per head,
-    work split over threads, q/k/v as strided views of (B, T, H * D) projections; the scores' bound
+    for each mask layout: "blocked" (MKL GEMMs per block of rows against K and V packed once per
+    head, several ragged blocks per head and several heads per thread, work split over threads, q/k/v
+    as strided views of (B, T, H * D) projections; the scores' bound
     lets exp skip the max shift), "blocked-exact" (the same with every block shifted by its row max,
     as when the bound is too large) and "chunked" (the fallback without MKL: MLX matmuls, several
     query chunks and row blocks)."""
@@ -280,6 +281,7 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         ),
     }
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     if path == "blocked-exact":
         monkeypatch.setattr(cpu_kernels, "EXP_SAFE", -1.0)
     if path.startswith("blocked"):
@@ -289,7 +291,7 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
         monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
     for name, mask in masks.items():
-        assert cpu_kernels.applies(q.size * 7)
+        assert cpu_kernels.attention_applies(q.size * 7)
         want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5, mask=mask)
         # scores of ~+-500: exp of them unshifted would overflow, so these rows must take the max shift
         big = mx.fast.scaled_dot_product_attention(q * 30, k * 30, v, scale=0.5, mask=mask)
@@ -336,6 +338,7 @@ def test_x0_model_cpu_kernels_path(setup, case, monkeypatch):
 
     _, _, model, g = setup
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)  # q/k RMSNorm + RoPE in numpy too
     dv, da = X0Model(model)(*_cases(g)[case])
     for s, got in (("video", dv), ("audio", da)):
