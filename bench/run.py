@@ -188,8 +188,9 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
         str(a.heads),
     ]
     times: dict[str, list[float]] = {"ours": [], "ref": [], "port": []}
-    outs = {}
+    outs, round_ratios = {}, []
     for _ in range(a.rounds):
+        this_round = {}
         for name, script in (("ours", "tf_ours.py"), ("ref", "tf_ref.py"), ("port", "tf_port.py")):
             if name == "port" and not a.port:
                 continue
@@ -197,10 +198,15 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
             res = worker(name, script, args + ["--runs", str(a.runs), "--save", str(save)])
             if res:
                 times[name] += res["times"]
+                this_round[name] = common.median(res["times"])
                 outs[name] = save
+        if "ours" in this_round and "ref" in this_round:  # the machine's speed drifts between rounds
+            round_ratios.append(this_round["ours"] / this_round["ref"])
     flops = common.transformer_flops(cfg, tv, ta, s)
     med = {k: (common.median(v) if v else None) for k, v in times.items()}
     check = parity(outs)
+    if round_ratios:
+        check += "; ours/ref per round " + ", ".join(f"{r:.2f}" for r in round_ratios)
     label = f"transformer fwd ({a.layers} layers, {a.heads} heads, {tv}+{ta} tokens, {s} text), per layer"
     per = {k: (v / a.layers if v else None) for k, v in med.items()}
     rows = [(label, per["ours"], per["ref"], per["port"], "s/layer", check)]

@@ -147,7 +147,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS, _B_MATRIX, _PACKED = 101, 111, 112, 162, 151
 
 
 class _Blas(NamedTuple):
-    sgemm: Any
+    sgemm: Any  # cblas_sgemm (bench/gemm_pack.py compares it with the packed GEMMs)
     set_threads: Any  # MKL_Set_Num_Threads_Local
     pack_size: Any  # cblas_sgemm_pack_get_size
     pack: Any  # cblas_sgemm_pack
@@ -205,8 +205,8 @@ def _scratch_floats(name: str, n: int) -> np.ndarray:
 
 class _PackedHead:
     """One head's K (times the softmax scale) and V in MKL's packed GEMM layout, made once per head
-    and reused by every block of query rows (cblas_sgemm would repack them on every call: ~10% of
-    the attention's matmul time at 6,144 keys x 128, `python bench/micro.py`)."""
+    and reused by every block of query rows. cblas_sgemm repacks them on every call: with both cores
+    busy that costs up to ~7% of the GEMMs' time at 6,144 keys x 128 (`python bench/gemm_pack.py`)."""
 
     def __init__(self, blas: _Blas, rows: int, tk: int, d: int):
         self.blas, self.shape, self.head = blas, (rows, tk, d), None
