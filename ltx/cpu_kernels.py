@@ -1,4 +1,4 @@
-"""Kernels for the hot spots of MLX's CPU backend: attention blocked per core (MKL's sgemm and a numpy
+"""Kernels for the hot spots of MLX's CPU backend: attention blocked per core (MKL GEMMs and a numpy
 softmax), GELU, q/k RMSNorm + RoPE and the VAE's norm + SiLU in numpy; convolutions as one matmul
 per kernel tap (conv_taps, below).
 
