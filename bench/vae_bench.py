@@ -450,6 +450,28 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- micro-benchmarks
+def _taps(x, wt, dilation: int = 1, pad: int = 0, mkl: bool = True):
+    """What ltx's CPU convs run up to 512 channels (ltx.cpu_kernels.conv_taps on tap-major weights):
+    with MKL's in-place GEMMs (`taps`) or, as without MKL, MLX's addmm chain (`taps_mlx`)."""
+    import mlx.core as mx
+
+    from ltx import cpu_kernels
+
+    wl = cpu_kernels.taps_layout(wt)
+
+    def fn():
+        blas = cpu_kernels._cblas
+        if not mkl:
+            cpu_kernels._cblas = lambda: None  # only consulted while conv_taps builds its graph
+        try:
+            xin = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]) if pad else x
+            return cpu_kernels.conv_taps(xin, wl, None, dilation)
+        finally:
+            cpu_kernels._cblas = blas
+
+    return fn
+
+
 def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -> float:
     from ltx import backend  # noqa: F401
     import mlx.core as mx
@@ -479,11 +501,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                     f, h + 2, w + 2, 3 * c
                 )
                 return mx.conv2d(xs, w3)
-        elif variant == "taps":  # what ltx/vae_blocks.py runs on the CPU up to 512 channels
-            from ltx import cpu_kernels
-
-            wl = cpu_kernels.taps_layout(wt)
-            fn = lambda: cpu_kernels.conv_taps(x, wl)  # noqa: E731
+        elif variant in ("taps", "taps_mlx"):  # what ltx/vae_blocks.py runs on the CPU up to 512 channels
+            fn = _taps(x, wt, mkl=variant == "taps")
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
 
@@ -504,11 +523,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, t, f = shape
         x = mx.random.normal((1, t + 2, f + 2, c))
         wt = mx.random.normal((c, 3, 3, c)) / 50
-        if variant == "taps":  # what ltx/audio_vae.py runs on the CPU up to 512 channels
-            from ltx import cpu_kernels
-
-            wl = cpu_kernels.taps_layout(wt)
-            fn = lambda: cpu_kernels.conv_taps(x, wl)  # noqa: E731
+        if variant in ("taps", "taps_mlx"):  # what ltx/audio_vae.py runs on the CPU up to 512 channels
+            fn = _taps(x, wt, mkl=variant == "taps")
         else:
             fn = lambda: mx.conv2d(x, wt)  # noqa: E731
     elif what == "conv1d":
@@ -519,11 +535,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
             from ltx.vocoder import conv1d_mm
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
-        elif variant == "taps":  # what ltx/vocoder.py runs on the CPU up to 512 channels
-            from ltx import cpu_kernels
-
-            wl, p = cpu_kernels.taps_layout(wt), d * (k - 1) // 2
-            fn = lambda: cpu_kernels.conv_taps(mx.pad(x, [(0, 0), (p, p), (0, 0)]), wl, None, d)  # noqa: E731
+        elif variant in ("taps", "taps_mlx"):  # what ltx/vocoder.py runs on the CPU up to 512 channels
+            fn = _taps(x, wt, d, d * (k - 1) // 2, mkl=variant == "taps")
         else:
             fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
     elif what == "conv_transpose1d":
@@ -579,16 +592,27 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
 MICRO = [
     # (what, shape, flops, mlx variants); conv3d shapes are the decoder's res_x levels at the full size
     ("conv3d", [1024, 2, 8, 12], None, ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps")),
-    ("conv3d", [512, 3, 16, 24], None, ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps")),
-    ("conv3d", [256, 5, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack", "taps")),
-    ("conv3d", [128, 9, 64, 96], None, ("native", "taps")),
+    (
+        "conv3d",
+        [512, 3, 16, 24],
+        None,
+        ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps_mlx", "taps"),
+    ),
+    ("conv3d", [256, 5, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack", "taps_mlx", "taps")),
+    ("conv3d", [128, 9, 64, 96], None, ("native", "taps_mlx", "taps")),
     ("norm_silu", [128, 9 * 64 * 96], None, ("eager", "compiled", "numpy")),
     ("groupnorm_silu", [1024, 2 * 8 * 12], None, ("eager", "compiled", "numpy")),
     ("groupnorm_silu", [1024, 2 * 16 * 24], None, ("eager", "numpy")),  # after the x2 upsampling
-    ("conv2d", [512, 26, 16], None, ("native", "taps")),  # the audio decoder's levels
-    ("conv2d", [128, 101, 64], None, ("native", "taps")),
-    ("conv1d", [512, 606, 11, 5], None, ("native", "im2col", "taps")),  # vocoder, kernel 11, dilation 5
-    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col", "taps")),
+    ("conv2d", [512, 26, 16], None, ("native", "taps_mlx", "taps")),  # the audio decoder's levels
+    ("conv2d", [128, 101, 64], None, ("native", "taps_mlx", "taps")),
+    (
+        "conv1d",
+        [512, 606, 11, 5],
+        None,
+        ("native", "im2col", "taps_mlx", "taps"),
+    ),  # vocoder, kernel 11, dilation 5
+    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col", "taps_mlx", "taps")),
+    ("conv1d", [32, 24240, 11, 1], None, ("taps_mlx", "taps")),  # the vocoder's last level
     ("conv_transpose1d", [1024, 101, 16, 6], None, ("native", "matmul_ola")),
     ("conv_transpose1d", [256, 1212, 8, 2], None, ("native", "matmul_ola")),
     ("matmul", [4096, 2048, 2048], None, ("native",)),  # the BLAS ceiling under the current machine load

@@ -20,7 +20,14 @@ from ltx import cpu_kernels
     ],
 )
 @pytest.mark.parametrize("layout", ["mlx", "taps"])
-def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout):
+@pytest.mark.parametrize("gemm", ["mkl", "mlx"])
+def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gemm, monkeypatch):
+    """Both GEMM paths: MKL's sgemm adding every tap into the output in place, and (without MKL)
+    MLX's addmm chain."""
+    if gemm == "mlx":
+        monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
+    else:
+        assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the in-place path must run"
     c, o = 6, 5
     x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
     w = mx.random.normal((o, *kernel, c), key=mx.random.key(2))
