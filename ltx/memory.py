@@ -381,8 +381,8 @@ def upsample_activations(channels: int, voxels: int, itemsize: int, cpu_norms: b
     return itemsize * voxels * per_voxel * channels
 
 
-AUDIO_IN_VALUES = 3  # per pixel of an audio decoder level, per channel of the width entering it
-AUDIO_OUT_VALUES = 5  # per pixel of an audio decoder level, per channel of its own width
+AUDIO_IN_VALUES = 2  # per pixel of an audio decoder level, per channel of the width entering it
+AUDIO_OUT_VALUES = 4  # per pixel of an audio decoder level, per channel of its own width
 
 
 def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsize: int) -> int:
@@ -390,11 +390,12 @@ def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsiz
     of `latent_frames` frames.
 
     Level i (0 = the mel resolution) runs at ((T_a - 1) 2^(L-1-i) + 1) x bins 2^(L-1-i) pixels. On the CPU
-    each 3x3 causal conv is one shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy): it
-    holds its padded input, the running sum and the next partial sum; with the norm + SiLU output and
-    the upsample's nearest-x2 copy of the entering width C_in that is ~3 C_in + 5 C per pixel (fitted on
-    ch_mult (1, 1, 2) and (1, 2, 4), the official, at 26 and 51 latent frames; tests/test_memory.py
-    checks them within 25%); the largest level wins."""
+    each 3x3 causal conv is one shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy),
+    each added into the conv's output in place (MKL): it holds its padded input and its output; with
+    the norm + SiLU output and the upsample's nearest-x2 copy of the entering width C_in that is
+    ~2 C_in + 4 C per pixel (fitted on ch_mult (1, 1, 2) and (1, 2, 4), the official, at 26 and 51
+    latent frames; tests/test_memory.py checks them within 25%; without MKL, MLX's addmm chain also
+    holds a partial sum: ~1.4x); the largest level wins."""
     levels = widths["levels"]
     peak = 0
     for i in range(levels):
@@ -405,7 +406,7 @@ def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsiz
     return itemsize * peak
 
 
-VOCODER_VALUES = {0: 24, 1: 56}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
+VOCODER_VALUES = {0: 19, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
 
 
 def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -> int:
@@ -413,13 +414,14 @@ def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -
     generator) on `mel_frames` mel frames, at the generator level with the most channels x samples.
 
     A level's three res blocks read the same input and are summed; on the CPU each dilated conv is one
-    shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy), holding its padded input, the
-    running and the partial sum, beside the level's input, the activations, the running sum of the
-    blocks and the transposed conv's overlap-add buffers: ~24 values per channel and sample for HiFi-GAN
-    (measured 21-26 at 64 and 256 initial channels, 17 and 33 frames); ~56 for BigVGAN's AMP blocks,
-    whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 55-57 on the
-    LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and the
-    weights loaded lazily, as the stage does."""
+    shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy) added into its output in place
+    (MKL), holding its padded input and output, beside the level's input, the activations, the running
+    sum of the blocks and the transposed conv's overlap-add buffers: ~19 values per channel and sample
+    for HiFi-GAN (measured 17-21 at 64 and 256 initial channels, 17 and 33 frames); ~36 for BigVGAN's
+    AMP blocks, whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 34-37
+    on the LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and
+    the weights loaded lazily, as the stage does. Without MKL, MLX's addmm chain also holds a partial
+    sum: ~1.3-1.6x."""
     cl = widths["channels"] * widths["samples_per_frame"] * mel_frames
     return itemsize * VOCODER_VALUES[widths["amp"]] * cl
 
