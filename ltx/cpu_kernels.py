@@ -147,7 +147,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS, _B_MATRIX, _PACKED = 101, 111, 112, 162, 151
 
 
 class _Blas(NamedTuple):
-    sgemm: Any  # cblas_sgemm (bench/gemm_pack.py compares it with the packed GEMMs)
+    sgemm: Any  # cblas_sgemm (conv_taps; bench/gemm_pack.py compares it with the packed GEMMs)
     set_threads: Any  # MKL_Set_Num_Threads_Local
     pack_size: Any  # cblas_sgemm_pack_get_size
     pack: Any  # cblas_sgemm_pack
@@ -370,7 +370,7 @@ def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilat
         for ks in itertools.product(*(range(k) for k in kernel))
     ]
     blas = _cblas()
-    if blas is not None and x.dtype == weight.dtype == mx.float32:
+    if blas is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32:
         out = _conv_taps_mkl(blas, x.reshape(-1, c), taps, bias, offsets, rows)
     else:
         flat = x.reshape(-1, c)

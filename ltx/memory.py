@@ -406,7 +406,7 @@ def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsiz
     return itemsize * peak
 
 
-VOCODER_VALUES = {0: 19, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
+VOCODER_VALUES = {0: 16, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
 
 
 def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -> int:
@@ -416,8 +416,9 @@ def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -
     A level's three res blocks read the same input and are summed; on the CPU each dilated conv is one
     shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy) added into its output in place
     (MKL), holding its padded input and output, beside the level's input, the activations, the running
-    sum of the blocks and the transposed conv's overlap-add buffers: ~19 values per channel and sample
-    for HiFi-GAN (measured 17-21 at 64 and 256 initial channels, 17 and 33 frames); ~36 for BigVGAN's
+    sum of the blocks and the transposed conv's overlap-add buffers: ~16 values per channel and sample
+    for HiFi-GAN (measured 12-21 at 64 and 256 initial channels, 17 and 33 frames: MLX frees buffers
+    on its stream thread, so the same run's peak varies by up to ~1.5x at the tiny width); ~36 for BigVGAN's
     AMP blocks, whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 34-37
     on the LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and
     the weights loaded lazily, as the stage does. Without MKL, MLX's addmm chain also holds a partial
