@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -24,9 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from cache.errors import (
     AmbiguousArtifact,
@@ -37,6 +36,9 @@ from cache.errors import (
     UnknownArtifact,
 )
 from cache.keys import file_digest, stat_signature
+
+if TYPE_CHECKING:  # numpy is imported where used: `ltx --help` and `ltx cache ls` never need it
+    import numpy as np
 
 # Rows per zarr chunk: about this many bytes. Encoding a chunk (zarr's bytes codec, then zstd) holds
 # several copies of it for a moment: writing 8 MB of frames peaks ~40 MB above the process's level
@@ -52,6 +54,8 @@ def default_root() -> Path:
 
 
 def _hasher(dtype: np.dtype, shape: tuple[int, ...]) -> Any:
+    import numpy as np
+
     h = hashlib.sha256()
     h.update(f"{np.dtype(dtype).str}|{','.join(map(str, shape))}|".encode())
     return h
@@ -60,7 +64,7 @@ def _hasher(dtype: np.dtype, shape: tuple[int, ...]) -> Any:
 def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     if not shape:
         return ()
-    row = itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    row = itemsize * math.prod(shape[1:])
     return (max(1, min(shape[0], CHUNK_BYTES // max(row, 1))),) + tuple(shape[1:])
 
 
@@ -95,6 +99,8 @@ class RowWriter:
         self._pending: list[np.ndarray] = []
 
     def write(self, block: np.ndarray) -> None:
+        import numpy as np
+
         block = np.ascontiguousarray(block, dtype=self.dtype).reshape((-1,) + self.shape[1:])
         if self._next + block.shape[0] > self.shape[0]:
             raise PublishError(f"array written with more than its {self.shape[0]} rows")
@@ -108,6 +114,8 @@ class RowWriter:
             self._pending[-1] = block.copy()
 
     def _flush(self, rows: int) -> None:
+        import numpy as np
+
         pending = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
         try:
             self._z[self._written : self._written + rows] = pending[:rows]
@@ -148,6 +156,8 @@ class Writer:
         self, name: str, shape: tuple[int, ...], dtype: Any, source_dtype: str | None = None
     ) -> RowWriter:
         """An array to be filled block by block (for outputs too large to hold at once)."""
+        import numpy as np
+
         dtype = np.dtype(dtype)
         logical = [int(s) for s in shape]
         shape = tuple(logical) or (1,)  # zarr 0-d writes are unreliable: store scalars as (1,)
@@ -164,6 +174,8 @@ class Writer:
 
     def put(self, name: str, array: Any, source_dtype: str | None = None) -> None:
         """Store a whole array; floats other than float32 are stored as float32, recording the original."""
+        import numpy as np
+
         src = source_dtype or str(getattr(array, "dtype", "float32")).replace("mlx.core.", "")
         arr = np.asarray(array)
         if arr.dtype.kind == "f" or src in _STORED:
@@ -236,6 +248,8 @@ class Artifact:
 
     def iter_rows(self, name: str, rows: int = 1) -> Iterator[np.ndarray]:
         """Yield an array in blocks along axis 0; the checksum is verified when the last block is read."""
+        import numpy as np
+
         z = self._zarr(name)
         info = self.manifest["arrays"][name]
         shape = tuple(info["shape"]) or (1,)
