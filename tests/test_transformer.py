@@ -302,6 +302,40 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
 
 
+def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch):
+    """The blocked path reads the heads where the projections put them (rows of D floats a stride
+    apart: no copy) and copies any other layout (here D strided, as a transposed K would be); the
+    result is the same softmax attention for all of them."""
+    from ltx import attention, cpu_kernels
+
+    assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    rng = np.random.RandomState(3)
+    x = {n: rng.standard_normal((2, n, 3 * 4)).astype(np.float32) for n in (9, 7)}
+    layouts = {
+        "projections (B, T, H * D) as (B, H, T, D)": lambda a: (
+            mx.array(a).reshape(2, -1, 3, 4).transpose(0, 2, 1, 3)
+        ),
+        "contiguous (B, H, T, D)": lambda a: mx.array(
+            np.ascontiguousarray(a.reshape(2, -1, 3, 4).transpose(0, 2, 1, 3))
+        ),
+        "D strided (B, H, D, T) swapped": lambda a: mx.array(
+            np.ascontiguousarray(a.reshape(2, -1, 3, 4).transpose(0, 2, 3, 1))
+        ).swapaxes(-1, -2),
+    }
+    want = None
+    for name, layout in layouts.items():
+        q, k, v = layout(x[9]), layout(x[7]), layout(x[7])
+        mx.eval(q, k, v)
+        in_place = not name.startswith("D strided")
+        assert (cpu_kernels._head_rows(q).ctypes.data == np.array(q, copy=False).ctypes.data) == in_place, (
+            name
+        )
+        got = attention.sdpa(q, k, v, 0.5)
+        want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5) if want is None else want
+        close(f"cpu path, {name}", got, want)
+
+
 def test_cpu_norm_rope_matches_mlx(monkeypatch):
     """q/k RMSNorm + RoPE (split layout) in numpy against MLX's: a batch of 2 with one cos/sin table
     (broadcast) and with a table per sample, several ragged row blocks split over threads."""
