@@ -77,7 +77,9 @@ def main() -> None:
             if not mx.array_equal(outs["in place"], outs["contiguous"]):
                 raise SystemExit(f"{what}: the two layouts disagree")
             med = {name: statistics.median(t) for name, t in times.items()}
-            ratio = statistics.median(x / y for x, y in zip(times["in place"], times["contiguous"], strict=True))
+            ratio = statistics.median(
+                x / y for x, y in zip(times["in place"], times["contiguous"], strict=True)
+            )
             scores = HEADS * tq * tk
             print(
                 f"| {what} | {scores / 1e6:.1f}M | {med['in place']:.3f} | {med['contiguous']:.3f} | {ratio:.2f} |"

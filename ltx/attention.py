@@ -136,6 +136,13 @@ def _norm_rope(eps: float):
     return mx.compile(norm), mx.compile(norm_rope)
 
 
+def _norm_any(compiled, x: mx.array, weight: mx.array, eps: float) -> mx.array:
+    """RMSNorm: numpy on the CPU for large float32 inputs, else MLX."""
+    if x.dtype == mx.float32 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+        return cpu_kernels.rms_norm_modulate(x, eps, weight)
+    return compiled(x, weight)
+
+
 def _norm_rope_any(compiled, x: mx.array, weight: mx.array, pe, eps: float) -> mx.array:
     """RMSNorm + RoPE: numpy on the CPU for large float32 inputs in the split layout, else MLX."""
     cos, sin = pe
@@ -193,8 +200,8 @@ class Attention(nn.Module):
         else:
             norm, norm_rope = _norm_rope(float(self.eps))
             if pe is None:
-                q = norm(self.to_q(x), self.q_norm.weight)
-                k = norm(self.to_k(context), self.k_norm.weight)
+                q = _norm_any(norm, self.to_q(x), self.q_norm.weight, self.eps)
+                k = _norm_any(norm, self.to_k(context), self.k_norm.weight, self.eps)
             else:
                 q = _norm_rope_any(norm_rope, self.to_q(x), self.q_norm.weight, pe, self.eps)
                 k = _norm_rope_any(

@@ -12,7 +12,7 @@ constant's comment says what it was measured from.
   MLP), the feature extractor's ~5 copies of the stacked states, or one connector block.
 - denoise, refine: the attention score matrix of the largest attention (chunked on the CPU to
   ATTENTION_CHUNK_ELEMENTS; none with ltx.cpu_kernels' blocked attention, whose per-core blocks of
-  scores, at most 512 rows, are a few MB of numpy scratch) plus ~16 token-sized tensors per stream.
+  scores, at most 2,048 rows and 1M scores, are a few MB of numpy scratch) plus ~15 token-sized tensors per stream.
 - upsample: the 3x3x3 conv workspaces of the upsampler's res blocks at the upsampled size.
 - decode: the res-block conv workspaces of the video decoder's last level, one tile at a time.
 - decode-audio: the 3x3 conv workspaces of the audio decoder's mel-resolution level.
@@ -39,7 +39,9 @@ from ltx.safetensors_header import DTYPE_BYTES as _DTYPE_BYTES
 from ltx.safetensors_header import read_header
 
 STAGES = ("encode", "denoise", "upsample", "refine", "decode", "decode-audio", "vocode")
-TOKEN_TENSORS = 16  # live (B, T, D)-sized tensors in a block (residual, norms, q/k/v, 4x-wide ff hidden)
+# live (B, T, D)-sized tensors in a block (residual, norms, q/k/v, 4x-wide ff hidden): tests/test_memory.py's
+# four cases hold 10-21 of them at MLX's peak (the CPU's numpy norms 10 at the widest, MLX's own 14)
+TOKEN_TENSORS = 15
 CHUNK_ELEMENTS = 1 << 27  # ltx.attention.ATTENTION_CHUNK_ELEMENTS
 BLOCKED_MIN_ELEMENTS = 1 << 15  # ltx.cpu_kernels.BLOCKED_MIN_ELEMENTS
 

@@ -17,6 +17,7 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
+from ltx import cpu_kernels  # noqa: E402
 from ltx.attention import Attention, FeedForward  # noqa: E402
 
 SKIP_A2V_CROSS_ATTN = "skip_a2v_cross_attn"
@@ -70,7 +71,16 @@ class StreamArgs:
 
 
 def _rms(x: mx.array, eps: float) -> mx.array:
+    if x.dtype == mx.float32 and x.ndim == 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+        return cpu_kernels.rms_norm_modulate(x, eps)
     return mx.fast.rms_norm(x, None, eps)
+
+
+def _rms_modulate(x: mx.array, eps: float, scale: mx.array, shift: mx.array) -> mx.array:
+    """RMSNorm then AdaLN modulation: one numpy pass on the CPU for large float32 inputs, else MLX."""
+    if x.dtype == mx.float32 and x.ndim == 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+        return cpu_kernels.rms_norm_modulate(x, eps, scale=scale, shift=shift)
+    return _modulate(mx.fast.rms_norm(x, None, eps), scale, shift)
 
 
 @mx.compile
@@ -146,7 +156,7 @@ class BasicAVTransformerBlock(nn.Module):
 
     def _self_attn(self, attn: Attention, table: mx.array, s: StreamArgs, flags: list[bool]) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(0, 3))
-        xn = _modulate(_rms(s.x, self.eps), scale, shift)
+        xn = _rms_modulate(s.x, self.eps, scale, shift)
         skip, keep = all(flags), None
         if any(flags) and not skip:
             keep = _keep_mask(flags, s.x.dtype)
@@ -158,12 +168,12 @@ class BasicAVTransformerBlock(nn.Module):
         shift_q, scale_q, gate = ada_rows(table, s, slice(6, 9))
         kv = prompt_table[None, None] + s.prompt  # (B, 1, 2, dim)
         ctx = s.context * (1 + kv[:, :, 1]) + kv[:, :, 0]
-        xn = _modulate(_rms(s.x, self.eps), scale_q, shift_q)
+        xn = _rms_modulate(s.x, self.eps, scale_q, shift_q)
         return _gated(s.x, attn(xn, ctx, mask=s.context_mask), gate)
 
     def _ff(self, ff: FeedForward, table: mx.array, s: StreamArgs) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(3, 6))
-        return _gated(s.x, ff(_modulate(_rms(s.x, self.eps), scale, shift)), gate)
+        return _gated(s.x, ff(_rms_modulate(s.x, self.eps, scale, shift)), gate)
 
     def __call__(
         self, video: StreamArgs | None, audio: StreamArgs | None, perturbations: list[list[Perturbation]]

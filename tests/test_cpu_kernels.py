@@ -60,6 +60,30 @@ def test_pixel_norm_silu_kernel_equals_mlx(shape, monkeypatch):
         assert float(mx.abs(got - want).max()) <= 1e-5
 
 
+@pytest.mark.parametrize("rows", [1, 9], ids=["per-sample", "per-token"])
+def test_rms_norm_modulate_equals_mlx(rows, monkeypatch):
+    """RMSNorm [* weight] [* (1 + scale) + shift] against mx.fast.rms_norm and the modulation, on a
+    strided input, a batch of 2, AdaLN rows per sample or per token (conditioned frames), and a
+    scale of batch 1 broadcast over the batch."""
+    full = mx.random.normal((2, 9, 40), key=mx.random.key(8)) * 3
+    x = full[:, :, 4:36]  # a strided view
+    weight = mx.random.uniform(0.5, 1.5, (32,), key=mx.random.key(9))
+    scale, shift = (mx.random.normal((2, rows, 32), key=mx.random.key(k)) for k in (10, 11))
+    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 32)  # two rows per block, a ragged last one
+    for kw in (
+        {},
+        {"weight": weight},
+        {"scale": scale, "shift": shift},
+        {"scale": scale[:1], "shift": shift[:1]},
+    ):
+        want = mx.fast.rms_norm(x, kw.get("weight"), 1e-6)
+        if "scale" in kw:
+            want = want * (1 + kw["scale"]) + kw["shift"]
+        got = cpu_kernels.rms_norm_modulate(x, 1e-6, **kw)
+        assert got.shape == x.shape
+        assert float(mx.abs(got - want).max()) <= 1e-5, sorted(kw)
+
+
 @pytest.mark.parametrize("residual", [False, True])
 def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
     """The upsampler's GroupNorm(32) + (residual) + SiLU in numpy against MLX's, batch 2, a strided
