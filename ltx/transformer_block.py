@@ -212,30 +212,24 @@ class BasicAVTransformerBlock(nn.Module):
             if run_a2v and not all(flags):
                 v_scale, v_shift, v_gate = cross_rows(vt, video, slice(0, 2))
                 a_scale, a_shift, _ = cross_rows(at, audio, slice(0, 2))
-                out = (
-                    self.audio_to_video_attn(
-                        _modulate(vn, v_scale, v_shift),
-                        _modulate(an, a_scale, a_shift),
-                        pe=video.cross_pe,
-                        k_pe=audio.cross_pe,
-                    )
-                    * v_gate
+                out = self.audio_to_video_attn(
+                    _modulate(vn, v_scale, v_shift),
+                    _modulate(an, a_scale, a_shift),
+                    pe=video.cross_pe,
+                    k_pe=audio.cross_pe,
                 )
-                video.x = video.x + (out * _keep_mask(flags, out.dtype) if any(flags) else out)
+                video.x = _gated(video.x, out * _keep_mask(flags, out.dtype) if any(flags) else out, v_gate)
             flags = perturbed(perturbations, SKIP_V2A_CROSS_ATTN, self.idx)
             if run_v2a and not all(flags):
                 a_scale, a_shift, a_gate = cross_rows(at, audio, slice(2, 4))
                 v_scale, v_shift, _ = cross_rows(vt, video, slice(2, 4))
-                out = (
-                    self.video_to_audio_attn(
-                        _modulate(an, a_scale, a_shift),
-                        _modulate(vn, v_scale, v_shift),
-                        pe=audio.cross_pe,
-                        k_pe=video.cross_pe,
-                    )
-                    * a_gate
+                out = self.video_to_audio_attn(
+                    _modulate(an, a_scale, a_shift),
+                    _modulate(vn, v_scale, v_shift),
+                    pe=audio.cross_pe,
+                    k_pe=video.cross_pe,
                 )
-                audio.x = audio.x + (out * _keep_mask(flags, out.dtype) if any(flags) else out)
+                audio.x = _gated(audio.x, out * _keep_mask(flags, out.dtype) if any(flags) else out, a_gate)
         if run_v:
             video.x = self._ff(self.ff, self.scale_shift_table, video)
         if run_a:
