@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from cache.errors import (
     AmbiguousArtifact,
     BadRunName,
+    CacheError,
     CorruptArtifact,
     PublishError,
     StoreUnwritable,
@@ -242,9 +243,12 @@ class Artifact:
         try:
             return zarr.open_array(store=str(self.path / name), mode="r")
         except Exception as e:  # noqa: BLE001  (any decoding failure means corruption)
-            raise CorruptArtifact(
-                f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})"
-            ) from None
+            raise self._unreadable(name, e) from None
+
+    def _unreadable(self, name: str, e: Exception) -> CacheError:
+        if not self.path.exists():  # Store.remove renames an artifact away whole: that is not damage
+            return UnknownArtifact(f"artifact {self.key[:8]} was removed while being read")
+        return CorruptArtifact(f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})")
 
     def iter_rows(self, name: str, rows: int = 1) -> Iterator[np.ndarray]:
         """Yield an array in blocks along axis 0; the checksum is verified when the last block is read."""
@@ -259,9 +263,7 @@ class Artifact:
             try:
                 block = np.asarray(z[start : start + rows])
             except Exception as e:  # noqa: BLE001
-                raise CorruptArtifact(
-                    f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})"
-                ) from None
+                raise self._unreadable(name, e) from None
             h.update(np.ascontiguousarray(block))  # the buffer itself: no bytes copy
             if start + rows >= n and h.hexdigest() != info["sha256"]:
                 raise CorruptArtifact(f"artifact {self.key[:8]} array {name!r} fails its checksum")
@@ -274,6 +276,11 @@ class Artifact:
     def __getitem__(self, name: str) -> np.ndarray:
         (whole,) = self.iter_rows(name, rows=self._rows(name))
         return whole
+
+    def load(self) -> dict[str, np.ndarray]:
+        """Every array, read into memory once and checked against its checksum (CorruptArtifact), so
+        that removing the artifact afterwards cannot touch them (UnknownArtifact if it goes meanwhile)."""
+        return {name: self[name] for name in self.names}
 
     def verify(self) -> None:
         """Read every array and check its checksum; raises CorruptArtifact."""

@@ -73,9 +73,9 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
     total, start = len(sigmas) - 1, 0
     resumed = ctx.resume(total)
     if resumed is not None:
-        start, art = resumed
-        video = replace(video, latent=mx.array(art["video"]))
-        audio = replace(audio, latent=mx.array(art["audio"])) if audio is not None else None
+        start, arrays = resumed
+        video = replace(video, latent=mx.array(arrays["video"]))
+        audio = replace(audio, latent=mx.array(arrays["audio"])) if audio is not None else None
         ctx.echo(f"{ctx.node.stage.name}: resuming from step {start}/{total}")
     if (
         start == total

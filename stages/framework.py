@@ -122,16 +122,18 @@ class Context:
         if step > 1:
             self.store.remove(self._checkpoint_key(step - 1))
 
-    def resume(self, total_steps: int) -> tuple[int, Artifact] | None:
-        """The latest intact checkpoint (step, artifact) of this stage, if any."""
+    def resume(self, total_steps: int) -> tuple[int, dict[str, Any]] | None:
+        """The latest intact checkpoint of this stage, if any: (step, its arrays). The arrays are read
+        into memory (and verified) here: a concurrent run of the same stage removes each checkpoint
+        as its next one is published, and all of them once it finishes."""
         for step in range(total_steps, 0, -1):
             key = self._checkpoint_key(step)
             if not self.store.exists(key):
                 continue
             try:
-                art = self.store.open(key, verify=True)
+                arrays = self.store.open(key, verify=False).load()
                 self._checkpoints.add(key)
-                return step, art
+                return step, arrays
             except CorruptArtifact as e:
                 self.echo(f"discarding corrupt checkpoint of {self.node.stage.name} at step {step}: {e}")
                 self.store.remove(key)

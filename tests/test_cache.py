@@ -17,7 +17,7 @@ import toy_stages as toy
 from cache.errors import AmbiguousArtifact, BadRunName, CorruptArtifact, RecipeError, UnknownArtifact
 from cache.keys import canonical_json, make_key
 from cache.store import Store, check_run_name
-from stages.framework import Node, ensure
+from stages.framework import Context, Node, ensure
 
 TOY = Path(toy.__file__)
 
@@ -251,6 +251,28 @@ def test_corruption_detected_and_recomputed(store: Store, damage: str):
     assert toy.CALLS == ["scale"]
     assert any(m.startswith("corrupt scale") for m in messages)
     assert np.array_equal(again["y"], good)
+
+
+def test_artifact_removed_while_open_is_unknown_not_corrupt(store: Store):
+    node = toy.chain(1)
+    art = ensure(store, node, echo=lambda m: None)
+    opened = store.open(art.key, verify=False)
+    store.remove(art.key)  # what `ltx cache rm`, gc or a concurrent run's superseding does
+    with pytest.raises(UnknownArtifact, match="removed while being read"):
+        opened["y"]
+
+
+def test_resumed_checkpoint_survives_its_removal(store: Store):
+    """resume() hands back the checkpoint's arrays, not the artifact: a concurrent run of the same
+    stage removes each checkpoint as it publishes the next (tests/test_reliability.py runs two)."""
+    node = Node(toy.STEPS, toy.StepsParams(6), {"x": toy.Node(toy.MAKE, toy.MakeParams(3))})
+    state = np.arange(5, dtype=np.float32)
+    with store.writer(node.key, {"stage": "steps"}) as w:
+        ctx = Context(store, node, w, lambda m: None)
+        ctx.checkpoint(2, {"state": state})
+        step, arrays = ctx.resume(6)
+        store.remove(ctx._checkpoint_key(2))
+        assert step == 2 and np.array_equal(arrays["state"], state)
 
 
 def test_checkpoint_resume_is_bit_identical(store: Store, tmp_path: Path):

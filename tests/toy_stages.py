@@ -69,8 +69,8 @@ def steps_compute(ctx, params: StepsParams, x):
     start, state = 0, x["x"]
     resumed = ctx.resume(params.steps)
     if resumed:
-        start, art = resumed
-        state = art["state"]
+        start, arrays = resumed
+        state = arrays["state"]
     for k in range(start, params.steps):
         CALLS.append(f"step{k}")
         state = state * np.float32(0.5) + np.float32(k)
