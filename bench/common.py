@@ -7,6 +7,7 @@ of a stage-1 default video, with fewer layers and heads so that it fits a CPU ma
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -155,14 +156,22 @@ def synth_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str
 
 
 def timed(fn, runs: int, warmup: int = 1) -> list[float]:
-    """Wall seconds of `runs` calls of fn() after `warmup` untimed calls."""
+    """Wall seconds of `runs` calls of fn() after `warmup` untimed calls. With BENCH_INTERLEAVE=1
+    (bench/run.py's interleaved()), each timed call waits for a line on stdin and reports its time
+    on stdout as it ends, so that two workers can take turns call by call."""
+    serve = os.environ.get("BENCH_INTERLEAVE") == "1"
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(runs):
+        if serve and not sys.stdin.readline():
+            break  # the coordinator has stopped
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        if serve:
+            sys.stdout.write(f"BENCH_TIME {times[-1]}\n")
+            sys.stdout.flush()
     return times
 
 
@@ -215,7 +224,6 @@ VAE_DECODER = {
         ["res_x", {"num_layers": 5, "inject_noise": False}],
     ],
 }
-import os  # noqa: E402
 
 # latent F', H', W' -> 9 frames of 64 x 96 (run.py --quick sets a smaller one for its workers)
 VAE_LATENT = tuple(int(v) for v in os.environ.get("LTX_BENCH_VAE_LATENT", "2x2x3").split("x"))

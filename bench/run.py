@@ -84,6 +84,68 @@ def worker(name: str, script: str, args: list[str], timeout: float = 3600) -> di
     return None
 
 
+def interleaved(jobs: dict[str, tuple[str, list[str]]], runs: int, timeout: float = 3600) -> dict | None:
+    """Run the workers of `jobs` (name -> (script, args)) side by side, one timed call at a time in
+    turn (common.timed's BENCH_INTERLEAVE mode: each worker loads and warms up, then waits for a line
+    on stdin before every timed call), swapping the order every pair: each pair of calls sees the
+    same machine speed, which drifts on this shared machine by more than the differences measured.
+    Each worker's BENCH_RESULT line by name, or None if one is missing or fails."""
+    if not all(py(name).exists() for name in jobs):
+        print(f"  {', '.join(n for n in jobs if not py(n).exists())}: venv missing: skipped", flush=True)
+        return None
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_INTERLEAVE="1")
+    errs = {name: tempfile.TemporaryFile("w+") for name in jobs}  # not a pipe: nobody reads it meanwhile
+    procs = {
+        name: subprocess.Popen(
+            [str(py(name)), str(BENCH / script), *args, "--runs", str(runs)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errs[name],
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for name, (script, args) in jobs.items()
+    }
+    t0 = time.perf_counter()
+
+    def next_time(name: str) -> float | None:
+        for line in procs[name].stdout:
+            if line.startswith("BENCH_TIME "):
+                return float(line.split()[1])
+        return None
+
+    results: dict[str, dict] = {}
+    try:
+        order = list(jobs)
+        for i in range(runs):
+            for name in order if i % 2 == 0 else order[::-1]:
+                procs[name].stdin.write("go\n")
+                procs[name].stdin.flush()
+                if next_time(name) is None:
+                    raise RuntimeError(f"{name} stopped")
+        for name, p in procs.items():
+            p.stdin.close()
+            for line in p.stdout:
+                if line.startswith("BENCH_RESULT "):
+                    results[name] = json.loads(line[len("BENCH_RESULT ") :])
+            p.wait(timeout=timeout)
+    except (RuntimeError, BrokenPipeError, subprocess.TimeoutExpired) as e:
+        for name, p in procs.items():
+            p.kill()
+            errs[name].seek(0)
+            print(f"  [{name}] {jobs[name][0]} failed ({e}):\n{errs[name].read()[-3000:]}", flush=True)
+        return None
+    finally:
+        for f in errs.values():
+            f.close()
+    for name, res in results.items():
+        times = ", ".join(f"{t:.3g}" for t in res.get("times", []))
+        print(f"  [{name}] {jobs[name][0]} (interleaved): {times} s", flush=True)
+    print(f"  interleaved {runs} pairs in {time.perf_counter() - t0:.0f} s wall", flush=True)
+    return results if len(results) == len(jobs) else None
+
+
 # ----------------------------------------------------------------------------------------------
 # sections: each returns rows (label, ours, ref, port, unit, note)
 
@@ -188,25 +250,25 @@ def bench_transformer(a, tmp: Path) -> list[tuple]:
         str(a.heads),
     ]
     times: dict[str, list[float]] = {"ours": [], "ref": [], "port": []}
-    outs, round_ratios = {}, []
-    for _ in range(a.rounds):
-        this_round = {}
-        for name, script in (("ours", "tf_ours.py"), ("ref", "tf_ref.py"), ("port", "tf_port.py")):
-            if name == "port" and not a.port:
-                continue
-            save = tmp / f"tf_out_{name}.npz"
-            res = worker(name, script, args + ["--runs", str(a.runs), "--save", str(save)])
-            if res:
-                times[name] += res["times"]
-                this_round[name] = common.median(res["times"])
-                outs[name] = save
-        if "ours" in this_round and "ref" in this_round:  # the machine's speed drifts between rounds
-            round_ratios.append(this_round["ours"] / this_round["ref"])
+    outs = {name: tmp / f"tf_out_{name}.npz" for name in times}
+    # ours and the reference in turn, one forward each, runs x rounds pairs
+    jobs = {n: (f"tf_{n}.py", args + ["--save", str(outs[n])]) for n in ("ours", "ref")}
+    res = interleaved(jobs, a.runs * a.rounds) or {}
+    for name, r in res.items():
+        times[name] = r["times"]
+    if a.port:  # ~5x slower: its own runs, after
+        port = worker("port", "tf_port.py", args + ["--runs", str(a.runs), "--save", str(outs["port"])])
+        times["port"] = port["times"] if port else []
+    outs = {name: path for name, path in outs.items() if times[name]}
     flops = common.transformer_flops(cfg, tv, ta, s)
     med = {k: (common.median(v) if v else None) for k, v in times.items()}
     check = parity(outs)
-    if round_ratios:
-        check += "; ours/ref per round " + ", ".join(f"{r:.2f}" for r in round_ratios)
+    if times["ours"] and times["ref"]:
+        pairs = sorted(o / r for o, r in zip(times["ours"], times["ref"], strict=True))
+        check += (
+            f"; ours/ref per interleaved pair: median {common.median(pairs):.2f},"
+            f" range {pairs[0]:.2f}-{pairs[-1]:.2f} ({len(pairs)} pairs)"
+        )
     label = f"transformer fwd ({a.layers} layers, {a.heads} heads, {tv}+{ta} tokens, {s} text), per layer"
     per = {k: (v / a.layers if v else None) for k, v in med.items()}
     rows = [(label, per["ours"], per["ref"], per["port"], "s/layer", check)]
