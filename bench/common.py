@@ -157,11 +157,14 @@ def synth_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str
 
 def timed(fn, runs: int, warmup: int = 1) -> list[float]:
     """Wall seconds of `runs` calls of fn() after `warmup` untimed calls. With BENCH_INTERLEAVE=1
-    (bench/run.py's interleaved()), each timed call waits for a line on stdin and reports its time
-    on stdout as it ends, so that two workers can take turns call by call."""
+    (bench/run.py's interleaved()), it reports the end of the warm-up on stdout, then each timed call
+    waits for a line on stdin and reports its time as it ends: two workers take turns call by call."""
     serve = os.environ.get("BENCH_INTERLEAVE") == "1"
     for _ in range(warmup):
         fn()
+    if serve:  # the coordinator starts the first timed call once every worker has warmed up
+        sys.stdout.write("BENCH_READY\n")
+        sys.stdout.flush()
     times = []
     for _ in range(runs):
         if serve and not sys.stdin.readline():

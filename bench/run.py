@@ -8,7 +8,9 @@
 Every implementation runs as a subprocess of its own virtual environment (.venv: this project,
 .venv-ref: torch + ltx-core, .venv-port: mlx-video-with-audio, created here when missing) on
 inputs and weights saved to a temporary directory. Each worker makes one untimed warm-up call and
-then `--runs` timed calls; the table reports medians. Tests never assert times.
+then `--runs` timed calls; the table reports medians. The transformer's two workers (ours, the
+reference) stay up side by side and take turns call by call, runs x rounds pairs (interleaved());
+its row also gives the median and range of the per-pair ratios. Tests never assert times.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ def worker(name: str, script: str, args: list[str], timeout: float = 3600) -> di
 def interleaved(jobs: dict[str, tuple[str, list[str]]], runs: int, timeout: float = 3600) -> dict | None:
     """Run the workers of `jobs` (name -> (script, args)) side by side, one timed call at a time in
     turn (common.timed's BENCH_INTERLEAVE mode: each worker loads and warms up, then waits for a line
-    on stdin before every timed call), swapping the order every pair: each pair of calls sees the
-    same machine speed, which drifts on this shared machine by more than the differences measured.
-    Each worker's BENCH_RESULT line by name, or None if one is missing or fails."""
+    on stdin before every timed call; the first waits until all have warmed up), swapping the order
+    every pair: each pair of calls sees the same machine speed, which drifts on this shared machine
+    by more than the differences measured. Each worker's BENCH_RESULT line by name, or None if one
+    is missing or fails."""
     if not all(py(name).exists() for name in jobs):
         print(f"  {', '.join(n for n in jobs if not py(n).exists())}: venv missing: skipped", flush=True)
         return None
@@ -109,15 +112,22 @@ def interleaved(jobs: dict[str, tuple[str, list[str]]], runs: int, timeout: floa
     }
     t0 = time.perf_counter()
 
-    def next_time(name: str) -> float | None:
+    def next_line(name: str, tag: str) -> str | None:
         for line in procs[name].stdout:
-            if line.startswith("BENCH_TIME "):
-                return float(line.split()[1])
+            if line.startswith(tag):
+                return line
         return None
+
+    def next_time(name: str) -> float | None:
+        line = next_line(name, "BENCH_TIME ")
+        return None if line is None else float(line.split()[1])
 
     results: dict[str, dict] = {}
     try:
         order = list(jobs)
+        for name in order:  # every worker loaded and warmed up (they do that at once, side by side)
+            if next_line(name, "BENCH_READY") is None:
+                raise RuntimeError(f"{name} stopped before its first timed call")
         for i in range(runs):
             for name in order if i % 2 == 0 else order[::-1]:
                 procs[name].stdin.write("go\n")
