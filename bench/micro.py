@@ -32,6 +32,7 @@ def main() -> None:
         rnd = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
         q, k, v = rnd(1, h, tq, d), rnd(1, h, tk, d), rnd(1, h, tk, d)
         x, w, hid = rnd(tk, 1024), rnd(4096, 1024) * 0.03, rnd(tk, 4096)
+        xq, sc, sh = rnd(1, tk, h * d), rnd(1, 1, h * d) * 0.1, rnd(1, 1, h * d) * 0.1  # a block's AdaLN
         s = (q @ k.transpose(-1, -2)) * d**-0.5
         ops = {
             "QK^T matmul": lambda: q @ k.transpose(-1, -2),
@@ -41,6 +42,7 @@ def main() -> None:
             "fused attention (sdpa)": lambda: F.scaled_dot_product_attention(q, k, v),
             "linear 1024->4096": lambda: x @ w.T,
             "gelu(tanh) FF hidden": lambda: F.gelu(hid, approximate="tanh"),
+            "RMSNorm + AdaLN modulation": lambda: F.rms_norm(xq, (h * d,), eps=1e-6) * (1 + sc) + sh,
         }
         run = lambda f: f()  # noqa: E731
     else:
@@ -52,6 +54,7 @@ def main() -> None:
 
         from ltx import attention, cpu_kernels
         from ltx.attention import gelu_tanh, sdpa
+        from ltx.transformer_block import _modulate
 
         assert backend.BLAS != "reference" or not backend._candidates(), "mlx was imported before ltx.backend"
 
@@ -70,7 +73,8 @@ def main() -> None:
         qw = mx.random.uniform(0.5, 1.5, (h * d,))
         cos, sin = (f(mx.random.uniform(-3, 3, (1, tk, h, d // 2))) for f in (mx.cos, mx.sin))
         norm_rope = attention._norm_rope(1e-6)[1]
-        mx.eval(q, k, v, x, w, hid, s, hid_own, xq, qw, cos, sin)
+        sc, sh = (mx.random.normal((1, 1, h * d)) * 0.1 for _ in range(2))  # a block's AdaLN scale, shift
+        mx.eval(q, k, v, x, w, hid, s, hid_own, xq, qw, cos, sin, sc, sh)
 
         def sdpa_without_mkl():
             blocked, cpu_kernels._cblas = cpu_kernels._cblas, lambda: None
@@ -97,6 +101,10 @@ def main() -> None:
             "q RMSNorm + RoPE, ltx.cpu_kernels.rms_norm_rope (numpy)": lambda: cpu_kernels.rms_norm_rope(
                 xq, qw, cos, sin, 1e-6
             ),
+            "RMSNorm + AdaLN modulation": lambda: _modulate(mx.fast.rms_norm(xq, None, 1e-6), sc, sh),
+            "RMSNorm + AdaLN modulation, ltx.cpu_kernels.rms_norm_modulate (numpy)": lambda: (
+                cpu_kernels.rms_norm_modulate(xq, 1e-6, scale=sc, shift=sh)
+            ),
         }
         run = lambda f: mx.eval(f())  # noqa: E731
     flops = {
@@ -108,7 +116,8 @@ def main() -> None:
         "linear 1024->4096": 2.0 * tk * 1024 * 4096,
     }
     elements = {
-        k_: (tk * 4096 if "gelu" in k_ or "linear" in k_ else tk * h * d if "RoPE" in k_ else n) for k_ in ops
+        k_: (tk * 4096 if "gelu" in k_ or "linear" in k_ else tk * h * d if "RMSNorm" in k_ else n)
+        for k_ in ops
     }
     out = {}
     for name, f in ops.items():
