@@ -138,7 +138,7 @@ def _norm_rope(eps: float):
 
 def _norm_any(compiled, x: mx.array, weight: mx.array, eps: float) -> mx.array:
     """RMSNorm: numpy on the CPU for large float32 inputs, else MLX."""
-    if x.dtype == mx.float32 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+    if cpu_kernels.norm_applies(x):
         return cpu_kernels.rms_norm_modulate(x, eps, weight)
     return compiled(x, weight)
 
@@ -146,7 +146,7 @@ def _norm_any(compiled, x: mx.array, weight: mx.array, eps: float) -> mx.array:
 def _norm_rope_any(compiled, x: mx.array, weight: mx.array, pe, eps: float) -> mx.array:
     """RMSNorm + RoPE: numpy on the CPU for large float32 inputs in the split layout, else MLX."""
     cos, sin = pe
-    if x.dtype == mx.float32 and cos.ndim == 4 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+    if cos.ndim == 4 and cpu_kernels.norm_applies(x):
         return cpu_kernels.rms_norm_rope(x, weight, cos, sin, eps)
     return compiled(x, weight, cos, sin)
 

@@ -77,6 +77,12 @@ def applies(elements: int, minimum: int | None = None) -> bool:
     return cpu_backend() and elements >= (MIN_ELEMENTS if minimum is None else minimum)
 
 
+def norm_applies(x: mx.array) -> bool:
+    """Whether the numpy RMSNorms (rms_norm_modulate, rms_norm_rope) take x: float32 (B, T, D) on the
+    CPU backend, from NORM_MIN_ELEMENTS."""
+    return x.dtype == mx.float32 and x.ndim == 3 and applies(x.size, NORM_MIN_ELEMENTS)
+
+
 def attention_applies(scores: int) -> bool:
     """Whether an attention with this many scores (B * H * Tq * Tk) runs here rather than as MLX's
     fused kernel: from BLOCKED_MIN_ELEMENTS with MKL (blocked), from MIN_ELEMENTS without (chunked)."""
@@ -427,16 +433,33 @@ def _conv_taps_mkl(
     return out
 
 
+def _rms_into(x: np.ndarray, out: np.ndarray, eps: float) -> None:
+    """out = x / sqrt(mean(x^2 over the last axis) + eps), one cache-sized block."""
+    ms = np.einsum("...c,...c->...", x, x)[..., None]
+    ms *= 1.0 / x.shape[-1]
+    ms += eps
+    np.sqrt(ms, out=ms)
+    np.divide(x, ms, out=out)
+
+
+def _rows_kernel(x: mx.array, kernel, *inputs: mx.array) -> mx.array:
+    """A new float32 array shaped like x (B, T, D), filled by kernel(tasks, x, out) (numpy views) over
+    cache-sized blocks of rows, a task (b, first row, end row), split over the threads."""
+    b, t, d = x.shape
+    out = mx.zeros(x.shape, mx.float32)
+    mx.eval(x, out, *inputs)
+    src, dst = np.array(x, copy=False), np.array(out, copy=False)  # views (numpy 2: copy=False never copies)
+    step = max(1, BLOCK_ELEMENTS // d)
+    tasks = [(i, r, min(t, r + step)) for i in range(b) for r in range(0, t, step)]
+    _run(lambda part: kernel(part, src, dst), tasks)
+    return out
+
+
 def _norm_silu_blocks(tasks: list, x: np.ndarray, out: np.ndarray, scale, shift, eps: float) -> None:
     # x, out (B, ..., H, W, C) (x may be a strided view); a task is (leading index, first row, end row)
-    c = x.shape[-1]
     for lead, r0, r1 in tasks:
         blk, o = x[lead][r0:r1], out[lead][r0:r1]
-        ms = np.einsum("...c,...c->...", blk, blk)[..., None]
-        ms *= 1.0 / c
-        ms += eps
-        np.sqrt(ms, out=ms)
-        np.divide(blk, ms, out=o)
+        _rms_into(blk, o, eps)
         if scale is not None:
             o *= scale[lead[0]]
             o += shift[lead[0]]
@@ -466,15 +489,10 @@ def pixel_norm_silu(
 
 def _norm_rope_rows(tasks: list, x, out, w, cos, sin, eps: float) -> None:
     # x, out (B, T, D); cos/sin (B or 1, T, H, Dh/2) of the split layout; a task is (b, first, end row)
-    d = x.shape[-1]
     heads, half = cos.shape[2], cos.shape[3]
     for b, r0, r1 in tasks:
-        blk, y = x[b, r0:r1], out[b, r0:r1]
-        inv = np.einsum("rd,rd->r", blk, blk)[:, None]
-        inv *= 1.0 / d
-        inv += eps
-        np.sqrt(inv, out=inv)
-        np.divide(blk, inv, out=y)
+        y = out[b, r0:r1]
+        _rms_into(x[b, r0:r1], y, eps)
         y *= w
         pairs = y.reshape(r1 - r0, heads, 2, half)
         y1, y2 = pairs[:, :, 0], pairs[:, :, 1]
@@ -490,29 +508,17 @@ def rms_norm_rope(x: mx.array, weight: mx.array, cos: mx.array, sin: mx.array, e
     """RoPE (the split layout: cos/sin (B or 1, T, H, Dh/2)) of RMSNorm(x) * weight, x float32
     (B, T, H * Dh), into a new array: one numpy pass per cache-sized block of rows where MLX's
     compiled graph makes several."""
-    b, t, d = x.shape
-    out = mx.zeros(x.shape, mx.float32)
-    mx.eval(x, out, weight, cos, sin)
-    src, dst = np.array(x, copy=False), np.array(out, copy=False)  # views (numpy 2: copy=False never copies)
     w = np.array(weight, dtype=np.float32)
     c, s = (np.array(a.astype(mx.float32), copy=False) for a in (cos, sin))
-    step = max(1, BLOCK_ELEMENTS // d)
-    tasks = [(i, r, min(t, r + step)) for i in range(b) for r in range(0, t, step)]
-    _run(lambda part: _norm_rope_rows(part, src, dst, w, c, s, eps), tasks)
-    return out
+    return _rows_kernel(x, lambda tasks, src, dst: _norm_rope_rows(tasks, src, dst, w, c, s, eps))
 
 
 def _rms_rows(tasks: list, x, out, w, scale, shift, eps: float) -> None:
     # x, out (B, T, D); w (D,) or None; scale (1 + scale) and shift (B, 1 or T, D) or None; a task
     # is (b, first row, end row)
-    d = x.shape[-1]
     for b, r0, r1 in tasks:
-        blk, y = x[b, r0:r1], out[b, r0:r1]
-        inv = np.einsum("rd,rd->r", blk, blk)[:, None]
-        inv *= 1.0 / d
-        inv += eps
-        np.sqrt(inv, out=inv)
-        np.divide(blk, inv, out=y)
+        y = out[b, r0:r1]
+        _rms_into(x[b, r0:r1], y, eps)
         if w is not None:
             y *= w
         if scale is not None:
@@ -532,20 +538,13 @@ def rms_norm_modulate(
     numpy pass per cache-sized block of rows: MLX's CPU rms_norm alone takes ~4x torch's time, and
     the AdaLN modulation is another pass. scale and shift (both or neither) broadcast to (B, T, D)
     from (B, 1, D) or (B, T, D)."""
-    b, t, d = x.shape
-    out = mx.zeros(x.shape, mx.float32)
-    extra = [a for a in (weight, scale, shift) if a is not None]
-    mx.eval(x, out, *extra)
-    src, dst = np.array(x, copy=False), np.array(out, copy=False)  # views (numpy 2: copy=False never copies)
+    b = x.shape[0]
     w = None if weight is None else np.array(weight, dtype=np.float32)
     sc = sh = None
     if scale is not None:
         sc = 1.0 + np.broadcast_to(np.array(scale, dtype=np.float32), (b,) + scale.shape[1:])
         sh = np.broadcast_to(np.array(shift, dtype=np.float32), (b,) + shift.shape[1:])
-    step = max(1, BLOCK_ELEMENTS // d)
-    tasks = [(i, r, min(t, r + step)) for i in range(b) for r in range(0, t, step)]
-    _run(lambda part: _rms_rows(part, src, dst, w, sc, sh, eps), tasks)
-    return out
+    return _rows_kernel(x, lambda tasks, src, dst: _rms_rows(tasks, src, dst, w, sc, sh, eps))
 
 
 def _group_stats_blocks(tasks: list, x, groups: int, stats: list) -> None:

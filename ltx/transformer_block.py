@@ -71,14 +71,14 @@ class StreamArgs:
 
 
 def _rms(x: mx.array, eps: float) -> mx.array:
-    if x.dtype == mx.float32 and x.ndim == 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+    if cpu_kernels.norm_applies(x):
         return cpu_kernels.rms_norm_modulate(x, eps)
     return mx.fast.rms_norm(x, None, eps)
 
 
 def _rms_modulate(x: mx.array, eps: float, scale: mx.array, shift: mx.array) -> mx.array:
     """RMSNorm then AdaLN modulation: one numpy pass on the CPU for large float32 inputs, else MLX."""
-    if x.dtype == mx.float32 and x.ndim == 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
+    if cpu_kernels.norm_applies(x):
         return cpu_kernels.rms_norm_modulate(x, eps, scale=scale, shift=shift)
     return _modulate(mx.fast.rms_norm(x, None, eps), scale, shift)
 
@@ -171,6 +171,21 @@ class BasicAVTransformerBlock(nn.Module):
         xn = _rms_modulate(s.x, self.eps, scale_q, shift_q)
         return _gated(s.x, attn(xn, ctx, mask=s.context_mask), gate)
 
+    def _cross_attn(
+        self, attn: Attention, q: StreamArgs, kv: StreamArgs, qn: mx.array, kvn: mx.array, tables, rows, flags
+    ) -> mx.array:
+        """One direction of the audio<->video cross-attention: q.x + gate * attn(q's modulated norm qn,
+        kv's modulated norm kvn); tables (q's, kv's) and their rows (scale, shift) for this direction."""
+        q_scale, q_shift, gate = cross_rows(tables[0], q, rows)
+        kv_scale, kv_shift, _ = cross_rows(tables[1], kv, rows)
+        out = attn(
+            _modulate(qn, q_scale, q_shift),
+            _modulate(kvn, kv_scale, kv_shift),
+            pe=q.cross_pe,
+            k_pe=kv.cross_pe,
+        )
+        return _gated(q.x, out * _keep_mask(flags, out.dtype) if any(flags) else out, gate)
+
     def _ff(self, ff: FeedForward, table: mx.array, s: StreamArgs) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(3, 6))
         return _gated(s.x, ff(_rms_modulate(s.x, self.eps, scale, shift)), gate)
@@ -210,26 +225,14 @@ class BasicAVTransformerBlock(nn.Module):
             vt, at = self.scale_shift_table_a2v_ca_video, self.scale_shift_table_a2v_ca_audio
             flags = perturbed(perturbations, SKIP_A2V_CROSS_ATTN, self.idx)
             if run_a2v and not all(flags):
-                v_scale, v_shift, v_gate = cross_rows(vt, video, slice(0, 2))
-                a_scale, a_shift, _ = cross_rows(at, audio, slice(0, 2))
-                out = self.audio_to_video_attn(
-                    _modulate(vn, v_scale, v_shift),
-                    _modulate(an, a_scale, a_shift),
-                    pe=video.cross_pe,
-                    k_pe=audio.cross_pe,
+                video.x = self._cross_attn(
+                    self.audio_to_video_attn, video, audio, vn, an, (vt, at), slice(0, 2), flags
                 )
-                video.x = _gated(video.x, out * _keep_mask(flags, out.dtype) if any(flags) else out, v_gate)
             flags = perturbed(perturbations, SKIP_V2A_CROSS_ATTN, self.idx)
             if run_v2a and not all(flags):
-                a_scale, a_shift, a_gate = cross_rows(at, audio, slice(2, 4))
-                v_scale, v_shift, _ = cross_rows(vt, video, slice(2, 4))
-                out = self.video_to_audio_attn(
-                    _modulate(an, a_scale, a_shift),
-                    _modulate(vn, v_scale, v_shift),
-                    pe=audio.cross_pe,
-                    k_pe=video.cross_pe,
+                audio.x = self._cross_attn(
+                    self.video_to_audio_attn, audio, video, an, vn, (at, vt), slice(2, 4), flags
                 )
-                audio.x = _gated(audio.x, out * _keep_mask(flags, out.dtype) if any(flags) else out, a_gate)
         if run_v:
             video.x = self._ff(self.ff, self.scale_shift_table, video)
         if run_a:
