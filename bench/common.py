@@ -155,6 +155,14 @@ def synth_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str
     return out
 
 
+def transformer_args(ap, layers: int = 2) -> None:
+    """The options every transformer worker takes: tf_prepare.py's inputs and weights, and the size."""
+    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--layers", type=int, default=layers)
+    ap.add_argument("--heads", type=int, default=8)
+
+
 def timed(fn, runs: int, warmup: int = 1) -> list[float]:
     """Wall seconds of `runs` calls of fn() after `warmup` untimed calls. With BENCH_INTERLEAVE=1
     (bench/run.py's interleaved()), it reports the end of the warm-up on stdout, then each timed call

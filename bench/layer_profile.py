@@ -21,13 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common  # noqa: E402
+
 TORCH = "venv-ref" in sys.prefix
 
 
 def profile_reference(a) -> dict[str, float]:
     import runpy
 
-    import common
     from torch.profiler import ProfilerActivity, profile
 
     found: dict[str, float] = {}
@@ -100,10 +101,7 @@ def profile_ours(a) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--inputs", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--heads", type=int, default=8)
+    common.transformer_args(ap, layers=1)
     a = ap.parse_args()
     t = profile_reference(a) if TORCH else profile_ours(a)
     rest = t["total"] - t.get("attention", 0.0) - t.get("linear", 0.0)

@@ -24,6 +24,7 @@ from ltx import backend  # noqa: E402,F401  (MKL before mlx)
 
 # isort: split
 
+import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import tf_ours  # noqa: E402
 
@@ -32,10 +33,7 @@ from ltx import attention, transformer_block  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--inputs", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--heads", type=int, default=8)
+    common.transformer_args(ap, layers=1)
     ap.add_argument("--runs", type=int, default=8)
     a = ap.parse_args()
     tb = transformer_block

@@ -54,10 +54,7 @@ def load(weights: str, inputs: str, layers: int, heads: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--inputs", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=8)
+    common.transformer_args(ap)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--save", default=None, help="write the velocities here (.npz)")
     ap.add_argument("--baseline", action="store_true", help="undo the kernel fusions (A/B of bench/README)")

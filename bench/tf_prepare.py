@@ -24,10 +24,7 @@ from ltx.transformer import LTXModel, TransformerConfig  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--inputs", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=8)
+    common.transformer_args(ap)
     ap.add_argument("--grid", default="16x16x24")
     a = ap.parse_args()
     grid = tuple(int(v) for v in a.grid.split("x"))

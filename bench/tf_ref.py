@@ -17,10 +17,7 @@ import torch  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--inputs", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=8)
+    common.transformer_args(ap)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--save", default=None)
     a = ap.parse_args()

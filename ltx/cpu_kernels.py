@@ -281,8 +281,8 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
 def _head_rows(x: mx.array) -> np.ndarray:
     """A numpy view of (B, H, T, D) whose heads MKL reads in place: rows of D contiguous floats a
     fixed stride apart, as the (B, T, H * D) projections lay them out (the GEMMs take the stride as
-    their leading dimension, and K and V are packed anyway): one layer's attentions take 0.93x the
-    time of copying the heads contiguous first (`python bench/attn_layout_ab.py`). Other layouts are
+    their leading dimension, and K and V are packed anyway): one layer's attentions take 0.94x the
+    time of copying the heads contiguous first (`python bench/attn_layout_ab.py`, bench/ab_results.md). Other layouts are
     copied."""
     view = np.array(x, copy=False)  # numpy 2: copy=False never copies
     row, col = view.strides[-2:]
@@ -442,12 +442,12 @@ def _rms_into(x: np.ndarray, out: np.ndarray, eps: float) -> None:
     np.divide(x, ms, out=out)
 
 
-def _rows_kernel(x: mx.array, kernel, *inputs: mx.array) -> mx.array:
+def _rows_kernel(x: mx.array, kernel) -> mx.array:
     """A new float32 array shaped like x (B, T, D), filled by kernel(tasks, x, out) (numpy views) over
     cache-sized blocks of rows, a task (b, first row, end row), split over the threads."""
     b, t, d = x.shape
     out = mx.zeros(x.shape, mx.float32)
-    mx.eval(x, out, *inputs)
+    mx.eval(x, out)
     src, dst = np.array(x, copy=False), np.array(out, copy=False)  # views (numpy 2: copy=False never copies)
     step = max(1, BLOCK_ELEMENTS // d)
     tasks = [(i, r, min(t, r + step)) for i in range(b) for r in range(0, t, step)]
