@@ -164,7 +164,13 @@ class Writer:
         shape = tuple(logical) or (1,)  # zarr 0-d writes are unreliable: store scalars as (1,)
         try:
             z = self._group.create_array(
-                name, shape=shape, dtype=dtype, chunks=_chunks(shape, dtype.itemsize)
+                name,
+                shape=shape,
+                dtype=dtype,
+                chunks=_chunks(shape, dtype.itemsize),
+                # every chunk is written whole: zarr's check for chunks equal to the fill value (to
+                # skip them) costs more than writing them (0.22 of 0.39 s for 36 MB of frames)
+                config={"write_empty_chunks": True},
             )
         except OSError as e:
             raise PublishError(_write_failed(e)) from None

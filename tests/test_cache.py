@@ -117,6 +117,23 @@ def test_streamed_rows_write_whole_chunks(store: Store, monkeypatch):
     assert [(s.start, s.stop) for s in writes] == [(0, 6), (6, 12), (12, 15), (15, 17)]
 
 
+def test_every_chunk_is_written_even_all_zero(store: Store, monkeypatch):
+    """Arrays are created with write_empty_chunks: zarr writes each chunk as it comes instead of first
+    comparing it with the fill value (a full pass over the frames that cost more than the write)."""
+    import cache.store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHUNK_BYTES", 3 * 4 * 5)  # 3 rows of (4, 5) uint8 per chunk
+    frames = np.zeros((7, 4, 5), np.uint8)
+    frames[6] = 9
+    key = make_key("t", 1, {})
+    with store.writer(key, {"stage": "t", "inputs": {}}) as w:
+        w.put("frames", frames)
+        w.commit()
+    chunks = [p for p in (store.path(key) / "frames").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert len(chunks) == 3  # two all-zero chunks and the last, partial one
+    assert np.array_equal(store.open(key)["frames"], frames)
+
+
 def test_resolve_prefix_and_errors(store: Store):
     keys = [ensure(store, toy.chain(s), echo=lambda m: None).key for s in range(3)]
     assert store.resolve(keys[0][:10]) == keys[0]
