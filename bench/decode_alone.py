@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--cache", required=True)
     ap.add_argument("--run", required=True)
     ap.add_argument("--tiling", default="aggressive")
+    ap.add_argument("--checkpoint", help="the run's checkpoint (default: the cache's tiny LTX-2.0 model)")
     a = ap.parse_args()
     t0 = time.perf_counter()
     from cache.store import Store
@@ -36,7 +37,7 @@ def main() -> None:
     store = Store(Path(a.cache))
     recipe = store.load_run(a.run)["recipes"]["decode"]
     latent = store.open(recipe["inputs"]["latents"])["video_latent"]
-    checkpoint = next((store.root / "models").glob("tiny-2.0-*")) / "model.safetensors"
+    checkpoint = a.checkpoint or next((store.root / "models").glob("tiny-2.0-*")) / "model.safetensors"
     read_s = time.perf_counter() - t0
     decoder = load_video_decoder(checkpoint)
     frames = [
