@@ -391,13 +391,17 @@ def _redecode_vs_alone(
     cache: Path, run: str, what: str, runs: int, checkpoint: Path | None = None
 ) -> list[tuple]:
     """Medians of `runs` interleaved pairs: ltx decode --tiling aggressive --force on the run's saved
-    latents, and bench/decode_alone.py on the same latents."""
+    latents, and bench/decode_alone.py on the same latents. Which of the two goes first alternates
+    (ABBA), so that the machine's drift in speed does not favour either."""
     redecode, alone = [], []
-    for _ in range(runs):
-        redecode.append(ltx_cli(["decode", run, "--tiling", "aggressive", "--force"], cache)[0])
-        alone.append(decode_alone(cache, run, checkpoint=checkpoint))
-        if alone[-1] is None:
-            return []
+    for i in range(runs):
+        for side in ("redecode", "alone") if i % 2 == 0 else ("alone", "redecode"):
+            if side == "redecode":
+                redecode.append(ltx_cli(["decode", run, "--tiling", "aggressive", "--force"], cache)[0])
+            else:
+                alone.append(decode_alone(cache, run, checkpoint=checkpoint))
+                if alone[-1] is None:
+                    return []
     r, d = common.median(redecode), common.median(alone)
     pairs = [x / y for x, y in zip(redecode, alone, strict=True)]
     note = (
