@@ -45,6 +45,10 @@ if TYPE_CHECKING:  # numpy is imported where used: `ltx --help` and `ltx cache l
 # several copies of it for a moment: writing 8 MB of frames peaks ~40 MB above the process's level
 # with 8 MB chunks, ~12 MB with 2 MB chunks, and is faster (`python bench/rss_trace.py --chunks`).
 CHUNK_BYTES = 2 << 20
+# Every chunk is written whole as it comes: zarr's default first compares each chunk with the fill
+# value (to skip empty ones), a pass over the data that cost more than zstd and SHA-256 together
+# (`python bench/publish.py`).
+WRITE_EMPTY_CHUNKS = True
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 _STORED = {"float16": "float32", "float64": "float32", "bfloat16": "float32"}
@@ -168,9 +172,7 @@ class Writer:
                 shape=shape,
                 dtype=dtype,
                 chunks=_chunks(shape, dtype.itemsize),
-                # every chunk is written whole: zarr's check for chunks equal to the fill value (to
-                # skip them) costs more than writing them (0.22 of 0.39 s for 36 MB of frames)
-                config={"write_empty_chunks": True},
+                config={"write_empty_chunks": WRITE_EMPTY_CHUNKS},
             )
         except OSError as e:
             raise PublishError(_write_failed(e)) from None
