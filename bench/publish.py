@@ -20,15 +20,18 @@ from cache.keys import make_key
 
 def publish(root: Path, frames: np.ndarray, empty_chunks: bool, i: int) -> float:
     store = store_mod.Store(root).ensure_writable()
-    store_mod.WRITE_EMPTY_CHUNKS = empty_chunks
-    t0 = time.perf_counter()
-    with store.writer(make_key("publish", 1, {"i": i, "empty": empty_chunks}), {"stage": "publish"}) as w:
-        out = w.create("frames", frames.shape, np.uint8)
-        for lo in range(0, len(frames), 32):
-            out.write(frames[lo : lo + 32])
-        w.commit()
-    store_mod.WRITE_EMPTY_CHUNKS = True
-    return time.perf_counter() - t0
+    store_mod.WRITE_EMPTY_CHUNKS, saved = empty_chunks, store_mod.WRITE_EMPTY_CHUNKS
+    try:
+        t0 = time.perf_counter()
+        key = make_key("publish", 1, {"i": i, "empty": empty_chunks})
+        with store.writer(key, {"stage": "publish"}) as w:
+            out = w.create("frames", frames.shape, np.uint8)
+            for lo in range(0, len(frames), 32):
+                out.write(frames[lo : lo + 32])
+            w.commit()
+        return time.perf_counter() - t0
+    finally:
+        store_mod.WRITE_EMPTY_CHUNKS = saved
 
 
 def main() -> None:
