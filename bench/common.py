@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -256,3 +257,17 @@ def vae_flops(latent: tuple[int, int, int]) -> float:
             vox, ch = f * h * w, ch // 2
     total += conv(vox, ch, 48)
     return total
+
+
+def machine() -> str:
+    """The CPU, its core count and the load at start, for a results file's header."""
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores, load average {load:.1f} at start"

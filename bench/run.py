@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -568,19 +567,6 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores, load average {load:.1f} at start"
-
-
 def compile_bytecode() -> str:
     """Byte-compile this project's modules, as an installed package is: with PYTHONDONTWRITEBYTECODE set
     (as on this machine) every process would otherwise compile ltx/, cache/ and stages/ from source again
@@ -614,7 +600,7 @@ def main() -> None:
         a.port = ensure_port_venv()
     rows: list[tuple] = []
     started = time.strftime("%Y-%m-%d %H:%M")
-    head = machine() + compile_bytecode()
+    head = common.machine() + compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="ltx-bench-") as tmp:
         for s in sections:
             print(f"== {s}", flush=True)

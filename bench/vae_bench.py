@@ -30,6 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
 
 # ---------------------------------------------------------------------------------------- configurations
 VAE = {
@@ -655,7 +658,7 @@ def main() -> None:
         return
     size = SIZES["quick" if a.quick else "full"]
     cache.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+    t_start, host = time.perf_counter(), common.machine()
     ref = RefWorker(cache)
     lines: list[str] = []
     try:
@@ -735,7 +738,7 @@ def main() -> None:
         ref.close()
     cmd = "python bench/vae_bench.py" + " ".join([""] + sys.argv[1:])
     text = (
-        f"# VAE-side benchmark (ours / torch)\n\nCommand: `{cmd}` ({time.perf_counter() - t_start:.0f} s total)\n\n"
+        f"# VAE-side benchmark (ours / torch)\n\nCommand: `{cmd}` ({time.perf_counter() - t_start:.0f} s total; {host})\n\n"
         + "\n".join(lines)
         + "\n"
     )

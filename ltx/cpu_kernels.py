@@ -433,6 +433,78 @@ def _conv_taps_mkl(
     return out
 
 
+# conv3d_frames keeps at most this many im2col values at once (128 MB): a chunk of input frames
+FRAME_COLS_ELEMENTS = 1 << 25
+# Off: zero-padded 3-D convs run as MLX's conv3d (the tests' "mlx" kernels)
+FRAMES_CONV = True
+
+
+def conv3d_frames_applies(dtype: mx.Dtype) -> bool:
+    """Whether a zero-padded 3-D conv computing in dtype runs as conv3d_frames here: float32 on the
+    CPU with MKL."""
+    return FRAMES_CONV and dtype == mx.float32 and cpu_backend() and _cblas() is not None
+
+
+def frames_layout(weight: mx.array) -> mx.array:
+    """The same (O, Kt, Kh, Kw, C) weight with its memory laid out (Kt, O, Kh, Kw, C): each temporal
+    tap's (O, Kh * Kw * C) matrix is then contiguous, read by conv3d_frames with no per-call copy."""
+    return mx.contiguous(weight.transpose(1, 0, 2, 3, 4)).transpose(1, 0, 2, 3, 4)
+
+
+def _im2col_frames(tasks: list, xp: np.ndarray, cols: np.ndarray, kh: int, kw: int) -> None:
+    # xp (F, H + kh - 1, W + kw - 1, C) spatially padded frames; cols (F', H, W, kh * kw * C); a task
+    # is (frame in cols, frame in xp)
+    h, w, c = cols.shape[1], cols.shape[2], xp.shape[-1]
+    for dst, src in tasks:
+        for i, j in itertools.product(range(kh), range(kw)):
+            t = i * kw + j
+            np.copyto(cols[dst, :, :, t * c : (t + 1) * c], xp[src, i : i + h, j : j + w])
+
+
+def conv3d_frames(
+    x: mx.array, weight: mx.array, bias: mx.array | None, padding: tuple[int, int, int]
+) -> mx.array:
+    """Stride-1 conv3d of x (B, F, H, W, C) with zero padding (pt, ph, pw) and an MLX weight
+    (O, Kt, Kh, Kw, C) -> (B, F + 2 pt - Kt + 1, .., O), as one GEMM per temporal tap over a spatial
+    im2col of the input frames (Kh Kw C values per output position, one chunk of frames at a time).
+
+    A temporal tap that would read a zero padding frame is skipped rather than multiplied: with
+    F frames and Kt = 3, pt = 1, that is 2 of 3F frame-taps (a third of the work at F = 2, the
+    upsampler's short clips). K = Kh Kw C is deep enough for MKL to run near its peak, where MLX's
+    conv3d reaches about half of it at 1024 channels (bench/vae_results.md)."""
+    blas = _cblas()
+    b, f, h, w, c = x.shape
+    o, kt, kh, kw, _ = weight.shape
+    pt, ph, pw = padding
+    fo, ho, wo = f + 2 * pt - kt + 1, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    k, hw = kh * kw * c, ho * wo
+    xp = mx.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw), (0, 0)]) if ph or pw else x
+    taps = mx.contiguous(weight.transpose(1, 0, 2, 3, 4))  # (Kt, O, Kh, Kw, C): free if frames_layout
+    out = mx.zeros((b, fo, ho, wo, o), mx.float32)
+    mx.eval(xp, taps, out, *([] if bias is None else [bias]))
+    xv, wv, ov = (np.array(a, copy=False) for a in (xp, taps, out))  # views (numpy 2: never copies)
+    if bias is not None:
+        ov[...] = np.array(bias, copy=False).astype(np.float32, copy=False)
+    per = max(1, FRAME_COLS_ELEMENTS // (hw * k))
+    cols = np.empty((min(per, f), ho, wo, k), np.float32)
+    for bi, g0 in itertools.product(range(b), range(0, f, per)):
+        g1 = min(f, g0 + per)  # input frames g0..g1-1; output frame fr reads input fr - pt + dt
+        src = xv[bi]
+        _run(
+            lambda part, src=src: _im2col_frames(part, src, cols, kh, kw),
+            [(g - g0, g) for g in range(g0, g1)],
+        )
+        for dt in range(kt):
+            f0, f1 = max(0, g0 + pt - dt), min(fo, g1 + pt - dt)
+            if f1 > f0:
+                blas.sgemm(
+                    _ROW_MAJOR, _NO_TRANS, _TRANS, (f1 - f0) * hw, o, k, 1.0,
+                    cols[f0 - pt + dt - g0].ctypes.data, k, wv[dt].ctypes.data, k,
+                    1.0, ov[bi, f0].ctypes.data, o,
+                )  # fmt: skip
+    return out
+
+
 def _rms_into(x: np.ndarray, out: np.ndarray, eps: float) -> None:
     """out = x / sqrt(mean(x^2 over the last axis) + eps), one cache-sized block."""
     ms = np.einsum("...c,...c->...", x, x)[..., None]

@@ -364,9 +364,18 @@ def encode_activations(gemma: dict[str, int], connectors: dict[str, int], tokens
 
 UPSAMPLE_CONV_WIDTHS = 72  # per upsampled voxel, in units of the upsampler's width C (MLX's GroupNorm)
 UPSAMPLE_CONV_WIDTHS_CPU = 38  # the same with ltx.cpu_kernels' GroupNorm + SiLU (the CPU backend)
+UPSAMPLE_FRAME_CONV_WIDTHS = 8  # the same with ltx.cpu_kernels' frame convs too (the CPU with MKL)
+FRAME_COLS_ELEMENTS = 1 << 25  # ltx.cpu_kernels.FRAME_COLS_ELEMENTS: the frame convs' im2col chunk
 
 
-def upsample_activations(channels: int, voxels: int, itemsize: int, cpu_norms: bool = False) -> int:
+def upsample_activations(
+    channels: int,
+    voxels: int,
+    itemsize: int,
+    cpu_norms: bool = False,
+    frames: int = 1,
+    frame_convs: bool = False,
+) -> int:
     """Largest live activations of the latent upsampler (ltx.upsampler.upsample_video), `voxels` = latent
     frames x upsampled latent height x width.
 
@@ -378,9 +387,18 @@ def upsample_activations(channels: int, voxels: int, itemsize: int, cpu_norms: b
     at C = 32, 128 and 256 with 1-4 blocks per stage, 288 to 13824 voxels, on the CPU with the numpy
     norms switched off). With ltx.cpu_kernels.group_norm_silu (cpu_norms: the CPU backend) each norm
     evaluates its input, so one conv is in flight and the norm's temporaries are numpy's: ~38C
-    (measured 31-45C at C = 32 and 128, tests/test_memory.py)."""
-    per_voxel = UPSAMPLE_CONV_WIDTHS_CPU if cpu_norms else UPSAMPLE_CONV_WIDTHS
-    return itemsize * voxels * per_voxel * channels
+    (measured 31-45C at C = 32 and 128, tests/test_memory.py; 36C at C = 1024).
+
+    With the frame convs too (frame_convs: ltx.cpu_kernels.conv3d_frames, the CPU with MKL) no conv
+    makes a 27C copy: the MLX arrays are ~8C per voxel (7C measured at C = 1024), plus the frame
+    convs' numpy im2col, 9C per voxel of `frames` frames or of as many whole frames as
+    FRAME_COLS_ELEMENTS holds, and the first run's weight relayout, one 27 C^2 conv weight at a time."""
+    if not frame_convs:
+        per_voxel = UPSAMPLE_CONV_WIDTHS_CPU if cpu_norms else UPSAMPLE_CONV_WIDTHS
+        return itemsize * voxels * per_voxel * channels
+    per_frame = voxels // max(1, frames) * 9 * channels
+    cols = per_frame * min(max(1, frames), max(1, FRAME_COLS_ELEMENTS // max(1, per_frame)))
+    return itemsize * (voxels * UPSAMPLE_FRAME_CONV_WIDTHS * channels + cols + 27 * channels * channels)
 
 
 AUDIO_IN_VALUES = 2  # per pixel of an audio decoder level, per channel of the width entering it
@@ -462,10 +480,11 @@ def estimate_stages(
     streamed_block_bytes: int | None = None,
     blocked_attention: bool = False,
     cpu_norms: bool = False,
+    frame_convs: bool = False,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
-    transformer_activations; cpu_norms: see upsample_activations."""
+    transformer_activations; cpu_norms, frame_convs: see upsample_activations."""
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
     tr = comps["transformer"].bytes
@@ -492,12 +511,20 @@ def estimate_stages(
         ),
     ]
     if two_stage:
-        voxels = ((frames - 1) // 8 + 1) * (h1 // 32 * 2) * (w1 // 32 * 2)  # x2 the stage-1 latent
+        latent_frames = (frames - 1) // 8 + 1
+        voxels = latent_frames * (h1 // 32 * 2) * (w1 // 32 * 2)  # x2 the stage-1 latent
         out.append(
             Estimate(
                 "upsample",
                 comps["upsampler"].bytes,  # the video encoder is loaded too, but only its statistics are read
-                upsample_activations(widths("upsampler")["channels"], voxels, itemsize, cpu_norms=cpu_norms),
+                upsample_activations(
+                    widths("upsampler")["channels"],
+                    voxels,
+                    itemsize,
+                    cpu_norms=cpu_norms,
+                    frames=latent_frames,
+                    frame_convs=frame_convs,
+                ),
             )
         )
         out.append(

@@ -91,6 +91,7 @@ def estimates(
         two_stage=two_stage,
         blocked_attention=cpu_kernels.blocked_attention(),
         cpu_norms=cpu_kernels.cpu_backend(),
+        frame_convs=itemsize == 4 and cpu_kernels.conv3d_frames_applies(cpu_kernels.mx.float32),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)

@@ -12,14 +12,17 @@ import ltx.backend  # noqa: E402, F401
 @pytest.fixture(params=["cpu", "mlx"])
 def kernels(request, monkeypatch):
     """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.cpu_kernels: conv taps,
-    numpy norm + SiLU), forced on even at the tiny models' sizes; "mlx", MLX's convs and elementwise
+    frame convs, numpy norm + SiLU), forced on even at the tiny models' sizes (the frame convs one
+    input frame per im2col chunk); "mlx", MLX's convs and elementwise
     ops, what GPUs run. Takes effect for models loaded after it (loading lays out the conv weights)."""
     from ltx import cpu_kernels
 
     if request.param == "cpu":
         monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
         monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 1000)  # several ragged blocks per thread
+        monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", 1)
     else:
         monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
+        monkeypatch.setattr(cpu_kernels, "FRAMES_CONV", False)
         monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
     return request.param

@@ -43,6 +43,36 @@ def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gem
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
+@pytest.mark.parametrize(
+    "batch, frames, padding, chunk",
+    [
+        (1, 1, (1, 1, 1), 1 << 25),  # a single frame: both outer temporal taps read only padding
+        (1, 2, (1, 1, 1), 1 << 25),  # the upsampler's bench clip
+        (2, 5, (1, 1, 1), 1),  # one input frame per im2col chunk, two batch items
+        (1, 4, (0, 1, 1), 2 * 4 * 5 * 9 * 6),  # no temporal padding, two frames per chunk
+    ],
+)
+@pytest.mark.parametrize("layout", ["mlx", "frames"])
+def test_conv3d_frames_equals_mlx_conv3d(batch, frames, padding, chunk, layout, monkeypatch):
+    """The frame convs (one GEMM per temporal tap over a spatial im2col, padding taps skipped)
+    against mx.conv3d with the same zero padding, with and without bias."""
+    assert cpu_kernels.conv3d_frames_applies(mx.float32), "MKL is a dependency on Linux: the path must run"
+    monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", chunk)
+    c, o = 6, 5
+    x = mx.random.normal((batch, frames, 4, 5, c), key=mx.random.key(1))
+    w = mx.random.normal((o, 3, 3, 3, c), key=mx.random.key(2))
+    bias = mx.random.normal((o,), key=mx.random.key(3))
+    want = mx.conv3d(x, w, padding=padding) + bias
+    if layout == "frames":
+        w = cpu_kernels.frames_layout(w)
+        assert w.shape == (o, 3, 3, 3, c)
+    got = cpu_kernels.conv3d_frames(x, w, bias, padding)
+    assert got.shape == want.shape
+    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+    nobias = cpu_kernels.conv3d_frames(x, w, None, padding)
+    assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 6, 7, 16), (2, 6, 7, 16)])
 def test_pixel_norm_silu_kernel_equals_mlx(shape, monkeypatch):
     from ltx.vae_blocks import pixel_norm_silu
