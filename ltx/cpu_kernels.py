@@ -1,6 +1,7 @@
 """Kernels for the hot spots of MLX's CPU backend: attention blocked per core (MKL GEMMs and a numpy
 softmax), GELU, the RMSNorms (q/k ones with RoPE, the blocks' with their AdaLN modulation) and the
-VAE's norm + SiLU in numpy; convolutions as one matmul per kernel tap (conv_taps, below).
+VAE's norm + SiLU in numpy; convolutions as one matmul per kernel tap (conv_taps, below), and
+the upsampler's zero-padded 3-D convs as one matmul per temporal tap (conv3d_frames).
 
 MLX's CPU elementwise kernels are scalar code: `exp` over the attention scores and GELU run 13-19x
 slower than torch's (bench/results.md, micro rows), where numpy's vectorised ufuncs keep up, and at
@@ -470,8 +471,9 @@ def conv3d_frames(
 
     A temporal tap that would read a zero padding frame is skipped rather than multiplied: with
     F frames and Kt = 3, pt = 1, that is 2 of 3F frame-taps (a third of the work at F = 2, the
-    upsampler's short clips). K = Kh Kw C is deep enough for MKL to run near its peak, where MLX's
-    conv3d reaches about half of it at 1024 channels (bench/vae_results.md)."""
+    upsampler's short clips). The GEMMs' inner dimension K = Kh Kw C (9,216 in the upsampler) is
+    deep enough for MKL's best kernels; the im2col is 9x a chunk's input, at most
+    FRAME_COLS_ELEMENTS values (whole frames, at least one)."""
     blas = _cblas()
     b, f, h, w, c = x.shape
     o, kt, kh, kw, _ = weight.shape

@@ -75,6 +75,8 @@ def estimates(
     files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
 ):
     """(normal, streamed) per-stage peak estimates of a model at a size."""
+    import mlx.core as mx
+
     from ltx import cpu_kernels, loader, memory
     from ltx.transformer import TransformerConfig
 
@@ -91,7 +93,7 @@ def estimates(
         two_stage=two_stage,
         blocked_attention=cpu_kernels.blocked_attention(),
         cpu_norms=cpu_kernels.cpu_backend(),
-        frame_convs=itemsize == 4 and cpu_kernels.conv3d_frames_applies(cpu_kernels.mx.float32),
+        frame_convs=itemsize == 4 and cpu_kernels.conv3d_frames_applies(mx.float32),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)
