@@ -5,9 +5,14 @@ process so that both see the same machine. Two clips at the real width (1024): t
 frames, where the skipped taps are a third of the conv work, and 8 frames, where they are 1/12.
 Medians of --runs pairs after a warm-up.
 
+`--memory` instead reports each path's peak memory over one run per clip, after a first run that
+lays out the weights: MLX's peak allocation plus numpy's (the frame convs' im2col), as tracemalloc
+sees it, in units of C = 1024 floats per upsampled voxel.
+
 Needs the random real-width weights bench/vae_bench.py writes (run it once first):
 
     .venv/bin/python bench/frames_ab.py            # ~3 min
+    .venv/bin/python bench/frames_ab.py --memory   # ~1 min
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"))
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--memory", action="store_true", help="peak memory of each path instead of times")
     a = ap.parse_args()
     from ltx.upsampler import load_upsampler
 
@@ -45,6 +52,28 @@ def main() -> None:
     cpu_kernels.FRAMES_CONV = False
     models["mlx"] = load_upsampler(path)  # MLX's own layout, as loaded without MKL
     rng = np.random.default_rng(0)
+    if a.memory:
+        print("| upsampler input (F x H x W latent) | path | MLX peak MB | numpy peak MB | total per voxel |")
+        print("|---|---|---:|---:|---:|")
+        for frames in (2, 8):
+            z = mx.array(rng.standard_normal((1, frames, 8, 12, 128)).astype(np.float32))
+            for name, model in models.items():
+                cpu_kernels.FRAMES_CONV = name == "frames"
+                mx.eval(model(z))  # the first run lays out the weights
+                mx.clear_cache()
+                base = mx.get_active_memory()
+                mx.reset_peak_memory()
+                tracemalloc.start()
+                mx.eval(model(z))
+                numpy_peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                peak = mx.get_peak_memory() - base
+                per_voxel = (peak + numpy_peak) / (frames * 16 * 24 * 1024 * 4)
+                print(
+                    f"| {frames} x 8 x 12 | {name} | {peak / 1e6:.0f} | {numpy_peak / 1e6:.0f} | {per_voxel:.1f}C |"
+                )
+        cpu_kernels.FRAMES_CONV = True
+        return
     print(f"Medians of {a.runs} interleaved pairs after a warm-up, seconds.\n")
     print("| upsampler input (F x H x W latent) | frames | mlx | frames / mlx |")
     print("|---|---:|---:|---:|")
