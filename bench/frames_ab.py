@@ -18,7 +18,6 @@ Needs the random real-width weights bench/vae_bench.py writes (run it once first
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402  (bench/, the script's own directory)
 
 from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
@@ -37,7 +38,7 @@ import numpy as np  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"))
+    ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--memory", action="store_true", help="peak memory of each path instead of times")
     a = ap.parse_args()

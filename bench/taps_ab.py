@@ -13,13 +13,14 @@ Needs the random real-width weights and inputs bench/vae_bench.py writes (run it
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common  # noqa: E402  (bench/, the script's own directory)
 
 from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"))
+    ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()

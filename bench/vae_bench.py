@@ -648,7 +648,7 @@ def main() -> None:
     ap.add_argument("--components", default=",".join(COMPONENTS))
     ap.add_argument("--micro", action="store_true", help="also micro-benchmark the capping ops")
     ap.add_argument("--micro-only", action="store_true")
-    ap.add_argument("--cache", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"))
+    ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
     ap.add_argument("--out", default=str(ROOT / "bench" / "vae_results.md"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
