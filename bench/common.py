@@ -274,3 +274,53 @@ def machine() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{platform.machine()} {cpu}, {os.cpu_count()} cores, load average {load:.1f} at start"
+
+
+def vae_components(cache: Path, decode: bool = True) -> dict:
+    """The real-width VAE-side components on bench/vae_bench.py's weights and inputs in `cache`, as
+    name -> fn() returning the (lazy) output: the video decoder untiled (unless decode=False; ~8 s a
+    call on 2 cores), the upsampler, the audio decoder and the vocoder. Needs the .venv (MLX)."""
+    if not (cache / "inputs.npz").exists():
+        raise SystemExit(f"no weights in {cache}: run `python bench/vae_bench.py` first (or pass --cache)")
+    import mlx.core as mx
+
+    from ltx.audio_vae import load_audio_decoder
+    from ltx.upsampler import load_upsampler
+    from ltx.video_vae import load_video_decoder
+    from ltx.vocoder import load_vocoder
+
+    x, noise = np.load(cache / "inputs.npz"), np.load(cache / "noise.npz")
+    adec, voc = load_audio_decoder(cache / "audio.safetensors"), load_vocoder(cache / "vocoder.safetensors")
+    ups = load_upsampler(cache / "upsampler.safetensors")
+    za, zu = mx.array(x["audio_latent"]), mx.array(x["upsampler_latent"].transpose(0, 2, 3, 4, 1))
+    mel = mx.array(x["mel"].transpose(0, 2, 3, 1))
+    components = {
+        "upsampler": lambda: ups(zu),
+        "audio_decoder": lambda: adec.decode(za),
+        "vocoder": lambda: voc(mel),
+    }
+    if decode:
+        dec = load_video_decoder(cache / "vae.safetensors")
+        z, n = mx.array(x["video_latent"]), mx.array(noise["video"])
+        components = {"vae_decode": lambda: dec.decode(z, tiling="none", noise=n), **components}
+    return components
+
+
+def interleaved_ab(fns: dict, variants: dict, use, runs: int) -> dict[str, dict[str, float]]:
+    """For every fns[name] (a callable returning a lazy MLX result), alternate the variants in one
+    process: use(variants[v]) then time one evaluated call, variant by variant, runs + 1 rounds (the
+    first warms up). Returns name -> variant -> median seconds. Needs the .venv (MLX)."""
+    import mlx.core as mx
+
+    out = {}
+    for name, fn in fns.items():
+        times = {v: [] for v in variants}
+        for i in range(runs + 1):
+            for v, setting in variants.items():
+                use(setting)
+                t0 = time.perf_counter()
+                mx.eval(fn())
+                if i:
+                    times[v].append(time.perf_counter() - t0)
+        out[name] = {v: statistics.median(t) for v, t in times.items()}
+    return out

@@ -4,7 +4,7 @@ MLX's Linux CPU wheel links a reference BLAS (~6 GFLOP/s for float32 matmul). If
 `mkl` wheel) is installed, its runtime library is opened with RTLD_GLOBAL *before* mlx is
 imported, so MLX's BLAS symbols resolve to it (~400 GFLOP/s on AVX-512). This module must be
 imported before `mlx` anywhere in the process; every model module imports it first.
-Set LTX_BLAS=reference to skip it.
+Set LTX_BLAS=reference to skip it (ltx.settings lists the environment variables).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import glob
 import os
 import sys
 import warnings
+
+from ltx import settings
 
 BLAS = "reference"
 _blas_path: str | None = None
@@ -29,7 +31,7 @@ def _candidates() -> list[str]:
 
 def _load_blas() -> None:
     global BLAS, _blas_path
-    if not sys.platform.startswith("linux") or os.environ.get("LTX_BLAS") == "reference":
+    if not sys.platform.startswith("linux") or settings.reference_blas():
         BLAS = "accelerate" if sys.platform == "darwin" else "reference"
         return
     if "mlx.core" in sys.modules:
@@ -60,19 +62,25 @@ def blas_library() -> str | None:
     return _blas_path
 
 
+DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+
+
 def default_dtype() -> mx.Dtype:
-    """float32 on the CPU backend (bf16 matmul is slow there), bfloat16 on GPUs."""
-    forced = os.environ.get("LTX_DTYPE")
+    """float32 on the CPU backend (bf16 matmul is slow there), bfloat16 on GPUs; LTX_DTYPE overrides."""
+    forced = settings.dtype()
     if forced:
-        return {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}[forced]
+        return DTYPES[forced]
     return mx.bfloat16 if mx.default_device() == mx.gpu else mx.float32
 
 
 def describe() -> dict[str, str]:
     """What compute setup is in use, for `ltx info` and `--verbose`."""
+    from ltx import cpu_blas  # (imports this module)
+
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
         "blas": BLAS if _blas_path is None else f"{BLAS} ({_blas_path})",
         "dtype": str(default_dtype()).replace("mlx.core.", ""),
+        "conv_gemm": cpu_blas.describe() if mx.default_device() == mx.cpu else "none (GPU)",
     }

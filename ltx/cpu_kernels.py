@@ -29,16 +29,14 @@ float32 rounding (tests/test_transformer.py).
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any, NamedTuple
 
-from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+from ltx import backend, cpu_blas  # noqa: F401  (sets up the BLAS before mlx)
 
 # isort: split
 
@@ -153,41 +151,18 @@ def attention(
     return out.astype(v.dtype)
 
 
-_ROW_MAJOR, _NO_TRANS, _TRANS, _B_MATRIX, _PACKED = 101, 111, 112, 162, 151
+_ROW_MAJOR, _NO_TRANS, _TRANS = cpu_blas.ROW_MAJOR, cpu_blas.NO_TRANS, cpu_blas.TRANS
+_B_MATRIX, _PACKED = cpu_blas.B_MATRIX, cpu_blas.PACKED
 
 
-class _Blas(NamedTuple):
-    sgemm: Any  # cblas_sgemm (conv_taps; bench/gemm_pack.py compares it with the packed GEMMs)
-    set_threads: Any  # MKL_Set_Num_Threads_Local
-    pack_size: Any  # cblas_sgemm_pack_get_size
-    pack: Any  # cblas_sgemm_pack
-    compute: Any  # cblas_sgemm_compute
+def _cblas() -> cpu_blas.Mkl | None:
+    """MKL's entry points (the blocked attention's packed GEMMs and per-thread thread counts), or None."""
+    return cpu_blas.mkl()
 
 
-@lru_cache(maxsize=1)
-def _cblas() -> _Blas | None:
-    """The entry points of the MKL that ltx.backend loaded, or None."""
-    path = backend.blas_library()
-    if backend.BLAS != "mkl" or path is None:
-        return None
-    try:
-        lib = ctypes.CDLL(path)  # already loaded (RTLD_GLOBAL): this only looks the symbols up
-        fns = _Blas(
-            lib.cblas_sgemm,
-            lib.MKL_Set_Num_Threads_Local,
-            lib.cblas_sgemm_pack_get_size,
-            lib.cblas_sgemm_pack,
-            lib.cblas_sgemm_compute,
-        )
-    except (OSError, AttributeError):
-        return None
-    i, f, p = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-    fns.sgemm.argtypes, fns.sgemm.restype = [i, i, i, i, i, i, f, p, i, p, i, f, p, i], None
-    fns.set_threads.argtypes, fns.set_threads.restype = [i], i
-    fns.pack_size.argtypes, fns.pack_size.restype = [i, i, i, i], ctypes.c_size_t
-    fns.pack.argtypes, fns.pack.restype = [i, i, i, i, i, i, f, p, i, p], None
-    fns.compute.argtypes, fns.compute.restype = [i, i, i, i, i, i, p, i, p, i, f, p, i], None
-    return fns
+def _gemm() -> cpu_blas.Gemm | None:
+    """The conv kernels' GEMM (MKL or numpy's OpenBLAS: ltx.cpu_blas.gemm), or None."""
+    return cpu_blas.gemm()
 
 
 def blocked_attention() -> bool:
@@ -218,7 +193,7 @@ class _PackedHead:
     and reused by every block of query rows. cblas_sgemm repacks them on every call: with both cores
     busy that costs up to ~7% of the GEMMs' time at 6,144 keys x 128 (`python bench/gemm_pack.py`)."""
 
-    def __init__(self, blas: _Blas, rows: int, tk: int, d: int):
+    def __init__(self, blas: cpu_blas.Mkl, rows: int, tk: int, d: int):
         self.blas, self.shape, self.head = blas, (rows, tk, d), None
         self.k = _scratch_floats("packed_k", -(-blas.pack_size(_B_MATRIX, rows, tk, d) // 4))
         self.v = _scratch_floats("packed_v", -(-blas.pack_size(_B_MATRIX, rows, d, tk) // 4))
@@ -376,9 +351,10 @@ def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilat
     r + dilation * sum_d k_d * stride_d (stride_d = P_{d+1} * .. * P_n): every tap is one matmul of
     a contiguous slice of x (a view, no copy) with that tap's (C, O) weight, all accumulated into one
     output. Rows are computed on the padded grid and the border rows dropped: no im2col copy is made.
-    With MKL each tap is one cblas_sgemm adding into the output's buffer in place (beta = 1); else an
-    MLX addmm chain, which copies the running sum on every tap: the in-place path takes 0.91x the
-    vocoder's time, 0.96x the audio decoder's, 0.98x the video decoder's (`python bench/taps_ab.py`).
+    With a BLAS (MKL or numpy's OpenBLAS: ltx.cpu_blas.gemm) each tap is one sgemm adding into the
+    output's buffer in place (beta = 1); else an MLX addmm chain, which copies the running sum on
+    every tap: the in-place path takes 0.91x the vocoder's time, 0.96x the audio decoder's, 0.98x
+    the video decoder's (`python bench/taps_ab.py`, MKL).
     """
     b, *padded, c = x.shape
     o, *kernel = weight.shape[:-1]
@@ -394,9 +370,9 @@ def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilat
         dilation * sum(k * st for k, st in zip(ks, strides, strict=True))
         for ks in itertools.product(*(range(k) for k in kernel))
     ]
-    blas = _cblas()
-    if blas is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32:
-        out = _conv_taps_mkl(blas, x.reshape(-1, c), taps, bias, offsets, rows)
+    gemm = _gemm()
+    if gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32:
+        out = _conv_taps_blas(gemm, x.reshape(-1, c), taps, bias, offsets, rows)
     else:
         flat = x.reshape(-1, c)
         out = None
@@ -411,11 +387,11 @@ def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilat
     return out[(slice(None), *(slice(0, p - e) for p, e in zip(padded, ext, strict=True)))]
 
 
-def _conv_taps_mkl(
-    blas: _Blas, flat: mx.array, taps: mx.array, bias, offsets: list[int], rows: int
+def _conv_taps_blas(
+    gemm: cpu_blas.Gemm, flat: mx.array, taps: mx.array, bias, offsets: list[int], rows: int
 ) -> mx.array:
-    """conv_taps' matmuls with MKL (both cores inside each call): out[:rows] = bias + sum_i
-    flat[off_i : off_i + rows] @ taps[i].T, every tap added into out's buffer in place."""
+    """conv_taps' matmuls with MKL or OpenBLAS (both cores inside each call): out[:rows] = bias +
+    sum_i flat[off_i : off_i + rows] @ taps[i].T, every tap added into out's buffer in place."""
     o, c = taps.shape[1:]
     flat, taps = mx.contiguous(flat), mx.contiguous(taps)  # no-ops for a fresh input, tap-major weights
     out = mx.zeros((flat.shape[0], o), mx.float32)
@@ -426,7 +402,7 @@ def _conv_taps_mkl(
         ov[:rows] = np.array(bias, copy=False).astype(np.float32, copy=False)
         beta = 1.0
     for i, off in enumerate(offsets):
-        blas.sgemm(
+        gemm.sgemm(
             _ROW_MAJOR, _NO_TRANS, _TRANS, rows, o, c, 1.0, xv[off].ctypes.data, c,
             wv[i].ctypes.data, c, beta, ov.ctypes.data, o,
         )  # fmt: skip
@@ -442,8 +418,8 @@ FRAMES_CONV = True
 
 def conv3d_frames_applies(dtype: mx.Dtype) -> bool:
     """Whether a zero-padded 3-D conv computing in dtype runs as conv3d_frames here: float32 on the
-    CPU with MKL."""
-    return FRAMES_CONV and dtype == mx.float32 and cpu_backend() and _cblas() is not None
+    CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    return FRAMES_CONV and dtype == mx.float32 and cpu_backend() and _gemm() is not None
 
 
 def frames_layout(weight: mx.array) -> mx.array:
@@ -472,9 +448,9 @@ def conv3d_frames(
     A temporal tap that would read a zero padding frame is skipped rather than multiplied: with
     F frames and Kt = 3, pt = 1, that is 2 of 3F frame-taps (a third of the work at F = 2, the
     upsampler's short clips). The GEMMs' inner dimension K = Kh Kw C (9,216 in the upsampler) is
-    deep enough for MKL's best kernels; the im2col is 9x a chunk's input, at most
+    deep enough for the BLAS's best kernels; the im2col is 9x a chunk's input, at most
     FRAME_COLS_ELEMENTS values (whole frames, at least one)."""
-    blas = _cblas()
+    gemm = _gemm()
     b, f, h, w, c = x.shape
     o, kt, kh, kw, _ = weight.shape
     pt, ph, pw = padding
@@ -499,7 +475,7 @@ def conv3d_frames(
         for dt in range(kt):
             f0, f1 = max(0, g0 + pt - dt), min(fo, g1 + pt - dt)
             if f1 > f0:
-                blas.sgemm(
+                gemm.sgemm(
                     _ROW_MAJOR, _NO_TRANS, _TRANS, (f1 - f0) * hw, o, k, 1.0,
                     cols[f0 - pt + dt - g0].ctypes.data, k, wv[dt].ctypes.data, k,
                     1.0, ov[bi, f0].ctypes.data, o,

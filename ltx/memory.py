@@ -278,7 +278,7 @@ def transformer_activations(
 
 
 DECODE_RES_WIDTHS = 8  # per voxel of the last decoder level, in units of its channel count C
-DECODE_TILE_FLOATS = 14  # per pixel of the tile being decoded
+DECODE_TILE_FLOATS = 8  # per pixel of the tile being decoded
 DECODE_GROUP_FLOATS = 5  # per pixel of the temporal group at full size
 
 
@@ -298,8 +298,9 @@ def decode_activations(
     decoder level, which holds the most voxels (tile frames x tile pixels / patch_pixels) at the base
     width C: its input, the norm + SiLU output, the padded copy, the shifted-matmul conv's running sum
     and next partial sum on the padded grid and the cropped result, ~8C per voxel (the CPU convs of
-    ltx.cpu_kernels make no im2col copy). Or the last conv and what follows it, ~14 values per tile
-    pixel (its 3 x patch_pixels outputs on the padded grid, unpatchify, the uint8 conversion). On top:
+    ltx.cpu_kernels make no im2col copy). Or the last conv and unpatchify, ~8 values per tile pixel
+    (3 x patch_pixels conv outputs per voxel on the padded grid, the conv's input, unpatchify's copy;
+    evaluated before the tile is blended, measured 7 on the tiny decoder). On top:
     the blend buffer and weights, previous group and chunk at full width, ~5 values per pixel. Fitted
     on decoders of base width 8-128 at 128x192 and 256x384 (tests/test_memory.py checks 8 and 32)."""
     voxels = tile_frames * tile_h * tile_w // patch_pixels

@@ -212,8 +212,11 @@ class VideoDecoder(nn.Module):
             emb = self.last_time_embedder(t, x.dtype).reshape(b, 2, -1)  # (B, 2, C): shift, scale
             ada = self.last_scale_shift_table[None] + emb
             shift, scale = ada[:, 0], ada[:, 1]
-        x = self.conv_out(pixel_norm_silu(x, scale, shift), self.causal)
-        return unpatchify(x, self.patch_size)
+        x = unpatchify(self.conv_out(pixel_norm_silu(x, scale, shift), self.causal), self.patch_size)
+        # evaluated here, apart from the tile blending that follows: evaluated together, their peak
+        # depended on when MLX's CPU stream thread found the conv's buffers free (by one tile's size)
+        mx.eval(x)
+        return x
 
     def decode_stream(
         self,

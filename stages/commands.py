@@ -151,6 +151,9 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
         memory_budget=raw["memory_budget"],
         enhance_prompt=raw["enhance_prompt"] or None,
     ).merged(stored)
+    from ltx import settings
+
+    settings.check()  # a bad LTX_DTYPE / LTX_CPU_GEMM fails here, before any stage runs
     nodes, resolved, files = pipeline.build(opts, store)
     _scratch_in_cache(store)
     if State.verbose:

@@ -37,6 +37,7 @@ class Case:
         "empty"  # "empty": a fresh cache dir; "keys": one holding two artifacts with a common key prefix
     )
     subprocess: bool = False  # also run as a real `python -m stages.cli` subprocess
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set for the case
 
 
 def gen(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
@@ -170,6 +171,21 @@ CASES: list[Case] = [
     Case("run-name-slash", lambda fx: ["generate", "a/b/c", *gen()(fx)[1:]], "is not allowed"),
     Case("run-name-backslash", lambda fx: ["generate", "a\\b", *gen()(fx)[1:]], "is not allowed"),
     Case("status-run-name-dotdot", arg("status", "../../etc"), "is not allowed"),
+    # environment settings (ltx.settings)
+    Case(
+        "env-cpu-gemm",
+        gen(),
+        "LTX_CPU_GEMM='fast' is not one of auto, mkl, openblas",
+        env=(("LTX_CPU_GEMM", "fast"),),
+        subprocess=True,
+    ),
+    Case("env-dtype", gen(), "LTX_DTYPE='f8' is not one of float32", env=(("LTX_DTYPE", "f8"),)),
+    Case(
+        "env-dtype-denoise",
+        arg("denoise", "--prompt", "a fox"),
+        "LTX_DTYPE='int8'",
+        env=(("LTX_DTYPE", "int8"),),
+    ),
 ]
 
 
@@ -392,8 +408,10 @@ def _check(case: Case, rc: int, err: str) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, fx: dict, tmp_path: Path, capsys, monkeypatch):
-    for var in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE"):
+    for var in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE", "LTX_DTYPE", "LTX_CPU_GEMM"):
         monkeypatch.delenv(var, raising=False)
+    for var, value in case.env:
+        monkeypatch.setenv(var, value)
     if case.kind == "audio":
         from stages import validate
         from stages.framework import LtxError

@@ -6,7 +6,17 @@ from __future__ import annotations
 import mlx.core as mx
 import pytest
 
-from ltx import cpu_kernels
+from ltx import cpu_blas, cpu_kernels
+
+
+def _use_gemm(name: str, monkeypatch) -> None:
+    """Run the conv kernels' GEMMs on `name` (mkl, openblas) or on neither (mlx)."""
+    if name == "mlx":
+        monkeypatch.setattr(cpu_kernels, "_gemm", lambda: None)
+        return
+    gemm = cpu_blas.library(name)
+    assert gemm is not None, f"{name} is there on Linux (MKL a dependency, OpenBLAS in numpy's wheel)"
+    monkeypatch.setattr(cpu_kernels, "_gemm", lambda: gemm)
 
 
 @pytest.mark.parametrize(
@@ -20,14 +30,11 @@ from ltx import cpu_kernels
     ],
 )
 @pytest.mark.parametrize("layout", ["mlx", "taps"])
-@pytest.mark.parametrize("gemm", ["mkl", "mlx"])
+@pytest.mark.parametrize("gemm", ["mkl", "openblas", "mlx"])
 def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gemm, monkeypatch):
-    """Both GEMM paths: MKL's sgemm adding every tap into the output in place, and (without MKL)
-    MLX's addmm chain."""
-    if gemm == "mlx":
-        monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
-    else:
-        assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the in-place path must run"
+    """Every GEMM path: MKL's or numpy's OpenBLAS's sgemm adding every tap into the output in place,
+    and (with neither) MLX's addmm chain."""
+    _use_gemm(gemm, monkeypatch)
     c, o = 6, 5
     x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
     w = mx.random.normal((o, *kernel, c), key=mx.random.key(2))
@@ -53,10 +60,12 @@ def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gem
     ],
 )
 @pytest.mark.parametrize("layout", ["mlx", "frames"])
-def test_conv3d_frames_equals_mlx_conv3d(batch, frames, padding, chunk, layout, monkeypatch):
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+def test_conv3d_frames_equals_mlx_conv3d(batch, frames, padding, chunk, layout, gemm, monkeypatch):
     """The frame convs (one GEMM per temporal tap over a spatial im2col, padding taps skipped)
-    against mx.conv3d with the same zero padding, with and without bias."""
-    assert cpu_kernels.conv3d_frames_applies(mx.float32), "MKL is a dependency on Linux: the path must run"
+    against mx.conv3d with the same zero padding, with and without bias, on both BLAS libraries."""
+    _use_gemm(gemm, monkeypatch)
+    assert cpu_kernels.conv3d_frames_applies(mx.float32)
     monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", chunk)
     c, o = 6, 5
     x = mx.random.normal((batch, frames, 4, 5, c), key=mx.random.key(1))

@@ -418,7 +418,9 @@ def test_sigint_in_denoise_keeps_last_checkpoint_and_resumes(reference, tmp_path
         if label != "encode":
             store.remove(key)
     attempts = 0
-    while attempts < 3:  # Ctrl-C right after step 1 of 8; under heavy load the run may finish first: retry
+    while (
+        attempts < 6
+    ):  # Ctrl-C right after step 1 of 8; under load the run may finish first (seen 3x in a row): retry
         attempts += 1
         run = Timed(_cmd(cache, "denoise", "rel", *RECIPE), _env())
         assert run.wait_for(r"^denoise: step 1/\d+"), run.stderr
