@@ -44,7 +44,7 @@ SHAPES = [
 ]
 
 
-def gemm_rows(libs: dict, runs: int) -> list[tuple[str, dict[str, float]]]:
+def gemm_rows(libs: dict, runs: int, blocks: bool = False) -> list[tuple[str, dict[str, float]]]:
     rng = np.random.default_rng(0)
     rows = []
     for what, m, n, k in SHAPES:
@@ -53,16 +53,24 @@ def gemm_rows(libs: dict, runs: int) -> list[tuple[str, dict[str, float]]]:
         c = np.zeros((m, n), np.float32)
         reps = max(1, int(2e9 // (2 * m * n * k)))  # ~2 GFLOP a timing
         times = {name: [] for name in libs}
-        for i in range(runs + 1):
-            for name, g in libs.items():
-                t0 = time.perf_counter()
-                for _ in range(reps):
-                    g.sgemm(
-                        cpu_blas.ROW_MAJOR, cpu_blas.NO_TRANS, cpu_blas.TRANS, m, n, k, 1.0,
-                        a.ctypes.data, k, b.ctypes.data, k, 1.0, c.ctypes.data, n,
-                    )  # fmt: skip
-                if i:
-                    times[name].append((time.perf_counter() - t0) / reps)
+        # alternated call by call, or (blocks) all of one library's rounds, a pause, then the other's
+        order = (
+            [(i, n) for n in libs for i in range(runs + 1)]
+            if blocks
+            else [(i, n) for i in range(runs + 1) for n in libs]
+        )
+        for i, name in order:
+            g = libs[name]
+            if blocks and i == 0:
+                time.sleep(1.0)  # the other library's idle threads stop spinning
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                g.sgemm(
+                    cpu_blas.ROW_MAJOR, cpu_blas.NO_TRANS, cpu_blas.TRANS, m, n, k, 1.0,
+                    a.ctypes.data, k, b.ctypes.data, k, 1.0, c.ctypes.data, n,
+                )  # fmt: skip
+            if i:
+                times[name].append((time.perf_counter() - t0) / reps)
         rows.append(
             (
                 f"{what} ({m}x{n}x{k})",
@@ -77,20 +85,25 @@ def main() -> None:
     ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
+    ap.add_argument("--gemms-only", action="store_true", help="only the GEMM rows")
+    ap.add_argument(
+        "--blocks", action="store_true", help="GEMM rows: each library's rounds in one block, not alternated"
+    )
     a = ap.parse_args()
     libs = {name: cpu_blas.library(name) for name in ("mkl", "openblas")}
     missing = [name for name, g in libs.items() if g is None]
     if missing:
         raise SystemExit(f"needs both libraries; not loaded here: {', '.join(missing)}")
-    components = common.vae_components(Path(a.cache), decode=not a.no_decode)
+    components = {} if a.gemms_only else common.vae_components(Path(a.cache), decode=not a.no_decode)
     print(f"{common.machine()}; auto picks {cpu_blas.describe()}.\n")
-    print(
-        f"GEMMs, C += A B^T, both cores: GFLOP/s, medians of {a.runs} interleaved rounds after a warm-up.\n"
-    )
+    how = "rounds in one block per library, 1 s apart" if a.blocks else "interleaved rounds"
+    print(f"GEMMs, C += A B^T, both cores: GFLOP/s, medians of {a.runs} {how} after a warm-up.\n")
     print("| GEMM (M x N x K) | MKL | OpenBLAS | OpenBLAS / MKL time |")
     print("|---|---:|---:|---:|")
-    for what, r in gemm_rows(libs, a.runs):
+    for what, r in gemm_rows(libs, a.runs, a.blocks):
         print(f"| {what} | {r['mkl']:.0f} | {r['openblas']:.0f} | {r['mkl'] / r['openblas']:.2f} |")
+    if a.gemms_only:
+        return
     real = cpu_kernels._gemm
 
     def use(g):

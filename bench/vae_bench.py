@@ -453,9 +453,10 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- micro-benchmarks
-def _taps(x, wt, dilation: int = 1, pad: int = 0, mkl: bool = True):
+def _taps(x, wt, dilation: int = 1, pad: int = 0, blas: bool = True):
     """What ltx's CPU convs run up to 512 channels (ltx.cpu_kernels.conv_taps on tap-major weights):
-    with MKL's in-place GEMMs (`taps`) or, as without MKL, MLX's addmm chain (`taps_mlx`)."""
+    with the BLAS's in-place GEMMs (`taps`: MKL or numpy's OpenBLAS, ltx.cpu_blas.gemm) or, as with
+    neither, MLX's addmm chain (`taps_mlx`)."""
     import mlx.core as mx
 
     from ltx import cpu_kernels
@@ -463,14 +464,14 @@ def _taps(x, wt, dilation: int = 1, pad: int = 0, mkl: bool = True):
     wl = cpu_kernels.taps_layout(wt)
 
     def fn():
-        blas = cpu_kernels._cblas
-        if not mkl:
-            cpu_kernels._cblas = lambda: None  # only consulted while conv_taps builds its graph
+        gemm = cpu_kernels._gemm
+        if not blas:
+            cpu_kernels._gemm = lambda: None  # only consulted while conv_taps builds its graph
         try:
             xin = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]) if pad else x
             return cpu_kernels.conv_taps(xin, wl, None, dilation)
         finally:
-            cpu_kernels._cblas = blas
+            cpu_kernels._gemm = gemm
 
     return fn
 
@@ -505,7 +506,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                 )
                 return mx.conv2d(xs, w3)
         elif variant in ("taps", "taps_mlx"):  # what ltx/vae_blocks.py runs on the CPU up to 512 channels
-            fn = _taps(x, wt, mkl=variant == "taps")
+            fn = _taps(x, wt, blas=variant == "taps")
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
 
@@ -527,7 +528,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         x = mx.random.normal((1, t + 2, f + 2, c))
         wt = mx.random.normal((c, 3, 3, c)) / 50
         if variant in ("taps", "taps_mlx"):  # what ltx/audio_vae.py runs on the CPU up to 512 channels
-            fn = _taps(x, wt, mkl=variant == "taps")
+            fn = _taps(x, wt, blas=variant == "taps")
         else:
             fn = lambda: mx.conv2d(x, wt)  # noqa: E731
     elif what == "conv1d":
@@ -539,7 +540,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
         elif variant in ("taps", "taps_mlx"):  # what ltx/vocoder.py runs on the CPU up to 512 channels
-            fn = _taps(x, wt, d, d * (k - 1) // 2, mkl=variant == "taps")
+            fn = _taps(x, wt, d, d * (k - 1) // 2, blas=variant == "taps")
         else:
             fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
     elif what == "conv_transpose1d":
@@ -681,7 +682,8 @@ def main() -> None:
                 f"tiles {size['tiling'][0]} px / {size['tiling'][1]} px overlap; upsampler latent {f}x{h}x{w}; audio "
                 f"latent {size['audio_frames']} frames -> mel {4 * size['audio_frames'] - 3} frames; vocoder on that "
                 f"mel. Medians of {a.runs} interleaved runs after one warm-up. mlx {info['mlx']} ({info['blas']}, "
-                f"{info['dtype']}), torch {meta['torch']} ({meta['threads']} threads), float32 both.",
+                f"{info['dtype']}; conv kernels' GEMM {info['conv_gemm']}), torch {meta['torch']} "
+                f"({meta['threads']} threads), float32 both.",
                 "",
                 "| component | ours s | torch s | ratio ours/torch | GFLOP | ours GFLOP/s | torch GFLOP/s | max rel err |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|",

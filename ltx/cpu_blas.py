@@ -8,8 +8,10 @@ Two can be in the process on Linux:
   (MKL_Set_Num_Threads_Local), so attention always runs on it.
 - The OpenBLAS inside numpy's wheels (scipy-openblas: symbols prefixed `scipy_`, 64-bit integers),
   loaded by every `import numpy`. On AMD CPUs MKL's sgemm stays well below the machine's peak, and
-  numpy's OpenBLAS runs the conv kernels' GEMMs 1.1-3x faster (`python bench/gemm_ab.py`,
-  bench/ab_results.md); on Intel's own CPUs MKL is the faster one.
+  numpy's OpenBLAS runs the conv kernels' GEMMs in 0.74-0.95x MKL's time (0.84x of the video
+  decoder's whole time; `python bench/gemm_ab.py`, bench/ab_results.md). On Intel's own CPUs MKL
+  reaches about the machine's peak (~400 GFLOP/s on the Intel machine of bench/results.md), so it
+  stays there (OpenBLAS was not measured on Intel).
 
 `gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames): MKL on Intel CPUs, numpy's
 OpenBLAS on others; LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back
