@@ -324,3 +324,23 @@ def interleaved_ab(fns: dict, variants: dict, use, runs: int) -> dict[str, dict[
                     times[v].append(time.perf_counter() - t0)
         out[name] = {v: statistics.median(t) for v, t in times.items()}
     return out
+
+
+def forward_pairs(a, variants: dict, use) -> dict[str, list[float]]:
+    """The benchmark transformer (bench/tf_prepare.py's --inputs / --weights, a.layers, a.heads) run
+    with each variant in turn: use(variants[name]) then one timed, evaluated forward, the order
+    swapped every pair; a.runs pairs after a warm-up pair. Returns name -> seconds per forward (the
+    i-th entries of two variants are one pair). Needs the .venv (MLX)."""
+    import mlx.core as mx
+    import tf_ours
+
+    model, video, audio = tf_ours.load(a.weights, a.inputs, a.layers, a.heads)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(a.runs + 1):
+        for name in list(variants) if i % 2 else list(variants)[::-1]:
+            use(variants[name])
+            t0 = time.perf_counter()
+            mx.eval(*model(video, audio))
+            if i:  # the first pair warms up
+                times[name].append(time.perf_counter() - t0)
+    return times

@@ -17,6 +17,17 @@ import numpy as np  # noqa: E402
 from ltx import cpu_kernels  # noqa: E402
 from ltx.rope import apply_rope  # noqa: E402
 
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters, quantizable) that runs as cpu_kernels.linear where that applies
+    (large float32 layers on a non-Intel CPU, on numpy's OpenBLAS); MLX's matmul elsewhere."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if cpu_kernels.linear_applies(x, self.weight):
+            return cpu_kernels.linear(x, self.weight, self.bias if "bias" in self else None)
+        return super().__call__(x)
+
+
 TIMESTEP_CHANNELS = 256
 # The CPU backend has no fused attention kernel: it materialises (B, H, Tq, Tk) scores. Above this
 # many score elements the queries are processed in chunks (24,576 video tokens x 32 heads would
@@ -54,8 +65,8 @@ def timestep_embedding(
 class TimestepEmbedding(nn.Module):
     def __init__(self, dim: int, in_channels: int = TIMESTEP_CHANNELS):
         super().__init__()
-        self.linear_1 = nn.Linear(in_channels, dim)
-        self.linear_2 = nn.Linear(dim, dim)
+        self.linear_1 = Linear(in_channels, dim)
+        self.linear_2 = Linear(dim, dim)
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.linear_2(nn.silu(self.linear_1(x)))
@@ -74,7 +85,7 @@ class AdaLayerNormSingle(nn.Module):
     def __init__(self, dim: int, coefficient: int):
         super().__init__()
         self.emb = _CombinedEmbedding(dim)
-        self.linear = nn.Linear(dim, coefficient * dim)
+        self.linear = Linear(dim, coefficient * dim)
 
     def __call__(self, t: mx.array, dtype: mx.Dtype) -> tuple[mx.array, mx.array]:
         embedded = self.emb.timestep_embedder(timestep_embedding(t).astype(dtype))
@@ -86,8 +97,8 @@ class TextProjection(nn.Module):
 
     def __init__(self, in_features: int, dim: int):
         super().__init__()
-        self.linear_1 = nn.Linear(in_features, dim)
-        self.linear_2 = nn.Linear(dim, dim)
+        self.linear_1 = Linear(in_features, dim)
+        self.linear_2 = Linear(dim, dim)
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.linear_2(nn.gelu_approx(self.linear_1(x)))
@@ -108,13 +119,13 @@ class _Project(nn.Module):
     # checkpoint path: ff.net.0.proj
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.proj = nn.Linear(dim, hidden)
+        self.proj = Linear(dim, hidden)
 
 
 class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
-        self.net = [_Project(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)]
+        self.net = [_Project(dim, dim * mult), nn.Identity(), Linear(dim * mult, dim)]
 
     def __call__(self, x: mx.array) -> mx.array:
         h = self.net[0].proj(x)  # (B, T, 4D)
@@ -171,12 +182,12 @@ class Attention(nn.Module):
         self.scale = dim_head**-0.5
         self.q_norm = nn.RMSNorm(inner, eps=eps)
         self.k_norm = nn.RMSNorm(inner, eps=eps)
-        self.to_q = nn.Linear(query_dim, inner)
-        self.to_k = nn.Linear(context_dim, inner)
-        self.to_v = nn.Linear(context_dim, inner)
+        self.to_q = Linear(query_dim, inner)
+        self.to_k = Linear(context_dim, inner)
+        self.to_v = Linear(context_dim, inner)
         if gated:
-            self.to_gate_logits = nn.Linear(query_dim, heads)
-        self.to_out = [nn.Linear(inner, query_dim)]
+            self.to_gate_logits = Linear(query_dim, heads)
+        self.to_out = [Linear(inner, query_dim)]
 
     def _heads(self, x: mx.array) -> mx.array:
         b, t, _ = x.shape

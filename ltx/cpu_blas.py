@@ -13,8 +13,8 @@ Two can be in the process on Linux:
   reaches about the machine's peak (~400 GFLOP/s on the Intel machine of bench/results.md), so it
   stays there (OpenBLAS was not measured on Intel).
 
-`gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames): MKL on Intel CPUs, numpy's
-OpenBLAS on others; LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back
+`gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames, and on OpenBLAS the large
+linear layers: cpu_kernels.linear): MKL on Intel CPUs, numpy's OpenBLAS on others; LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back
 to the other; with neither, the kernels fall back to MLX's ops.
 """
 

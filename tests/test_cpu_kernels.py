@@ -145,3 +145,32 @@ def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
     got = group_norm_silu(norm, x, res)
     assert got.shape == x.shape
     assert float(mx.abs(got - want).max()) <= 1e-4
+
+
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_equals_mlx_matmul(gemm, bias, monkeypatch):
+    """cpu_kernels.linear on a (B, T, C) input that is a strided view (a transpose), on both libraries."""
+    _use_gemm(gemm, monkeypatch)
+    x = mx.random.normal((2, 6, 5), key=mx.random.key(1)).transpose(0, 2, 1)  # (2, 5, 6), not contiguous
+    w = mx.random.normal((7, 6), key=mx.random.key(2))
+    b = mx.random.normal((7,), key=mx.random.key(3)) if bias else None
+    want = x @ w.T + (b if bias else 0)
+    got = cpu_kernels.linear(x, w, b)
+    assert got.shape == (2, 5, 7)
+    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize("gemm, want", [("openblas", True), ("mkl", False), ("mlx", False)])
+def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
+    """MLX's own matmuls already run on MKL: the kernel only pays where the conv GEMMs use OpenBLAS."""
+    from ltx.attention import Linear
+
+    _use_gemm(gemm, monkeypatch)
+    monkeypatch.setattr(cpu_kernels, "LINEAR_MIN_MACS", 0)
+    layer = Linear(6, 4)
+    x = mx.random.normal((3, 6), key=mx.random.key(4))
+    assert cpu_kernels.linear_applies(x, layer.weight) is want
+    assert cpu_kernels.linear_applies(x.astype(mx.bfloat16), layer.weight) is False
+    want_y = x @ layer.weight.T + layer.bias
+    assert float(mx.abs(layer(x) - want_y).max()) <= 1e-5 * float(mx.abs(want_y).max())

@@ -1,0 +1,98 @@
+"""One transformer forward on the CPU with one of ltx's kernels on or off, alternated in one process
+so that both variants see the same machine: the benchmark's transformer (bench/tf_prepare.py's
+inputs and weights). Medians of --runs pairs after a warm-up, seconds per forward; the ratio is the
+median of the per-pair ratios.
+
+--what norms: the block norms, their AdaLN modulation and the q/k norms without RoPE in
+  ltx.cpu_kernels.rms_norm_modulate (`numpy`, what runs) against MLX's mx.fast.rms_norm plus the
+  compiled modulation (`mlx`, what ran before, and what GPUs run).
+--what linear: the large linear layers as ltx.cpu_kernels.linear on numpy's OpenBLAS (`openblas`,
+  what runs on non-Intel CPUs) against MLX's own matmul on MKL (`mlx`).
+
+    .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
+    .venv/bin/python bench/tf_ab.py --what norms --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ltx import backend  # noqa: E402,F401  (MKL before mlx)
+
+# isort: split
+
+import common  # noqa: E402
+import mlx.core as mx  # noqa: E402
+
+from ltx import attention, cpu_blas, cpu_kernels, transformer_block  # noqa: E402
+
+
+def norms():
+    """(variants, use, restore, labels): the numpy norms against MLX's."""
+    tb = transformer_block
+    variants = {
+        "numpy": (tb._rms, tb._rms_modulate, attention._norm_any),
+        "mlx": (
+            lambda x, eps: mx.fast.rms_norm(x, None, eps),
+            lambda x, eps, scale, shift: tb._modulate(mx.fast.rms_norm(x, None, eps), scale, shift),
+            lambda compiled, x, weight, eps: compiled(x, weight),
+        ),
+    }
+
+    def use(fns):
+        tb._rms, tb._rms_modulate, attention._norm_any = fns
+
+    labels = {"numpy": "numpy (rms_norm_modulate)", "mlx": "mlx (mx.fast.rms_norm + compiled modulation)"}
+    return variants, use, lambda: use(variants["numpy"]), labels
+
+
+def linear():
+    """(variants, use, restore, labels): the linear layers on numpy's OpenBLAS against MLX's matmul."""
+    if cpu_blas.library("openblas") is None:
+        raise SystemExit("numpy's OpenBLAS is not loaded here")
+    real, gemm = cpu_kernels.linear_applies, cpu_kernels._gemm
+    cpu_kernels._gemm = lambda: cpu_blas.library("openblas")  # the linear kernel's library, on any CPU
+
+    def use(applies):
+        cpu_kernels.linear_applies = applies
+
+    def restore():
+        cpu_kernels.linear_applies, cpu_kernels._gemm = real, gemm
+
+    labels = {"openblas": "cpu_kernels.linear (numpy's OpenBLAS)", "mlx": "MLX matmul (MKL)"}
+    return {"openblas": real, "mlx": lambda x, w: False}, use, restore, labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.transformer_args(ap, layers=1)
+    ap.add_argument("--what", choices=("norms", "linear"), required=True)
+    ap.add_argument("--runs", type=int, default=8)
+    a = ap.parse_args()
+    variants, use, restore, labels = {"norms": norms, "linear": linear}[a.what]()
+    try:
+        times = common.forward_pairs(a, variants, use)
+    finally:
+        restore()
+    first, second = variants
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratios = [x / y for x, y in zip(times[first], times[second], strict=True)]
+    print(f"{common.machine()}.\n")
+    print(
+        f"Medians of {a.runs} interleaved pairs after a warm-up, {a.layers} layer(s), seconds per forward.\n"
+    )
+    print(f"| {a.what} | forward | {first} / {second} (per-pair median, range) |")
+    print("|---|---:|---:|")
+    print(f"| {labels[first]} | {med[first]:.3f} | {statistics.median(ratios):.2f} "
+          f"({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
+    print(f"| {labels[second]} | {med[second]:.3f} | |")
+
+
+if __name__ == "__main__":
+    main()
