@@ -344,3 +344,25 @@ def forward_pairs(a, variants: dict, use) -> dict[str, list[float]]:
             if i:  # the first pair warms up
                 times[name].append(time.perf_counter() - t0)
     return times
+
+
+def conv_gemm_ab(components: dict, choices: dict, runs: int, ratio: tuple[str, str]) -> None:
+    """interleaved_ab over the components with ltx.cpu_kernels._gemm (the conv kernels' GEMM, asked
+    as a conv builds its graph) set to each of `choices` (label -> a _gemm replacement) in turn;
+    prints a table of the medians and ratio[0] / ratio[1]. Needs the .venv (MLX)."""
+    from ltx import cpu_kernels
+
+    real = cpu_kernels._gemm
+
+    def use(choice):
+        cpu_kernels._gemm = choice
+
+    try:
+        med = interleaved_ab(components, choices, use, runs)
+    finally:
+        cpu_kernels._gemm = real
+    num, den = ratio
+    print(f"| component | {' | '.join(choices)} | {num} / {den} |")
+    print("|---|" + "---:|" * (len(choices) + 1))
+    for name, m in med.items():
+        print(f"| {name} | {' | '.join(f'{m[c]:.3f}' for c in choices)} | {m[num] / m[den]:.2f} |")

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (bench/, the script's own directory)
 
-from ltx import cpu_blas, cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx import cpu_blas  # noqa: E402  (loads MKL before mlx)
 
 # isort: split
 
@@ -104,22 +104,13 @@ def main() -> None:
         print(f"| {what} | {r['mkl']:.0f} | {r['openblas']:.0f} | {r['mkl'] / r['openblas']:.2f} |")
     if a.gemms_only:
         return
-    real = cpu_kernels._gemm
-
-    def use(g):
-        cpu_kernels._gemm = lambda: g
-
-    try:
-        med = common.interleaved_ab(components, libs, use, a.runs)
-    finally:
-        cpu_kernels._gemm = real
     print(
         f"\nComponents, every conv GEMM on one library: medians of {a.runs} interleaved pairs after a warm-up, seconds.\n"
     )
-    print("| component | MKL | OpenBLAS | OpenBLAS / MKL |")
-    print("|---|---:|---:|---:|")
-    for name, m in med.items():
-        print(f"| {name} | {m['mkl']:.3f} | {m['openblas']:.3f} | {m['openblas'] / m['mkl']:.2f} |")
+    mkl, openblas = libs["mkl"], libs["openblas"]
+    common.conv_gemm_ab(
+        components, {"MKL": lambda: mkl, "OpenBLAS": lambda: openblas}, a.runs, ("OpenBLAS", "MKL")
+    )
 
 
 if __name__ == "__main__":

@@ -33,20 +33,9 @@ def main() -> None:
     if real() is None:
         raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.cpu_blas.gemm found neither)")
     components = common.vae_components(Path(a.cache), decode=not a.no_decode)
-    paths = {"in place": real, "addmm": lambda: None}  # conv_taps asks _gemm() as it builds its graph
-
-    def use(choice):
-        cpu_kernels._gemm = choice
-
-    try:
-        med = common.interleaved_ab(components, paths, use, a.runs)
-    finally:
-        cpu_kernels._gemm = real
     print(f"Medians of {a.runs} interleaved pairs after a warm-up, seconds.\n")
-    print("| component | in place | addmm | in place / addmm |")
-    print("|---|---:|---:|---:|")
-    for name, m in med.items():
-        print(f"| {name} | {m['in place']:.3f} | {m['addmm']:.3f} | {m['in place'] / m['addmm']:.2f} |")
+    paths = {"in place": real, "addmm": lambda: None}
+    common.conv_gemm_ab(components, paths, a.runs, ("in place", "addmm"))
 
 
 if __name__ == "__main__":
