@@ -366,3 +366,14 @@ def conv_gemm_ab(components: dict, choices: dict, runs: int, ratio: tuple[str, s
     print("|---|" + "---:|" * (len(choices) + 1))
     for name, m in med.items():
         print(f"| {name} | {' | '.join(f'{m[c]:.3f}' for c in choices)} | {m[num] / m[den]:.2f} |")
+
+
+def vae_ab_parser(doc: str):
+    """The command line the one-process VAE-side A/Bs share (frames_ab.py, taps_ab.py, gemm_ab.py):
+    --cache (bench/vae_bench.py's weights and inputs) and --runs (pairs); each script adds its own."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", default=str(VAE_BENCH_CACHE))
+    ap.add_argument("--runs", type=int, default=5)
+    return ap

@@ -17,7 +17,6 @@ Needs the random real-width weights bench/vae_bench.py writes (run it once first
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -37,9 +36,7 @@ import numpy as np  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
-    ap.add_argument("--runs", type=int, default=5)
+    ap = common.vae_ab_parser(__doc__)
     ap.add_argument("--memory", action="store_true", help="peak memory of each path instead of times")
     a = ap.parse_args()
     from ltx.upsampler import load_upsampler

@@ -13,7 +13,6 @@ Needs the random real-width weights and inputs bench/vae_bench.py writes (run it
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -81,9 +80,7 @@ def gemm_rows(libs: dict, runs: int, blocks: bool = False) -> list[tuple[str, di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
-    ap.add_argument("--runs", type=int, default=5)
+    ap = common.vae_ab_parser(__doc__)
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     ap.add_argument("--gemms-only", action="store_true", help="only the GEMM rows")
     ap.add_argument(

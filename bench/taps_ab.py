@@ -12,7 +12,6 @@ Needs the random real-width weights and inputs bench/vae_bench.py writes (run it
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,9 +23,7 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
-    ap.add_argument("--runs", type=int, default=5)
+    ap = common.vae_ab_parser(__doc__)
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
     real = cpu_kernels._gemm

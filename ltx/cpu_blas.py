@@ -14,8 +14,9 @@ Two can be in the process on Linux:
   stays there (OpenBLAS was not measured on Intel).
 
 `gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames, and on OpenBLAS the large
-linear layers: cpu_kernels.linear): MKL on Intel CPUs, numpy's OpenBLAS on others; LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back
-to the other; with neither, the kernels fall back to MLX's ops.
+linear layers: cpu_kernels.linear): MKL on Intel CPUs, numpy's OpenBLAS on others;
+LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back to the other; with
+neither, the kernels fall back to MLX's ops.
 """
 
 from __future__ import annotations
