@@ -30,9 +30,13 @@ import numpy as np  # noqa: E402
 
 # (what, M, N, K): the video decoder's taps GEMMs per level (rows of the padded grid of the bench
 # video, K = N = channels), the upsampler's frame GEMMs (K = 9 x 1,024), the vocoder's first two
-# levels, and a square one and a transformer linear layer for scale
+# levels, and a square one and a transformer linear layer for scale. The two im2col rows ask whether
+# a deeper K would pay for an im2col copy at 128 channels (it would have to beat K = C by more than
+# the copy costs)
 SHAPES = [
     ("decoder taps, 128 ch", 11 * 66 * 98, 128, 128),
+    ("the same as a width im2col, K = 3 x 128", 11 * 66 * 98, 128, 3 * 128),
+    ("the same as a spatial im2col, K = 9 x 128", 11 * 66 * 98, 128, 9 * 128),
     ("decoder taps, 256 ch", 7 * 34 * 50, 256, 256),
     ("decoder taps, 512 ch", 5 * 18 * 26, 512, 512),
     ("upsampler frame GEMM", 2 * 8 * 12, 1024, 9 * 1024),
