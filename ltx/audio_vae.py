@@ -22,7 +22,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import cpu_kernels  # noqa: E402
+from ltx import cpu_kernels, winograd  # noqa: E402
 from ltx.loader import (  # noqa: E402
     CheckpointError,
     check_config_value,
@@ -110,6 +110,7 @@ class CausalConv2d(nn.Module):
         super().__init__()
         self.pad_t = kernel_size - 1
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=(0, (kernel_size - 1) // 2))
+        self.filters = winograd.Filters()  # a plain attribute, not a parameter
 
     def taps_applies(self) -> bool:
         _, k, _, c = self.conv.weight.shape
@@ -118,7 +119,7 @@ class CausalConv2d(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:  # (B, T, F, C)
         if self.taps_applies():
             x = mx.pad(x, [(0, 0), (self.pad_t, 0), (1, 1), (0, 0)])
-            return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias)
+            return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias, filters=self.filters)
         if self.pad_t:
             x = mx.pad(x, [(0, 0), (self.pad_t, 0), (0, 0), (0, 0)])
         return self.conv(x)

@@ -36,7 +36,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
-from ltx import backend, cpu_blas  # noqa: F401  (sets up the BLAS before mlx)
+from ltx import backend, cpu_blas, winograd  # noqa: F401  (sets up the BLAS before mlx)
 
 # isort: split
 
@@ -362,6 +362,8 @@ def linear(x: mx.array, weight: mx.array, bias: mx.array | None) -> mx.array:
 # more output channels only (a decoder level's depth-to-space conv) it is ~10% faster but holds a 27x
 # im2col copy of its input, the decode's peak (bench/vae_results.md, conv rows).
 TAPS_MAX_CHANNELS = 512
+# Off: 3x3(x3) convs run one GEMM per tap too (the tests' and benches' other path)
+WINOGRAD = True
 
 
 def conv_taps_applies(in_channels: int) -> bool:
@@ -378,7 +380,13 @@ def taps_layout(weight: mx.array) -> mx.array:
     return tap_major.transpose(n, *range(n), n + 1)
 
 
-def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilation: int = 1) -> mx.array:
+def conv_taps(
+    x: mx.array,
+    weight: mx.array,
+    bias: mx.array | None = None,
+    dilation: int = 1,
+    filters: winograd.Filters | None = None,
+) -> mx.array:
     """Stride-1 conv of an already padded x (B, P1, .., Pn, C) with an MLX conv weight
     (O, K1, .., Kn, C) -> (B, P1 - e1, .., Pn - en, O), e = dilation * (K - 1).
 
@@ -390,9 +398,18 @@ def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilat
     output's buffer in place (beta = 1); else an MLX addmm chain, which copies the running sum on
     every tap: the in-place path takes 0.91x the vocoder's time, 0.96x the audio decoder's, 0.98x
     the video decoder's (`python bench/taps_ab.py`, MKL).
+
+    Where the last two kernel axes are 3x3 (the VAEs' convs) and a BLAS is there, the conv runs as
+    Winograd F(2x2, 3x3) instead (ltx.winograd: 16 GEMMs per 2x2 outputs where the taps take 36),
+    on the transformed filters that `filters` keeps for this weight (made here if None).
     """
     b, *padded, c = x.shape
     o, *kernel = weight.shape[:-1]
+    gemm = _gemm()
+    blas = gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32
+    if blas and WINOGRAD and winograd.applies(kernel, dilation):
+        g = winograd.transform_weight(weight) if filters is None else filters.of(weight)
+        return winograd.conv(gemm, _run, x, g, tuple(kernel), bias)
     n = len(padded)
     ext = [dilation * (k - 1) for k in kernel]
     strides = [math.prod(padded[d + 1 :]) for d in range(n)]
@@ -405,8 +422,7 @@ def conv_taps(x: mx.array, weight: mx.array, bias: mx.array | None = None, dilat
         dilation * sum(k * st for k, st in zip(ks, strides, strict=True))
         for ks in itertools.product(*(range(k) for k in kernel))
     ]
-    gemm = _gemm()
-    if gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32:
+    if blas:
         out = _conv_taps_blas(gemm, x.reshape(-1, c), taps, bias, offsets, rows)
     else:
         flat = x.reshape(-1, c)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ltx import (
     backend,  # noqa: F401  (sets up the BLAS before mlx)
     cpu_kernels,
+    winograd,
 )
 
 # isort: split
@@ -97,6 +98,7 @@ class CausalConv3d(nn.Module):
         self.padding_mode = padding_mode
         self.stride = tuple(stride)
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=self.stride, bias=True)
+        self.filters = winograd.Filters()  # a plain attribute, not a parameter
 
     def taps_applies(self) -> bool:
         c = self.conv.weight.shape[-1]
@@ -110,7 +112,8 @@ class CausalConv3d(nn.Module):
         else:
             x = mx.concatenate([first, x, x[:, -1:]], axis=1)
         if self.taps_applies():
-            return cpu_kernels.conv_taps(pad_spatial(x, self.padding_mode), self.conv.weight, self.conv.bias)
+            x = pad_spatial(x, self.padding_mode)
+            return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias, filters=self.filters)
         if self.padding_mode == "zeros":
             y = mx.conv3d(x, self.conv.weight, stride=self.stride, padding=(0, 1, 1))
         else:

@@ -12,12 +12,15 @@ import ltx.backend  # noqa: E402, F401
 @pytest.fixture(params=["cpu", "mlx"])
 def kernels(request, monkeypatch):
     """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.cpu_kernels: conv taps,
-    frame convs, numpy norm + SiLU), forced on even at the tiny models' sizes (the frame convs one
-    input frame per im2col chunk); "mlx", MLX's convs and elementwise
+    Winograd convs, frame convs, numpy norm + SiLU), forced on even at the tiny models' sizes (the
+    frame convs one input frame per im2col chunk, the Winograd convs one slab and tile row per
+    chunk); "mlx", MLX's convs and elementwise
     ops, what GPUs run. Takes effect for models loaded after it (loading lays out the conv weights)."""
-    from ltx import cpu_kernels
+    from ltx import cpu_kernels, winograd
 
     if request.param == "cpu":
+        monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", 1)
+        monkeypatch.setattr(winograd, "BLOCK_ELEMENTS", 1)
         monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
         monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 1000)  # several ragged blocks per thread
         monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", 1)

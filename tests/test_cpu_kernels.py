@@ -6,7 +6,7 @@ from __future__ import annotations
 import mlx.core as mx
 import pytest
 
-from ltx import cpu_blas, cpu_kernels
+from ltx import cpu_blas, cpu_kernels, winograd
 
 
 def _use_gemm(name: str, monkeypatch) -> None:
@@ -33,8 +33,10 @@ def _use_gemm(name: str, monkeypatch) -> None:
 @pytest.mark.parametrize("gemm", ["mkl", "openblas", "mlx"])
 def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gemm, monkeypatch):
     """Every GEMM path: MKL's or numpy's OpenBLAS's sgemm adding every tap into the output in place,
-    and (with neither) MLX's addmm chain."""
+    and (with neither) MLX's addmm chain; the 3x3(x3) convs with one GEMM per tap here (Winograd
+    off), as Winograd F(2x2, 3x3) below."""
     _use_gemm(gemm, monkeypatch)
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)
     c, o = 6, 5
     x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
     w = mx.random.normal((o, *kernel, c), key=mx.random.key(2))
@@ -48,6 +50,41 @@ def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gem
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
     nobias = cpu_kernels.conv_taps(x, w, None, dilation)
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    "batch, spatial, kernel, chunk",
+    [
+        (2, (5, 6), (3, 3), 1 << 24),  # the audio VAE: no leading taps, an odd output height
+        (1, (103, 66), (3, 3), 1 << 24),  # the audio decoder's mel: several numpy tasks per slab
+        (2, (3, 4, 5), (3, 3, 3), 1 << 24),  # the video VAE, two batch items, odd output width
+        (1, (1 + 2, 4, 3), (3, 3, 3), 1 << 24),  # a single frame
+        (2, (6, 9, 10), (3, 3, 3), 16 * 4 * 11 * 12),  # one tile row of all 12 slabs per chunk
+        (2, (6, 9, 10), (3, 3, 3), 16 * 4 * 11 * 5),  # runs of 3 slabs, the next 2 transformed twice
+        (2, (4, 7, 6), (2, 3, 3), 1 << 24),  # a leading kernel of 2
+    ],
+)
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, chunk, gemm, monkeypatch):
+    """conv_taps as Winograd F(2x2, 3x3) against MLX's conv, with and without bias, on both BLAS
+    libraries, in chunks of tile rows and of slabs; the filters a module keeps are remade when its
+    weight array is replaced."""
+    _use_gemm(gemm, monkeypatch)
+    monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(winograd, "BLOCK_ELEMENTS", 1)  # one tile row per numpy task
+    c, o = 6, 5
+    x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
+    bias = mx.random.normal((o,), key=mx.random.key(3))
+    filters = winograd.Filters()
+    for key in (2, 4):
+        w = cpu_kernels.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(key)))
+        want = mx.conv_general(x, w) + bias
+        got = cpu_kernels.conv_taps(x, w, bias, filters=filters)
+        assert got.shape == want.shape
+        assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+        nobias = cpu_kernels.conv_taps(x, w, None)  # filters made for this call
+        assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+    assert filters.source is w
 
 
 @pytest.mark.parametrize(
