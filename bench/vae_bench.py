@@ -453,25 +453,28 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- micro-benchmarks
-def _taps(x, wt, dilation: int = 1, pad: int = 0, blas: bool = True):
+def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
     """What ltx's CPU convs run up to 512 channels (ltx.cpu_kernels.conv_taps on tap-major weights):
-    with the BLAS's in-place GEMMs (`taps`: MKL or numpy's OpenBLAS, ltx.cpu_blas.gemm) or, as with
-    neither, MLX's addmm chain (`taps_mlx`)."""
+    `winograd`, the 3x3(x3) convs as Winograd F(2x2, 3x3) on filters transformed once (as a module
+    keeps them); `taps`, one GEMM per tap with the BLAS's in-place GEMMs (MKL or numpy's OpenBLAS,
+    ltx.cpu_blas.gemm); `taps_mlx`, as with neither, MLX's addmm chain."""
     import mlx.core as mx
 
-    from ltx import cpu_kernels
+    from ltx import cpu_kernels, winograd
 
     wl = cpu_kernels.taps_layout(wt)
+    filters = winograd.Filters()
 
     def fn():
-        gemm = cpu_kernels._gemm
-        if not blas:
+        gemm, wino = cpu_kernels._gemm, cpu_kernels.WINOGRAD
+        if variant == "taps_mlx":
             cpu_kernels._gemm = lambda: None  # only consulted while conv_taps builds its graph
+        cpu_kernels.WINOGRAD = variant == "winograd"
         try:
             xin = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]) if pad else x
-            return cpu_kernels.conv_taps(xin, wl, None, dilation)
+            return cpu_kernels.conv_taps(xin, wl, None, dilation, filters=filters)
         finally:
-            cpu_kernels._gemm = gemm
+            cpu_kernels._gemm, cpu_kernels.WINOGRAD = gemm, wino
 
     return fn
 
@@ -505,8 +508,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                     f, h + 2, w + 2, 3 * c
                 )
                 return mx.conv2d(xs, w3)
-        elif variant in ("taps", "taps_mlx"):  # what ltx/vae_blocks.py runs on the CPU up to 512 channels
-            fn = _taps(x, wt, blas=variant == "taps")
+        elif variant in ("winograd", "taps", "taps_mlx"):  # ltx/vae_blocks.py's CPU convs up to 512 channels
+            fn = _taps(x, wt, variant=variant)
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
 
@@ -527,8 +530,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, t, f = shape
         x = mx.random.normal((1, t + 2, f + 2, c))
         wt = mx.random.normal((c, 3, 3, c)) / 50
-        if variant in ("taps", "taps_mlx"):  # what ltx/audio_vae.py runs on the CPU up to 512 channels
-            fn = _taps(x, wt, blas=variant == "taps")
+        if variant in ("winograd", "taps", "taps_mlx"):  # ltx/audio_vae.py's CPU convs up to 512 channels
+            fn = _taps(x, wt, variant=variant)
         else:
             fn = lambda: mx.conv2d(x, wt)  # noqa: E731
     elif what == "conv1d":
@@ -540,7 +543,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
         elif variant in ("taps", "taps_mlx"):  # what ltx/vocoder.py runs on the CPU up to 512 channels
-            fn = _taps(x, wt, d, d * (k - 1) // 2, blas=variant == "taps")
+            fn = _taps(x, wt, d, d * (k - 1) // 2, variant=variant)
         else:
             fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
     elif what == "conv_transpose1d":
@@ -600,15 +603,20 @@ MICRO = [
         "conv3d",
         [512, 3, 16, 24],
         None,
-        ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps_mlx", "taps"),
+        ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps_mlx", "taps", "winograd"),
     ),
-    ("conv3d", [256, 5, 32, 48], None, ("native", "conv2d_taps", "conv2d_stack", "taps_mlx", "taps")),
-    ("conv3d", [128, 9, 64, 96], None, ("native", "taps_mlx", "taps")),
+    (
+        "conv3d",
+        [256, 5, 32, 48],
+        None,
+        ("native", "conv2d_taps", "conv2d_stack", "taps_mlx", "taps", "winograd"),
+    ),
+    ("conv3d", [128, 9, 64, 96], None, ("native", "taps_mlx", "taps", "winograd")),
     ("norm_silu", [128, 9 * 64 * 96], None, ("eager", "compiled", "numpy")),
     ("groupnorm_silu", [1024, 2 * 8 * 12], None, ("eager", "compiled", "numpy")),
     ("groupnorm_silu", [1024, 2 * 16 * 24], None, ("eager", "numpy")),  # after the x2 upsampling
-    ("conv2d", [512, 26, 16], None, ("native", "taps_mlx", "taps")),  # the audio decoder's levels
-    ("conv2d", [128, 101, 64], None, ("native", "taps_mlx", "taps")),
+    ("conv2d", [512, 26, 16], None, ("native", "taps_mlx", "taps", "winograd")),  # the audio decoder's levels
+    ("conv2d", [128, 101, 64], None, ("native", "taps_mlx", "taps", "winograd")),
     (
         "conv1d",
         [512, 606, 11, 5],

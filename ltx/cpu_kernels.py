@@ -371,6 +371,12 @@ def conv_taps_applies(in_channels: int) -> bool:
     return mx.default_device() == mx.cpu and in_channels <= TAPS_MAX_CHANNELS
 
 
+def winograd_applies(dtype: mx.Dtype) -> bool:
+    """Whether conv_taps runs 3x3(x3) convs computing in dtype as Winograd F(2x2, 3x3) here: float32
+    on the CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    return WINOGRAD and dtype == mx.float32 and cpu_backend() and _gemm() is not None
+
+
 def taps_layout(weight: mx.array) -> mx.array:
     """The same (O, K1, .., Kn, C) weight with its memory laid out tap-major, (K1, .., Kn, O, C):
     each tap's (O, C) matrix is then contiguous and conv_taps reads it with no per-call copy (mx.conv*
@@ -407,7 +413,7 @@ def conv_taps(
     o, *kernel = weight.shape[:-1]
     gemm = _gemm()
     blas = gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32
-    if blas and WINOGRAD and winograd.applies(kernel, dilation):
+    if blas and winograd_applies(x.dtype) and winograd.applies(kernel, dilation):
         g = winograd.transform_weight(weight) if filters is None else filters.of(weight)
         return winograd.conv(gemm, _run, x, g, tuple(kernel), bias)
     n = len(padded)

@@ -20,7 +20,9 @@ constant's comment says what it was measured from.
 
 MLX's CPU convolutions are explicit GEMMs: a k-tap conv holds a k-times-wide im2col copy of its
 input (the upsampler's 1024-wide convs); the VAE decoders' and the vocoder's convs of up to 512 input
-channels run as ltx.cpu_kernels.conv_taps instead, one shifted matmul per tap with no such copy. And
+channels run as ltx.cpu_kernels.conv_taps instead, one shifted matmul per tap with no such copy (the
+3x3(x3) ones as Winograd convs, ltx.winograd, whose float32 filters the decoders keep beside their
+weights and whose scratch is numpy's: counted with `winograd`). And
 the CPU stream frees an op's buffers asynchronously, so a few consecutive ops are live at
 once (two or three convs; fewer while the lazily loaded weights' load and cast ops share the queue,
 as on a stage's first run): the conv terms count several convs.
@@ -53,11 +55,41 @@ class Component:
     bytes: int  # resident bytes in the compute dtype
     dtypes: str  # e.g. "BF16" or "BF16 + U32 (8-bit, group 64)"
     widths: dict[str, int] = field(default_factory=dict)  # layer widths the activation models need
+    # float32 bytes of the Winograd filters the CPU path keeps beside the weights (winograd_filter_bytes)
+    winograd_bytes: int = 0
+
+
+WINOGRAD_MAX_CHANNELS = 512  # ltx.cpu_kernels.TAPS_MAX_CHANNELS: the convs that run as conv_taps
+WINOGRAD_CHUNK_ELEMENTS = 1 << 24  # ltx.winograd.CHUNK_ELEMENTS: transformed inputs + products at once
+
+
+def winograd_filter_bytes(shape: list[int]) -> int:
+    """Bytes of the float32 Winograd filters (ltx.winograd.Filters, 16 values per 3x3 where the weight
+    has 9) that the CPU path keeps for a conv weight of this shape, PyTorch's (O, C, [3,] 3, 3) or
+    MLX's (O, [3,] 3, 3, C): 0 unless it is a 3x3(x3) conv of up to WINOGRAD_MAX_CHANNELS inputs (the
+    others run on MLX's conv)."""
+    k = len(shape) - 2
+    if k not in (2, 3):
+        return 0
+    if list(shape[2:]) == [3] * k:
+        channels = shape[1]
+    elif list(shape[1:-1]) == [3] * k:
+        channels = shape[-1]
+    else:
+        return 0
+    return 0 if channels > WINOGRAD_MAX_CHANNELS else 4 * math.prod(shape) * 16 // 9
+
+
+def winograd_scratch_bytes(channel_pixels: int) -> int:
+    """Bytes of ltx.winograd's float32 scratch for a conv: its transformed input and products, 16
+    values per 2x2 outputs of each input and output channel, at most WINOGRAD_CHUNK_ELEMENTS.
+    channel_pixels: (C_in + C_out) x output pixels (or voxels)."""
+    return 4 * min(WINOGRAD_CHUNK_ELEMENTS, 4 * channel_pixels)
 
 
 def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -> Component:
     header, _ = read_header(path)
-    params = nbytes = 0
+    params = nbytes = winograd = 0
     dtypes = set()
     for key, info in header.items():
         if not keep(key):
@@ -66,6 +98,8 @@ def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -
         for s in info["shape"]:
             count *= int(s)
         dtypes.add(info["dtype"])
+        if key.endswith("conv.weight"):
+            winograd += winograd_filter_bytes([int(s) for s in info["shape"]])
         if info["dtype"] == "U32" and key.endswith(".weight"):  # packed: 32 / bits weights per element
             params += count * 32 // quant["bits"] if quant else count
             nbytes += count * 4
@@ -79,7 +113,7 @@ def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -
     what = " + ".join(sorted(dtypes))
     if quant and "U32" in dtypes:
         what += f" ({quant['bits']}-bit, group {quant['group_size']})"
-    return Component(name, params, nbytes, what)
+    return Component(name, params, nbytes, what, winograd_bytes=winograd)
 
 
 def _prefix(*prefixes: str):
@@ -291,6 +325,7 @@ def decode_activations(
     height: int,
     width: int,
     itemsize: int,
+    winograd: bool = False,
 ) -> int:
     """Largest live activations of decoding one video tile (ltx.video_vae.decode_stream, one tile at a time).
 
@@ -302,10 +337,15 @@ def decode_activations(
     (3 x patch_pixels conv outputs per voxel on the padded grid, the conv's input, unpatchify's copy;
     evaluated before the tile is blended, measured 7 on the tiny decoder). On top:
     the blend buffer and weights, previous group and chunk at full width, ~5 values per pixel. Fitted
-    on decoders of base width 8-128 at 128x192 and 256x384 (tests/test_memory.py checks 8 and 32)."""
+    on decoders of base width 8-128 at 128x192 and 256x384 (tests/test_memory.py checks 8 and 32).
+    With winograd (the CPU's Winograd convs, ltx.winograd) their numpy scratch too, which keeps the
+    largest transformed input (a last-level conv's, C channels) and the largest products (the last
+    conv's 3 x patch_pixels channels, or C) of the decode (winograd_scratch_bytes)."""
     voxels = tile_frames * tile_h * tile_w // patch_pixels
     tile = max(DECODE_RES_WIDTHS * channels * voxels, DECODE_TILE_FLOATS * tile_frames * tile_h * tile_w)
-    return itemsize * (tile + DECODE_GROUP_FLOATS * tile_frames * height * width)
+    out = max(channels, 3 * patch_pixels)
+    scratch = winograd_scratch_bytes((channels + out) * voxels) if winograd else 0
+    return itemsize * (tile + DECODE_GROUP_FLOATS * tile_frames * height * width) + scratch
 
 
 # The official components' widths, for a Component whose header did not give them.
@@ -406,7 +446,9 @@ AUDIO_IN_VALUES = 2  # per pixel of an audio decoder level, per channel of the w
 AUDIO_OUT_VALUES = 4  # per pixel of an audio decoder level, per channel of its own width
 
 
-def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsize: int) -> int:
+def audio_decode_activations(
+    widths: dict[str, int], latent_frames: int, itemsize: int, winograd: bool = False
+) -> int:
     """Largest live activations of the audio VAE decoder (ltx.audio_vae.AudioDecoder.decode) on a latent
     of `latent_frames` frames.
 
@@ -416,15 +458,17 @@ def audio_decode_activations(widths: dict[str, int], latent_frames: int, itemsiz
     the norm + SiLU output and the upsample's nearest-x2 copy of the entering width C_in that is
     ~2 C_in + 4 C per pixel (fitted on ch_mult (1, 1, 2) and (1, 2, 4), the official, at 26 and 51
     latent frames; tests/test_memory.py checks them within 25%; without MKL, MLX's addmm chain also
-    holds a partial sum: ~1.4x); the largest level wins."""
+    holds a partial sum: ~1.4x); the largest level wins. With winograd (the CPU's Winograd convs,
+    ltx.winograd) their numpy scratch too, for the largest level's first conv (winograd_scratch_bytes)."""
     levels = widths["levels"]
-    peak = 0
+    peak = scratch = 0
     for i in range(levels):
         scale = 2 ** (levels - 1 - i)
         pixels = ((latent_frames - 1) * scale + 1) * widths["latent_bins"] * scale
         per_pixel = AUDIO_IN_VALUES * widths[f"level{i}_in"] + AUDIO_OUT_VALUES * widths[f"level{i}"]
         peak = max(peak, per_pixel * pixels)
-    return itemsize * peak
+        scratch = max(scratch, (widths[f"level{i}_in"] + widths[f"level{i}"]) * pixels)
+    return itemsize * peak + (winograd_scratch_bytes(scratch) if winograd else 0)
 
 
 VOCODER_VALUES = {0: 16, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
@@ -482,10 +526,14 @@ def estimate_stages(
     blocked_attention: bool = False,
     cpu_norms: bool = False,
     frame_convs: bool = False,
+    winograd: bool = False,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
-    transformer_activations; cpu_norms, frame_convs: see upsample_activations."""
+    transformer_activations; cpu_norms, frame_convs: see upsample_activations; winograd: the CPU's
+    Winograd convs, whose filters the VAE decoders keep beside their weights (Component.winograd_bytes)
+    and whose scratch adds to their activations."""
+    extra = (lambda name: comps[name].winograd_bytes) if winograd else (lambda name: 0)  # noqa: E731
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
     tr = comps["transformer"].bytes
@@ -548,7 +596,7 @@ def estimate_stages(
     out += [
         Estimate(
             "decode",
-            comps["video_decoder"].bytes,
+            comps["video_decoder"].bytes + extra("video_decoder"),
             decode_activations(
                 dec["channels"],
                 dec["patch_pixels"],
@@ -558,13 +606,14 @@ def estimate_stages(
                 height,
                 width,
                 itemsize,
+                winograd,
             ),
             "tiled",
         ),
         Estimate(
             "decode-audio",
-            comps["audio_decoder"].bytes,
-            audio_decode_activations(widths("audio_decoder"), ta, itemsize),
+            comps["audio_decoder"].bytes + extra("audio_decoder"),
+            audio_decode_activations(widths("audio_decoder"), ta, itemsize, winograd),
         ),
         Estimate(  # the audio decoder's mel: 4 T_a - 3 frames (LATENT_DOWNSAMPLE_FACTOR 4)
             "vocode", comps["vocoder"].bytes, vocode_activations(widths("vocoder"), 4 * ta - 3, itemsize)

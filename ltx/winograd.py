@@ -80,6 +80,11 @@ def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
     return buf[:n].reshape(shape)
 
 
+def release_scratch() -> None:
+    """Free this thread's scratch buffers (the next conv allocates them again)."""
+    _local.__dict__.clear()
+
+
 class Filters:
     """A conv module's transformed filters, made from its weight at first use and remade if the
     weight array is replaced (a plain attribute, so not one of the module's parameters)."""

@@ -14,10 +14,11 @@ from ltx import backend  # noqa: F401
 # isort: split
 
 import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from test_quantize import golden_inputs, write_widened  # noqa: E402
 
-from ltx import cpu_kernels, loader, lowmem, memory, patchify, tiny  # noqa: E402
+from ltx import cpu_kernels, loader, lowmem, memory, patchify, tiny, winograd  # noqa: E402
 from ltx.transformer import Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
 
 
@@ -52,6 +53,28 @@ def _settle() -> None:
     (a collection between reading the baseline and the peak shifts both by what it frees)."""
     gc.collect()
     mx.clear_cache()
+
+
+def _with_numpy(peak: int, run) -> int:
+    """peak(run), plus numpy's peak (traced) where the Winograd convs run: their filters and scratch
+    are numpy's, freed first so that this run allocates them as a stage's first run does."""
+    if not cpu_kernels.winograd_applies(mx.float32):
+        return peak(run)
+    winograd.release_scratch()
+    tracemalloc.start()
+    try:
+        return peak(run) + tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _filter_bytes(model) -> int:
+    """What memory.winograd_filter_bytes counts for a model's convs (from their MLX shapes)."""
+    return sum(
+        memory.winograd_filter_bytes(list(m.weight.shape))
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Conv3d))
+    )
 
 
 def _measure(load, inputs) -> tuple[int, tuple]:
@@ -166,18 +189,43 @@ def test_decode_estimate_within_25_percent(base, size):
     model = _decoder(base)
     mx.eval(model.parameters())
     weights = mx.get_active_memory() - base_mem
-    mx.reset_peak_memory()  # building the synthetic weights has its own transients; loading is apart
-    for chunk in model.decode_stream(latent, parse_tiling("default"), seed=0):
-        np.array(chunk)
-    measured = mx.get_peak_memory() - base_mem
+
+    def run() -> int:
+        mx.reset_peak_memory()  # building the synthetic weights has its own transients; loading is apart
+        for chunk in model.decode_stream(latent, parse_tiling("default"), seed=0):
+            np.array(chunk)
+        return mx.get_peak_memory() - base_mem
+
+    measured = _with_numpy(lambda f: f(), run)
     patch = model.conv_out.conv.weight.shape[0] // 3
-    est = weights + memory.decode_activations(base, patch, frames, h, w, h, w, 4)
+    wino = cpu_kernels.winograd_applies(mx.float32)
+    est = weights + (_filter_bytes(model) if wino else 0)
+    est += memory.decode_activations(base, patch, frames, h, w, h, w, 4, winograd=wino)
     assert abs(est - measured) <= 0.25 * measured, (base, size, est, measured)
 
 
 def test_decode_widths_from_checkpoint(models):
     comps = memory.components(models["tiny"], models["tiny"], models["tiny"].parent / "none", 4)
     assert comps["video_decoder"].widths == {"channels": 8, "patch_pixels": 16}
+
+
+def test_winograd_filter_bytes_from_checkpoint(models):
+    """The header's count of the Winograd filters the decoders keep equals what their modules hold
+    after a decode, and covers every conv that made them."""
+    from ltx.audio_vae import load_audio_decoder
+    from ltx.video_vae import load_video_decoder
+
+    assert cpu_kernels.winograd_applies(mx.float32)
+    comps = memory.components(models["tiny"], models["tiny"], models["tiny"].parent / "none", 4)
+    video = load_video_decoder(models["tiny"], mx.float32)
+    np.array(video.decode(mx.zeros((1, 128, 2, 2, 3))))
+    audio = load_audio_decoder(models["tiny"], mx.float32)
+    np.array(audio.decode(mx.zeros((1, 8, 5, 16))))
+    for name, model in (("video_decoder", video), ("audio_decoder", audio)):
+        convs = [m for m in model.modules() if hasattr(m, "taps_applies") and m.taps_applies()]
+        assert convs and all(m.filters.filters is not None for m in convs), name  # all ran Winograd
+        assert comps[name].winograd_bytes == sum(m.filters.filters.nbytes for m in convs), name
+        assert _filter_bytes(model) == comps[name].winograd_bytes, name  # the MLX layout reads the same
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,8 +443,9 @@ def test_decode_audio_estimate_within_25_percent(dirs, widened, name, frames):
         decoder = load_audio_decoder(ckpt, mx.float32)  # held, as the stage's runtime holds it
         np.array(decoder.decode(latent).transpose(0, 3, 1, 2))
 
-    measured = _peak(run)
-    est = _estimate(_components(ckpt, dirs), "decode-audio", 256, 384, frames)
+    measured = _with_numpy(_peak, run)
+    wino = cpu_kernels.winograd_applies(mx.float32)
+    est = _estimate(_components(ckpt, dirs), "decode-audio", 256, 384, frames, winograd=wino)
     assert abs(est.peak - measured) <= 0.25 * measured, (name, frames, est, measured)
 
 
