@@ -1,9 +1,13 @@
-"""What in-place accumulation buys ltx.cpu_kernels.conv_taps: the video decoder (untiled), the
-upsampler, the audio decoder and the vocoder at their real widths, each run with every tap's GEMM
-added into the output in place by the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS, whichever
-ltx.cpu_blas.gemm picks) and with MLX's addmm chain (`addmm`, what runs with neither), alternated in one process so that both see the same machine
-(this shared machine's speed drifts by more than the difference within minutes). Medians of
---runs pairs after a warm-up.
+"""What the conv kernels' two choices buy, on the video decoder (untiled), the upsampler, the audio
+decoder and the vocoder at their real widths, each A/B alternated in one process so that both sides
+see the same machine (this shared machine's speed drifts by more than the differences within
+minutes). Medians of --runs pairs after a warm-up.
+
+- `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) (ltx.winograd)
+  against one GEMM per tap (cpu_kernels.WINOGRAD off), both on the BLAS ltx.cpu_blas.gemm picks.
+- `--what taps`: ltx.cpu_kernels.conv_taps with every tap's GEMM added into the output in place by
+  the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
+  runs with neither), Winograd off in both.
 
 Needs the random real-width weights and inputs bench/vae_bench.py writes (run it once first):
 
@@ -24,6 +28,7 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 def main() -> None:
     ap = common.vae_ab_parser(__doc__)
+    ap.add_argument("--what", choices=("winograd", "taps"), default="winograd")
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
     real = cpu_kernels._gemm
@@ -31,8 +36,18 @@ def main() -> None:
         raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.cpu_blas.gemm found neither)")
     components = common.vae_components(Path(a.cache), decode=not a.no_decode)
     print(f"Medians of {a.runs} interleaved pairs after a warm-up, seconds.\n")
-    paths = {"in place": real, "addmm": lambda: None}
-    common.conv_gemm_ab(components, paths, a.runs, ("in place", "addmm"))
+    if a.what == "taps":
+        cpu_kernels.WINOGRAD = False
+        paths = {"in place": real, "addmm": lambda: None}
+        common.conv_gemm_ab(components, paths, a.runs, ("in place", "addmm"))
+        return
+    choices = {"winograd": True, "per tap": False}
+    med = common.interleaved_ab(components, choices, lambda on: setattr(cpu_kernels, "WINOGRAD", on), a.runs)
+    cpu_kernels.WINOGRAD = True
+    print("| component | winograd | per tap | winograd / per tap |")
+    print("|---|---:|---:|---:|")
+    for name, m in med.items():
+        print(f"| {name} | {m['winograd']:.3f} | {m['per tap']:.3f} | {m['winograd'] / m['per tap']:.2f} |")
 
 
 if __name__ == "__main__":
