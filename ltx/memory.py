@@ -533,7 +533,7 @@ def estimate_stages(
     transformer_activations; cpu_norms, frame_convs: see upsample_activations; winograd: the CPU's
     Winograd convs, whose filters the VAE decoders keep beside their weights (Component.winograd_bytes)
     and whose scratch adds to their activations."""
-    extra = (lambda name: comps[name].winograd_bytes) if winograd else (lambda name: 0)  # noqa: E731
+    extra = lambda name: comps[name].winograd_bytes if winograd else 0  # noqa: E731
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
     tr = comps["transformer"].bytes
