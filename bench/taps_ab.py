@@ -5,8 +5,6 @@ minutes). Medians of --runs pairs after a warm-up.
 
 - `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) (ltx.winograd)
   against one GEMM per tap (cpu_kernels.WINOGRAD off), both on the BLAS ltx.cpu_blas.gemm picks.
-- `--what pad`: the video VAE's Winograd convs reading their input padded as they go against
-  padding it with MLX's concatenate and pad first (cpu_kernels.WINOGRAD_PADS off).
 - `--what taps`: ltx.cpu_kernels.conv_taps with every tap's GEMM added into the output in place by
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
@@ -30,7 +28,7 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 def main() -> None:
     ap = common.vae_ab_parser(__doc__)
-    ap.add_argument("--what", choices=("winograd", "pad", "taps"), default="winograd")
+    ap.add_argument("--what", choices=("winograd", "taps"), default="winograd")
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
     real = cpu_kernels._gemm
@@ -43,18 +41,13 @@ def main() -> None:
         paths = {"in place": real, "addmm": lambda: None}
         common.conv_gemm_ab(components, paths, a.runs, ("in place", "addmm"))
         return
-    flag, names = {
-        "winograd": ("WINOGRAD", ("winograd", "per tap")),
-        "pad": ("WINOGRAD_PADS", ("fused", "mlx pad")),
-    }[a.what]
-    choices = dict(zip(names, (True, False), strict=True))
-    med = common.interleaved_ab(components, choices, lambda on: setattr(cpu_kernels, flag, on), a.runs)
-    setattr(cpu_kernels, flag, True)
-    on, off = names
-    print(f"| component | {on} | {off} | {on} / {off} |")
+    choices = {"winograd": True, "per tap": False}
+    med = common.interleaved_ab(components, choices, lambda on: setattr(cpu_kernels, "WINOGRAD", on), a.runs)
+    cpu_kernels.WINOGRAD = True
+    print("| component | winograd | per tap | winograd / per tap |")
     print("|---|---:|---:|---:|")
     for name, m in med.items():
-        print(f"| {name} | {m[on]:.3f} | {m[off]:.3f} | {m[on] / m[off]:.2f} |")
+        print(f"| {name} | {m['winograd']:.3f} | {m['per tap']:.3f} | {m['winograd'] / m['per tap']:.2f} |")
 
 
 if __name__ == "__main__":

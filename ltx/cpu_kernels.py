@@ -364,8 +364,6 @@ def linear(x: mx.array, weight: mx.array, bias: mx.array | None) -> mx.array:
 TAPS_MAX_CHANNELS = 512
 # Off: 3x3(x3) convs run one GEMM per tap too (the tests' and benches' other path)
 WINOGRAD = True
-# Off: the video VAE's convs get their input padded by MLX copies before the Winograd conv
-WINOGRAD_PADS = True
 
 
 def conv_taps_applies(in_channels: int) -> bool:
@@ -444,22 +442,6 @@ def conv_taps(
         out = mx.pad(out, [(0, b * math.prod(padded) - rows), (0, 0)])
     out = out.reshape(b, *padded, o)
     return out[(slice(None), *(slice(0, p - e) for p, e in zip(padded, ext, strict=True)))]
-
-
-def winograd_conv(
-    x: mx.array,
-    weight: mx.array,
-    bias: mx.array | None,
-    filters: winograd.Filters,
-    frames: list[int] | None,
-    pad: str,
-) -> mx.array:
-    """A 3x3(x3) conv as Winograd F(2x2, 3x3) (where winograd_applies) of x padded as it is read:
-    frames lists the input frame each padded frame repeats, pad ("zeros", "reflect") pads H and W
-    by one (ltx.winograd.conv), where MLX's concatenate and pad would each copy the whole input
-    first (`python bench/taps_ab.py --what pad`)."""
-    kernel = tuple(weight.shape[1:-1])
-    return winograd.conv(_gemm(), _run, x, filters.of(weight), kernel, bias, frames, pad)
 
 
 def _conv_taps_blas(

@@ -104,22 +104,8 @@ class CausalConv3d(nn.Module):
         c = self.conv.weight.shape[-1]
         return self.stride == (1, 1, 1) and cpu_kernels.conv_taps_applies(c)
 
-    def _winograd_applies(self, x: mx.array) -> bool:
-        dtypes = x.dtype == self.conv.weight.dtype == mx.float32
-        return (
-            dtypes
-            and min(x.shape[2:4]) >= 2
-            and self.taps_applies()
-            and cpu_kernels.winograd_applies(x.dtype)
-        )
-
     def __call__(self, x: mx.array, causal: bool = True) -> mx.array:
         # x: (B, F, H, W, C)
-        if self._winograd_applies(x):  # padded as the conv reads it, with no padded copy
-            f = x.shape[1]
-            frames = [0, 0, *range(f)] if causal else [0, *range(f), f - 1]
-            w, b = self.conv.weight, self.conv.bias
-            return cpu_kernels.winograd_conv(x, w, b, self.filters, frames, self.padding_mode)
         first = x[:, :1]
         if causal:
             x = mx.concatenate([first, first, x], axis=1)

@@ -99,44 +99,11 @@ class Filters:
         return self.filters
 
 
-class _Source:
-    """The input slabs as the conv reads them, padded: `xv` (S0, H, W, C), padded slab s reading slab
-    slab_of[s]; with pad None already padded (to 2 th + 2, 2 tw + 2), else padded here by one on
-    each side of H and W ("zeros" or "reflect", as vae_blocks.pad_spatial) and with zeros to the
-    even size, a block of rows at a time (no padded copy of the whole input)."""
-
-    def __init__(self, xv: np.ndarray, slab_of: np.ndarray, pad: str | None, width: int):
-        self.xv, self.slab_of, self.pad, self.width = xv, slab_of, pad, width
-
-    def rows(self, s: int, r0: int, n: int) -> np.ndarray:
-        """Padded rows 2 r0 .. 2 r0 + 2n + 1 of padded slab s: (2n + 2, 2 tw + 2, C)."""
-        v = self.xv[self.slab_of[s]]
-        if self.pad is None:
-            return v[2 * r0 : 2 * r0 + 2 * n + 2]
-        h, w, c = v.shape
-        reflect = self.pad == "reflect"
-        blk = np.empty((2 * n + 2, self.width, c), np.float32)
-        lo, hi = max(0, 2 * r0 - 1), min(h, 2 * r0 + 2 * n + 1)  # source rows inside the block
-        blk[lo - 2 * r0 + 1 : hi - 2 * r0 + 1, 1 : w + 1] = v[lo:hi]
-        for i in [*range(0, lo - 2 * r0 + 1), *range(hi - 2 * r0 + 1, 2 * n + 2)]:
-            src = 2 * r0 + i - 1  # -1 (above), h (below) or h + 1 (the even size's extra row)
-            if reflect and src in (-1, h):
-                blk[i, 1 : w + 1] = v[1 if src < 0 else h - 2]
-            else:
-                blk[i] = 0.0
-        if reflect:
-            blk[:, 0], blk[:, w + 1] = blk[:, 2], blk[:, w - 1]
-        else:
-            blk[:, 0] = blk[:, w + 1] = 0.0
-        blk[:, w + 2 :] = 0.0
-        return blk
-
-
-def _input_rows(tasks: list, src: _Source, u: np.ndarray, tw: int) -> None:
-    # u (16, S', band, tw, C); a task is (padded slab, slab in u, first tile row of the slab, first
-    # tile row in u, number of tile rows)
+def _input_rows(tasks: list, xv: np.ndarray, u: np.ndarray, tw: int) -> None:
+    # xv (S, 2 th + 2, 2 tw + 2, C) padded slabs; u (16, S', band, tw, C); a task is (slab in xv, slab in
+    # u, first tile row in xv, first tile row in u, number of tile rows)
     for s, su, r0, ru, n in tasks:
-        x = src.rows(s, r0, n)  # (2n + 2, W, C)
+        x = xv[s, 2 * r0 : 2 * r0 + 2 * n + 2]  # (2n + 2, W, C)
         d = [x[j : j + 2 * n : 2] for j in range(4)]  # (n, W, C)
         rows = np.empty((4, *d[0].shape), np.float32)
         _bt(d, rows)
@@ -183,40 +150,24 @@ def conv(
     filters: np.ndarray,
     kernel: tuple[int, ...],
     bias: mx.array | None,
-    frames: list[int] | None = None,
-    pad: str | None = None,
 ) -> mx.array:
     """Stride-1 conv of an already padded x (B, P1, .., Pn, C) with filters from transform_weight of
     an (O, *kernel, C) weight -> (B, P1 - K1 + 1, .., Pn - 2, O); `run(fn, tasks)` spreads numpy work
     over the threads. The leading kernel axes (all but the last two) are taps as in conv_taps: each
-    of the 16 GEMMs per tap reads the transformed input at that tap's row offset.
-
-    Or x padded as it is read, with no padded copy: `frames` (with one leading axis) lists the input
-    frame that each padded frame repeats (the causal convs' replicate padding), `pad` ("zeros",
-    "reflect") pads the last two axes by one on each side."""
+    of the 16 GEMMs per tap reads the transformed input at that tap's row offset."""
     b, *padded, c = x.shape
     o = filters.shape[2]
-    if pad is not None:
-        padded[-2:] = [padded[-2] + 2, padded[-1] + 2]
-    if frames is not None:
-        assert len(padded) == 3, "frames: one leading axis"
-        padded[0] = len(frames)
     lead, (h, w) = padded[:-2], padded[-2:]
     th, tw = -(-(h - 2) // 2), -(-(w - 2) // 2)  # 2x2 output blocks
-    if pad is None and (2 * th + 2, 2 * tw + 2) != (h, w):  # an odd output size reads a zero more
+    if (2 * th + 2, 2 * tw + 2) != (h, w):  # an odd output size reads one zero row / column more
         x = mx.pad(x, [(0, 0)] * (1 + len(lead)) + [(0, 2 * th + 2 - h), (0, 2 * tw + 2 - w), (0, 0)])
     lead_k = kernel[:-2]
     out = mx.zeros((b, *lead, 2 * th, 2 * tw, o), mx.float32)
     mx.eval(x, out, *([] if bias is None else [bias]))
     slabs = b * math.prod(lead)
-    xv = np.array(x, copy=False)  # views (numpy 2: no copy)
-    xv = xv.reshape(-1, *xv.shape[-3:])
+    xv = np.array(x, copy=False).reshape(slabs, 2 * th + 2, 2 * tw + 2, c)  # views (numpy 2: no copy)
     ov = np.array(out, copy=False).reshape(slabs, 2 * th, 2 * tw, o)
     bv = None if bias is None else np.array(bias, copy=False).astype(np.float32, copy=False)
-    slab_of = np.arange(slabs)
-    if frames is not None:  # padded slab (batch i, frame p) reads input slab (i, frames[p])
-        slab_of = (np.arange(b)[:, None] * x.shape[1] + np.asarray(frames)[None]).reshape(-1)
-    src = _Source(xv, slab_of, pad, 2 * tw + 2)
     # leading taps as slab offsets (conv_taps' rows, over the grid of slabs)
     strides = [math.prod(lead[d + 1 :]) for d in range(len(lead))]
     offsets = [sum(k * s for k, s in zip(ks, strides, strict=True)) for ks in np.ndindex(*lead_k)]
@@ -242,7 +193,7 @@ def conv(
         # output slabs s0..s1-1, tile rows r0..r1-1, from input slabs s0..s1+reach-1
         pieces = [(r, r - r0, min(split, r1 - r)) for r in range(r0, r1, split)]
         run(
-            lambda part: _input_rows(part, src, u, tw),
+            lambda part: _input_rows(part, xv, u, tw),
             [(s, s - s0, *p) for s in range(s0, s1 + reach) for p in pieces],
         )
         rows, tile = (s1 - s0) * band * tw, band * tw

@@ -87,35 +87,6 @@ def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, chunk, gemm, monk
     assert filters.source is w
 
 
-@pytest.mark.parametrize("mode", ["zeros", "reflect"])
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize(
-    "batch, shape, chunk",
-    [
-        (2, (3, 4, 5), 1 << 24),  # odd output width: the even size's zero column
-        (1, (1, 5, 2), 1 << 24),  # one frame, odd height, the narrowest width reflect pads
-        (2, (4, 7, 6), 16 * 4 * 11 * 5),  # runs of slabs over the replicated frames, one row bands
-    ],
-)
-def test_winograd_conv_pads_as_it_reads(batch, shape, chunk, causal, mode, monkeypatch):
-    """The video VAE's convs with their input padded as the Winograd conv reads it (replicated
-    frames, zero or reflect rows and columns) against MLX's padding and conv3d."""
-    from ltx.vae_blocks import pad_spatial
-
-    monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", chunk)
-    monkeypatch.setattr(winograd, "BLOCK_ELEMENTS", 1)  # one tile row per numpy task
-    c, o = 6, 5
-    x = mx.random.normal((batch, *shape, c), key=mx.random.key(1))
-    w = mx.random.normal((o, 3, 3, 3, c), key=mx.random.key(2))
-    bias = mx.random.normal((o,), key=mx.random.key(3))
-    f = shape[0]
-    frames = [0, 0, *range(f)] if causal else [0, *range(f), f - 1]
-    want = mx.conv3d(pad_spatial(x[:, mx.array(frames)], mode), w) + bias
-    got = cpu_kernels.winograd_conv(x, w, bias, winograd.Filters(), frames, mode)
-    assert got.shape == want.shape
-    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-
-
 @pytest.mark.parametrize(
     "batch, frames, padding, chunk",
     [
