@@ -75,12 +75,20 @@ def default_dtype() -> mx.Dtype:
 
 def describe() -> dict[str, str]:
     """What compute setup is in use, for `ltx info` and `--verbose`."""
-    from ltx import cpu_blas  # (imports this module)
+    from ltx import cpu_blas, cpu_kernels  # (import this module)
 
+    cpu = mx.default_device() == mx.cpu
+    if not cpu:
+        convs = "MLX's"
+    elif cpu_kernels.winograd_applies(default_dtype()):
+        convs = "Winograd F(2x2, 3x3) up to 512 channels"
+    else:
+        convs = "one matmul per tap up to 512 channels"
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
         "blas": BLAS if _blas_path is None else f"{BLAS} ({_blas_path})",
         "dtype": str(default_dtype()).replace("mlx.core.", ""),
-        "conv_gemm": cpu_blas.describe() if mx.default_device() == mx.cpu else "none (GPU)",
+        "conv_gemm": cpu_blas.describe() if cpu else "none (GPU)",
+        "vae_convs": convs,
     }

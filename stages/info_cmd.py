@@ -41,7 +41,7 @@ def info(
     itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[be["dtype"]]
     typer.echo(f"model {files.name} (LTX-{files.version}) at {files.checkpoint.parent}")
     typer.echo(f"backend: mlx {be['mlx']}, {be['device']}, BLAS {be['blas']}, compute dtype {be['dtype']}")
-    typer.echo(f"conv kernels' GEMM: {be['conv_gemm']}")
+    typer.echo(f"conv kernels' GEMM: {be['conv_gemm']}; VAE 3x3 convs: {be['vae_convs']}")
     if convert.is_converted(files.checkpoint.parent):
         m = convert.read_manifest(files.checkpoint.parent)
         q = m["quantization"]

@@ -211,3 +211,12 @@ def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
     assert cpu_kernels.linear_applies(x.astype(mx.bfloat16), layer.weight) is False
     want_y = x @ layer.weight.T + layer.bias
     assert float(mx.abs(layer(x) - want_y).max()) <= 1e-5 * float(mx.abs(want_y).max())
+
+
+def test_backend_names_the_vae_conv_path(monkeypatch):
+    """`ltx info` / --verbose say whether the VAE's 3x3 convs run as Winograd convs here."""
+    from ltx import backend
+
+    assert backend.describe()["vae_convs"].startswith("Winograd")
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)
+    assert backend.describe()["vae_convs"].startswith("one matmul per tap")
