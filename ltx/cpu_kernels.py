@@ -377,6 +377,20 @@ def winograd_applies(dtype: mx.Dtype) -> bool:
     return WINOGRAD and dtype == mx.float32 and cpu_backend() and _gemm() is not None
 
 
+# Wider convs (the video decoder's 1,024-channel level) run as Winograd convs too from this many
+# output voxels per batch item, on filters transformed at every call (kept, they would add 16/9 of
+# the level's ~1.6 GB of float32 weights): the transform (~0.1 s for 1,024 x 1,024) is paid back
+# from ~600 voxels; at 1,024 the conv takes 0.65x MLX's conv3d's time, at a default 512 px tile's
+# 2,304 0.57x (bench/vae_results.md, `winograd_percall` rows)
+WINOGRAD_WIDE_MIN_VOXELS = 1024
+
+
+def winograd_wide_applies(voxels: int, dtype: mx.Dtype) -> bool:
+    """Whether a stride-1 3x3x3 conv wider than TAPS_MAX_CHANNELS with this many output voxels per
+    batch item runs as a Winograd conv (conv_taps with per-call filters) rather than MLX's conv3d."""
+    return voxels >= WINOGRAD_WIDE_MIN_VOXELS and winograd_applies(dtype)
+
+
 def taps_layout(weight: mx.array) -> mx.array:
     """The same (O, K1, .., Kn, C) weight with its memory laid out tap-major, (K1, .., Kn, O, C):
     each tap's (O, C) matrix is then contiguous and conv_taps reads it with no per-call copy (mx.conv*

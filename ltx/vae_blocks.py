@@ -104,6 +104,11 @@ class CausalConv3d(nn.Module):
         c = self.conv.weight.shape[-1]
         return self.stride == (1, 1, 1) and cpu_kernels.conv_taps_applies(c)
 
+    def _wide_winograd(self, x: mx.array) -> bool:
+        voxels = (x.shape[1] - 2) * (x.shape[2] * x.shape[3])  # x padded in time: the output's frames
+        f32 = x.dtype == self.conv.weight.dtype == mx.float32
+        return self.stride == (1, 1, 1) and f32 and cpu_kernels.winograd_wide_applies(voxels, x.dtype)
+
     def __call__(self, x: mx.array, causal: bool = True) -> mx.array:
         # x: (B, F, H, W, C)
         first = x[:, :1]
@@ -114,6 +119,8 @@ class CausalConv3d(nn.Module):
         if self.taps_applies():
             x = pad_spatial(x, self.padding_mode)
             return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias, filters=self.filters)
+        if self._wide_winograd(x):  # filters made for this call
+            return cpu_kernels.conv_taps(pad_spatial(x, self.padding_mode), self.conv.weight, self.conv.bias)
         if self.padding_mode == "zeros":
             y = mx.conv3d(x, self.conv.weight, stride=self.stride, padding=(0, 1, 1))
         else:

@@ -26,6 +26,7 @@ def kernels(request, monkeypatch):
         monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", 1)
     else:
         monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
+        monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)  # the wide convs' Winograd too
         monkeypatch.setattr(cpu_kernels, "FRAMES_CONV", False)
         monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
     return request.param

@@ -19,6 +19,7 @@ from ltx import (
 from ltx.loader import CheckpointError  # noqa: E402
 from ltx.media import h264_round_trip, load_image_conditioning, preprocess_image  # noqa: E402
 from ltx.upsampler import load_upsampler, upsample_video  # noqa: E402
+from ltx.vae_blocks import CausalConv3d  # noqa: E402
 from ltx.video_vae import VideoDecoder, VideoVAEConfig, load_video_decoder, load_video_encoder  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
@@ -96,6 +97,23 @@ def test_decoder_matches_reference(case, kernels):
     assert dec.timestep_conditioning == (variant == "2.0")  # the goldens cover both decoder kinds
     noise = mx.array(g["decoder_noise"]) if dec.timestep_conditioning else None
     close(ref_layout(dec.decode(mx.array(g["decoder_latent"]), noise=noise)), g["decoder_video"])
+
+
+def test_decoder_wide_winograd_matches_reference(case, monkeypatch):
+    """Every decoder conv as the wide convs run (over TAPS_MAX_CHANNELS: Winograd on filters made at
+    each call, from WINOGRAD_WIDE_MIN_VOXELS output voxels) against the reference."""
+    from ltx import cpu_kernels, winograd
+
+    monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_WIDE_MIN_VOXELS", 0)
+    calls = []
+    real = winograd.transform_weight
+    monkeypatch.setattr(winograd, "transform_weight", lambda w: calls.append(w.shape) or real(w))
+    variant, model_dir, g = case
+    dec = load_video_decoder(model_dir / "model.safetensors", mx.float32)
+    noise = mx.array(g["decoder_noise"]) if dec.timestep_conditioning else None
+    close(ref_layout(dec.decode(mx.array(g["decoder_latent"]), noise=noise)), g["decoder_video"])
+    assert len(calls) == sum(1 for m in dec.modules() if isinstance(m, CausalConv3d))
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
