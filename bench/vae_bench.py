@@ -456,7 +456,8 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
     """What ltx's CPU convs run up to 512 channels (ltx.cpu_kernels.conv_taps on tap-major weights):
     `winograd`, the 3x3(x3) convs as Winograd F(2x2, 3x3) on filters transformed once (as a module
-    keeps them); `taps`, one GEMM per tap with the BLAS's in-place GEMMs (MKL or numpy's OpenBLAS,
+    keeps them); `winograd_percall`, on filters transformed at every call (the decoder's convs wider
+    than 512 channels, from cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS); `taps`, one GEMM per tap with the BLAS's in-place GEMMs (MKL or numpy's OpenBLAS,
     ltx.cpu_blas.gemm); `taps_mlx`, as with neither, MLX's addmm chain."""
     import mlx.core as mx
 
@@ -469,10 +470,11 @@ def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
         gemm, wino = cpu_kernels._gemm, cpu_kernels.WINOGRAD
         if variant == "taps_mlx":
             cpu_kernels._gemm = lambda: None  # only consulted while conv_taps builds its graph
-        cpu_kernels.WINOGRAD = variant == "winograd"
+        cpu_kernels.WINOGRAD = variant.startswith("winograd")
         try:
             xin = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]) if pad else x
-            return cpu_kernels.conv_taps(xin, wl, None, dilation, filters=filters)
+            kept = None if variant == "winograd_percall" else filters
+            return cpu_kernels.conv_taps(xin, wl, None, dilation, filters=kept)
         finally:
             cpu_kernels._gemm, cpu_kernels.WINOGRAD = gemm, wino
 
@@ -508,7 +510,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                     f, h + 2, w + 2, 3 * c
                 )
                 return mx.conv2d(xs, w3)
-        elif variant in ("winograd", "taps", "taps_mlx"):  # ltx/vae_blocks.py's CPU convs up to 512 channels
+        elif variant in ("winograd", "winograd_percall", "taps", "taps_mlx"):  # ltx/vae_blocks.py's CPU convs
             fn = _taps(x, wt, variant=variant)
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
@@ -598,7 +600,13 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
 
 MICRO = [
     # (what, shape, flops, mlx variants); conv3d shapes are the decoder's res_x levels at the full size
-    ("conv3d", [1024, 2, 8, 12], None, ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps")),
+    (
+        "conv3d",
+        [1024, 2, 8, 12],
+        None,
+        ("native", "conv2d_taps", "conv2d_stack", "im2col", "taps", "winograd_percall"),
+    ),
+    ("conv3d", [1024, 9, 16, 16], None, ("native", "winograd_percall")),  # a default 512 px tile's latent
     (
         "conv3d",
         [512, 3, 16, 24],

@@ -340,7 +340,9 @@ def decode_activations(
     on decoders of base width 8-128 at 128x192 and 256x384 (tests/test_memory.py checks 8 and 32).
     With winograd (the CPU's Winograd convs, ltx.winograd) their numpy scratch too, which keeps the
     largest transformed input (a last-level conv's, C channels) and the largest products (the last
-    conv's 3 x patch_pixels channels, or C) of the decode (winograd_scratch_bytes)."""
+    conv's 3 x patch_pixels channels, or C) of the decode (winograd_scratch_bytes). The wider convs'
+    per-call filters (cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS: from 1,024 latent voxels, where the last
+    level holds 512x the voxels at 1/8 the width) are transient and below that level's peak."""
     voxels = tile_frames * tile_h * tile_w // patch_pixels
     tile = max(DECODE_RES_WIDTHS * channels * voxels, DECODE_TILE_FLOATS * tile_frames * tile_h * tile_w)
     out = max(channels, 3 * patch_pixels)
