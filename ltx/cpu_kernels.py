@@ -379,9 +379,9 @@ def winograd_applies(dtype: mx.Dtype) -> bool:
 
 # Wider convs (the video decoder's 1,024-channel level) run as Winograd convs too from this many
 # output voxels per batch item, on filters transformed at every call (kept, they would add 16/9 of
-# the level's ~1.6 GB of float32 weights). The transform (~0.1 s at 1,024 x 1,024) is paid back from
-# ~600 voxels: at a default 512 px tile's latent (2,304 voxels) the conv takes 0.62x MLX's conv3d's
-# time, at 192 voxels 2.4x (bench/vae_results.md, `winograd_percall` rows)
+# the level's ~1.6 GB of float32 weights). The transform is paid back on large inputs only: at a
+# default 512 px tile's latent (2,304 voxels) the conv takes 0.62x MLX's conv3d's time, at 192 voxels
+# 2.4x (bench/vae_results.md, `winograd_percall` rows)
 WINOGRAD_WIDE_MIN_VOXELS = 1024
 
 
