@@ -81,7 +81,7 @@ def describe() -> dict[str, str]:
     if not cpu:
         convs = "MLX's"
     elif cpu_kernels.winograd_applies(default_dtype()):
-        wide = f"wider than {cpu_kernels.TAPS_MAX_CHANNELS} channels from {cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS:,} voxels"
+        wide = f"those over {cpu_kernels.TAPS_MAX_CHANNELS} channels from {cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS:,} voxels"
         convs = f"Winograd F(2x2, 3x3) ({wide})"
     else:
         convs = "one matmul per tap up to 512 channels"
