@@ -427,8 +427,10 @@ def conv_taps(
     o, *kernel = weight.shape[:-1]
     gemm = _gemm()
     blas = gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32
-    if blas and WINOGRAD and winograd.applies(kernel, dilation):  # as winograd_applies(x.dtype)
+    if blas and WINOGRAD and winograd.applies(kernel, dilation, c):  # as winograd_applies(x.dtype)
         g = winograd.transform_weight(weight) if filters is None else filters.of(weight)
+        if len(kernel) == 1:
+            return winograd.conv1d(gemm, x, g, kernel[0], dilation, bias)
         return winograd.conv(gemm, _run, x, g, tuple(kernel), bias)
     n = len(padded)
     ext = [dilation * (k - 1) for k in kernel]
@@ -479,6 +481,44 @@ def _conv_taps_blas(
         )  # fmt: skip
         beta = 1.0
     return out
+
+
+# Off: transposed 1-D convs run as MLX's matmul and overlap-add (the tests' "mlx" kernels)
+TRANSPOSED_CONV = True
+
+
+def conv_transpose1d_applies(dtype: mx.Dtype) -> bool:
+    """Whether a transposed 1-D conv computing in dtype runs as conv_transpose1d here: float32 on the
+    CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    return TRANSPOSED_CONV and dtype == mx.float32 and cpu_backend() and _gemm() is not None
+
+
+def conv_transpose1d(
+    x: mx.array, weight: mx.array, bias: mx.array | None, stride: int, padding: int
+) -> mx.array:
+    """PyTorch's conv_transpose1d of x (B, N, C) with an MLX weight (O, K, C) -> (B, (N - 1) u + K - 2 p,
+    O), u = stride, p = padding. Input row n adds x[n] @ W[:, t]^T to output row n u + t: each block
+    of u taps is one GEMM whose (N, u O) output rows are the output's rows from i u on (ldc = u O),
+    added in place, so no (N, K, O) product or overlap-add pass is made. With a tap-major weight
+    (taps_layout) its (K O, C) rows are read with no copy."""
+    gemm = _gemm()
+    b, n, c = x.shape
+    o, k, _ = weight.shape
+    u, blocks = stride, -(-k // stride)
+    x = mx.contiguous(x)
+    taps = mx.contiguous(weight.transpose(1, 0, 2))  # (K, O, C): free if tap-major
+    out = mx.zeros((b, (n + blocks - 1) * u, o), mx.float32)
+    mx.eval(x, taps, out, *([] if bias is None else [bias]))
+    xv, wv, ov = (np.array(a, copy=False) for a in (x, taps, out))  # views (numpy 2: never copies)
+    if bias is not None:
+        ov[...] = np.array(bias, copy=False).astype(np.float32, copy=False)
+    for bi, i in itertools.product(range(b), range(blocks)):
+        width = min(u, k - i * u) * o  # the last block may hold fewer than u taps
+        gemm.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _TRANS, n, width, c, 1.0, xv[bi].ctypes.data, c,
+            wv[i * u].ctypes.data, c, 1.0, ov[bi, i * u].ctypes.data, u * o,
+        )  # fmt: skip
+    return out[:, padding : padding + (n - 1) * u + k - 2 * padding]
 
 
 # conv3d_frames keeps at most this many im2col values at once (128 MB): a chunk of input frames

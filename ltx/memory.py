@@ -80,6 +80,31 @@ def winograd_filter_bytes(shape: list[int]) -> int:
     return 0 if channels > WINOGRAD_MAX_CHANNELS else 4 * math.prod(shape) * 16 // 9
 
 
+WINOGRAD_MIN_CHANNELS_1D = 128  # ltx.winograd.MIN_CHANNELS_1D: the vocoder convs that run as 1-D Winograd
+
+
+def winograd1d_filter_bytes(shape: list[int]) -> int:
+    """Bytes of the float32 1-D Winograd filters (ltx.winograd.transform_weight_1d) the CPU path keeps
+    for a vocoder conv weight of this shape, PyTorch's (O, C, K) or MLX's (O, K, C): 6 values per 3-tap
+    kernel, 7 per chunk of 4 taps of a longer one; 0 unless K >= 3 and WINOGRAD_MIN_CHANNELS_1D <= C <=
+    WINOGRAD_MAX_CHANNELS (the others run one GEMM per tap, or MLX's conv). The kernel is the shorter
+    of the last two axes: the convs counted read more channels than they have taps."""
+    if len(shape) != 3:
+        return 0
+    o, k, c = shape[0], min(shape[1:]), max(shape[1:])
+    if k < 3 or not WINOGRAD_MIN_CHANNELS_1D <= c <= WINOGRAD_MAX_CHANNELS:
+        return 0
+    values = 6 if k == 3 else 7 * -(-k // 4)
+    return 4 * o * c * values
+
+
+def winograd1d_scratch_bytes(channel_samples: int) -> int:
+    """Bytes of ltx.winograd.conv1d's float32 scratch for a C -> C conv: the input tiles copied out and
+    transformed (2 x 7/4 values per input value) and the products and outputs (11/4 per output value),
+    at most WINOGRAD_CHUNK_ELEMENTS. channel_samples: C x output samples."""
+    return 4 * min(WINOGRAD_CHUNK_ELEMENTS, 25 * channel_samples // 4)
+
+
 def winograd_scratch_bytes(channel_pixels: int) -> int:
     """Bytes of ltx.winograd's float32 scratch for a conv: its transformed input and products, 16
     values per 2x2 outputs of each input and output channel, at most WINOGRAD_CHUNK_ELEMENTS.
@@ -100,6 +125,8 @@ def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -
         dtypes.add(info["dtype"])
         if key.endswith("conv.weight"):
             winograd += winograd_filter_bytes([int(s) for s in info["shape"]])
+        elif name == "vocoder" and key.endswith(".weight") and ".ups." not in key:  # not the transposed convs
+            winograd += winograd1d_filter_bytes([int(s) for s in info["shape"]])
         if info["dtype"] == "U32" and key.endswith(".weight"):  # packed: 32 / bits weights per element
             params += count * 32 // quant["bits"] if quant else count
             nbytes += count * 4
@@ -227,6 +254,7 @@ def _vocoder_widths(header: dict, config: dict) -> dict[str, int]:
     else:
         gens = [(config, "vocoder.", 1.0)]
     best = {"channels": 0, "samples_per_frame": 0, "amp": 0}
+    winograd = 0.0  # the most channels x samples per frame of a level whose convs run as 1-D Winograd
     for cfg, prefix, frames in gens:
         n = len(cfg.get("resblock_kernel_sizes", [3, 7, 11]))
         samples = frames
@@ -236,7 +264,9 @@ def _vocoder_widths(header: dict, config: dict) -> dict[str, int]:
             if c is not None and c * samples > best["channels"] * best["samples_per_frame"]:
                 amp = int(f"{prefix}resblocks.{i * n}.acts1.0.act.alpha" in header)
                 best = {"channels": c, "samples_per_frame": round(samples), "amp": amp}
-    return best if best["channels"] else {}
+            if c is not None and WINOGRAD_MIN_CHANNELS_1D <= c <= WINOGRAD_MAX_CHANNELS:
+                winograd = max(winograd, c * samples)
+    return {**best, "winograd_channel_samples": round(winograd)} if best["channels"] else {}
 
 
 def _connector_widths(header: dict, config: dict) -> dict[str, int]:
@@ -360,7 +390,12 @@ OFFICIAL_WIDTHS = {
         "latent_bins": 16,
         **{"level0": 128, "level0_in": 256, "level1": 256, "level1_in": 512, "level2": 512, "level2_in": 512},
     },
-    "vocoder": {"channels": 256, "samples_per_frame": 30, "amp": 0},  # HiFi-GAN, 1024 initial channels
+    "vocoder": {  # HiFi-GAN, 1024 initial channels: levels 1-4 tie; 1 and 2 run as 1-D Winograd
+        "channels": 256,
+        "samples_per_frame": 30,
+        "amp": 0,
+        "winograd_channel_samples": 7680,
+    },
 }
 
 GEMMA_SCORES_PER_HEAD = 1.16  # (T, T) score matrices per head (scaled, masked, soft-maxed in place)
@@ -473,25 +508,31 @@ def audio_decode_activations(
     return itemsize * peak + (winograd_scratch_bytes(scratch) if winograd else 0)
 
 
-VOCODER_VALUES = {0: 16, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
+VOCODER_VALUES = {0: 11, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
 
 
-def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int) -> int:
+def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int, winograd: bool = False) -> int:
     """Largest live activations of the vocoder (ltx.vocoder: HiFi-GAN, or LTX-2.3's vocoder + BWE
     generator) on `mel_frames` mel frames, at the generator level with the most channels x samples.
 
     A level's three res blocks read the same input and are summed; on the CPU each dilated conv is one
-    shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy) added into its output in place
-    (MKL), holding its padded input and output, beside the level's input, the activations, the running
-    sum of the blocks and the transposed conv's overlap-add buffers: ~16 values per channel and sample
-    for HiFi-GAN (measured 12-21 at 64 and 256 initial channels, 17 and 33 frames: MLX frees buffers
-    on its stream thread, so the same run's peak varies by up to ~1.5x at the tiny width); ~36 for BigVGAN's
-    AMP blocks, whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 34-37
-    on the LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and
-    the weights loaded lazily, as the stage does. Without MKL, MLX's addmm chain also holds a partial
-    sum: ~1.3-1.6x."""
+    shifted matmul per tap (ltx.cpu_kernels.conv_taps, no im2col copy) or a 1-D Winograd conv, added
+    into its output in place, holding its padded input and output, beside the level's input, the
+    activations and the running sum of the blocks; the transposed convs add into their output in
+    place too (cpu_kernels.conv_transpose1d): ~11 values per channel and sample for HiFi-GAN (MLX's
+    peak measured 9-10 at 64 and 256 initial channels, 17 and 33 frames, and the run's traced Python
+    and numpy allocations add ~1 MB at the tiny width; MLX frees buffers on its stream thread, so the
+    same run's peak varies by up to ~1.5x at the tiny width); ~36 for BigVGAN's AMP blocks,
+    whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 34-37 on the
+    LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and the
+    weights loaded lazily, as the stage does. Without a BLAS, MLX's addmm chain also holds a partial
+    sum and the transposed convs an overlap-add buffer: ~1.5-2x. With winograd (the CPU's 1-D
+    Winograd convs) their numpy scratch too, for the widest level they run on
+    (winograd1d_scratch_bytes)."""
     cl = widths["channels"] * widths["samples_per_frame"] * mel_frames
-    return itemsize * VOCODER_VALUES[widths["amp"]] * cl
+    scratch = widths.get("winograd_channel_samples", 0) * mel_frames
+    extra = winograd1d_scratch_bytes(scratch) if winograd and scratch else 0
+    return itemsize * VOCODER_VALUES[widths["amp"]] * cl + extra
 
 
 def video_tokens(height: int, width: int, frames: int) -> int:
@@ -533,8 +574,8 @@ def estimate_stages(
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
     transformer_activations; cpu_norms, frame_convs: see upsample_activations; winograd: the CPU's
-    Winograd convs, whose filters the VAE decoders keep beside their weights (Component.winograd_bytes)
-    and whose scratch adds to their activations."""
+    Winograd convs, whose filters the VAE decoders and the vocoder keep beside their weights
+    (Component.winograd_bytes) and whose scratch adds to their activations."""
     extra = lambda name: comps[name].winograd_bytes if winograd else 0  # noqa: E731
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
@@ -618,7 +659,9 @@ def estimate_stages(
             audio_decode_activations(widths("audio_decoder"), ta, itemsize, winograd),
         ),
         Estimate(  # the audio decoder's mel: 4 T_a - 3 frames (LATENT_DOWNSAMPLE_FACTOR 4)
-            "vocode", comps["vocoder"].bytes, vocode_activations(widths("vocoder"), 4 * ta - 3, itemsize)
+            "vocode",
+            comps["vocoder"].bytes + extra("vocoder"),
+            vocode_activations(widths("vocoder"), 4 * ta - 3, itemsize, winograd),
         ),
     ]
     return out

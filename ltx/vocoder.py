@@ -21,7 +21,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import cpu_kernels  # noqa: E402
+from ltx import cpu_kernels, winograd  # noqa: E402
 from ltx.audio_vae import to_mlx_layout  # noqa: E402
 from ltx.loader import (  # noqa: E402
     CheckpointError,
@@ -120,6 +120,10 @@ class Conv1d(nn.Conv1d):
     MLX's CPU conv1d is ~20-50x slower than a BLAS matmul of the same FLOPs at the vocoder's widths (see
     bench/vae_results.md), in particular with dilation; the (L, K*C) column matrix is small (<= ~40 MB)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filters = winograd.Filters()  # a plain attribute, not a parameter
+
     def taps_applies(self) -> bool:
         c = self.weight.shape[-1]
         return cpu_kernels.conv_taps_applies(c)
@@ -128,7 +132,7 @@ class Conv1d(nn.Conv1d):
         bias = self.bias if "bias" in self else None
         if self.taps_applies():
             x = mx.pad(x, [(0, 0), (self.padding, self.padding), (0, 0)]) if self.padding else x
-            return cpu_kernels.conv_taps(x, self.weight, bias, self.dilation)
+            return cpu_kernels.conv_taps(x, self.weight, bias, self.dilation, self.filters)
         return conv1d_mm(x, self.weight, bias, self.padding, self.dilation)
 
 
@@ -148,9 +152,16 @@ def conv1d_mm(x: mx.array, w: mx.array, bias: mx.array | None, padding: int, dil
 
 class ConvTranspose1d(nn.ConvTranspose1d):
     """nn.ConvTranspose1d (weights (O, K, I), PyTorch semantics) as one matmul and an overlap-add:
-    z[n, t] = x[n] @ W[:, t] lands on output row n * stride + t, then `padding` is cropped on both sides."""
+    z[n, t] = x[n] @ W[:, t] lands on output row n * stride + t, then `padding` is cropped on both sides.
+    On the CPU with a BLAS, GEMMs that add into the output in place (cpu_kernels.conv_transpose1d)."""
+
+    def taps_applies(self) -> bool:  # the CPU kernel reads the weight tap-major (lay_out_for_backend)
+        return cpu_kernels.conv_transpose1d_applies(self.weight.dtype)
 
     def __call__(self, x: mx.array) -> mx.array:  # (B, N, C) -> (B, (N - 1) u + K - 2p, O)
+        bias = self.bias if "bias" in self else None
+        if x.dtype == mx.float32 and self.taps_applies():
+            return cpu_kernels.conv_transpose1d(x, self.weight, bias, self.stride, self.padding)
         w = self.weight
         o, k, c = w.shape
         b, n, _ = x.shape

@@ -44,15 +44,21 @@ BLOCK_ELEMENTS = 1 << 15
 CHUNK_ELEMENTS = 1 << 24
 
 
-def applies(kernel: tuple[int, ...], dilation: int) -> bool:
-    """Whether a stride-1 conv with this kernel runs as Winograd F(2x2, 3x3): its last two kernel
-    axes 3x3, no dilation."""
+def applies(kernel: tuple[int, ...], dilation: int, channels: int) -> bool:
+    """Whether a stride-1 conv with this kernel, reading this many channels, runs as a Winograd conv:
+    F(2x2, 3x3) where its last two kernel axes are 3x3 and there is no dilation; the 1-D F(4, 3) /
+    F(4, 4) (conv1d) for 1-D kernels of 3 taps or more from MIN_CHANNELS_1D input channels."""
+    if len(kernel) == 1:
+        return kernel[0] >= 3 and channels >= MIN_CHANNELS_1D
     return len(kernel) >= 2 and tuple(kernel[-2:]) == (3, 3) and dilation == 1
 
 
 def transform_weight(weight: mx.array) -> np.ndarray:
     """(O, K1, .., Kn-2, 3, 3, C) conv weight -> (16, T, O, C) filters G g G^T, T = K1 * .. * Kn-2:
-    component 4 i + j of leading tap t is row i, column j of the 4x4 transformed filter."""
+    component 4 i + j of leading tap t is row i, column j of the 4x4 transformed filter. A 1-D
+    (O, K, C) weight -> conv1d's (n, J, O, C) filters (transform_weight_1d)."""
+    if weight.ndim == 3:
+        return transform_weight_1d(weight)
     o, *kernel, c = weight.shape
     n = len(kernel)
     # tap-major (K1, .., Kn, O, C): free for cpu_kernels.taps_layout weights
@@ -210,6 +216,133 @@ def conv(
     out = out.reshape(b, *lead, 2 * th, 2 * tw, o)
     crop = [slice(0, p - k + 1) for p, k in zip(lead, lead_k, strict=True)]
     return out[(slice(None), *crop, slice(0, h - 2), slice(0, w - 2))]
+
+
+# ---------------------------------------------------------------------------------------------- 1-D
+# The vocoders' convs (kernels 3, 7, 11; dilations 1, 3, 5; up to 512 channels) as 1-D Winograd
+# convs: F(4, 3) for 3 taps, F(4, 4) on chunks of 4 taps for longer kernels (7 and 11 taps as 2 and
+# 3 chunks, zero-padded to 8 and 12). Per 4 outputs that is 6 GEMMs where the taps run 12, and
+# 7 per chunk where they run 16 (14 / 28 for 7 taps, 21 / 44 for 11), all at K = C.
+#
+# With chunks as long as the output tile (r = m = 4), chunk j of output tile q reads the input
+# tile of output tile q + j: the input is transformed once, and each chunk's GEMMs read the
+# transformed input J - 1 tiles further on (conv_taps' shifted views, one level up). A dilation d
+# interleaves d independent convs; tiles are ordered (tile, phase), so a shift of one tile is d rows.
+
+# Below this many input channels the per-tap GEMMs (K = C) were as fast (`python bench/vae_bench.py
+# --micro-only`, the conv1d `winograd` rows)
+MIN_CHANNELS_1D = 128
+
+
+def _toom_cook(m: int, r: int, points: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """F(m, r) on the finite `points` and infinity (n = m + r - 1 in all): (A^T (m, n), G (n, r),
+    B^T (n, n)) with y = A^T [(G g) * (B^T d)] the m outputs y_i = sum_k g_k d_(i + k) of an n-sample
+    input tile d.
+
+    Toom-Cook's full product of an r- and an m-coefficient polynomial, c = V_n^-1 [(V_r g) * (V_m h)]
+    (V_k: the k powers of each point, infinity giving the leading coefficient), is linear in h; its
+    transpose in h is the correlation: y = V_m^T [(V_r g) * (V_n^-T d)]. B^T's rows are scaled to a
+    largest entry of 1, with G's rows scaled back (the elementwise product does not see it)."""
+    n = m + r - 1
+    if len(points) != n - 1:
+        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points, got {points}")
+
+    def vandermonde(k: int) -> np.ndarray:
+        v = np.zeros((n, k))
+        v[:-1] = np.array(points, np.float64)[:, None] ** np.arange(k)
+        v[-1, -1] = 1.0
+        return v
+
+    bt = np.linalg.inv(vandermonde(n)).T
+    scale = np.abs(bt).max(axis=1, keepdims=True)
+    return tuple(a.astype(np.float32) for a in (vandermonde(m).T, vandermonde(r) * scale, bt / scale))
+
+
+# (m, r) -> A^T, G, B^T on the points with the smallest products (0, +-1, +-2, then 1/2)
+_F1D = {
+    (4, 3): _toom_cook(4, 3, (0, 1, -1, 2, -2)),
+    (4, 4): _toom_cook(4, 4, (0, 1, -1, 2, -2, 0.5)),
+}
+_ONE = 1  # the index of point 1: its A^T column is all ones (the bias goes on its products)
+
+
+def _plan_1d(k: int) -> tuple[int, int, int]:
+    """(m, r, J) for a k-tap kernel: output tile m, chunk r, J chunks."""
+    return (4, 3, 1) if k == 3 else (4, 4, -(-k // 4))
+
+
+def transform_weight_1d(weight: mx.array) -> np.ndarray:
+    """(O, K, C) conv weight -> (n, J, O, C) filters: G applied to each chunk of r taps (the last
+    chunk zero-padded), n = m + r - 1 (_plan_1d)."""
+    o, k, c = weight.shape
+    m, r, chunks = _plan_1d(k)
+    g = _F1D[m, r][1]
+    taps = mx.contiguous(weight.astype(mx.float32).transpose(1, 0, 2))  # (K, O, C): free if tap-major
+    mx.eval(taps)
+    padded = np.zeros((chunks * r, o * c), np.float32)
+    padded[:k] = np.array(taps, copy=False).reshape(k, o * c)
+    out = np.empty((g.shape[0], chunks, o * c), np.float32)
+    for j in range(chunks):
+        np.matmul(g, padded[j * r : (j + 1) * r], out=out[:, j])
+    return out.reshape(g.shape[0], chunks, o, c)
+
+
+def conv1d(
+    gemm: cpu_blas.Gemm, x: mx.array, filters: np.ndarray, k: int, dilation: int, bias: mx.array | None
+) -> mx.array:
+    """Stride-1 conv of an already padded x (B, P, C) with transform_weight_1d's filters of a k-tap
+    weight -> (B, P - dilation (k - 1), O).
+
+    Per batch item and chunk of output tiles: the input tiles (n samples every m, per phase of the
+    dilation) are copied out once (n / m of the input) and transformed by one matmul with B^T; the
+    n x J GEMMs per chunk make the products; one matmul with A^T and a transposing copy make the
+    outputs. Transformed inputs and products stay within CHUNK_ELEMENTS."""
+    b, p, c = x.shape
+    n, chunks, o, _ = filters.shape
+    m, r, _ = _plan_1d(k)
+    at, _, bt = _F1D[m, r]
+    d = dilation
+    length = p - d * (k - 1)
+    tiles = -(-length // (m * d))  # output tiles per phase
+    out = mx.zeros((b, tiles * m * d, o), mx.float32)
+    x = mx.contiguous(x)
+    mx.eval(x, out, *([] if bias is None else [bias]))
+    xv, ov = np.array(x, copy=False), np.array(out, copy=False)  # views (numpy 2: never copies)
+    bv = None if bias is None else np.array(bias, copy=False).astype(np.float32, copy=False)
+    per_tile = d * (2 * n * c + (n + m) * o)  # transformed input (twice: copied tiles) and products
+    step = max(1, CHUNK_ELEMENTS // per_tile - chunks + 1)
+    dc = d * c
+    for bi, q0 in itertools.product(range(b), range(0, tiles, step)):
+        nq = min(step, tiles - q0)
+        held = nq + chunks - 1  # input tiles: the chunks read J - 1 tiles on
+        start, span = q0 * m * d, (held * m + n - m) * d  # input samples these tiles read
+        src = xv[bi, start : start + span]
+        if src.shape[0] < span:  # the last tiles read past the input: zeros (the outputs are dropped)
+            tail = _scratch("winograd1d_tail", (span, c))
+            tail[: src.shape[0]] = src
+            tail[src.shape[0] :] = 0.0
+            src = tail
+        windows = np.lib.stride_tricks.as_strided(
+            src, shape=(n, held, dc), strides=(dc * 4, m * dc * 4, 4), writeable=False
+        )
+        tiles_in = _scratch("winograd1d_in", (n, held, dc))
+        np.copyto(tiles_in, windows)
+        u = _scratch("winograd_u", (n, held * d, c))  # rows (tile, phase)
+        np.matmul(bt, tiles_in.reshape(n, -1), out=u.reshape(n, -1))
+        rows = nq * d
+        prod = _scratch("winograd_m", (n, rows, o))
+        for pt, j in itertools.product(range(n), range(chunks)):
+            gemm.sgemm(
+                _ROW_MAJOR, _NO_TRANS, _TRANS, rows, o, c, 1.0, u[pt, j * d :].ctypes.data, c,
+                filters[pt, j].ctypes.data, c, 1.0 if j else 0.0, prod[pt].ctypes.data, o,
+            )  # fmt: skip
+        if bv is not None:
+            prod[_ONE] += bv  # A^T's column of point 1 is all ones: every output gets the bias
+        y = _scratch("winograd1d_out", (m, nq, d * o))
+        np.matmul(at, prod.reshape(n, -1), out=y.reshape(m, -1))
+        dst = ov[bi, start : start + nq * m * d].reshape(nq, m, d * o)
+        np.copyto(dst, y.transpose(1, 0, 2))
+    return out[:, :length]
 
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = cpu_blas.ROW_MAJOR, cpu_blas.NO_TRANS, cpu_blas.TRANS

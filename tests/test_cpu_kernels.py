@@ -88,6 +88,63 @@ def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, chunk, gemm, monk
 
 
 @pytest.mark.parametrize(
+    "batch, length, kernel, dilation, chunk",
+    [
+        (1, 9, 3, 1, 1 << 24),  # F(4, 3): 7 outputs, the last tile part-filled
+        (2, 23, 7, 3, 1 << 24),  # F(4, 4) on 2 chunks of taps, dilated, two batch items
+        (1, 61, 11, 5, 1 << 24),  # 3 chunks, the vocoder's largest dilation
+        (2, 40, 11, 1, 1),  # one output tile per chunk: the last chunks read zeros past the input
+        (1, 30, 5, 2, 1 << 24),  # a last chunk of one tap
+        (1, 4, 4, 1, 1 << 24),  # a single output
+    ],
+)
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+def test_winograd_conv1d_equals_mlx_conv(batch, length, kernel, dilation, chunk, gemm, monkeypatch):
+    """conv_taps' 1-D convs as Winograd F(4, 3) / F(4, 4) on chunks of taps against MLX's conv, with
+    and without bias, on both BLAS libraries, dilated, in chunks of output tiles."""
+    _use_gemm(gemm, monkeypatch)
+    monkeypatch.setattr(winograd, "MIN_CHANNELS_1D", 1)
+    monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", chunk)
+    c, o = 6, 5
+    x = mx.random.normal((batch, length, c), key=mx.random.key(1))
+    w = cpu_kernels.taps_layout(mx.random.normal((o, kernel, c), key=mx.random.key(2)))
+    bias = mx.random.normal((o,), key=mx.random.key(3))
+    assert winograd.applies((kernel,), dilation, c)
+    want = mx.conv1d(x, w, dilation=dilation) + bias
+    filters = winograd.Filters()
+    got = cpu_kernels.conv_taps(x, w, bias, dilation, filters)
+    assert filters.filters is not None and filters.filters.shape[:3] == (
+        (6, 1, o) if kernel == 3 else (7, -(-kernel // 4), o)
+    )
+    assert got.shape == want.shape
+    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+    nobias = cpu_kernels.conv_taps(x, w, None, dilation)  # filters made for this call
+    assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding",
+    [(16, 6, 5), (15, 5, 5), (8, 2, 3), (4, 2, 1), (3, 2, 0)],  # the vocoders' (and a ragged last block)
+)
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+def test_conv_transpose1d_equals_mlx(kernel, stride, padding, gemm, monkeypatch):
+    """The transposed conv as GEMMs adding into shifted output rows against MLX's conv_transpose1d."""
+    _use_gemm(gemm, monkeypatch)
+    assert cpu_kernels.conv_transpose1d_applies(mx.float32)
+    c, o = 6, 5
+    x = mx.random.normal((2, 7, c), key=mx.random.key(1))
+    w = mx.random.normal((o, kernel, c), key=mx.random.key(2))
+    bias = mx.random.normal((o,), key=mx.random.key(3))
+    want = mx.conv_transpose1d(x, w, stride=stride, padding=padding) + bias
+    for weight in (w, cpu_kernels.taps_layout(w)):
+        got = cpu_kernels.conv_transpose1d(x, weight, bias, stride, padding)
+        assert got.shape == want.shape == (2, 6 * stride + kernel - 2 * padding, o)
+        assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+    nobias = cpu_kernels.conv_transpose1d(x, w, None, stride, padding)
+    assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize(
     "batch, frames, padding, chunk",
     [
         (1, 1, (1, 1, 1), 1 << 25),  # a single frame: both outer temporal taps read only padding

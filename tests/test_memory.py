@@ -228,6 +228,34 @@ def test_winograd_filter_bytes_from_checkpoint(models):
         assert _filter_bytes(model) == comps[name].winograd_bytes, name  # the MLX layout reads the same
 
 
+def test_vocoder_winograd_filter_bytes_from_checkpoint(dirs, widened):
+    """The header's count of the 1-D Winograd filters the vocoder keeps (the widened 2.0's 128-channel
+    level and conv_pre) equals what its convs hold after a run."""
+    from ltx.vocoder import Conv1d, load_vocoder
+
+    assert cpu_kernels.winograd_applies(mx.float32)
+    ckpt = widened["vocoder-2.0"]
+    voc = load_vocoder(ckpt, mx.float32)
+    np.array(voc(_normal(1, 9, 64, 2)))
+    convs = [m for m in voc.modules() if isinstance(m, Conv1d) and m.filters.filters is not None]
+    assert len(convs) == 1 + 3 * 6  # conv_pre (128 inputs) and the first level's three res blocks
+    held = sum(m.filters.filters.nbytes for m in convs)
+    assert _components(ckpt, dirs)["vocoder"].winograd_bytes == held
+    torch_layout = sum(  # the official layout (O, C, K) reads the same
+        memory.winograd1d_filter_bytes([m.weight.shape[0], m.weight.shape[2], m.weight.shape[1]])
+        for m in voc.modules()
+        if isinstance(m, Conv1d)
+    )
+    assert torch_layout == held
+
+
+def test_memory_constants_match_the_kernels():
+    """ltx.memory keeps copies of the CPU kernels' limits (it imports no model code)."""
+    assert memory.WINOGRAD_MAX_CHANNELS == cpu_kernels.TAPS_MAX_CHANNELS
+    assert memory.WINOGRAD_CHUNK_ELEMENTS == winograd.CHUNK_ELEMENTS
+    assert memory.WINOGRAD_MIN_CHANNELS_1D == winograd.MIN_CHANNELS_1D
+
+
 # ----------------------------------------------------------------------------------------------
 # encode, upsample, decode-audio, vocode: the `ltx info` estimate of each against the measured peak of
 # the stage's own computation (its components loaded inside the measurement, lazily, as the stage loads
@@ -471,8 +499,9 @@ def test_vocode_estimate_within_25_percent(dirs, widened, variant, name, frames)
         vocoder = load_vocoder(ckpt, mx.float32)  # held, as the stage's runtime holds it
         np.array(vocoder(mel)[0].T)
 
-    measured = _peak(run)
-    est = _estimate(_components(ckpt, dirs), "vocode", 256, 384, frames)
+    measured = _with_numpy(_peak, run)  # the mid 2.0's first level (128 channels) runs as 1-D Winograd
+    wino = cpu_kernels.winograd_applies(mx.float32)
+    est = _estimate(_components(ckpt, dirs), "vocode", 256, 384, frames, winograd=wino)
     assert abs(est.peak - measured) <= 0.25 * measured, (variant, name, frames, est, measured)
 
 
@@ -514,13 +543,16 @@ def test_stage_widths_from_checkpoint(dirs):
     # the largest vocoder level: 2.0, 64 initial channels, rates (6, 5, 2, 2, 2): 16 channels x 30 samples per
     # frame at level 1 (levels 1-4 tie); 2.3, its BWE generator (32 channels, rates (6, 5, 8)) on 2 mel frames
     # (hop 80) per 160 samples of the 16 kHz vocoder: 4 channels x 480 at its last level
+    # (no level is wide enough for the 1-D Winograd convs: winograd_channel_samples 0)
     assert _components(dirs["2.0"] / "model.safetensors", dirs)["vocoder"].widths == {
         "channels": 16,
         "samples_per_frame": 30,
         "amp": 0,
+        "winograd_channel_samples": 0,
     }
     assert _components(dirs["2.3"] / "model.safetensors", dirs)["vocoder"].widths == {
         "channels": 4,
         "samples_per_frame": 480,
         "amp": 1,
+        "winograd_channel_samples": 0,
     }
