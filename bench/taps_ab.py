@@ -1,13 +1,18 @@
 """What the conv kernels' two choices buy, on the video decoder (untiled), the upsampler, the audio
 decoder and the vocoder at their real widths, each A/B alternated in one process so that both sides
 see the same machine (this shared machine's speed drifts by more than the differences within
-minutes). Medians of --runs pairs after a warm-up.
+minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
 
-- `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) (ltx.winograd)
-  against one GEMM per tap (cpu_kernels.WINOGRAD off), both on the BLAS ltx.cpu_blas.gemm picks.
+- `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) and the
+  vocoder's 1-D convs as F(4, 3) / F(4, 4) (ltx.winograd) against one GEMM per tap
+  (cpu_kernels.WINOGRAD off), both on the BLAS ltx.cpu_blas.gemm picks.
 - `--what taps`: ltx.cpu_kernels.conv_taps with every tap's GEMM added into the output in place by
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
+- `--what vocoder`: the vocoder alone, three ways: its 1-D convs as Winograd F(4, 3) / F(4, 4) (from
+  winograd.MIN_CHANNELS_1D input channels) and its transposed convs as in-place GEMMs
+  (cpu_kernels.conv_transpose1d), what runs; the 1-D convs one GEMM per tap; and both that and
+  the transposed convs as MLX's matmul + overlap-add (what ran before either).
 
 Needs the random real-width weights and inputs bench/vae_bench.py writes (run it once first):
 
@@ -28,18 +33,21 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 def main() -> None:
     ap = common.vae_ab_parser(__doc__)
-    ap.add_argument("--what", choices=("winograd", "taps"), default="winograd")
+    ap.add_argument("--what", choices=("winograd", "taps", "vocoder"), default="winograd")
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
     real = cpu_kernels._gemm
     if real() is None:
         raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.cpu_blas.gemm found neither)")
     components = common.vae_components(Path(a.cache), decode=not a.no_decode)
-    print(f"Medians of {a.runs} interleaved pairs after a warm-up, seconds.\n")
+    print(f"Medians of {a.runs} interleaved rounds (one call of each variant) after a warm-up, seconds.\n")
     if a.what == "taps":
         cpu_kernels.WINOGRAD = False
         paths = {"in place": real, "addmm": lambda: None}
         common.conv_gemm_ab(components, paths, a.runs, ("in place", "addmm"))
+        return
+    if a.what == "vocoder":
+        vocoder_ab(components["vocoder"], a.runs)
         return
     choices = {"winograd": True, "per tap": False}
     med = common.interleaved_ab(components, choices, lambda on: setattr(cpu_kernels, "WINOGRAD", on), a.runs)
@@ -48,6 +56,28 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, m in med.items():
         print(f"| {name} | {m['winograd']:.3f} | {m['per tap']:.3f} | {m['winograd'] / m['per tap']:.2f} |")
+
+
+def vocoder_ab(fn, runs: int) -> None:
+    from ltx import winograd
+
+    wide = winograd.MIN_CHANNELS_1D
+    choices = {  # (MIN_CHANNELS_1D, TRANSPOSED_CONV)
+        "winograd, in-place transposed": (wide, True),
+        "per tap, in-place transposed": (1 << 30, True),
+        "per tap, overlap-add": (1 << 30, False),
+    }
+
+    def use(setting) -> None:
+        winograd.MIN_CHANNELS_1D, cpu_kernels.TRANSPOSED_CONV = setting
+
+    med = common.interleaved_ab({"vocoder": fn}, choices, use, runs)["vocoder"]
+    use((wide, True))
+    base = med["per tap, overlap-add"]
+    print("| vocoder | seconds | / per tap, overlap-add |")
+    print("|---|---:|---:|")
+    for name, t in med.items():
+        print(f"| {name} | {t:.3f} | {t / base:.2f} |")
 
 
 if __name__ == "__main__":

@@ -456,9 +456,11 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
     """What ltx's CPU convs run up to 512 channels (ltx.cpu_kernels.conv_taps on tap-major weights):
     `winograd`, the 3x3(x3) convs as Winograd F(2x2, 3x3) on filters transformed once (as a module
-    keeps them); `winograd_percall`, on filters transformed at every call (the decoder's convs wider
-    than 512 channels, from cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS); `taps`, one GEMM per tap with the BLAS's in-place GEMMs (MKL or numpy's OpenBLAS,
-    ltx.cpu_blas.gemm); `taps_mlx`, as with neither, MLX's addmm chain."""
+    keeps them), and 1-D convs (the vocoder's) as Winograd F(4, 3) / F(4, 4) at any width;
+    `winograd_percall`, on filters transformed at every call (the decoder's convs wider than 512
+    channels, from cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS); `taps`, one GEMM per tap with the BLAS's
+    in-place GEMMs (MKL or numpy's OpenBLAS, ltx.cpu_blas.gemm); `taps_mlx`, as with neither, MLX's
+    addmm chain."""
     import mlx.core as mx
 
     from ltx import cpu_kernels, winograd
@@ -467,16 +469,17 @@ def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
     filters = winograd.Filters()
 
     def fn():
-        gemm, wino = cpu_kernels._gemm, cpu_kernels.WINOGRAD
+        gemm, wino, wide = cpu_kernels._gemm, cpu_kernels.WINOGRAD, winograd.MIN_CHANNELS_1D
         if variant == "taps_mlx":
             cpu_kernels._gemm = lambda: None  # only consulted while conv_taps builds its graph
         cpu_kernels.WINOGRAD = variant.startswith("winograd")
+        winograd.MIN_CHANNELS_1D = 1
         try:
             xin = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]) if pad else x
             kept = None if variant == "winograd_percall" else filters
             return cpu_kernels.conv_taps(xin, wl, None, dilation, filters=kept)
         finally:
-            cpu_kernels._gemm, cpu_kernels.WINOGRAD = gemm, wino
+            cpu_kernels._gemm, cpu_kernels.WINOGRAD, winograd.MIN_CHANNELS_1D = gemm, wino, wide
 
     return fn
 
@@ -544,7 +547,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
             from ltx.vocoder import conv1d_mm
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
-        elif variant in ("taps", "taps_mlx"):  # what ltx/vocoder.py runs on the CPU up to 512 channels
+        elif variant in ("taps", "taps_mlx", "winograd"):  # ltx/vocoder.py's CPU convs up to 512 channels
             fn = _taps(x, wt, d, d * (k - 1) // 2, variant=variant)
         else:
             fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
@@ -552,12 +555,20 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, n, k, u = shape
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c // 2, k, c)) / 50
-        if variant == "matmul_ola":  # what ltx/vocoder.py now runs
+        if variant in ("matmul_ola", "blas"):  # what ltx/vocoder.py runs off / on the CPU with a BLAS
+            from ltx import cpu_kernels
             from ltx.vocoder import ConvTranspose1d
 
             m = ConvTranspose1d(c, c // 2, k, stride=u, padding=(k - u) // 2, bias=False)
-            m.weight = wt
-            fn = lambda: m(x)  # noqa: E731
+            m.weight = cpu_kernels.taps_layout(wt) if variant == "blas" else wt
+
+            def fn():
+                on = cpu_kernels.TRANSPOSED_CONV
+                cpu_kernels.TRANSPOSED_CONV = variant == "blas"
+                try:
+                    return m(x)
+                finally:
+                    cpu_kernels.TRANSPOSED_CONV = on
         else:
             fn = lambda: mx.conv_transpose1d(x, wt, stride=u, padding=(k - u) // 2)  # noqa: E731
     elif what == "matmul":
@@ -629,12 +640,21 @@ MICRO = [
         "conv1d",
         [512, 606, 11, 5],
         None,
-        ("native", "im2col", "taps_mlx", "taps"),
+        ("native", "im2col", "taps_mlx", "taps", "winograd"),
     ),  # vocoder, kernel 11, dilation 5
-    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col", "taps_mlx", "taps")),
-    ("conv1d", [32, 24240, 11, 1], None, ("taps_mlx", "taps")),  # the vocoder's last level
-    ("conv_transpose1d", [1024, 101, 16, 6], None, ("native", "matmul_ola")),
-    ("conv_transpose1d", [256, 1212, 8, 2], None, ("native", "matmul_ola")),
+    ("conv1d", [512, 606, 3, 1], None, ("taps", "winograd")),
+    ("conv1d", [256, 3030, 11, 5], None, ("taps", "winograd")),
+    ("conv1d", [128, 6060, 7, 3], None, ("native", "im2col", "taps_mlx", "taps", "winograd")),
+    (
+        "conv1d",
+        [128, 6060, 3, 1],
+        None,
+        ("taps", "winograd"),
+    ),  # where Winograd stops paying (MIN_CHANNELS_1D)
+    ("conv1d", [64, 12120, 7, 3], None, ("taps", "winograd")),
+    ("conv1d", [32, 24240, 11, 1], None, ("taps_mlx", "taps", "winograd")),  # the vocoder's last level
+    ("conv_transpose1d", [1024, 101, 16, 6], None, ("native", "matmul_ola", "blas")),
+    ("conv_transpose1d", [256, 1212, 8, 2], None, ("native", "matmul_ola", "blas")),
     ("matmul", [4096, 2048, 2048], None, ("native",)),  # the BLAS ceiling under the current machine load
 ]
 

@@ -85,6 +85,18 @@ def describe() -> dict[str, str]:
         convs = f"Winograd F(2x2, 3x3) ({wide})"
     else:
         convs = "one matmul per tap up to 512 channels"
+    from ltx import winograd
+
+    if not cpu:
+        vocoder = "MLX's matmuls"
+    elif cpu_kernels.winograd_applies(default_dtype()):
+        vocoder = (
+            f"Winograd F(4, 3) / F(4, 4) from {winograd.MIN_CHANNELS_1D} channels, one matmul per tap below"
+        )
+    else:
+        vocoder = "one matmul per tap"
+    if cpu and cpu_kernels.conv_transpose1d_applies(default_dtype()):
+        vocoder += "; transposed convs as in-place GEMMs"
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
@@ -92,4 +104,5 @@ def describe() -> dict[str, str]:
         "dtype": str(default_dtype()).replace("mlx.core.", ""),
         "conv_gemm": cpu_blas.describe() if cpu else "none (GPU)",
         "vae_convs": convs,
+        "vocoder_convs": vocoder,
     }

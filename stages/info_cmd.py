@@ -42,6 +42,7 @@ def info(
     typer.echo(f"model {files.name} (LTX-{files.version}) at {files.checkpoint.parent}")
     typer.echo(f"backend: mlx {be['mlx']}, {be['device']}, BLAS {be['blas']}, compute dtype {be['dtype']}")
     typer.echo(f"conv kernels' GEMM: {be['conv_gemm']}; VAE 3x3 convs: {be['vae_convs']}")
+    typer.echo(f"vocoder convs: {be['vocoder_convs']}")
     if convert.is_converted(files.checkpoint.parent):
         m = convert.read_manifest(files.checkpoint.parent)
         q = m["quantization"]

@@ -271,9 +271,15 @@ def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
 
 
 def test_backend_names_the_vae_conv_path(monkeypatch):
-    """`ltx info` / --verbose say whether the VAE's 3x3 convs run as Winograd convs here."""
+    """`ltx info` / --verbose say whether the VAE's 3x3 convs and the vocoder's convs run as Winograd
+    convs here, and how the transposed convs run."""
     from ltx import backend
 
-    assert backend.describe()["vae_convs"].startswith("Winograd")
+    d = backend.describe()
+    assert d["vae_convs"].startswith("Winograd")
+    assert d["vocoder_convs"].startswith("Winograd F(4, 3)") and d["vocoder_convs"].endswith("in-place GEMMs")
     monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)
-    assert backend.describe()["vae_convs"].startswith("one matmul per tap")
+    monkeypatch.setattr(cpu_kernels, "TRANSPOSED_CONV", False)
+    d = backend.describe()
+    assert d["vae_convs"].startswith("one matmul per tap")
+    assert d["vocoder_convs"] == "one matmul per tap"
