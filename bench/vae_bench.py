@@ -1,6 +1,7 @@
 """VAE-side benchmark: the LTX-2.0 video VAE decoder (untiled and tiled), the x2 latent upsampler, the
-audio VAE decoder and the HiFi-GAN vocoder at their REAL channel widths, ours (MLX) against the
-PyTorch reference (ltx-core), on the same random weights and the same inputs.
+audio VAE decoder and the HiFi-GAN vocoder at their REAL channel widths, and LTX-2.3's BigVGAN vocoder
++ bandwidth extension (`vocoder_bwe`, at the widths public ports of its checkpoint list: VOCODER_23),
+ours (MLX) against the PyTorch reference (ltx-core), on the same random weights and the same inputs.
 
     .venv/bin/python bench/vae_bench.py            # ~5-8 min on a 2-core machine; writes bench/vae_results.md
     .venv/bin/python bench/vae_bench.py --quick    # smaller inputs (same widths), ~2 min
@@ -106,6 +107,43 @@ AUDIO = {
         "output_sampling_rate": 24000,
     },
 }
+# LTX-2.3's vocoder (BigVGAN-v2, 16 kHz) + bandwidth extension to 48 kHz, with the widths and rates of
+# the config that public ports of the official LTX-2.3 checkpoint list (no weights here to read it from)
+VOCODER_23 = {
+    "vocoder": {
+        "vocoder": {
+            "upsample_initial_channel": 1536,
+            "resblock": "AMP1",
+            "upsample_rates": [5, 2, 2, 2, 2, 2],
+            "resblock_kernel_sizes": [3, 7, 11],
+            "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+            "stereo": True,
+            "use_tanh_at_final": False,
+            "activation": "snakebeta",
+            "use_bias_at_final": False,
+        },
+        "bwe": {
+            "upsample_initial_channel": 512,
+            "resblock": "AMP1",
+            "upsample_rates": [6, 5, 2, 2, 2],
+            "resblock_kernel_sizes": [3, 7, 11],
+            "upsample_kernel_sizes": [12, 11, 4, 4, 4],
+            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+            "stereo": True,
+            "use_tanh_at_final": False,
+            "activation": "snakebeta",
+            "use_bias_at_final": False,
+            "apply_final_activation": False,
+            "input_sampling_rate": 16000,
+            "output_sampling_rate": 48000,
+            "hop_length": 80,
+            "n_fft": 512,
+            "win_size": 512,
+            "num_mels": 64,
+        },
+    }
+}
 SIZES = {
     # video latent (F', H', W') -> 9 frames x 256 x 384 px (full) or 64 x 96 (quick); tiling: (px, overlap px,
     # frames, overlap frames), full: the spatial tiles of the smallest preset (aggressive); the reference's
@@ -113,7 +151,7 @@ SIZES = {
     "full": {"latent": (2, 8, 12), "tiling": (256, 64, 16, 8), "audio_frames": 26},
     "quick": {"latent": (2, 2, 3), "tiling": (64, 32, 16, 8), "audio_frames": 8},
 }
-COMPONENTS = ("vae_decode", "vae_decode_tiled", "upsampler", "audio_decoder", "vocoder")
+COMPONENTS = ("vae_decode", "vae_decode_tiled", "upsampler", "audio_decoder", "vocoder", "vocoder_bwe")
 NOISE_SEED, TILED_NOISE_SEED = 11, 12
 
 
@@ -191,6 +229,7 @@ def worker(cache: Path) -> None:
                 ups = LatentUpsamplerConfigurator.from_config(UPSAMPLER)
                 adec = AudioDecoderConfigurator.from_config(AUDIO)
                 voc = VocoderConfigurator.from_config(AUDIO)
+                voc23 = VocoderConfigurator.from_config(VOCODER_23)
             write(cache / "vae.safetensors", dec, "vae.decoder.", {"vae": VAE}, "vae.per_channel_statistics.")
             write(cache / "upsampler.safetensors", ups, "", UPSAMPLER)
             write(
@@ -201,12 +240,14 @@ def worker(cache: Path) -> None:
                 "audio_vae.per_channel_statistics.",
             )
             write(cache / "vocoder.safetensors", voc, "vocoder.", AUDIO)
+            write(cache / "vocoder23.safetensors", voc23, "vocoder.", VOCODER_23)
             dec = build(cache / "vae.safetensors", VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER)
             ups = build(cache / "upsampler.safetensors", LatentUpsamplerConfigurator)
             adec = build(
                 cache / "audio.safetensors", AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER
             )
             voc = build(cache / "vocoder.safetensors", VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
+            voc23 = build(cache / "vocoder23.safetensors", VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
             x = {k: torch.from_numpy(v) for k, v in np.load(cmd["inputs"]).items()}
             tiling = TilingConfig(
                 SpatialTilingConfig(*cmd["tiling"][:2]), TemporalTilingConfig(*cmd["tiling"][2:])
@@ -241,6 +282,7 @@ def worker(cache: Path) -> None:
                 "upsampler": lambda: ups(x["upsampler_latent"]),
                 "audio_decoder": lambda: adec(x["audio_latent"]),
                 "vocoder": lambda: voc(x["mel"]),
+                "vocoder_bwe": lambda: voc23(x["mel"]),
             }
             mods = {
                 "vae_decode": dec,
@@ -248,6 +290,7 @@ def worker(cache: Path) -> None:
                 "upsampler": ups,
                 "audio_decoder": adec,
                 "vocoder": voc,
+                "vocoder_bwe": voc23,
             }
             reply({"threads": torch.get_num_threads(), "torch": torch.__version__})
         elif op == "run":
@@ -407,6 +450,7 @@ def our_models(cache: Path, x: dict[str, np.ndarray], noise: dict[str, np.ndarra
     ups = load_upsampler(cache / "upsampler.safetensors")
     adec = load_audio_decoder(cache / "audio.safetensors")
     voc = load_vocoder(cache / "vocoder.safetensors")
+    voc23 = load_vocoder(cache / "vocoder23.safetensors")
     z = mx.array(x["video_latent"])
     zu = mx.array(x["upsampler_latent"].transpose(0, 2, 3, 4, 1))
     za = mx.array(x["audio_latent"])
@@ -441,6 +485,7 @@ def our_models(cache: Path, x: dict[str, np.ndarray], noise: dict[str, np.ndarra
         "upsampler": run(lambda: ups(zu)),  # (B, F, H, W, C)
         "audio_decoder": run(lambda: adec.decode(za)),  # (B, T, F, 2)
         "vocoder": run(lambda: voc(mel)),  # (B, N, 2)
+        "vocoder_bwe": run(lambda: voc23(mel)),  # (B, 3 N', 2) at 48 kHz
     }
 
 
@@ -716,8 +761,8 @@ def main() -> None:
             lines += [
                 f"Inputs: video latent {f}x{h}x{w} ({8 * (f - 1) + 1} frames x {32 * h} x {32 * w} px); tiled: spatial "
                 f"tiles {size['tiling'][0]} px / {size['tiling'][1]} px overlap; upsampler latent {f}x{h}x{w}; audio "
-                f"latent {size['audio_frames']} frames -> mel {4 * size['audio_frames'] - 3} frames; vocoder on that "
-                f"mel. Medians of {a.runs} interleaved runs after one warm-up. mlx {info['mlx']} ({info['blas']}, "
+                f"latent {size['audio_frames']} frames -> mel {4 * size['audio_frames'] - 3} frames; vocoder (LTX-2.0 "
+                f"HiFi-GAN, 24 kHz) and vocoder_bwe (LTX-2.3 BigVGAN + BWE, 48 kHz) on that mel. Medians of {a.runs} interleaved runs after one warm-up. mlx {info['mlx']} ({info['blas']}, "
                 f"{info['dtype']}; conv kernels' GEMM {info['conv_gemm']}), torch {meta['torch']} "
                 f"({meta['threads']} threads), float32 both.",
                 "",

@@ -188,6 +188,15 @@ def _scratch_floats(name: str, n: int) -> np.ndarray:
     return buf
 
 
+def scratch_rows(name: str, rows: int, c: int) -> np.ndarray:
+    """This thread's scratch buffer `name` as a (rows, c) float32 array (kept between calls)."""
+    return _scratch_floats(name, rows * c)[: rows * c].reshape(rows, c)
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 class _PackedHead:
     """One head's K (times the softmax scale) and V in MKL's packed GEMM layout, made once per head
     and reused by every block of query rows. cblas_sgemm repacks them on every call: with both cores
@@ -371,6 +380,18 @@ def conv_taps_applies(in_channels: int) -> bool:
     return mx.default_device() == mx.cpu and in_channels <= TAPS_MAX_CHANNELS
 
 
+# Off: 1-D convs run as MLX's im2col matmul (the tests' "mlx" kernels)
+TAPS_1D = True
+
+
+def conv1d_taps_applies() -> bool:
+    """Whether 1-D convs (the vocoder's) run as conv_taps here: on the CPU, at any width. MLX's CPU
+    conv1d is 50-180x slower (bench/vae_results.md, native rows), and above 512 channels the im2col
+    matmul (ltx.vocoder.conv1d_mm) still took 1.1x the taps' time at 768 channels and runs on MKL,
+    whose threads spin on after it while the next OpenBLAS or numpy kernel wants the cores."""
+    return TAPS_1D and mx.default_device() == mx.cpu
+
+
 def winograd_applies(dtype: mx.Dtype) -> bool:
     """Whether conv_taps runs 3x3(x3) convs computing in dtype as Winograd F(2x2, 3x3) here: float32
     on the CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
@@ -519,6 +540,63 @@ def conv_transpose1d(
             wv[i * u].ctypes.data, c, 1.0, ov[bi, i * u].ctypes.data, u * o,
         )  # fmt: skip
     return out[:, padding : padding + (n - 1) * u + k - 2 * padding]
+
+
+# Off: BigVGAN's anti-aliased activations run as MLX's grouped convs (the tests' "mlx" kernels)
+RESAMPLING = True
+# Output rows per band GEMM of fir_rows: about this many values (rows x channels), 16 to 128 rows.
+# A band matrix of r x (s r + taps) makes ~(s r + taps) / taps times the direct FIR's flops, at BLAS
+# speed; fewer rows mean more GEMM calls, which weighs at few channels (one anti-aliased activation,
+# 768 channels x 505 samples: 2.4 ms at 16 rows, 6.2 at 256; 16 x 48,480: 36 ms at 16 rows, 15 at
+# 128; MLX's grouped convs take ~20x longer)
+FIR_BLOCK_VALUES = 4096
+
+
+def fir_block_rows(channels: int) -> int:
+    """Output rows per band GEMM of fir_rows for this many channels (FIR_BLOCK_VALUES)."""
+    return min(128, max(16, FIR_BLOCK_VALUES // channels))
+
+
+def resampling_applies(dtype: mx.Dtype) -> bool:
+    """Whether BigVGAN's anti-aliased activations computing in dtype run as fir_rows + snake_beta here:
+    float32 on the CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    return RESAMPLING and dtype == mx.float32 and cpu_backend() and _gemm() is not None
+
+
+def fir_rows(src: np.ndarray, band: np.ndarray, first: int, step: int, out: np.ndarray) -> None:
+    """A channel-shared FIR over the rows of src (L, C) as band GEMMs: output block b (band.shape[0]
+    rows of out) is band @ src[b step + first : b step + first + band.shape[1]], rows outside [0, L)
+    reading as the nearest edge row (replicate padding, as the resampling filters pad). out: (n, C)
+    float32, n a multiple of band.shape[0]. A resampler's polyphase filter is a band matrix
+    (ltx.vocoder builds them): one GEMM per block does its taps for all channels at once. Blocks
+    inside src read it in place; the few at its ends read a clamped copy of their window."""
+    gemm = _gemm()
+    length, c = src.shape
+    per, width = band.shape
+    for b in range(out.shape[0] // per):
+        start = b * step + first
+        if 0 <= start and start + width <= length:
+            window = src[start]
+        else:  # replicate padding: each row index clamped into [0, L)
+            window = scratch_rows("fir_edge", width, c)
+            np.take(src, np.clip(np.arange(start, start + width), 0, length - 1), axis=0, out=window)
+        gemm.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, per, c, width, 1.0, band.ctypes.data, width,
+            window.ctypes.data, c, 0.0, out[b * per].ctypes.data, c,
+        )  # fmt: skip
+
+
+def snake_beta(x: np.ndarray, scale: np.ndarray, gain: np.ndarray) -> None:
+    """x += gain * sin(x * scale)^2 in place, per channel (SnakeBeta with scale = e^alpha and gain =
+    1 / (e^beta + 1e-9)), in cache-sized blocks of rows on this thread (spread over two threads it
+    measured no faster: numpy's float32 sin is vectorised, and the passes are memory-bound)."""
+    per = max(1, BLOCK_ELEMENTS // x.shape[1])
+    for r in range(0, len(x), per):
+        t = np.multiply(x[r : r + per], scale)
+        np.sin(t, out=t)
+        np.multiply(t, t, out=t)
+        t *= gain
+        x[r : r + per] += t
 
 
 # conv3d_frames keeps at most this many im2col values at once (128 MB): a chunk of input frames

@@ -81,18 +81,19 @@ def winograd_filter_bytes(shape: list[int]) -> int:
 
 
 WINOGRAD_MIN_CHANNELS_1D = 128  # ltx.winograd.MIN_CHANNELS_1D: the vocoder convs that run as 1-D Winograd
+WINOGRAD_MAX_CHANNELS_1D = 512  # ltx.winograd.MAX_CHANNELS_1D
 
 
 def winograd1d_filter_bytes(shape: list[int]) -> int:
     """Bytes of the float32 1-D Winograd filters (ltx.winograd.transform_weight_1d) the CPU path keeps
     for a vocoder conv weight of this shape, PyTorch's (O, C, K) or MLX's (O, K, C): 6 values per 3-tap
     kernel, 7 per chunk of 4 taps of a longer one; 0 unless K >= 3 and WINOGRAD_MIN_CHANNELS_1D <= C <=
-    WINOGRAD_MAX_CHANNELS (the others run one GEMM per tap, or MLX's conv). The kernel is the shorter
+    WINOGRAD_MAX_CHANNELS_1D (the others run one GEMM per tap, or MLX's conv). The kernel is the shorter
     of the last two axes: the convs counted read more channels than they have taps."""
     if len(shape) != 3:
         return 0
     o, k, c = shape[0], min(shape[1:]), max(shape[1:])
-    if k < 3 or not WINOGRAD_MIN_CHANNELS_1D <= c <= WINOGRAD_MAX_CHANNELS:
+    if k < 3 or not WINOGRAD_MIN_CHANNELS_1D <= c <= WINOGRAD_MAX_CHANNELS_1D:
         return 0
     values = 6 if k == 3 else 7 * -(-k // 4)
     return 4 * o * c * values
@@ -264,7 +265,7 @@ def _vocoder_widths(header: dict, config: dict) -> dict[str, int]:
             if c is not None and c * samples > best["channels"] * best["samples_per_frame"]:
                 amp = int(f"{prefix}resblocks.{i * n}.acts1.0.act.alpha" in header)
                 best = {"channels": c, "samples_per_frame": round(samples), "amp": amp}
-            if c is not None and WINOGRAD_MIN_CHANNELS_1D <= c <= WINOGRAD_MAX_CHANNELS:
+            if c is not None and WINOGRAD_MIN_CHANNELS_1D <= c <= WINOGRAD_MAX_CHANNELS_1D:
                 winograd = max(winograd, c * samples)
     return {**best, "winograd_channel_samples": round(winograd)} if best["channels"] else {}
 
@@ -508,10 +509,15 @@ def audio_decode_activations(
     return itemsize * peak + (winograd_scratch_bytes(scratch) if winograd else 0)
 
 
-VOCODER_VALUES = {0: 11, 1: 36}  # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1
+# per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1 (with the CPU's band-GEMM
+# resampling; AMP1_MLX_VALUES with MLX's grouped convs)
+VOCODER_VALUES = {0: 11, 1: 14}
+AMP1_MLX_VALUES = 36
 
 
-def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int, winograd: bool = False) -> int:
+def vocode_activations(
+    widths: dict[str, int], mel_frames: int, itemsize: int, winograd: bool = False, resampling: bool = False
+) -> int:
     """Largest live activations of the vocoder (ltx.vocoder: HiFi-GAN, or LTX-2.3's vocoder + BWE
     generator) on `mel_frames` mel frames, at the generator level with the most channels x samples.
 
@@ -522,9 +528,11 @@ def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int, w
     place too (cpu_kernels.conv_transpose1d): ~11 values per channel and sample for HiFi-GAN (MLX's
     peak measured 9-10 at 64 and 256 initial channels, 17 and 33 frames, and the run's traced Python
     and numpy allocations add ~1 MB at the tiny width; MLX frees buffers on its stream thread, so the
-    same run's peak varies by up to ~1.5x at the tiny width); ~36 for BigVGAN's AMP blocks,
-    whose anti-aliased SnakeBeta activations hold x2-upsampled temporaries (measured 34-37 on the
-    LTX-2.3 vocoder + BWE). Both with the (3, 7, 11) res-block kernels of every LTX vocoder, and the
+    same run's peak varies by up to ~1.5x at the tiny width). BigVGAN's AMP blocks' anti-aliased
+    SnakeBeta activations hold x2-upsampled temporaries: with resampling (the CPU's band GEMMs,
+    ltx.cpu_kernels.fir_rows) one numpy scratch, ~14 values in all (measured 13-15 on the LTX-2.3
+    vocoder + BWE, numpy traced); with MLX's grouped convs ~36 (measured 34-37). All with the
+    (3, 7, 11) res-block kernels of every LTX vocoder, and the
     weights loaded lazily, as the stage does. Without a BLAS, MLX's addmm chain also holds a partial
     sum and the transposed convs an overlap-add buffer: ~1.5-2x. With winograd (the CPU's 1-D
     Winograd convs) their numpy scratch too, for the widest level they run on
@@ -532,7 +540,8 @@ def vocode_activations(widths: dict[str, int], mel_frames: int, itemsize: int, w
     cl = widths["channels"] * widths["samples_per_frame"] * mel_frames
     scratch = widths.get("winograd_channel_samples", 0) * mel_frames
     extra = winograd1d_scratch_bytes(scratch) if winograd and scratch else 0
-    return itemsize * VOCODER_VALUES[widths["amp"]] * cl + extra
+    values = AMP1_MLX_VALUES if widths["amp"] and not resampling else VOCODER_VALUES[widths["amp"]]
+    return itemsize * values * cl + extra
 
 
 def video_tokens(height: int, width: int, frames: int) -> int:
@@ -570,12 +579,14 @@ def estimate_stages(
     cpu_norms: bool = False,
     frame_convs: bool = False,
     winograd: bool = False,
+    resampling: bool = False,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
     transformer_activations; cpu_norms, frame_convs: see upsample_activations; winograd: the CPU's
     Winograd convs, whose filters the VAE decoders and the vocoder keep beside their weights
-    (Component.winograd_bytes) and whose scratch adds to their activations."""
+    (Component.winograd_bytes) and whose scratch adds to their activations; resampling: the CPU's
+    band-GEMM anti-aliased activations (BigVGAN vocoders, vocode_activations)."""
     extra = lambda name: comps[name].winograd_bytes if winograd else 0  # noqa: E731
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
@@ -661,7 +672,7 @@ def estimate_stages(
         Estimate(  # the audio decoder's mel: 4 T_a - 3 frames (LATENT_DOWNSAMPLE_FACTOR 4)
             "vocode",
             comps["vocoder"].bytes + extra("vocoder"),
-            vocode_activations(widths("vocoder"), 4 * ta - 3, itemsize, winograd),
+            vocode_activations(widths("vocoder"), 4 * ta - 3, itemsize, winograd, resampling),
         ),
     ]
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,8 @@ def vocoder_config_from_dict(config: dict[str, Any]) -> VocoderConfig | BWEConfi
 
 class Conv1d(nn.Conv1d):
     """nn.Conv1d (same parameters and layout (O, K, I)) computed with matmuls: on the CPU one per tap
-    over shifted views (cpu_kernels.conv_taps), elsewhere one over K shifted slices (im2col).
+    over shifted views, or as a Winograd conv (cpu_kernels.conv_taps, at any width), elsewhere one
+    over K shifted slices (im2col).
 
     MLX's CPU conv1d is ~20-50x slower than a BLAS matmul of the same FLOPs at the vocoder's widths (see
     bench/vae_results.md), in particular with dilation; the (L, K*C) column matrix is small (<= ~40 MB)."""
@@ -125,8 +127,7 @@ class Conv1d(nn.Conv1d):
         self.filters = winograd.Filters()  # a plain attribute, not a parameter
 
     def taps_applies(self) -> bool:
-        c = self.weight.shape[-1]
-        return cpu_kernels.conv_taps_applies(c)
+        return cpu_kernels.conv1d_taps_applies()
 
     def __call__(self, x: mx.array) -> mx.array:  # (B, L, C) -> (B, L', O)
         bias = self.bias if "bias" in self else None
@@ -269,7 +270,11 @@ class DownSample1d(nn.Module):
 
 
 class Activation1d(nn.Module):
-    """Anti-aliased activation: upsample x2, SnakeBeta, downsample x2."""
+    """Anti-aliased activation: upsample x2, SnakeBeta, downsample x2.
+
+    On the CPU with a BLAS the two resampling filters run as band GEMMs over blocks of rows
+    (cpu_kernels.fir_rows; _bands) and SnakeBeta as numpy passes in place: MLX's grouped
+    (depthwise) convs took ~20x longer."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -278,7 +283,66 @@ class Activation1d(nn.Module):
         self.downsample = DownSample1d()
 
     def __call__(self, x: mx.array) -> mx.array:
+        if x.dtype == mx.float32 and cpu_kernels.resampling_applies(x.dtype):
+            return self._cpu(x)
         return self.downsample(self.act(self.upsample(x)))
+
+    def _cpu(self, x: mx.array) -> mx.array:
+        up, low = self.upsample, self.downsample.lowpass
+        rows = cpu_kernels.fir_block_rows(x.shape[-1])
+        (u, u_first), (d, d_first) = _bands(up, low, rows)
+        scale = mx.exp(self.act.alpha)
+        gain = 1.0 / (mx.exp(self.act.beta) + 1e-9)
+        x = mx.contiguous(x)
+        mx.eval(x, scale, gain)
+        b, length, c = x.shape
+        up_len = (length + 2 * up.pad - 1) * up.ratio + up.filter.size - up.crop_left - up.crop_right
+        down_len = (up_len + low.pad_left + low.pad_right - low.filter.size) // low.stride + 1
+        mid = cpu_kernels.round_up(up_len, u.shape[0])
+        out = mx.zeros((b, cpu_kernels.round_up(down_len, rows), c), mx.float32)  # written in place
+        mx.eval(out)
+        xv, ov, scale, gain = (np.array(a, copy=False) for a in (x, out, scale, gain))
+        for item, dst in zip(xv, ov, strict=True):
+            y = cpu_kernels.scratch_rows("resample_mid", mid, c)
+            cpu_kernels.fir_rows(item, u, u_first, rows, y)
+            y = y[:up_len]
+            cpu_kernels.snake_beta(y, scale, gain)
+            cpu_kernels.fir_rows(y, d, d_first, low.stride * rows, dst)
+        return out[:, :down_len]
+
+
+def _bands(up: UpSample1d, low: LowPassFilter1d, rows: int):
+    """The two resampling filters' band matrices for cpu_kernels.fir_rows, shared by every activation
+    with the same filter values (the checkpoint's filters are all one kaiser-sinc)."""
+    fu, fd = (np.array(f, copy=False).astype(np.float32).tobytes() for f in (up.filter, low.filter))
+    return (
+        _upsample_band(fu, up.ratio, up.pad, up.crop_left, rows),
+        _lowpass_band(fd, low.stride, low.pad_left, rows),
+    )
+
+
+@lru_cache(maxsize=16)
+def _upsample_band(f: bytes, u: int, pad: int, crop_left: int, rows: int) -> tuple[np.ndarray, int]:
+    """UpSample1d's output rows r u + i (i < u rows) as a band over input rows r + first + w: output
+    i is u sum_t f[t] x[(i + crop_left - t) / u - pad] over the t for which that divides evenly."""
+    taps = np.frombuffer(f, np.float32)
+    i, t = np.meshgrid(np.arange(u * rows), np.arange(taps.size), indexing="ij")
+    hit = (i + crop_left - t) % u == 0
+    i, t = i[hit], t[hit]
+    k = (i + crop_left - t) // u - pad
+    band = np.zeros((u * rows, k.max() - k.min() + 1), np.float32)
+    np.add.at(band, (i, k - k.min()), u * taps[t])
+    return band, int(k.min())
+
+
+@lru_cache(maxsize=16)
+def _lowpass_band(f: bytes, stride: int, pad_left: int, rows: int) -> tuple[np.ndarray, int]:
+    """LowPassFilter1d's output row r as a band over input rows s r - pad_left + t: f[t]."""
+    taps = np.frombuffer(f, np.float32)
+    band = np.zeros((rows, stride * (rows - 1) + taps.size), np.float32)
+    for r in range(rows):
+        band[r, stride * r : stride * r + taps.size] = taps
+    return band, -pad_left
 
 
 class AMPBlock1(nn.Module):

@@ -47,9 +47,10 @@ CHUNK_ELEMENTS = 1 << 24
 def applies(kernel: tuple[int, ...], dilation: int, channels: int) -> bool:
     """Whether a stride-1 conv with this kernel, reading this many channels, runs as a Winograd conv:
     F(2x2, 3x3) where its last two kernel axes are 3x3 and there is no dilation; the 1-D F(4, 3) /
-    F(4, 4) (conv1d) for 1-D kernels of 3 taps or more from MIN_CHANNELS_1D input channels."""
+    F(4, 4) (conv1d) for 1-D kernels of 3 taps or more of MIN_CHANNELS_1D to MAX_CHANNELS_1D input
+    channels."""
     if len(kernel) == 1:
-        return kernel[0] >= 3 and channels >= MIN_CHANNELS_1D
+        return kernel[0] >= 3 and MIN_CHANNELS_1D <= channels <= MAX_CHANNELS_1D
     return len(kernel) >= 2 and tuple(kernel[-2:]) == (3, 3) and dilation == 1
 
 
@@ -232,6 +233,9 @@ def conv(
 # Below this many input channels the per-tap GEMMs (K = C) were as fast (`python bench/vae_bench.py
 # --micro-only`, the conv1d `winograd` rows)
 MIN_CHANNELS_1D = 128
+# Above this the kept filters (~2x the weight) would cost more memory than the conv's time is worth:
+# LTX-2.3's 768-channel vocoder level would add ~0.6 GB; those convs run one GEMM per tap
+MAX_CHANNELS_1D = 512
 
 
 def _toom_cook(m: int, r: int, points: tuple[float, ...]) -> tuple[np.ndarray, ...]:

@@ -97,6 +97,7 @@ def estimates(
         cpu_norms=cpu_kernels.cpu_backend(),
         frame_convs=itemsize == 4 and cpu_kernels.conv3d_frames_applies(mx.float32),
         winograd=itemsize == 4 and cpu_kernels.winograd_applies(mx.float32),
+        resampling=itemsize == 4 and cpu_kernels.resampling_applies(mx.float32),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)

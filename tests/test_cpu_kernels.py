@@ -145,6 +145,38 @@ def test_conv_transpose1d_equals_mlx(kernel, stride, padding, gemm, monkeypatch)
 
 
 @pytest.mark.parametrize(
+    "length, channels, block_values",
+    [
+        (1, 3, 1),  # one sample: every filter tap reads the replicate padding
+        (7, 5, 1),  # 16-row blocks, both edges in one
+        (40, 4, 1),  # several blocks, the middle ones read in place
+        (300, 16, 4096),  # 128-row blocks (few channels), a ragged last one
+    ],
+)
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+def test_band_gemm_activation_equals_mlx(length, channels, block_values, gemm, monkeypatch):
+    """BigVGAN's anti-aliased SnakeBeta with its resampling filters as band GEMMs (fir_rows) against
+    MLX's grouped transposed conv and conv, two batch items, on both BLAS libraries."""
+    from ltx.vocoder import Activation1d
+
+    _use_gemm(gemm, monkeypatch)
+    monkeypatch.setattr(cpu_kernels, "FIR_BLOCK_VALUES", block_values)
+    act = Activation1d(channels)
+    act.upsample.filter = mx.random.normal((1, 1, 12), key=mx.random.key(4))
+    act.downsample.lowpass.filter = mx.random.normal((1, 1, 12), key=mx.random.key(5))
+    act.act.alpha = 0.3 * mx.random.normal((channels,), key=mx.random.key(6))
+    act.act.beta = 0.3 * mx.random.normal((channels,), key=mx.random.key(7))
+    x = mx.random.normal((2, length, channels), key=mx.random.key(1))
+    monkeypatch.setattr(cpu_kernels, "RESAMPLING", False)
+    want = act(x)
+    monkeypatch.setattr(cpu_kernels, "RESAMPLING", True)
+    assert cpu_kernels.resampling_applies(mx.float32)
+    got = act(x)
+    assert got.shape == want.shape == x.shape
+    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize(
     "batch, frames, padding, chunk",
     [
         (1, 1, (1, 1, 1), 1 << 25),  # a single frame: both outer temporal taps read only padding

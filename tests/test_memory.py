@@ -254,6 +254,7 @@ def test_memory_constants_match_the_kernels():
     assert memory.WINOGRAD_MAX_CHANNELS == cpu_kernels.TAPS_MAX_CHANNELS
     assert memory.WINOGRAD_CHUNK_ELEMENTS == winograd.CHUNK_ELEMENTS
     assert memory.WINOGRAD_MIN_CHANNELS_1D == winograd.MIN_CHANNELS_1D
+    assert memory.WINOGRAD_MAX_CHANNELS_1D == winograd.MAX_CHANNELS_1D
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,8 +501,8 @@ def test_vocode_estimate_within_25_percent(dirs, widened, variant, name, frames)
         np.array(vocoder(mel)[0].T)
 
     measured = _with_numpy(_peak, run)  # the mid 2.0's first level (128 channels) runs as 1-D Winograd
-    wino = cpu_kernels.winograd_applies(mx.float32)
-    est = _estimate(_components(ckpt, dirs), "vocode", 256, 384, frames, winograd=wino)
+    wino, resampling = cpu_kernels.winograd_applies(mx.float32), cpu_kernels.resampling_applies(mx.float32)
+    est = _estimate(_components(ckpt, dirs), "vocode", 256, 384, frames, winograd=wino, resampling=resampling)
     assert abs(est.peak - measured) <= 0.25 * measured, (variant, name, frames, est, measured)
 
 
