@@ -90,13 +90,14 @@ def describe() -> dict[str, str]:
     if not cpu:
         vocoder = "MLX's matmuls"
     elif cpu_kernels.winograd_applies(default_dtype()):
-        vocoder = (
-            f"Winograd F(4, 3) / F(4, 4) from {winograd.MIN_CHANNELS_1D} channels, one matmul per tap below"
-        )
+        lo, hi = winograd.MIN_CHANNELS_1D, winograd.MAX_CHANNELS_1D
+        vocoder = f"Winograd F(4, 3) / F(4, 4) at {lo}-{hi} channels, one matmul per tap otherwise"
     else:
         vocoder = "one matmul per tap"
     if cpu and cpu_kernels.conv_transpose1d_applies(default_dtype()):
         vocoder += "; transposed convs as in-place GEMMs"
+    if cpu and cpu_kernels.resampling_applies(default_dtype()):
+        vocoder += "; anti-aliased activations' filters as band GEMMs"
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
