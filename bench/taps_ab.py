@@ -9,6 +9,10 @@ minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
 - `--what taps`: ltx.cpu_kernels.conv_taps with every tap's GEMM added into the output in place by
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
+- `--what activation`: one BigVGAN anti-aliased activation (ltx.vocoder.Activation1d, random filters)
+  at the channels x samples of LTX-2.3's vocoder and BWE levels on 101 mel frames, three ways: the
+  resampling filters as polyphase GEMMs over all blocks, as one band GEMM per block of rows
+  (cpu_kernels.fir_rows' two paths), and as MLX's grouped convs. Needs no bench weights.
 - `--what vocoder`: the vocoder alone, three ways: its 1-D convs as Winograd F(4, 3) / F(4, 4) (from
   winograd.MIN_CHANNELS_1D input channels) and its transposed convs as in-place GEMMs
   (cpu_kernels.conv_transpose1d), what runs; the 1-D convs one GEMM per tap; and both that and
@@ -33,12 +37,15 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 def main() -> None:
     ap = common.vae_ab_parser(__doc__)
-    ap.add_argument("--what", choices=("winograd", "taps", "vocoder"), default="winograd")
+    ap.add_argument("--what", choices=("winograd", "taps", "vocoder", "activation"), default="winograd")
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
     real = cpu_kernels._gemm
     if real() is None:
         raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.cpu_blas.gemm found neither)")
+    if a.what == "activation":
+        activation_ab(a.runs)
+        return
     components = common.vae_components(Path(a.cache), decode=not a.no_decode)
     print(f"Medians of {a.runs} interleaved rounds (one call of each variant) after a warm-up, seconds.\n")
     if a.what == "taps":
@@ -56,6 +63,50 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, m in med.items():
         print(f"| {name} | {m['winograd']:.3f} | {m['per tap']:.3f} | {m['winograd'] / m['per tap']:.2f} |")
+
+
+def activation_ab(runs: int) -> None:
+    import mlx.core as mx
+    import numpy as np
+
+    from ltx.vocoder import Activation1d
+
+    choices = {  # (FIR_POLY_MAX_CHANNELS, RESAMPLING)
+        "polyphase": (1 << 30, True),
+        "band per block": (0, True),
+        "MLX grouped convs": (0, False),
+    }
+    saved = cpu_kernels.FIR_POLY_MAX_CHANNELS, cpu_kernels.RESAMPLING
+
+    def use(setting) -> None:
+        cpu_kernels.FIR_POLY_MAX_CHANNELS, cpu_kernels.RESAMPLING = setting
+
+    rng = np.random.default_rng(0)
+    fns = {}
+    # (channels, samples) of the LTX-2.3 vocoder's levels (1,536 initial channels, 160 samples per
+    # mel frame) and its BWE generator's (512, 480 per frame), 101 mel frames
+    for c, n in (
+        (768, 505),
+        (384, 1010),
+        (96, 4040),
+        (48, 8080),
+        (24, 16160),
+        (256, 1212),
+        (64, 12120),
+        (32, 24240),
+        (16, 48480),
+    ):
+        act = Activation1d(c)
+        act.upsample.filter = mx.array(rng.standard_normal((1, 1, 12)).astype(np.float32))
+        act.downsample.lowpass.filter = mx.array(rng.standard_normal((1, 1, 12)).astype(np.float32))
+        x = mx.array(rng.standard_normal((1, n, c)).astype(np.float32))
+        fns[f"{c} x {n}"] = lambda act=act, x=x: act(x)
+    med = common.interleaved_ab(fns, choices, use, runs)
+    use(saved)
+    print("| activation (channels x samples) | polyphase ms | band per block ms | MLX grouped convs ms |")
+    print("|---|---:|---:|---:|")
+    for name, m in med.items():
+        print(f"| {name} | " + " | ".join(f"{1e3 * m[v]:.2f}" for v in choices) + " |")
 
 
 def vocoder_ab(fn, runs: int) -> None:

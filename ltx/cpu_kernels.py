@@ -552,8 +552,16 @@ RESAMPLING = True
 FIR_BLOCK_VALUES = 4096
 
 
+# Up to this many channels fir_rows runs polyphase (_fir_polyphase) on blocks of FIR_POLY_ROWS rows
+FIR_POLY_MAX_CHANNELS = 32
+FIR_POLY_ROWS = 8
+
+
 def fir_block_rows(channels: int) -> int:
-    """Output rows per band GEMM of fir_rows for this many channels (FIR_BLOCK_VALUES)."""
+    """Output rows per band GEMM of fir_rows for this many channels (FIR_BLOCK_VALUES), or per
+    polyphase block (FIR_POLY_ROWS) up to FIR_POLY_MAX_CHANNELS."""
+    if channels <= FIR_POLY_MAX_CHANNELS:
+        return FIR_POLY_ROWS
     return min(128, max(16, FIR_BLOCK_VALUES // channels))
 
 
@@ -573,6 +581,9 @@ def fir_rows(src: np.ndarray, band: np.ndarray, first: int, step: int, out: np.n
     gemm = _gemm()
     length, c = src.shape
     per, width = band.shape
+    if c <= FIR_POLY_MAX_CHANNELS:
+        _fir_polyphase(gemm, src, band, first, step, out)
+        return
     for b in range(out.shape[0] // per):
         start = b * step + first
         if 0 <= start and start + width <= length:
@@ -584,6 +595,32 @@ def fir_rows(src: np.ndarray, band: np.ndarray, first: int, step: int, out: np.n
             _ROW_MAJOR, _NO_TRANS, _NO_TRANS, per, c, width, 1.0, band.ctypes.data, width,
             window.ctypes.data, c, 0.0, out[b * per].ctypes.data, c,
         )  # fmt: skip
+
+
+def _fir_polyphase(gemm, src: np.ndarray, band: np.ndarray, first: int, step: int, out: np.ndarray) -> None:
+    """fir_rows for few channels, where a band GEMM per block has too few columns (C) to run well:
+    the input is gathered block-major, (step, blocks, C), so that the band's slice over input block
+    b + j is one GEMM over every block at once, (rows x step) @ (step x blocks C), whose output
+    (rows, blocks, C) is then copied back row-major. J such GEMMs per call (the band spans J blocks)."""
+    length, c = src.shape
+    per, width = band.shape
+    blocks = out.shape[0] // per
+    lead = first - (first // step) * step  # the band's first column within its first input block
+    spans = -(-(lead + width) // step)
+    held = blocks + spans - 1
+    rows = (first // step) * step + np.arange(step)[:, None] + step * np.arange(held)[None, :]
+    gathered = _scratch_floats("fir_gather", step * held * c)[: step * held * c].reshape(step, held, c)
+    np.take(src, np.clip(rows, 0, length - 1), axis=0, out=gathered)  # replicate padding at both ends
+    wide = np.zeros((per, spans * step), np.float32)
+    wide[:, lead : lead + width] = band
+    parts = [np.ascontiguousarray(wide[:, j * step : (j + 1) * step]) for j in range(spans)]
+    result = scratch_rows("fir_result", per, blocks * c)
+    for j, part in enumerate(parts):
+        gemm.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, per, blocks * c, step, 1.0, part.ctypes.data, step,
+            gathered[:, j].ctypes.data, held * c, 1.0 if j else 0.0, result.ctypes.data, blocks * c,
+        )  # fmt: skip
+    np.copyto(out.reshape(blocks, per, c), result.reshape(per, blocks, c).transpose(1, 0, 2))
 
 
 def snake_beta(x: np.ndarray, scale: np.ndarray, gain: np.ndarray) -> None:

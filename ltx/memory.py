@@ -511,7 +511,7 @@ def audio_decode_activations(
 
 # per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1 (with the CPU's band-GEMM
 # resampling; AMP1_MLX_VALUES with MLX's grouped convs)
-VOCODER_VALUES = {0: 11, 1: 14}
+VOCODER_VALUES = {0: 11, 1: 19}
 AMP1_MLX_VALUES = 36
 
 
@@ -530,8 +530,9 @@ def vocode_activations(
     and numpy allocations add ~1 MB at the tiny width; MLX frees buffers on its stream thread, so the
     same run's peak varies by up to ~1.5x at the tiny width). BigVGAN's AMP blocks' anti-aliased
     SnakeBeta activations hold x2-upsampled temporaries: with resampling (the CPU's band GEMMs,
-    ltx.cpu_kernels.fir_rows) one numpy scratch, ~14 values in all (measured 13-15 on the LTX-2.3
-    vocoder + BWE, numpy traced); with MLX's grouped convs ~36 (measured 34-37). All with the
+    ltx.cpu_kernels.fir_rows) numpy scratch (the upsampled rows, and at few channels their
+    block-major copies), ~19 values in all (measured 18-20 on the LTX-2.3 vocoder + BWE, numpy
+    traced); with MLX's grouped convs ~36 (measured 34-37). All with the
     (3, 7, 11) res-block kernels of every LTX vocoder, and the
     weights loaded lazily, as the stage does. Without a BLAS, MLX's addmm chain also holds a partial
     sum and the transposed convs an overlap-add buffer: ~1.5-2x. With winograd (the CPU's 1-D

@@ -153,14 +153,17 @@ def test_conv_transpose1d_equals_mlx(kernel, stride, padding, gemm, monkeypatch)
         (300, 16, 4096),  # 128-row blocks (few channels), a ragged last one
     ],
 )
+@pytest.mark.parametrize("polyphase", [False, True])
 @pytest.mark.parametrize("gemm", ["mkl", "openblas"])
-def test_band_gemm_activation_equals_mlx(length, channels, block_values, gemm, monkeypatch):
-    """BigVGAN's anti-aliased SnakeBeta with its resampling filters as band GEMMs (fir_rows) against
-    MLX's grouped transposed conv and conv, two batch items, on both BLAS libraries."""
+def test_band_gemm_activation_equals_mlx(length, channels, block_values, polyphase, gemm, monkeypatch):
+    """BigVGAN's anti-aliased SnakeBeta with its resampling filters as band GEMMs (fir_rows: a GEMM
+    per block of rows, or the polyphase GEMMs over all blocks at few channels) against MLX's grouped
+    transposed conv and conv, two batch items, on both BLAS libraries."""
     from ltx.vocoder import Activation1d
 
     _use_gemm(gemm, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "FIR_BLOCK_VALUES", block_values)
+    monkeypatch.setattr(cpu_kernels, "FIR_POLY_MAX_CHANNELS", 1 << 30 if polyphase else 0)
     act = Activation1d(channels)
     act.upsample.filter = mx.random.normal((1, 1, 12), key=mx.random.key(4))
     act.downsample.lowpass.filter = mx.random.normal((1, 1, 12), key=mx.random.key(5))
