@@ -247,7 +247,9 @@ def _audio_decoder_widths(header: dict, config: dict) -> dict[str, int]:
 
 def _vocoder_widths(header: dict, config: dict) -> dict[str, int]:
     """The generator level with the most channels x samples: its width (from the header), its samples per
-    input mel frame (from the config's upsample rates) and whether it is BigVGAN's AMP (anti-aliased)."""
+    input mel frame (from the config's upsample rates) and whether it is BigVGAN's AMP (anti-aliased);
+    and the most channels x samples per frame of a level whose convs run as 1-D Winograd convs on the
+    CPU (winograd_channel_samples: their scratch)."""
     if "bwe" in config:  # LTX-2.3: 16 kHz vocoder, then the BWE generator on the mel of its output
         voc, bwe = config.get("vocoder", {}), config["bwe"]
         base = math.prod(voc.get("upsample_rates", [])) / bwe.get("hop_length", 80)

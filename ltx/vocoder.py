@@ -119,8 +119,9 @@ class Conv1d(nn.Conv1d):
     over shifted views, or as a Winograd conv (cpu_kernels.conv_taps, at any width), elsewhere one
     over K shifted slices (im2col).
 
-    MLX's CPU conv1d is ~20-50x slower than a BLAS matmul of the same FLOPs at the vocoder's widths (see
-    bench/vae_results.md), in particular with dilation; the (L, K*C) column matrix is small (<= ~40 MB)."""
+    MLX's CPU conv1d is 50-180x slower than a BLAS matmul of the same FLOPs at the vocoder's widths
+    (bench/vae_results.md, conv1d `native` rows), in particular with dilation; off the CPU the (L, K*C)
+    column matrix is small (<= ~40 MB)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
