@@ -605,14 +605,13 @@ def _fir_polyphase(gemm, src: np.ndarray, band: np.ndarray, first: int, step: in
     length, c = src.shape
     per, width = band.shape
     blocks = out.shape[0] // per
-    lead = first - (first // step) * step  # the band's first column within its first input block
-    spans = -(-(lead + width) // step)
+    spans = -(-width // step)  # input blocks a band spans: its blocks start at `first`
     held = blocks + spans - 1
-    rows = (first // step) * step + np.arange(step)[:, None] + step * np.arange(held)[None, :]
+    rows = first + np.arange(step)[:, None] + step * np.arange(held)[None, :]
     gathered = _scratch_floats("fir_gather", step * held * c)[: step * held * c].reshape(step, held, c)
     np.take(src, np.clip(rows, 0, length - 1), axis=0, out=gathered)  # replicate padding at both ends
     wide = np.zeros((per, spans * step), np.float32)
-    wide[:, lead : lead + width] = band
+    wide[:, :width] = band
     parts = [np.ascontiguousarray(wide[:, j * step : (j + 1) * step]) for j in range(spans)]
     result = scratch_rows("fir_result", per, blocks * c)
     for j, part in enumerate(parts):
