@@ -19,10 +19,11 @@ constant's comment says what it was measured from.
 - vocode: the dilated-conv res blocks of the vocoder level with the most channels x samples.
 
 MLX's CPU convolutions are explicit GEMMs: a k-tap conv holds a k-times-wide im2col copy of its
-input (the upsampler's 1024-wide convs); the VAE decoders' and the vocoder's convs of up to 512 input
-channels run as ltx.cpu_kernels.conv_taps instead, one shifted matmul per tap with no such copy (the
-3x3(x3) ones as Winograd convs, ltx.winograd, whose float32 filters the decoders keep beside their
-weights and whose scratch is numpy's: counted with `winograd`). And
+input (the upsampler's 1024-wide convs); the VAE decoders' convs of up to 512 input channels and the
+vocoder's 1-D convs run as ltx.cpu_kernels.conv_taps instead, one shifted matmul per tap with no such
+copy (the 3x3(x3) ones and the 1-D ones of 128-512 channels as Winograd convs, ltx.winograd, whose
+float32 filters the decoders and the vocoder keep beside their weights and whose scratch is numpy's:
+counted with `winograd`). And
 the CPU stream frees an op's buffers asynchronously, so a few consecutive ops are live at
 once (two or three convs; fewer while the lazily loaded weights' load and cast ops share the queue,
 as on a stage's first run): the conv terms count several convs.
