@@ -546,13 +546,10 @@ def conv_transpose1d(
 RESAMPLING = True
 # Output rows per band GEMM of fir_rows: about this many values (rows x channels), 16 to 128 rows.
 # A band matrix of r x (s r + taps) makes ~(s r + taps) / taps times the direct FIR's flops, at BLAS
-# speed; fewer rows mean more GEMM calls, which weighs at few channels (one anti-aliased activation,
-# 768 channels x 505 samples: 2.4 ms at 16 rows, 6.2 at 256; 16 x 48,480: 36 ms at 16 rows, 15 at
-# 128; MLX's grouped convs take ~20x longer)
+# speed; fewer rows mean more GEMM calls, which weigh more the fewer the channels
 FIR_BLOCK_VALUES = 4096
-
-
 # Up to this many channels fir_rows runs polyphase (_fir_polyphase) on blocks of FIR_POLY_ROWS rows
+# (`python bench/taps_ab.py --what activation`, bench/ab_results.md)
 FIR_POLY_MAX_CHANNELS = 32
 FIR_POLY_ROWS = 8
 
