@@ -279,7 +279,8 @@ def machine() -> str:
 def vae_components(cache: Path, decode: bool = True) -> dict:
     """The real-width VAE-side components on bench/vae_bench.py's weights and inputs in `cache`, as
     name -> fn() returning the (lazy) output: the video decoder untiled (unless decode=False; ~8 s a
-    call on 2 cores), the upsampler, the audio decoder and the vocoder. Needs the .venv (MLX)."""
+    call on 2 cores), the upsampler, the audio decoder, the vocoder and LTX-2.3's vocoder +
+    bandwidth extension. Needs the .venv (MLX)."""
     if not (cache / "inputs.npz").exists():
         raise SystemExit(f"no weights in {cache}: run `python bench/vae_bench.py` first (or pass --cache)")
     import mlx.core as mx
@@ -291,6 +292,7 @@ def vae_components(cache: Path, decode: bool = True) -> dict:
 
     x, noise = np.load(cache / "inputs.npz"), np.load(cache / "noise.npz")
     adec, voc = load_audio_decoder(cache / "audio.safetensors"), load_vocoder(cache / "vocoder.safetensors")
+    voc23 = load_vocoder(cache / "vocoder23.safetensors")
     ups = load_upsampler(cache / "upsampler.safetensors")
     za, zu = mx.array(x["audio_latent"]), mx.array(x["upsampler_latent"].transpose(0, 2, 3, 4, 1))
     mel = mx.array(x["mel"].transpose(0, 2, 3, 1))
@@ -298,6 +300,7 @@ def vae_components(cache: Path, decode: bool = True) -> dict:
         "upsampler": lambda: ups(zu),
         "audio_decoder": lambda: adec.decode(za),
         "vocoder": lambda: voc(mel),
+        "vocoder_bwe": lambda: voc23(mel),
     }
     if decode:
         dec = load_video_decoder(cache / "vae.safetensors")

@@ -10,9 +10,10 @@ minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
 - `--what activation`: one BigVGAN anti-aliased activation (ltx.vocoder.Activation1d, random filters)
-  at the channels x samples of LTX-2.3's vocoder and BWE levels on 101 mel frames, three ways: the
-  resampling filters as polyphase GEMMs over all blocks, as one band GEMM per block of rows
-  (cpu_kernels.fir_rows' two paths), and as MLX's grouped convs. Needs no bench weights.
+  at the channels x samples of LTX-2.3's vocoder and BWE levels on 101 mel frames, three ways:
+  cpu_kernels.snake_resampled in tasks of RESAMPLE_CHUNK_VALUES on both cores (what runs), the same
+  as one task over the whole signal (one core, every pass over arrays larger than its cache), and
+  MLX's grouped convs. Needs no bench weights.
 - `--what vocoder`: the vocoder alone, three ways: its 1-D convs as Winograd F(4, 3) / F(4, 4) (from
   winograd.MIN_CHANNELS_1D input channels) and its transposed convs as in-place GEMMs
   (cpu_kernels.conv_transpose1d), what runs; the 1-D convs one GEMM per tap; and both that and
@@ -71,15 +72,15 @@ def activation_ab(runs: int) -> None:
 
     from ltx.vocoder import Activation1d
 
-    choices = {  # (FIR_POLY_MAX_CHANNELS, RESAMPLING)
-        "polyphase": (1 << 30, True),
-        "band per block": (0, True),
-        "MLX grouped convs": (0, False),
+    saved = cpu_kernels.RESAMPLE_CHUNK_VALUES, cpu_kernels.RESAMPLING
+    choices = {  # (RESAMPLE_CHUNK_VALUES, RESAMPLING)
+        "chunks": saved,
+        "one task": (1 << 62, True),
+        "MLX grouped convs": (saved[0], False),
     }
-    saved = cpu_kernels.FIR_POLY_MAX_CHANNELS, cpu_kernels.RESAMPLING
 
     def use(setting) -> None:
-        cpu_kernels.FIR_POLY_MAX_CHANNELS, cpu_kernels.RESAMPLING = setting
+        cpu_kernels.RESAMPLE_CHUNK_VALUES, cpu_kernels.RESAMPLING = setting
 
     rng = np.random.default_rng(0)
     fns = {}
@@ -103,7 +104,7 @@ def activation_ab(runs: int) -> None:
         fns[f"{c} x {n}"] = lambda act=act, x=x: act(x)
     med = common.interleaved_ab(fns, choices, use, runs)
     use(saved)
-    print("| activation (channels x samples) | polyphase ms | band per block ms | MLX grouped convs ms |")
+    print("| activation (channels x samples) | chunks, both cores ms | one task ms | MLX grouped convs ms |")
     print("|---|---:|---:|---:|")
     for name, m in med.items():
         print(f"| {name} | " + " | ".join(f"{1e3 * m[v]:.2f}" for v in choices) + " |")

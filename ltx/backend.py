@@ -97,7 +97,7 @@ def describe() -> dict[str, str]:
     if cpu and cpu_kernels.conv_transpose1d_applies(default_dtype()):
         vocoder += "; transposed convs as in-place GEMMs"
     if cpu and cpu_kernels.resampling_applies(default_dtype()):
-        vocoder += "; anti-aliased activations' filters as band GEMMs"
+        vocoder += "; anti-aliased activations as numpy passes on both cores"
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),

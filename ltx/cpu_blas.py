@@ -157,6 +157,12 @@ def gemm() -> Gemm | None:
 
 
 def describe() -> str:
-    """The conv kernels' GEMM library in words, for `ltx info` and `--verbose`."""
+    """The conv kernels' GEMM library in words, for `ltx info` and `--verbose`; for OpenBLAS with how
+    long its idle threads spin (OPENBLAS_THREAD_TIMEOUT as numpy loaded it: ltx/__init__.py)."""
     g = gemm()
-    return "none (MLX's matmuls)" if g is None else f"{g.name} ({g.detail})"
+    if g is None:
+        return "none (MLX's matmuls)"
+    if g.name == "openblas":
+        timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28")  # 28: OpenBLAS's own default
+        return f"{g.name} ({g.detail}; idle threads spin 2^{timeout} cycles)"
+    return f"{g.name} ({g.detail})"

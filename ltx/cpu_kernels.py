@@ -35,6 +35,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import NamedTuple
 
 from ltx import backend, cpu_blas, winograd  # noqa: F401  (sets up the BLAS before mlx)
 
@@ -191,10 +192,6 @@ def _scratch_floats(name: str, n: int) -> np.ndarray:
 def scratch_rows(name: str, rows: int, c: int) -> np.ndarray:
     """This thread's scratch buffer `name` as a (rows, c) float32 array (kept between calls)."""
     return _scratch_floats(name, rows * c)[: rows * c].reshape(rows, c)
-
-
-def round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 class _PackedHead:
@@ -544,92 +541,99 @@ def conv_transpose1d(
 
 # Off: BigVGAN's anti-aliased activations run as MLX's grouped convs (the tests' "mlx" kernels)
 RESAMPLING = True
-# Output rows per band GEMM of fir_rows: about this many values (rows x channels), 16 to 128 rows.
-# A band matrix of r x (s r + taps) makes ~(s r + taps) / taps times the direct FIR's flops, at BLAS
-# speed; fewer rows mean more GEMM calls, which weigh more the fewer the channels
-FIR_BLOCK_VALUES = 4096
-# Up to this many channels fir_rows runs polyphase (_fir_polyphase) on blocks of FIR_POLY_ROWS rows
-# (`python bench/taps_ab.py --what activation`, bench/ab_results.md)
-FIR_POLY_MAX_CHANNELS = 32
-FIR_POLY_ROWS = 8
-
-
-def fir_block_rows(channels: int) -> int:
-    """Output rows per band GEMM of fir_rows for this many channels (FIR_BLOCK_VALUES), or per
-    polyphase block (FIR_POLY_ROWS) up to FIR_POLY_MAX_CHANNELS."""
-    if channels <= FIR_POLY_MAX_CHANNELS:
-        return FIR_POLY_ROWS
-    return min(128, max(16, FIR_BLOCK_VALUES // channels))
+# snake_resampled computes about this many output values (rows x channels) per task, every pass of
+# a task over arrays that stay in the core's cache (bench/ab_results.md, `--what activation`)
+RESAMPLE_CHUNK_VALUES = 1 << 16
 
 
 def resampling_applies(dtype: mx.Dtype) -> bool:
-    """Whether BigVGAN's anti-aliased activations computing in dtype run as fir_rows + snake_beta here:
-    float32 on the CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
-    return RESAMPLING and dtype == mx.float32 and cpu_backend() and _gemm() is not None
+    """Whether BigVGAN's anti-aliased activations computing in dtype run as snake_resampled here:
+    float32 on the CPU backend."""
+    return RESAMPLING and dtype == mx.float32 and cpu_backend()
 
 
-def fir_rows(src: np.ndarray, band: np.ndarray, first: int, step: int, out: np.ndarray) -> None:
-    """A channel-shared FIR over the rows of src (L, C) as band GEMMs: output block b (band.shape[0]
-    rows of out) is band @ src[b step + first : b step + first + band.shape[1]], rows outside [0, L)
-    reading as the nearest edge row (replicate padding, as the resampling filters pad). out: (n, C)
-    float32, n a multiple of band.shape[0]. A resampler's polyphase filter is a band matrix
-    (ltx.vocoder builds them): one GEMM per block does its taps for all channels at once. Blocks
-    inside src read it in place; the few at its ends read a clamped copy of their window."""
-    gemm = _gemm()
-    length, c = src.shape
-    per, width = band.shape
-    if c <= FIR_POLY_MAX_CHANNELS:
-        _fir_polyphase(gemm, src, band, first, step, out)
-        return
-    for b in range(out.shape[0] // per):
-        start = b * step + first
-        if 0 <= start and start + width <= length:
-            window = src[start]
+class Resampling(NamedTuple):
+    """An anti-aliased activation's two filters as taps over rows, for snake_resampled. The signal
+    upsampled `ratio` times is kept as its ratio phases: phase p row q is upsampled row ratio q + p,
+    sum(coefficient * x[q + offset]) over up[p]'s (offset, coefficient), rows outside x reading its
+    nearest edge row. Output row r is sum(coefficient * phase[r + offset]) over down's (phase, offset,
+    coefficient): the downsampling filter's stride equals the ratio."""
+
+    ratio: int
+    up: tuple[tuple[tuple[int, float], ...], ...]
+    down: tuple[tuple[int, int, float], ...]
+
+
+def snake_resampled(
+    x: np.ndarray, taps: Resampling, scale: np.ndarray, gain: np.ndarray, out: np.ndarray
+) -> None:
+    """out = downsample(SnakeBeta(upsample(x))) for x and out (L, C) float32, SnakeBeta being
+    y + gain sin^2(y scale) per channel: BigVGAN's anti-aliased activation (ltx.vocoder.Activation1d).
+    The upsampled signal, where the activation runs, is clamped to its own edges, as the downsampling
+    filter's replicate padding reads it.
+
+    Both filters are the same for every channel, so each tap is one multiply-add over contiguous
+    rows x channels; the rows are split into tasks of RESAMPLE_CHUNK_VALUES that run on both cores,
+    each through every pass while its few arrays sit in the core's cache. No pass over the whole
+    upsampled signal: it exists one task's rows at a time."""
+    length, c = x.shape
+    rows = min(length, max(1, RESAMPLE_CHUNK_VALUES // c))
+    lo = min(offset for _, offset, _ in taps.down)
+    hi = max(offset for _, offset, _ in taps.down)
+    n = rows + hi - lo  # phase rows a task computes, at most
+    scale_rows = np.tile(scale.astype(np.float32, copy=False), n)  # per-channel factors of n rows:
+    gain_rows = np.tile(gain.astype(np.float32, copy=False), n)  # flat passes, not broadcasts
+    tasks = [(r, min(length, r + rows)) for r in range(0, length, rows)]
+    _run(lambda part: _snake_resampled_rows(part, x, taps, scale_rows, gain_rows, out, lo, hi), tasks)
+
+
+def _snake_resampled_rows(
+    tasks: list, x, taps: Resampling, scale_rows, gain_rows, out, lo: int, hi: int
+) -> None:
+    length, c = x.shape
+    u = taps.ratio
+    x_lo = min(offset for phase in taps.up for offset, _ in phase)
+    x_hi = max(offset for phase in taps.up for offset, _ in phase)
+    for r0, r1 in tasks:
+        q0, q1 = r0 + lo, r1 + hi  # the phase rows this task's output rows read
+        n = (q1 - q0) * c
+        a0, a1 = q0 + x_lo, q1 + x_hi  # the input rows those read
+        if 0 <= a0 and a1 <= length:
+            window = x[a0:a1].reshape(-1)
         else:  # replicate padding: each row index clamped into [0, L)
-            window = scratch_rows("fir_edge", width, c)
-            np.take(src, np.clip(np.arange(start, start + width), 0, length - 1), axis=0, out=window)
-        gemm.sgemm(
-            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, per, c, width, 1.0, band.ctypes.data, width,
-            window.ctypes.data, c, 0.0, out[b * per].ctypes.data, c,
-        )  # fmt: skip
-
-
-def _fir_polyphase(gemm, src: np.ndarray, band: np.ndarray, first: int, step: int, out: np.ndarray) -> None:
-    """fir_rows for few channels, where a band GEMM per block has too few columns (C) to run well:
-    the input is gathered block-major, (step, blocks, C), so that the band's slice over input block
-    b + j is one GEMM over every block at once, (rows x step) @ (step x blocks C), whose output
-    (rows, blocks, C) is then copied back row-major. J such GEMMs per call (the band spans J blocks)."""
-    length, c = src.shape
-    per, width = band.shape
-    blocks = out.shape[0] // per
-    spans = -(-width // step)  # input blocks a band spans: its blocks start at `first`
-    held = blocks + spans - 1
-    rows = first + np.arange(step)[:, None] + step * np.arange(held)[None, :]
-    gathered = _scratch_floats("fir_gather", step * held * c)[: step * held * c].reshape(step, held, c)
-    np.take(src, np.clip(rows, 0, length - 1), axis=0, out=gathered)  # replicate padding at both ends
-    wide = np.zeros((per, spans * step), np.float32)
-    wide[:, :width] = band
-    parts = [np.ascontiguousarray(wide[:, j * step : (j + 1) * step]) for j in range(spans)]
-    result = scratch_rows("fir_result", per, blocks * c)
-    for j, part in enumerate(parts):
-        gemm.sgemm(
-            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, per, blocks * c, step, 1.0, part.ctypes.data, step,
-            gathered[:, j].ctypes.data, held * c, 1.0 if j else 0.0, result.ctypes.data, blocks * c,
-        )  # fmt: skip
-    np.copyto(out.reshape(blocks, per, c), result.reshape(per, blocks, c).transpose(1, 0, 2))
-
-
-def snake_beta(x: np.ndarray, scale: np.ndarray, gain: np.ndarray) -> None:
-    """x += gain * sin(x * scale)^2 in place, per channel (SnakeBeta with scale = e^alpha and gain =
-    1 / (e^beta + 1e-9)), in cache-sized blocks of rows on this thread (spread over two threads it
-    measured no faster: numpy's float32 sin is vectorised, and the passes are memory-bound)."""
-    per = max(1, BLOCK_ELEMENTS // x.shape[1])
-    for r in range(0, len(x), per):
-        t = np.multiply(x[r : r + per], scale)
-        np.sin(t, out=t)
-        np.multiply(t, t, out=t)
-        t *= gain
-        x[r : r + per] += t
+            window = scratch_rows("snake_x", a1 - a0, c)
+            np.take(x, np.clip(np.arange(a0, a1), 0, length - 1), axis=0, out=window)
+            window = window.reshape(-1)
+        phases = _scratch_floats("snake_phases", u * n)[: u * n].reshape(u, n)
+        tmp = _scratch_floats("snake_tmp", n)[:n]
+        for acc, phase_taps in zip(phases, taps.up, strict=True):
+            for i, (offset, coefficient) in enumerate(phase_taps):
+                src = window[(offset - x_lo) * c :][:n]
+                if i == 0:
+                    np.multiply(src, coefficient, out=acc)
+                else:
+                    np.multiply(src, coefficient, out=tmp)
+                    acc += tmp
+            np.multiply(acc, scale_rows[:n], out=tmp)  # SnakeBeta in place
+            np.sin(tmp, out=tmp)
+            np.multiply(tmp, tmp, out=tmp)
+            np.multiply(tmp, gain_rows[:n], out=tmp)
+            acc += tmp
+        if q0 < 0 or q1 > length:  # upsampled rows outside [0, u L) read its nearest edge row
+            grid = phases.reshape(u, q1 - q0, c)
+            for q in [*range(q0, min(0, q1)), *range(max(length, q0), q1)]:
+                for p in range(u):
+                    m = min(max(q * u + p, 0), u * length - 1)
+                    grid[p, q - q0] = grid[m % u, m // u - q0]
+        m = (r1 - r0) * c
+        dst, tmp = out[r0:r1].reshape(-1), tmp[:m]
+        for i, (p, offset, coefficient) in enumerate(taps.down):
+            src = phases[p, (offset - lo) * c :][:m]
+            if i == 0:
+                np.multiply(src, coefficient, out=dst)
+            else:
+                np.multiply(src, coefficient, out=tmp)
+                dst += tmp
 
 
 # conv3d_frames keeps at most this many im2col values at once (128 MB): a chunk of input frames

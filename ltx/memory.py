@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class Component:
 
 WINOGRAD_MAX_CHANNELS = 512  # ltx.cpu_kernels.TAPS_MAX_CHANNELS: the convs that run as conv_taps
 WINOGRAD_CHUNK_ELEMENTS = 1 << 24  # ltx.winograd.CHUNK_ELEMENTS: transformed inputs + products at once
+RESAMPLE_CHUNK_VALUES = 1 << 16  # ltx.cpu_kernels.RESAMPLE_CHUNK_VALUES: an activation task's rows x channels
 
 
 def winograd_filter_bytes(shape: list[int]) -> int:
@@ -105,6 +107,13 @@ def winograd1d_scratch_bytes(channel_samples: int) -> int:
     transformed (2 x 7/4 values per input value) and the products and outputs (11/4 per output value),
     at most WINOGRAD_CHUNK_ELEMENTS. channel_samples: C x output samples."""
     return 4 * min(WINOGRAD_CHUNK_ELEMENTS, 25 * channel_samples // 4)
+
+
+def snake_resampled_scratch_bytes() -> int:
+    """Bytes of ltx.cpu_kernels.snake_resampled's float32 scratch (BigVGAN's anti-aliased activations
+    on the CPU): on each core's thread a task's two upsampled phases, a temporary and an edge window
+    (4 x RESAMPLE_CHUNK_VALUES), and the per-channel factors tiled over a task's rows (2 x)."""
+    return 4 * RESAMPLE_CHUNK_VALUES * (4 * (os.cpu_count() or 1) + 2)
 
 
 def winograd_scratch_bytes(channel_pixels: int) -> int:
@@ -512,9 +521,9 @@ def audio_decode_activations(
     return itemsize * peak + (winograd_scratch_bytes(scratch) if winograd else 0)
 
 
-# per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1 (with the CPU's band-GEMM
-# resampling; AMP1_MLX_VALUES with MLX's grouped convs)
-VOCODER_VALUES = {0: 11, 1: 19}
+# per channel x sample of the largest level: HiFi-GAN "1", BigVGAN AMP1 (with the CPU's numpy
+# activations, plus their scratch; AMP1_MLX_VALUES with MLX's grouped convs)
+VOCODER_VALUES = {0: 11, 1: 9}
 AMP1_MLX_VALUES = 36
 
 
@@ -532,10 +541,10 @@ def vocode_activations(
     peak measured 9-10 at 64 and 256 initial channels, 17 and 33 frames, and the run's traced Python
     and numpy allocations add ~1 MB at the tiny width; MLX frees buffers on its stream thread, so the
     same run's peak varies by up to ~1.5x at the tiny width). BigVGAN's AMP blocks' anti-aliased
-    SnakeBeta activations hold x2-upsampled temporaries: with resampling (the CPU's band GEMMs,
-    ltx.cpu_kernels.fir_rows) numpy scratch (the upsampled rows, and at few channels their
-    block-major copies), ~19 values in all (measured 18-20 on the LTX-2.3 vocoder + BWE, numpy
-    traced); with MLX's grouped convs ~36 (measured 34-37). All with the
+    SnakeBeta activations: with resampling (the CPU's, ltx.cpu_kernels.snake_resampled) only their
+    output and a fixed scratch (snake_resampled_scratch_bytes), ~9 values in all (measured 9.5-10.4
+    with the scratch on the LTX-2.3 vocoder + BWE at 49 and 97 frames, numpy traced); with MLX's
+    grouped convs, which hold x2-upsampled temporaries, ~36 (measured 34-37). All with the
     (3, 7, 11) res-block kernels of every LTX vocoder, and the
     weights loaded lazily, as the stage does. Without a BLAS, MLX's addmm chain also holds a partial
     sum and the transposed convs an overlap-add buffer: ~1.5-2x. With winograd (the CPU's 1-D
@@ -545,6 +554,8 @@ def vocode_activations(
     scratch = widths.get("winograd_channel_samples", 0) * mel_frames
     extra = winograd1d_scratch_bytes(scratch) if winograd and scratch else 0
     values = AMP1_MLX_VALUES if widths["amp"] and not resampling else VOCODER_VALUES[widths["amp"]]
+    if widths["amp"] and resampling:
+        extra += snake_resampled_scratch_bytes()
     return itemsize * values * cl + extra
 
 

@@ -273,9 +273,9 @@ class DownSample1d(nn.Module):
 class Activation1d(nn.Module):
     """Anti-aliased activation: upsample x2, SnakeBeta, downsample x2.
 
-    On the CPU with a BLAS the two resampling filters run as band GEMMs over blocks of rows
-    (cpu_kernels.fir_rows; _bands) and SnakeBeta as numpy passes in place: MLX's grouped
-    (depthwise) convs took ~20x longer."""
+    On the CPU the whole activation runs as numpy passes over chunks of rows on both cores
+    (cpu_kernels.snake_resampled, its filters as taps: _resampling): MLX's grouped (depthwise)
+    convs took ~20x longer."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -290,60 +290,42 @@ class Activation1d(nn.Module):
 
     def _cpu(self, x: mx.array) -> mx.array:
         up, low = self.upsample, self.downsample.lowpass
-        rows = cpu_kernels.fir_block_rows(x.shape[-1])
-        (u, u_first), (d, d_first) = _bands(up, low, rows)
+        filters = (np.array(f, copy=False).astype(np.float32).tobytes() for f in (up.filter, low.filter))
+        taps = _resampling(*filters, up.ratio, up.pad, up.crop_left, low.stride, low.pad_left)
         scale = mx.exp(self.act.alpha)
         gain = 1.0 / (mx.exp(self.act.beta) + 1e-9)
         x = mx.contiguous(x)
-        mx.eval(x, scale, gain)
-        b, length, c = x.shape
-        up_len = (length + 2 * up.pad - 1) * up.ratio + up.filter.size - up.crop_left - up.crop_right
-        down_len = (up_len + low.pad_left + low.pad_right - low.filter.size) // low.stride + 1
-        mid = cpu_kernels.round_up(up_len, u.shape[0])
-        out = mx.zeros((b, cpu_kernels.round_up(down_len, rows), c), mx.float32)  # written in place
-        mx.eval(out)
+        out = mx.zeros(x.shape, mx.float32)  # written in place
+        mx.eval(x, scale, gain, out)
         xv, ov, scale, gain = (np.array(a, copy=False) for a in (x, out, scale, gain))
         for item, dst in zip(xv, ov, strict=True):
-            y = cpu_kernels.scratch_rows("resample_mid", mid, c)
-            cpu_kernels.fir_rows(item, u, u_first, rows, y)
-            y = y[:up_len]
-            cpu_kernels.snake_beta(y, scale, gain)
-            cpu_kernels.fir_rows(y, d, d_first, low.stride * rows, dst)
-        return out[:, :down_len]
+            cpu_kernels.snake_resampled(item, taps, scale, gain, dst)
+        return out
 
 
-def _bands(up: UpSample1d, low: LowPassFilter1d, rows: int):
-    """The two resampling filters' band matrices for cpu_kernels.fir_rows, shared by every activation
-    with the same filter values (the checkpoint's filters are all one kaiser-sinc)."""
-    fu, fd = (np.array(f, copy=False).astype(np.float32).tobytes() for f in (up.filter, low.filter))
-    return (
-        _upsample_band(fu, up.ratio, up.pad, up.crop_left, rows),
-        _lowpass_band(fd, low.stride, low.pad_left, rows),
+@lru_cache(maxsize=16)
+def _resampling(
+    up: bytes, down: bytes, ratio: int, pad: int, crop_left: int, stride: int, pad_left: int
+) -> cpu_kernels.Resampling:
+    """UpSample1d's and LowPassFilter1d's filters (float32 bytes) as cpu_kernels.Resampling taps,
+    shared by every activation with the same filter values (the checkpoint's are all one kaiser-sinc).
+
+    Upsampled row m = u q + p is u sum f[t] x[(m + crop_left - t) / u - pad] over the t for which
+    that divides evenly; output row r is sum g[t] upsampled[s r - pad_left + t], which with s = u
+    is phase (t - pad_left) mod u, row r + (t - pad_left) // u."""
+    if stride != ratio:
+        raise ValueError(f"anti-aliased activation: downsampling stride {stride} != upsampling ratio {ratio}")
+    f, g = np.frombuffer(up, np.float32), np.frombuffer(down, np.float32)
+    phases = tuple(
+        tuple(
+            ((p + crop_left - t) // ratio - pad, ratio * float(f[t]))
+            for t in range(f.size)
+            if (p + crop_left - t) % ratio == 0
+        )
+        for p in range(ratio)
     )
-
-
-@lru_cache(maxsize=16)
-def _upsample_band(f: bytes, u: int, pad: int, crop_left: int, rows: int) -> tuple[np.ndarray, int]:
-    """UpSample1d's output rows r u + i (i < u rows) as a band over input rows r + first + w: output
-    i is u sum_t f[t] x[(i + crop_left - t) / u - pad] over the t for which that divides evenly."""
-    taps = np.frombuffer(f, np.float32)
-    i, t = np.meshgrid(np.arange(u * rows), np.arange(taps.size), indexing="ij")
-    hit = (i + crop_left - t) % u == 0
-    i, t = i[hit], t[hit]
-    k = (i + crop_left - t) // u - pad
-    band = np.zeros((u * rows, k.max() - k.min() + 1), np.float32)
-    np.add.at(band, (i, k - k.min()), u * taps[t])
-    return band, int(k.min())
-
-
-@lru_cache(maxsize=16)
-def _lowpass_band(f: bytes, stride: int, pad_left: int, rows: int) -> tuple[np.ndarray, int]:
-    """LowPassFilter1d's output row r as a band over input rows s r - pad_left + t: f[t]."""
-    taps = np.frombuffer(f, np.float32)
-    band = np.zeros((rows, stride * (rows - 1) + taps.size), np.float32)
-    for r in range(rows):
-        band[r, stride * r : stride * r + taps.size] = taps
-    return band, -pad_left
+    taps = tuple(((t - pad_left) % ratio, (t - pad_left) // ratio, float(g[t])) for t in range(g.size))
+    return cpu_kernels.Resampling(ratio, phases, taps)
 
 
 class AMPBlock1(nn.Module):

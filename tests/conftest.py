@@ -12,11 +12,10 @@ import ltx.backend  # noqa: E402, F401
 @pytest.fixture(params=["cpu", "mlx"])
 def kernels(request, monkeypatch):
     """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.cpu_kernels: conv taps,
-    Winograd convs, frame convs, transposed 1-D convs, band-GEMM resampling, numpy norm + SiLU),
-    forced on even at the tiny models' sizes (the frame convs one input frame per im2col chunk, the
-    Winograd convs one slab and tile row, or one 1-D tile, per chunk, at any width; the resampling
-    one band GEMM per 16 rows, where the tiny models' few channels run the polyphase GEMMs in every
-    other test); "mlx", MLX's convs and elementwise ops, what GPUs run. Takes effect for models
+    Winograd convs, frame convs, transposed 1-D convs, numpy anti-aliased activations, numpy norm +
+    SiLU), forced on even at the tiny models' sizes (the frame convs one input frame per im2col
+    chunk, the Winograd convs one slab and tile row, or one 1-D tile, per chunk, at any width; the
+    activations one row per task); "mlx", MLX's convs and elementwise ops, what GPUs run. Takes effect for models
     loaded after it (loading lays out the conv weights)."""
     from ltx import cpu_kernels, winograd
 
@@ -24,8 +23,7 @@ def kernels(request, monkeypatch):
         monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", 1)
         monkeypatch.setattr(winograd, "BLOCK_ELEMENTS", 1)
         monkeypatch.setattr(winograd, "MIN_CHANNELS_1D", 1)  # the tiny vocoders' convs too
-        monkeypatch.setattr(cpu_kernels, "FIR_POLY_MAX_CHANNELS", 0)  # the band GEMMs ...
-        monkeypatch.setattr(cpu_kernels, "FIR_BLOCK_VALUES", 1)  # ... of the fewest rows: many blocks
+        monkeypatch.setattr(cpu_kernels, "RESAMPLE_CHUNK_VALUES", 1)  # one row per activation task
         monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
         monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 1000)  # several ragged blocks per thread
         monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", 1)

@@ -88,3 +88,30 @@ def test_default_dtype_is_float32_on_cpu_and_can_be_forced():
     assert p.returncode == 0, p.stderr
     p = _run("from ltx import backend; print(backend.default_dtype())", LTX_DTYPE="bfloat16")
     assert "bfloat16" in p.stdout, p.stderr
+
+
+def test_sets_openblas_thread_timeout_before_numpy_loads_it():
+    """`import ltx` shortens how long numpy's OpenBLAS lets idle threads spin (read once, when numpy
+    loads it), keeps a value the user set, and leaves it unset, saying so, once numpy is in."""
+    import os
+
+    code = """
+        import os, sys
+        {first}
+        import ltx
+        from ltx import cpu_blas
+        print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), ltx.OPENBLAS_TIMEOUT_SET, cpu_blas.describe())
+    """
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    cases = [("", env, "16 True"), ("", {**env, "OPENBLAS_THREAD_TIMEOUT": "7"}, "7 False"),
+             ("import numpy", env, "None False")]  # fmt: skip
+    for first, case_env, want in cases:
+        p = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code.format(first=first))],
+            capture_output=True, text=True, env=case_env, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith(want), (first, p.stdout)
+        if "openblas (" in p.stdout:  # the GEMM library's description names the spin
+            spin = want.split()[0] if want.split()[0] != "None" else "28"
+            assert f"idle threads spin 2^{spin} cycles" in p.stdout, p.stdout

@@ -255,6 +255,7 @@ def test_memory_constants_match_the_kernels():
     assert memory.WINOGRAD_CHUNK_ELEMENTS == winograd.CHUNK_ELEMENTS
     assert memory.WINOGRAD_MIN_CHANNELS_1D == winograd.MIN_CHANNELS_1D
     assert memory.WINOGRAD_MAX_CHANNELS_1D == winograd.MAX_CHANNELS_1D
+    assert memory.RESAMPLE_CHUNK_VALUES == cpu_kernels.RESAMPLE_CHUNK_VALUES
 
 
 # ----------------------------------------------------------------------------------------------
