@@ -19,6 +19,7 @@ from ltx import settings
 
 BLAS = "reference"
 _blas_path: str | None = None
+KMP_BLOCKTIME = "0"  # set unless the user has (`python bench/spin_ab.py`)
 
 
 def _candidates() -> list[str]:
@@ -40,6 +41,9 @@ def _load_blas() -> None:
         )
         return
     for path in _candidates():
+        # MKL's OpenMP threads busy-wait KMP_BLOCKTIME ms after a call (200 by default), holding a core
+        # the numpy passes and OpenBLAS GEMMs that follow want; read when MKL starts its threads
+        os.environ.setdefault("KMP_BLOCKTIME", KMP_BLOCKTIME)
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         except OSError:
@@ -101,7 +105,9 @@ def describe() -> dict[str, str]:
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
-        "blas": BLAS if _blas_path is None else f"{BLAS} ({_blas_path})",
+        "blas": BLAS
+        if _blas_path is None
+        else f"{BLAS} ({_blas_path}; KMP_BLOCKTIME={os.environ.get('KMP_BLOCKTIME')})",
         "dtype": str(default_dtype()).replace("mlx.core.", ""),
         "conv_gemm": cpu_blas.describe() if cpu else "none (GPU)",
         "vae_convs": convs,

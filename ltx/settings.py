@@ -6,6 +6,9 @@
                            CPU, bfloat16 on GPUs)
     LTX_CPU_GEMM=...       the library of the CPU conv kernels' GEMMs (ltx.cpu_blas): auto, mkl or
                            openblas
+
+`import ltx` also sets OPENBLAS_THREAD_TIMEOUT=16 and ltx.backend KMP_BLOCKTIME=0 unless they are
+set (how long numpy's OpenBLAS and MKL let idle threads spin; ltx/__init__.py, ltx/backend.py).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Each case runs in a fresh interpreter, because the BLAS can only be chosen befor
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,8 +14,6 @@ import pytest
 
 
 def _run(code: str, **env_overrides: str) -> subprocess.CompletedProcess:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k not in ("LTX_BLAS", "LTX_DTYPE")}
     env.update(env_overrides)
     return subprocess.run(
@@ -93,8 +92,6 @@ def test_default_dtype_is_float32_on_cpu_and_can_be_forced():
 def test_sets_openblas_thread_timeout_before_numpy_loads_it():
     """`import ltx` shortens how long numpy's OpenBLAS lets idle threads spin (read once, when numpy
     loads it), keeps a value the user set, and leaves it unset, saying so, once numpy is in."""
-    import os
-
     code = """
         import os, sys
         {first}
@@ -115,3 +112,23 @@ def test_sets_openblas_thread_timeout_before_numpy_loads_it():
         if "openblas (" in p.stdout:  # the GEMM library's description names the spin
             spin = want.split()[0] if want.split()[0] != "None" else "28"
             assert f"idle threads spin 2^{spin} cycles" in p.stdout, p.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MKL loading is Linux-only")
+def test_mkl_threads_sleep_at_once_unless_the_user_says_otherwise():
+    """Loading MKL sets KMP_BLOCKTIME=0 (its idle OpenMP threads stop spinning at once) unless it is
+    set, and describe() names the value in force."""
+    from ltx import backend
+
+    if not backend._candidates():
+        pytest.skip("the mkl wheel is not installed in this environment")
+    code = (
+        "import os; from ltx import backend; print(os.environ['KMP_BLOCKTIME'], backend.describe()['blas'])"
+    )
+    for env, want in (({}, "0"), ({"KMP_BLOCKTIME": "50"}, "50")):
+        base = {k: v for k, v in os.environ.items() if k != "KMP_BLOCKTIME"}
+        p = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith(f"{want} mkl (") and f"KMP_BLOCKTIME={want})" in p.stdout, p.stdout
