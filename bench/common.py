@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks (numpy and the standard library only: every venv imports it).
+"""Shared pieces of the benchmarks (numpy, the standard library and the cheap `import ltx` only: every
+venv imports it).
 
 The transformer benchmark configuration is LTX-2 (2.0) at its real head sizes and the token counts
 of a stage-1 default video, with fewer layers and heads so that it fits a CPU machine.
@@ -14,9 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import ltx  # noqa: E402,F401  (before numpy: ltx sets OpenBLAS's thread timeout, read as numpy loads it)
+
+# isort: split
+
+import numpy as np  # noqa: E402
+
 # where bench/vae_bench.py writes its real-width random weights and inputs (frames_ab.py and
 # taps_ab.py read them)
 VAE_BENCH_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"

@@ -27,13 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+import common  # noqa: E402  (imports ltx before numpy)
+import numpy as np  # noqa: E402
 
 # ---------------------------------------------------------------------------------------- configurations
 VAE = {
@@ -729,6 +728,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="timed repetitions per side after one warm-up")
     ap.add_argument("--components", default=",".join(COMPONENTS))
     ap.add_argument("--micro", action="store_true", help="also micro-benchmark the capping ops")
+    ap.add_argument("--pause", type=float, default=0.5, help="seconds of idle before each timed call")
     ap.add_argument("--micro-only", action="store_true")
     ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
     ap.add_argument("--out", default=str(ROOT / "bench" / "vae_results.md"))
@@ -772,7 +772,9 @@ def main() -> None:
             for name in a.components.split(","):
                 to, tr, fl, err = [], [], 0.0, float("nan")
                 for i in range(a.runs + 1):
+                    time.sleep(a.pause)  # our idle BLAS threads stop spinning before the reference runs
                     r = ref.ask(op="run", name=name)
+                    time.sleep(a.pause)  # and torch's before ours
                     t0 = time.perf_counter()
                     y = ours[name]()
                     dt = time.perf_counter() - t0
