@@ -576,6 +576,8 @@ def snake_resampled(
     rows x channels; the rows are split into tasks of RESAMPLE_CHUNK_VALUES that run on both cores,
     each through every pass while its few arrays sit in the core's cache. No pass over the whole
     upsampled signal: it exists one task's rows at a time."""
+    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, out)) or out.shape != x.shape:
+        raise ValueError("snake_resampled: x and out must be C-contiguous float32 arrays of one (L, C) shape")
     length, c = x.shape
     rows = min(length, max(1, RESAMPLE_CHUNK_VALUES // c))
     lo = min(offset for _, offset, _ in taps.down)

@@ -543,7 +543,8 @@ def vocode_activations(
     same run's peak varies by up to ~1.5x at the tiny width). BigVGAN's AMP blocks' anti-aliased
     SnakeBeta activations: with resampling (the CPU's, ltx.cpu_kernels.snake_resampled) only their
     output and a fixed scratch (snake_resampled_scratch_bytes), ~9 values in all (measured 9.5-10.4
-    with the scratch on the LTX-2.3 vocoder + BWE at 49 and 97 frames, numpy traced); with MLX's
+    with the scratch on the LTX-2.3 vocoder + BWE at 49 and 97 frames, numpy traced;
+    tests/test_memory.py checks 9, 13 and 49 frames within 25%); with MLX's
     grouped convs, which hold x2-upsampled temporaries, ~36 (measured 34-37). All with the
     (3, 7, 11) res-block kernels of every LTX vocoder, and the
     weights loaded lazily, as the stage does. Without a BLAS, MLX's addmm chain also holds a partial

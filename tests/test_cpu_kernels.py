@@ -177,6 +177,19 @@ def test_snake_resampled_equals_mlx(length, channels, chunk_values, monkeypatch)
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
+def test_snake_resampled_rejects_strided_arrays():
+    """It writes through reshaped views, so a strided x or out (whose reshape would copy) is refused."""
+    import numpy as np
+
+    taps = cpu_kernels.Resampling(2, (((0, 1.0),), ((0, 1.0),)), ((0, 0, 1.0),))
+    x = np.zeros((8, 6), np.float32)
+    ones = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu_kernels.snake_resampled(x[:, :3], taps, ones, ones, np.zeros((8, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu_kernels.snake_resampled(x[:, :3].copy(), taps, ones, ones, x[:, :3])
+
+
 @pytest.mark.parametrize(
     "batch, frames, padding, chunk",
     [
