@@ -445,7 +445,8 @@ def conv_taps(
     o, *kernel = weight.shape[:-1]
     gemm = _gemm()
     blas = gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32
-    if blas and WINOGRAD and winograd.applies(kernel, dilation, c):  # as winograd_applies(x.dtype)
+    narrow = blas and math.prod(kernel) * o <= c  # all taps' outputs together no wider than the input
+    if blas and not narrow and WINOGRAD and winograd.applies(kernel, dilation, c):  # winograd_applies
         g = winograd.transform_weight(weight) if filters is None else filters.of(weight)
         if len(kernel) == 1:
             return winograd.conv1d(gemm, x, g, kernel[0], dilation, bias)
@@ -462,7 +463,9 @@ def conv_taps(
         dilation * sum(k * st for k, st in zip(ks, strides, strict=True))
         for ks in itertools.product(*(range(k) for k in kernel))
     ]
-    if blas:
+    if narrow:
+        out = _conv_taps_narrow(gemm, x.reshape(-1, c), taps, bias, offsets, rows)
+    elif blas:
         out = _conv_taps_blas(gemm, x.reshape(-1, c), taps, bias, offsets, rows)
     else:
         flat = x.reshape(-1, c)
@@ -498,6 +501,32 @@ def _conv_taps_blas(
             wv[i].ctypes.data, c, beta, ov.ctypes.data, o,
         )  # fmt: skip
         beta = 1.0
+    return out
+
+
+def _conv_taps_narrow(
+    gemm: cpu_blas.Gemm, flat: mx.array, taps: mx.array, bias, offsets: list[int], rows: int
+) -> mx.array:
+    """conv_taps where all taps' outputs together are no wider than the input (taps x O <= C: a
+    conv_out to a few channels, the audio decoder's 128 -> 2): one GEMM of every input row with every
+    tap's weights, prod = flat @ taps^T (P, taps x O), then out[r] = bias + sum_i prod[r + off_i, tap
+    i's O columns]. Per tap (or per Winograd component) each GEMM would be O wide, where no BLAS is
+    efficient, and Winograd would transform the whole C-wide input for O outputs."""
+    t, o, c = taps.shape
+    flat, taps = mx.contiguous(flat), mx.contiguous(taps)  # no-ops for a fresh input, tap-major weights
+    out = mx.zeros((flat.shape[0], o), mx.float32)
+    mx.eval(flat, taps, out, *([] if bias is None else [bias]))
+    xv, wv, ov = (np.array(a, copy=False) for a in (flat, taps, out))  # views (numpy 2: never copies)
+    prod = np.empty((flat.shape[0], t * o), np.float32)  # at most the input's size
+    gemm.sgemm(
+        _ROW_MAJOR, _NO_TRANS, _TRANS, flat.shape[0], t * o, c, 1.0, xv.ctypes.data, c,
+        wv.ctypes.data, c, 0.0, prod.ctypes.data, t * o,
+    )  # fmt: skip
+    acc = ov[:rows]
+    if bias is not None:
+        acc[...] = np.array(bias, copy=False).astype(np.float32, copy=False)
+    for i, off in enumerate(offsets):
+        acc += prod[off : off + rows, i * o : (i + 1) * o]
     return out
 
 

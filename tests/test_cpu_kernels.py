@@ -53,6 +53,32 @@ def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gem
 
 
 @pytest.mark.parametrize(
+    "batch, spatial, kernel, dilation, c, o",
+    [
+        (1, (7, 9), (3, 3), 1, 24, 2),  # the audio decoder's conv_out (128 -> 2)
+        (2, (30,), (7,), 3, 16, 2),  # a vocoder's conv_post, dilated, two batch items
+        (1, (4, 5, 6), (3, 3, 3), 1, 27, 1),  # taps x O = C exactly
+    ],
+)
+@pytest.mark.parametrize("gemm", ["mkl", "openblas"])
+def test_narrow_conv_equals_mlx_conv(batch, spatial, kernel, dilation, c, o, gemm, monkeypatch):
+    """conv_taps with all taps' outputs no wider than the input (one GEMM with every tap's weights,
+    then shifted adds) against MLX's conv, with and without bias; it runs even where Winograd would."""
+    _use_gemm(gemm, monkeypatch)
+    monkeypatch.setattr(winograd, "conv", None)  # the other paths would raise if called
+    monkeypatch.setattr(cpu_kernels, "_conv_taps_blas", None)
+    x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
+    w = cpu_kernels.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(2)))
+    bias = mx.random.normal((o,), key=mx.random.key(3))
+    want = mx.conv_general(x, w, kernel_dilation=dilation) + bias
+    got = cpu_kernels.conv_taps(x, w, bias, dilation)
+    assert got.shape == want.shape
+    assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+    nobias = cpu_kernels.conv_taps(x, w, None, dilation)
+    assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
+
+
+@pytest.mark.parametrize(
     "batch, spatial, kernel, chunk",
     [
         (2, (5, 6), (3, 3), 1 << 24),  # the audio VAE: no leading taps, an odd output height
