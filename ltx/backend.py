@@ -86,7 +86,10 @@ def describe() -> dict[str, str]:
         convs = "MLX's"
     elif cpu_kernels.winograd_applies(default_dtype()):
         wide = f"those over {cpu_kernels.TAPS_MAX_CHANNELS} channels from {cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS:,} voxels"
-        convs = f"Winograd F(2x2, 3x3) ({wide})"
+        from ltx import winograd
+
+        tiles = f"F(4x4, 3x3) up to {winograd.TILE_MAX_CHANNELS} channels, F(2x2, 3x3) above"
+        convs = f"Winograd {tiles} ({wide})"
     else:
         convs = "one matmul per tap up to 512 channels"
     from ltx import winograd

@@ -390,7 +390,7 @@ def conv1d_taps_applies() -> bool:
 
 
 def winograd_applies(dtype: mx.Dtype) -> bool:
-    """Whether conv_taps runs 3x3(x3) convs computing in dtype as Winograd F(2x2, 3x3) here: float32
+    """Whether conv_taps runs 3x3(x3) convs computing in dtype as Winograd convs here: float32
     on the CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
     return WINOGRAD and dtype == mx.float32 and cpu_backend() and _gemm() is not None
 
@@ -438,16 +438,18 @@ def conv_taps(
     the video decoder's (`python bench/taps_ab.py`, MKL).
 
     Where the last two kernel axes are 3x3 (the VAEs' convs) and a BLAS is there, the conv runs as
-    Winograd F(2x2, 3x3) instead (ltx.winograd: 16 GEMMs per 2x2 outputs where the taps take 36),
-    on the transformed filters that `filters` keeps for this weight (made here if None).
+    Winograd F(4x4, 3x3) or F(2x2, 3x3) instead (ltx.winograd: 36 GEMMs per 4x4 outputs where the
+    taps take 144), on the transformed filters that `filters` keeps for this weight (made here, as
+    F(2x2), if None). Where all taps' outputs together are no wider than the input (a conv_out to a
+    few channels) it runs as one GEMM with every tap's weights (_conv_taps_narrow).
     """
     b, *padded, c = x.shape
     o, *kernel = weight.shape[:-1]
     gemm = _gemm()
     blas = gemm is not None and cpu_backend() and x.dtype == weight.dtype == mx.float32
-    narrow = blas and math.prod(kernel) * o <= c  # all taps' outputs together no wider than the input
+    narrow = blas and narrow_applies(math.prod(kernel), o, c)
     if blas and not narrow and WINOGRAD and winograd.applies(kernel, dilation, c):  # winograd_applies
-        g = winograd.transform_weight(weight) if filters is None else filters.of(weight)
+        g = winograd.transform_weight(weight, winograd.TILE_WIDE) if filters is None else filters.of(weight)
         if len(kernel) == 1:
             return winograd.conv1d(gemm, x, g, kernel[0], dilation, bias)
         return winograd.conv(gemm, _run, x, g, tuple(kernel), bias)
@@ -502,6 +504,12 @@ def _conv_taps_blas(
         )  # fmt: skip
         beta = 1.0
     return out
+
+
+def narrow_applies(taps: int, out_channels: int, in_channels: int) -> bool:
+    """Whether a conv with this many taps runs as _conv_taps_narrow (with a BLAS): all taps' outputs
+    together no wider than its input. Such convs keep no Winograd filters."""
+    return taps * out_channels <= in_channels
 
 
 def _conv_taps_narrow(

@@ -63,12 +63,16 @@ class Component:
 
 WINOGRAD_MAX_CHANNELS = 512  # ltx.cpu_kernels.TAPS_MAX_CHANNELS: the convs that run as conv_taps
 WINOGRAD_CHUNK_ELEMENTS = 1 << 24  # ltx.winograd.CHUNK_ELEMENTS: transformed inputs + products at once
+WINOGRAD_TILE = 4  # ltx.winograd.TILE: the kept filters' F(4x4, 3x3) up to ...
+WINOGRAD_TILE_MAX_CHANNELS = 256  # ltx.winograd.TILE_MAX_CHANNELS input channels
+WINOGRAD_TILE_WIDE = 2  # ltx.winograd.TILE_WIDE: F(2x2, 3x3) above
+WINOGRAD_TILE_VALUES = (WINOGRAD_TILE + 2) ** 2  # values per transformed 3x3 filter (and input tile)
 RESAMPLE_CHUNK_VALUES = 1 << 16  # ltx.cpu_kernels.RESAMPLE_CHUNK_VALUES: an activation task's rows x channels
 
 
 def winograd_filter_bytes(shape: list[int]) -> int:
-    """Bytes of the float32 Winograd filters (ltx.winograd.Filters, 16 values per 3x3 where the weight
-    has 9) that the CPU path keeps for a conv weight of this shape, PyTorch's (O, C, [3,] 3, 3) or
+    """Bytes of the float32 Winograd filters (ltx.winograd.Filters: 36 values per 3x3 where the weight
+    has 9, 16 above WINOGRAD_TILE_MAX_CHANNELS inputs) that the CPU path keeps for a conv weight of this shape, PyTorch's (O, C, [3,] 3, 3) or
     MLX's (O, [3,] 3, 3, C): 0 unless it is a 3x3(x3) conv of up to WINOGRAD_MAX_CHANNELS inputs (the
     others run on MLX's conv)."""
     k = len(shape) - 2
@@ -80,7 +84,12 @@ def winograd_filter_bytes(shape: list[int]) -> int:
         channels = shape[-1]
     else:
         return 0
-    return 0 if channels > WINOGRAD_MAX_CHANNELS else 4 * math.prod(shape) * 16 // 9
+    if 3**k * shape[0] <= channels:  # ltx.cpu_kernels.narrow_applies: one GEMM, no filters
+        return 0
+    if channels > WINOGRAD_MAX_CHANNELS:
+        return 0
+    tile = WINOGRAD_TILE if channels <= WINOGRAD_TILE_MAX_CHANNELS else WINOGRAD_TILE_WIDE
+    return 4 * math.prod(shape) * (tile + 2) ** 2 // 9
 
 
 WINOGRAD_MIN_CHANNELS_1D = 128  # ltx.winograd.MIN_CHANNELS_1D: the vocoder convs that run as 1-D Winograd
@@ -117,10 +126,13 @@ def snake_resampled_scratch_bytes() -> int:
 
 
 def winograd_scratch_bytes(channel_pixels: int) -> int:
-    """Bytes of ltx.winograd's float32 scratch for a conv: its transformed input and products, 16
-    values per 2x2 outputs of each input and output channel, at most WINOGRAD_CHUNK_ELEMENTS.
+    """Bytes of ltx.winograd's float32 scratch for a conv of up to WINOGRAD_TILE_MAX_CHANNELS inputs
+    (the levels whose scratch is the largest), at most WINOGRAD_CHUNK_ELEMENTS: per 4x4 outputs, 36
+    values of each input channel twice (input tiles, transformed) and of each output channel once
+    (products) plus the 16 outputs, so at most 4.5 values per output pixel and channel.
     channel_pixels: (C_in + C_out) x output pixels (or voxels)."""
-    return 4 * min(WINOGRAD_CHUNK_ELEMENTS, 4 * channel_pixels)
+    per_pixel = 2 * WINOGRAD_TILE_VALUES / WINOGRAD_TILE**2
+    return 4 * min(WINOGRAD_CHUNK_ELEMENTS, int(per_pixel * channel_pixels))
 
 
 def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -> Component:

@@ -1,21 +1,25 @@
-"""Winograd F(2x2, 3x3) convolutions for the CPU backend: the VAEs' 3x3(x3) convs with 16 GEMMs per
-2x2 block of outputs where the per-tap kernel (cpu_kernels.conv_taps) runs 36.
+"""Winograd F(4x4, 3x3) and F(2x2, 3x3) convolutions for the CPU backend: the VAEs' 3x3(x3) convs with
+36 GEMMs per 4x4 block of outputs (16 per 2x2) where the per-tap kernel (cpu_kernels.conv_taps)
+runs 144 (36); and the vocoders' 1-D convs (F(4, 3), F(4, 4), below).
 
 A stride-1 conv whose last two kernel axes are 3x3 (the video VAE's 3x3x3 convs, the audio VAE's
-3x3) computes each 2x2 block of outputs (per leading kernel tap, e.g. each temporal one) as
+3x3) computes each m x m block of outputs (per leading kernel tap, e.g. each temporal one) as
 
-  Y = A^T [ (G g G^T) * (B^T d B) ] A      d: the 4x4 input patch, g: the 3x3 filter
+  Y = A^T [ (G g G^T) * (B^T d B) ] A      d: the (m+2) x (m+2) input tile, g: the 3x3 filter
 
-(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015). Over all blocks and
-channels the elementwise product is 16 matmuls, one per position of the 4x4 transformed patch, of
-(blocks, C) transformed inputs with (C, O) transformed filters: 16 multiplies for 4 outputs where
-the direct conv takes 36, so 2.25x fewer GEMM flops at the same GEMM shape (K = C). The price is
-two numpy passes, the input transform (B^T d B: adds and subtracts only) and the output transform
-(A^T m A), and the transformed input and products held per chunk of frames.
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015), with F(m, 3)'s 1-D
+matrices from Toom-Cook on the points 0, +-1 (+-2 for m = 4) and infinity (_toom_cook). Over all
+tiles and channels the elementwise product is n^2 matmuls (n = m + 2), one per position of the
+transformed tile, of (tiles, C) transformed inputs with (C, O) transformed filters: 2.25 multiplies
+per output for m = 4 (4 for m = 2) where the direct conv takes 9, at the same GEMM shape (K = C).
+The transforms are GEMMs too, on Kronecker squares of the 1-D matrices: numpy copies every tile's
+n^2 input values out (one task per component), one GEMM with (B^T kron B^T) transforms a whole
+chunk, and after the products one GEMM with (A^T kron A^T) makes the outputs, which numpy
+scatters into place. Chunks of frames and tile rows bound what is held (CHUNK_ELEMENTS).
 
-The transforms' coefficients are 0, +-1 and +-1/2, so float32 rounding stays within a few times
-the direct conv's (tests/test_cpu_kernels.py compares with MLX's conv; the VAEs' goldens with the
-reference at 1e-4).
+F(4x4)'s transforms have coefficients up to 4 (F(2x2)'s: 0, +-1, +-1/2), so its float32 rounding
+is ~20x F(2x2)'s: ~1e-5 of the largest output at the real widths against ~5e-7 (both far inside
+the reference goldens' 1e-4; tests/test_cpu_kernels.py compares both with MLX's conv).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from functools import cache
 
 from ltx import backend, cpu_blas  # noqa: F401  (sets up the BLAS before mlx)
 
@@ -31,22 +36,30 @@ from ltx import backend, cpu_blas  # noqa: F401  (sets up the BLAS before mlx)
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-# The filter transform G of F(2, 3); the input (B^T) and output (A^T) transforms are written out
-# as adds below.
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
-# G g G^T as one (16, 9) matrix on the 9 flattened taps of g
-_GG = np.einsum("ai,bj->abij", _G, _G).reshape(16, 9)
-# Values of a transformed-input row block handled while it sits in the core's cache.
-BLOCK_ELEMENTS = 1 << 15
-# At most this many values of transformed inputs and products at once (64 MB, kept between calls):
-# larger and smaller chunks both ran the 128-channel decoder conv slower (GEMMs out of cache, or
-# thinner GEMMs and more numpy calls)
+# Output tile of the kept filters' convs of up to TILE_MAX_CHANNELS input channels: F(4x4, 3x3), 36
+# GEMMs per 4x4 block of outputs (2.25 per output where F(2x2, 3x3) runs 4 and the taps 9), and
+# 36 / 16 of the input per transformed tile where F(2x2) holds 4x. Wider convs, and convs whose
+# filters are made at every call (cpu_kernels.winograd_wide_applies: the 1,024-channel level), use
+# F(2x2, 3x3): their filters are 16 / 36 the size, and at the audio decoder's 512 channels (26 x 16
+# mel bins, 28 tiles of 4x4) F(4x4)'s GEMMs were too thin to gain.
+TILE = 4
+TILE_MAX_CHANNELS = 256
+TILE_WIDE = 2
+
+
+def tile_for(channels: int) -> int:
+    """The output tile m of F(m x m, 3x3) for kept filters of a conv reading this many channels."""
+    return TILE if channels <= TILE_MAX_CHANNELS else TILE_WIDE
+
+
+# At most this many values of a chunk's input tiles, transformed inputs, products and outputs at
+# once (64 MB, kept between calls)
 CHUNK_ELEMENTS = 1 << 24
 
 
 def applies(kernel: tuple[int, ...], dilation: int, channels: int) -> bool:
     """Whether a stride-1 conv with this kernel, reading this many channels, runs as a Winograd conv:
-    F(2x2, 3x3) where its last two kernel axes are 3x3 and there is no dilation; the 1-D F(4, 3) /
+    F(m x m, 3x3) where its last two kernel axes are 3x3 and there is no dilation; the 1-D F(4, 3) /
     F(4, 4) (conv1d) for 1-D kernels of 3 taps or more of MIN_CHANNELS_1D to MAX_CHANNELS_1D input
     channels."""
     if len(kernel) == 1:
@@ -54,10 +67,20 @@ def applies(kernel: tuple[int, ...], dilation: int, channels: int) -> bool:
     return len(kernel) >= 2 and tuple(kernel[-2:]) == (3, 3) and dilation == 1
 
 
-def transform_weight(weight: mx.array) -> np.ndarray:
-    """(O, K1, .., Kn-2, 3, 3, C) conv weight -> (16, T, O, C) filters G g G^T, T = K1 * .. * Kn-2:
-    component 4 i + j of leading tap t is row i, column j of the 4x4 transformed filter. A 1-D
-    (O, K, C) weight -> conv1d's (n, J, O, C) filters (transform_weight_1d)."""
+@cache
+def _tile(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F(m x m, 3x3) as (A (m^2, n^2), G (n^2, 9), B^T (n^2, n^2)), n = m + 2: the Kronecker squares
+    of F(m, 3)'s 1-D matrices (_toom_cook), acting on row-major flattened n x n input tiles, 3x3
+    filters and m x m output tiles."""
+    at, g, bt = _toom_cook(m, 3, _POINTS[m])
+    return np.kron(at, at), np.kron(g.astype(np.float64), g).astype(np.float32), np.kron(bt, bt)
+
+
+def transform_weight(weight: mx.array, m: int | None = None) -> np.ndarray:
+    """(O, K1, .., Kn-2, 3, 3, C) conv weight -> (n^2, T, O, C) filters of F(m x m, 3x3), n = m + 2
+    (m: tile_for(C) if None), T = K1 * .. * Kn-2: component n i + j of leading tap t is row i,
+    column j of the n x n transformed filter. A 1-D (O, K, C) weight -> conv1d's (n, J, O, C)
+    filters (transform_weight_1d)."""
     if weight.ndim == 3:
         return transform_weight_1d(weight)
     o, *kernel, c = weight.shape
@@ -67,10 +90,11 @@ def transform_weight(weight: mx.array) -> np.ndarray:
     mx.eval(taps)
     t = math.prod(kernel[:-2])
     g = np.array(taps, copy=False).reshape(t, 9, o * c)
-    out = np.empty((16, t, o * c), np.float32)
+    gg = _tile(tile_for(c) if m is None else m)[1]
+    out = np.empty((gg.shape[0], t, o * c), np.float32)
     for i in range(t):
-        np.matmul(_GG, g[i], out=out[:, i])  # one (16, 9) x (9, O C) product per leading tap
-    return out.reshape(16, t, o, c)
+        np.matmul(gg, g[i], out=out[:, i])  # one (n^2, 9) x (9, O C) product per leading tap
+    return out.reshape(gg.shape[0], t, o, c)
 
 
 _local = threading.local()
@@ -93,61 +117,49 @@ def release_scratch() -> None:
 
 
 class Filters:
-    """A conv module's transformed filters, made from its weight at first use and remade if the
-    weight array is replaced (a plain attribute, so not one of the module's parameters)."""
+    """A conv module's transformed filters (transform_weight's tile), made from its weight at first
+    use and remade if the weight array is replaced (a plain attribute, so not one of the module's
+    parameters)."""
 
     def __init__(self):
         self.source: mx.array | None = None
         self.filters: np.ndarray | None = None
 
     def of(self, weight: mx.array) -> np.ndarray:
-        if self.source is not weight:
+        tile = (
+            weight.ndim > 3
+            and self.filters is not None
+            and self.filters.shape[0] != (tile_for(weight.shape[-1]) + 2) ** 2
+        )  # (a changed TILE: the benches' A/Bs)
+        if self.source is not weight or tile:
             self.filters, self.source = transform_weight(weight), weight
         return self.filters
 
 
-def _input_rows(tasks: list, xv: np.ndarray, u: np.ndarray, tw: int) -> None:
-    # xv (S, 2 th + 2, 2 tw + 2, C) padded slabs; u (16, S', band, tw, C); a task is (slab in xv, slab in
-    # u, first tile row in xv, first tile row in u, number of tile rows)
-    for s, su, r0, ru, n in tasks:
-        x = xv[s, 2 * r0 : 2 * r0 + 2 * n + 2]  # (2n + 2, W, C)
-        d = [x[j : j + 2 * n : 2] for j in range(4)]  # (n, W, C)
-        rows = np.empty((4, *d[0].shape), np.float32)
-        _bt(d, rows)
-        for i in range(4):
-            e = [rows[i, :, j : j + 2 * tw : 2] for j in range(4)]  # (n, tw, C)
-            _bt(e, [u[4 * i + j, su, ru : ru + n] for j in range(4)])
+def _gather(ks: list, x: np.ndarray, tiles: np.ndarray, m: int) -> None:
+    # x (S, m rows + 2, m tw + 2, C): a chunk's padded input slabs (a strided view); tiles (n^2, S',
+    # band, tw, C); copies component k = n i + j of every n x n input tile, x[s, m r + i, m q + j],
+    # to tiles[k, s, r, q]
+    n = m + 2
+    slabs, rows, tw = x.shape[0], (x.shape[1] - 2) // m, tiles.shape[3]
+    st_slab, st_row, st_col, item = x.strides
+    windows = np.lib.stride_tricks.as_strided(
+        x,
+        (n, n, slabs, rows, tw, x.shape[3]),
+        (st_row, st_col, st_slab, m * st_row, m * st_col, item),
+        writeable=False,
+    )
+    for k in ks:
+        np.copyto(tiles[k, :slabs, :rows], windows[k // n, k % n])
 
 
-def _bt(d: list, out) -> None:
-    # B^T d for F(2, 3): (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-    np.subtract(d[0], d[2], out=out[0])
-    np.add(d[1], d[2], out=out[1])
-    np.subtract(d[2], d[1], out=out[2])
-    np.subtract(d[1], d[3], out=out[3])
-
-
-def _at(m: list, out0: np.ndarray, out1: np.ndarray) -> None:
-    # A^T m for F(2, 3): (m0 + m1 + m2, m1 - m2 - m3)
-    np.add(m[0], m[1], out=out0)
-    out0 += m[2]
-    np.subtract(m[1], m[2], out=out1)
-    out1 -= m[3]
-
-
-def _output_rows(tasks: list, m: np.ndarray, ov: np.ndarray, bias: np.ndarray | None) -> None:
-    # m (16, S', band, tw, O) products; ov (S, 2 th, 2 tw, O) output slabs; a task is (slab in ov, slab
-    # in m, first tile row in ov, first tile row in m, number of tile rows)
-    for s, sm, r0, rm, n in tasks:
-        tw, o = m.shape[3], m.shape[4]
-        if bias is not None:
-            m[5, sm, rm : rm + n] += bias  # A^T m A adds component (1, 1) to all four outputs
-        z = np.empty((2, 4, n, tw, o), np.float32)  # A^T along the rows, per column component
-        for j in range(4):
-            _at([m[4 * i + j, sm, rm : rm + n] for i in range(4)], z[0, j], z[1, j])
-        for p in range(2):
-            dst = ov[s, 2 * r0 + p : 2 * (r0 + n) : 2]  # (n, 2 tw, O)
-            _at(list(z[p]), dst[:, 0::2], dst[:, 1::2])
+def _scatter(ks: list, y: np.ndarray, ov: np.ndarray, m: int) -> None:
+    # y (m^2, S', band, tw, O) output tiles; ov (S, m rows, m tw, O): a chunk's output slabs and
+    # tile rows (a view); output (i, j) of every tile, component k = m i + j, to ov[s, m r + i, m q + j]
+    slabs, rows = ov.shape[0], ov.shape[1] // m
+    for k in ks:
+        i, j = divmod(k, m)
+        np.copyto(ov[:, i::m, j::m], y[k, :slabs, :rows])
 
 
 def conv(
@@ -160,61 +172,79 @@ def conv(
 ) -> mx.array:
     """Stride-1 conv of an already padded x (B, P1, .., Pn, C) with filters from transform_weight of
     an (O, *kernel, C) weight -> (B, P1 - K1 + 1, .., Pn - 2, O); `run(fn, tasks)` spreads numpy work
-    over the threads. The leading kernel axes (all but the last two) are taps as in conv_taps: each
-    of the 16 GEMMs per tap reads the transformed input at that tap's row offset."""
+    over the threads. The tile size m follows from the filters (n^2 components, n = m + 2).
+
+    Per chunk of slabs (a batch item's position on the leading axes) and tile rows: numpy tasks copy
+    each n x n input tile's n^2 values out (tiles), one GEMM with B^T transforms them all (u), the
+    n^2 GEMMs per leading tap make the products (each leading tap reads u at its slab offset, as
+    conv_taps reads rows), one GEMM with A makes the m x m output tiles, and numpy tasks scatter
+    them into the output."""
     b, *padded, c = x.shape
-    o = filters.shape[2]
+    nn, _, o, _ = filters.shape
+    n = math.isqrt(nn)
+    m = n - 2
+    a_out, _, bt = _tile(m)
     lead, (h, w) = padded[:-2], padded[-2:]
-    th, tw = -(-(h - 2) // 2), -(-(w - 2) // 2)  # 2x2 output blocks
-    if (2 * th + 2, 2 * tw + 2) != (h, w):  # an odd output size reads one zero row / column more
-        x = mx.pad(x, [(0, 0)] * (1 + len(lead)) + [(0, 2 * th + 2 - h), (0, 2 * tw + 2 - w), (0, 0)])
+    th, tw = -(-(h - 2) // m), -(-(w - 2) // m)  # m x m output tiles
+    if (m * th + 2, m * tw + 2) != (h, w):  # outputs past the edge read zeros (and are dropped)
+        x = mx.pad(x, [(0, 0)] * (1 + len(lead)) + [(0, m * th + 2 - h), (0, m * tw + 2 - w), (0, 0)])
     lead_k = kernel[:-2]
-    out = mx.zeros((b, *lead, 2 * th, 2 * tw, o), mx.float32)
+    out = mx.zeros((b, *lead, m * th, m * tw, o), mx.float32)
     mx.eval(x, out, *([] if bias is None else [bias]))
     slabs = b * math.prod(lead)
-    xv = np.array(x, copy=False).reshape(slabs, 2 * th + 2, 2 * tw + 2, c)  # views (numpy 2: no copy)
-    ov = np.array(out, copy=False).reshape(slabs, 2 * th, 2 * tw, o)
+    xv = np.array(x, copy=False).reshape(slabs, m * th + 2, m * tw + 2, c)  # views (numpy 2: no copy)
+    ov = np.array(out, copy=False).reshape(slabs, m * th, m * tw, o)
     bv = None if bias is None else np.array(bias, copy=False).astype(np.float32, copy=False)
     # leading taps as slab offsets (conv_taps' rows, over the grid of slabs)
     strides = [math.prod(lead[d + 1 :]) for d in range(len(lead))]
     offsets = [sum(k * s for k, s in zip(ks, strides, strict=True)) for ks in np.ndindex(*lead_k)]
     reach = offsets[-1]  # output slab s reads input slabs s .. s + reach
-    # slabs whose leading position has an output (the others, in the border, are computed and dropped)
-    valid = np.ones((b, *lead), bool)
-    for d, (p, k) in enumerate(zip(lead, lead_k, strict=True)):
-        valid[(slice(None),) * (1 + d) + (slice(p - k + 1, None),)] = False
-    valid = valid.reshape(-1)
     # Chunks of (slabs, tile rows): all slabs and a band of tile rows when one tile row of every slab
     # fits CHUNK_ELEMENTS (no input is transformed twice), else bands of one row over runs of slabs
     # (the `reach` slabs after a run are transformed for it and again for the next).
-    per_row = 16 * tw * (c + o)  # transformed input and products of one tile row of one slab
+    per_row = tw * (2 * nn * c + nn * o + m * m * o)  # tiles, u, products, outputs of one tile row
     if slabs * per_row <= CHUNK_ELEMENTS:
         step, band = slabs - reach, min(th, CHUNK_ELEMENTS // (slabs * per_row))
     else:
         step, band = max(1, CHUNK_ELEMENTS // per_row - reach), 1
-    u = _scratch("winograd_u", (16, step + reach, band, tw, c))
-    m = _scratch("winograd_m", (16, step, band, tw, o))
-    split = max(1, BLOCK_ELEMENTS // ((2 * tw + 2) * max(c, o)))  # tile rows per numpy task
+    # one kept buffer (at most CHUNK_ELEMENTS whatever the convs' widths), carved into the four
+    shapes = [(nn, step + reach, band, tw, c)] * 2 + [(nn, step, band, tw, o), (m * m, step, band, tw, o)]
+    sizes = [math.prod(sh) for sh in shapes]
+    buf = _scratch("winograd", (sum(sizes),))
+    bounds = np.cumsum([0, *sizes])
+    tiles, u, prod, y = (
+        buf[a:e].reshape(sh) for a, e, sh in zip(bounds[:-1], bounds[1:], shapes, strict=True)
+    )
+    span_u, span_m = u[0].size, prod[0].size
     for s0, r0 in itertools.product(range(0, slabs - reach, step), range(0, th, band)):
         s1, r1 = min(slabs - reach, s0 + step), min(th, r0 + band)
-        # output slabs s0..s1-1, tile rows r0..r1-1, from input slabs s0..s1+reach-1
-        pieces = [(r, r - r0, min(split, r1 - r)) for r in range(r0, r1, split)]
-        run(
-            lambda part: _input_rows(part, xv, u, tw),
-            [(s, s - s0, *p) for s in range(s0, s1 + reach) for p in pieces],
-        )
+        # output slabs s0..s1-1, tile rows r0..r1-1, from input slabs s0..s1+reach-1; one numpy task
+        # per component
+        src = xv[s0 : s1 + reach, m * r0 : m * r1 + 2]
+        run(lambda ks, src=src: _gather(ks, src, tiles, m), list(range(nn)))
+        held = (s1 + reach - s0) * band * tw * c  # (rows past r1 in the band: stale, never output)
+        gemm.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, nn, held, nn, 1.0, bt.ctypes.data, nn,
+            tiles.ctypes.data, span_u, 0.0, u.ctypes.data, span_u,
+        )  # fmt: skip
         rows, tile = (s1 - s0) * band * tw, band * tw
-        for k in range(16):
-            uk, mk = u[k].reshape(-1, c), m[k].reshape(-1, o)
+        for k in range(nn):
+            uk, mk = u[k].reshape(-1, c), prod[k].reshape(-1, o)
             for t, off in enumerate(offsets):
                 gemm.sgemm(
                     _ROW_MAJOR, _NO_TRANS, _TRANS, rows, o, c, 1.0, uk[off * tile :].ctypes.data, c,
                     filters[k, t].ctypes.data, c, 1.0 if t else 0.0, mk.ctypes.data, o,
                 )  # fmt: skip
-        tasks = [(s, s - s0, *p) for s in range(s0, s1) if valid[s] for p in pieces]
-        if tasks:  # none where the run is all border slabs
-            run(lambda part: _output_rows(part, m, ov, bv), tasks)
-    out = out.reshape(b, *lead, 2 * th, 2 * tw, o)
+        if bv is not None:  # A's row for output (i, j) has a 1 at component (ONE, ONE): all get the bias
+            prod[_ONE * n + _ONE, : s1 - s0] += bv
+        gemm.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, m * m, rows * o, nn, 1.0, a_out.ctypes.data, nn,
+            prod.ctypes.data, span_m, 0.0, y.ctypes.data, span_m,
+        )  # fmt: skip
+        # (the border slabs' outputs are written too, and cropped below)
+        dst = ov[s0:s1, m * r0 : m * r1]
+        run(lambda ks, dst=dst: _scatter(ks, y, dst, m), list(range(m * m)))
+    out = out.reshape(b, *lead, m * th, m * tw, o)
     crop = [slice(0, p - k + 1) for p, k in zip(lead, lead_k, strict=True)]
     return out[(slice(None), *crop, slice(0, h - 2), slice(0, w - 2))]
 
@@ -268,6 +298,8 @@ _F1D = {
     (4, 4): _toom_cook(4, 4, (0, 1, -1, 2, -2, 0.5)),
 }
 _ONE = 1  # the index of point 1: its A^T column is all ones (the bias goes on its products)
+# the 2-D tiles' points, F(m, 3) for m = 2 and 4 (point 1 at index _ONE in both)
+_POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2)}
 
 
 def _plan_1d(k: int) -> tuple[int, int, int]:

@@ -21,7 +21,6 @@ def kernels(request, monkeypatch):
 
     if request.param == "cpu":
         monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", 1)
-        monkeypatch.setattr(winograd, "BLOCK_ELEMENTS", 1)
         monkeypatch.setattr(winograd, "MIN_CHANNELS_1D", 1)  # the tiny vocoders' convs too
         monkeypatch.setattr(cpu_kernels, "RESAMPLE_CHUNK_VALUES", 1)  # one row per activation task
         monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)

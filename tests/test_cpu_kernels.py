@@ -34,7 +34,7 @@ def _use_gemm(name: str, monkeypatch) -> None:
 def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gemm, monkeypatch):
     """Every GEMM path: MKL's or numpy's OpenBLAS's sgemm adding every tap into the output in place,
     and (with neither) MLX's addmm chain; the 3x3(x3) convs with one GEMM per tap here (Winograd
-    off), as Winograd F(2x2, 3x3) below."""
+    off), as Winograd F(m x m, 3x3) below."""
     _use_gemm(gemm, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)
     c, o = 6, 5
@@ -78,27 +78,37 @@ def test_narrow_conv_equals_mlx_conv(batch, spatial, kernel, dilation, c, o, gem
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
+def _chunk(tile: int, spatial: tuple[int, ...], c: int, o: int, tile_rows: int | None) -> int:
+    """winograd.CHUNK_ELEMENTS holding tile_rows tile rows (None: all of them, 2^24)."""
+    if tile_rows is None:
+        return 1 << 24
+    n2, tw = (tile + 2) ** 2, -(-(spatial[-1] - 2) // tile)
+    return tile_rows * tw * (2 * n2 * c + n2 * o + tile * tile * o)  # winograd.conv's per_row
+
+
 @pytest.mark.parametrize(
-    "batch, spatial, kernel, chunk",
+    "batch, spatial, kernel, tile_rows",
     [
-        (2, (5, 6), (3, 3), 1 << 24),  # the audio VAE: no leading taps, an odd output height
-        (1, (103, 66), (3, 3), 1 << 24),  # the audio decoder's mel: several numpy tasks per slab
-        (2, (3, 4, 5), (3, 3, 3), 1 << 24),  # the video VAE, two batch items, odd output width
-        (1, (1 + 2, 4, 3), (3, 3, 3), 1 << 24),  # a single frame
-        (2, (6, 9, 10), (3, 3, 3), 16 * 4 * 11 * 12),  # one tile row of all 12 slabs per chunk
-        (2, (6, 9, 10), (3, 3, 3), 16 * 4 * 11 * 5),  # runs of 3 slabs, the next 2 transformed twice
-        (2, (4, 7, 6), (2, 3, 3), 1 << 24),  # a leading kernel of 2
+        (2, (5, 6), (3, 3), None),  # the audio VAE: no leading taps, an odd output height
+        (1, (103, 66), (3, 3), None),  # the audio decoder's mel: several numpy tasks per slab
+        (2, (3, 4, 5), (3, 3, 3), None),  # the video VAE, two batch items, odd output width
+        (1, (1 + 2, 4, 3), (3, 3, 3), None),  # a single frame
+        (2, (6, 9, 10), (3, 3, 3), 12),  # one tile row of all 12 slabs per chunk
+        (2, (6, 9, 10), (3, 3, 3), 5),  # runs of 3 slabs, the next 2 transformed twice
+        (2, (4, 7, 6), (2, 3, 3), None),  # a leading kernel of 2
     ],
 )
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("gemm", ["mkl", "openblas"])
-def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, chunk, gemm, monkeypatch):
-    """conv_taps as Winograd F(2x2, 3x3) against MLX's conv, with and without bias, on both BLAS
-    libraries, in chunks of tile rows and of slabs; the filters a module keeps are remade when its
-    weight array is replaced."""
+def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, tile_rows, tile, gemm, monkeypatch):
+    """conv_taps as Winograd F(m x m, 3x3), m = tile (4 for kept filters, 2 for per-call ones),
+    against MLX's conv, with and without bias, on both BLAS libraries, in chunks of tile rows and of
+    slabs; the filters a module keeps are remade when its weight array is replaced."""
     _use_gemm(gemm, monkeypatch)
-    monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", chunk)
-    monkeypatch.setattr(winograd, "BLOCK_ELEMENTS", 1)  # one tile row per numpy task
     c, o = 6, 5
+    monkeypatch.setattr(winograd, "TILE", tile)
+    monkeypatch.setattr(winograd, "TILE_WIDE", tile)
+    monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", _chunk(tile, spatial, c, o, tile_rows))
     x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
     bias = mx.random.normal((o,), key=mx.random.key(3))
     filters = winograd.Filters()
@@ -106,11 +116,43 @@ def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, chunk, gemm, monk
         w = cpu_kernels.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(key)))
         want = mx.conv_general(x, w) + bias
         got = cpu_kernels.conv_taps(x, w, bias, filters=filters)
+        assert filters.filters.shape[0] == (tile + 2) ** 2
         assert got.shape == want.shape
         assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
         nobias = cpu_kernels.conv_taps(x, w, None)  # filters made for this call
         assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
     assert filters.source is w
+
+
+def test_winograd_chunks_split_as_planned(monkeypatch):
+    """The chunk sizes above give the plans their cases name: with one tile row of every slab per
+    chunk, 2 tile-row bands; with 5 rows' worth, runs of 3 slabs (2 more read); each chunk one
+    B^T GEMM."""
+    shapes = []
+
+    class Spy:
+        name = "spy"
+
+        def __init__(self, real):
+            self.real = real
+
+        def sgemm(self, *a):
+            if a[3] == 36 and a[5] == 36:  # the input transform: (36, 36) x (36, held)
+                shapes.append(a[4])
+            self.real.sgemm(*a)
+
+    real = cpu_blas.library("openblas")
+    monkeypatch.setattr(cpu_kernels, "_gemm", lambda: Spy(real))
+    x = mx.random.normal((2, 6, 9, 10, 6), key=mx.random.key(1))
+    w = cpu_kernels.taps_layout(mx.random.normal((5, 3, 3, 3, 6), key=mx.random.key(2)))
+    want = mx.conv_general(x, w)
+    tw = 2  # 8 output columns in 4 x 4 tiles
+    for rows, chunks, slabs in ((12, 2, 12), (5, 4 * 2, 5)):
+        shapes.clear()
+        monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", _chunk(4, (9, 10), 6, 5, rows))
+        got = cpu_kernels.conv_taps(x, w, filters=winograd.Filters())
+        assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
+        assert len(shapes) == chunks and max(shapes) == slabs * tw * 6, (rows, shapes)
 
 
 @pytest.mark.parametrize(

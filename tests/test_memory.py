@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import tracemalloc
 from pathlib import Path
 
@@ -209,6 +210,11 @@ def test_decode_widths_from_checkpoint(models):
     assert comps["video_decoder"].widths == {"channels": 8, "patch_pixels": 16}
 
 
+def _narrow(weight: mx.array) -> bool:
+    o, *kernel, c = weight.shape
+    return cpu_kernels.narrow_applies(math.prod(kernel), o, c)
+
+
 def test_winograd_filter_bytes_from_checkpoint(models):
     """The header's count of the Winograd filters the decoders keep equals what their modules hold
     after a decode, and covers every conv that made them."""
@@ -223,6 +229,9 @@ def test_winograd_filter_bytes_from_checkpoint(models):
     np.array(audio.decode(mx.zeros((1, 8, 5, 16))))
     for name, model in (("video_decoder", video), ("audio_decoder", audio)):
         convs = [m for m in model.modules() if hasattr(m, "taps_applies") and m.taps_applies()]
+        narrow = [m for m in convs if _narrow(m.conv.weight)]  # one GEMM, no filters
+        assert len(narrow) == (name == "audio_decoder")  # its conv_out to 2 channels
+        convs = [m for m in convs if not _narrow(m.conv.weight)]
         assert convs and all(m.filters.filters is not None for m in convs), name  # all ran Winograd
         assert comps[name].winograd_bytes == sum(m.filters.filters.nbytes for m in convs), name
         assert _filter_bytes(model) == comps[name].winograd_bytes, name  # the MLX layout reads the same
@@ -253,6 +262,9 @@ def test_memory_constants_match_the_kernels():
     """ltx.memory keeps copies of the CPU kernels' limits (it imports no model code)."""
     assert memory.WINOGRAD_MAX_CHANNELS == cpu_kernels.TAPS_MAX_CHANNELS
     assert memory.WINOGRAD_CHUNK_ELEMENTS == winograd.CHUNK_ELEMENTS
+    assert memory.WINOGRAD_TILE == winograd.TILE
+    assert memory.WINOGRAD_TILE_MAX_CHANNELS == winograd.TILE_MAX_CHANNELS
+    assert memory.WINOGRAD_TILE_WIDE == winograd.TILE_WIDE
     assert memory.WINOGRAD_MIN_CHANNELS_1D == winograd.MIN_CHANNELS_1D
     assert memory.WINOGRAD_MAX_CHANNELS_1D == winograd.MAX_CHANNELS_1D
     assert memory.RESAMPLE_CHUNK_VALUES == cpu_kernels.RESAMPLE_CHUNK_VALUES

@@ -108,7 +108,7 @@ def test_decoder_wide_winograd_matches_reference(case, monkeypatch):
     monkeypatch.setattr(cpu_kernels, "WINOGRAD_WIDE_MIN_VOXELS", 0)
     calls = []
     real = winograd.transform_weight
-    monkeypatch.setattr(winograd, "transform_weight", lambda w: calls.append(w.shape) or real(w))
+    monkeypatch.setattr(winograd, "transform_weight", lambda w, *a: calls.append(w.shape) or real(w, *a))
     variant, model_dir, g = case
     dec = load_video_decoder(model_dir / "model.safetensors", mx.float32)
     noise = mx.array(g["decoder_noise"]) if dec.timestep_conditioning else None
