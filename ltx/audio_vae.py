@@ -114,11 +114,12 @@ class CausalConv2d(nn.Module):
 
     def taps_applies(self) -> bool:
         _, k, _, c = self.conv.weight.shape
-        return k == 3 and cpu_kernels.conv_taps_applies(c)
+        return k in (1, 3) and cpu_kernels.conv_taps_applies(c)
 
     def __call__(self, x: mx.array) -> mx.array:  # (B, T, F, C)
         if self.taps_applies():
-            x = mx.pad(x, [(0, 0), (self.pad_t, 0), (1, 1), (0, 0)])
+            if self.pad_t:  # (a 1x1 conv, the resnets' shortcut: one GEMM on the BLAS, no padding)
+                x = mx.pad(x, [(0, 0), (self.pad_t, 0), (self.pad_t // 2,) * 2, (0, 0)])
             return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias, filters=self.filters)
         if self.pad_t:
             x = mx.pad(x, [(0, 0), (self.pad_t, 0), (0, 0), (0, 0)])
