@@ -6,6 +6,11 @@ minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
 - `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) and the
   vocoder's 1-D convs as F(4, 3) / F(4, 4) (ltx.winograd) against one GEMM per tap
   (cpu_kernels.WINOGRAD off), both on the BLAS ltx.cpu_blas.gemm picks.
+- `--what tile`: the Winograd convs' output tile: F(4x4, 3x3) up to winograd.TILE_MAX_CHANNELS (256,
+  what runs), F(4x4) at every width the kept filters serve (up to 512 channels), and F(2x2, 3x3)
+  everywhere, all with the same GEMM transforms; each variant's filters are made once and kept.
+- `--what wide1d`: LTX-2.3's vocoder + BWE with its 768-channel level's 1-D convs as Winograd convs
+  (winograd.MAX_CHANNELS_1D = 768, what runs) against one GEMM per tap there (512).
 - `--what taps`: ltx.cpu_kernels.conv_taps with every tap's GEMM added into the output in place by
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
@@ -38,7 +43,9 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 def main() -> None:
     ap = common.vae_ab_parser(__doc__)
-    ap.add_argument("--what", choices=("winograd", "taps", "vocoder", "activation"), default="winograd")
+    ap.add_argument(
+        "--what", choices=("winograd", "tile", "wide1d", "taps", "vocoder", "activation"), default="winograd"
+    )
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
     real = cpu_kernels._gemm
@@ -57,6 +64,24 @@ def main() -> None:
     if a.what == "vocoder":
         vocoder_ab(components["vocoder"], a.runs)
         return
+    if a.what == "wide1d":
+        from ltx import winograd
+
+        saved, fns = winograd.MAX_CHANNELS_1D, {"vocoder_bwe": components["vocoder_bwe"]}
+        choices = {"768": 768, "512": 512}
+        try:
+            med = common.interleaved_ab(
+                fns, choices, lambda c: setattr(winograd, "MAX_CHANNELS_1D", c), a.runs
+            )
+        finally:
+            winograd.MAX_CHANNELS_1D = saved
+        print("| component | Winograd to 768 ch | to 512 ch | 768 / 512 |\n|---|---:|---:|---:|")
+        m = med["vocoder_bwe"]
+        print(f"| vocoder_bwe | {m['768']:.3f} | {m['512']:.3f} | {m['768'] / m['512']:.2f} |")
+        return
+    if a.what == "tile":
+        tile_ab({k: v for k, v in components.items() if k in ("vae_decode", "audio_decoder")}, a.runs)
+        return
     choices = {"winograd": True, "per tap": False}
     med = common.interleaved_ab(components, choices, lambda on: setattr(cpu_kernels, "WINOGRAD", on), a.runs)
     cpu_kernels.WINOGRAD = True
@@ -64,6 +89,33 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, m in med.items():
         print(f"| {name} | {m['winograd']:.3f} | {m['per tap']:.3f} | {m['winograd'] / m['per tap']:.2f} |")
+
+
+def tile_ab(components: dict, runs: int) -> None:
+    from ltx import winograd
+
+    kept: dict[tuple[int, int], tuple] = {}
+
+    def of(self, weight):  # a Filters per (module, tile), so that switching tiles remakes none
+        key = (id(self), winograd.tile_for(weight.shape[-1]) if weight.ndim > 3 else 0)
+        if key not in kept or kept[key][0] is not weight:
+            kept[key] = (weight, winograd.transform_weight(weight))
+        return kept[key][1]
+
+    saved = winograd.TILE_MAX_CHANNELS, winograd.Filters.of
+    choices = {"F(4x4) to 256 ch": saved[0], "F(4x4) to 512 ch": 512, "F(2x2)": -1}
+    winograd.Filters.of = of
+    try:
+        med = common.interleaved_ab(
+            components, choices, lambda c: setattr(winograd, "TILE_MAX_CHANNELS", c), runs
+        )
+    finally:
+        winograd.TILE_MAX_CHANNELS, winograd.Filters.of = saved
+    print(f"| component | {' | '.join(choices)} | / F(2x2) |")
+    print("|---|" + "---:|" * (len(choices) + 1))
+    for name, m in med.items():
+        ratios = ", ".join(f"{m[c] / m['F(2x2)']:.2f}" for c in list(choices)[:2])
+        print(f"| {name} | {' | '.join(f'{m[c]:.3f}' for c in choices)} | {ratios} |")
 
 
 def activation_ab(runs: int) -> None:

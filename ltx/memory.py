@@ -21,7 +21,7 @@ constant's comment says what it was measured from.
 MLX's CPU convolutions are explicit GEMMs: a k-tap conv holds a k-times-wide im2col copy of its
 input (the upsampler's 1024-wide convs); the VAE decoders' convs of up to 512 input channels and the
 vocoder's 1-D convs run as ltx.cpu_kernels.conv_taps instead, one shifted matmul per tap with no such
-copy (the 3x3(x3) ones and the 1-D ones of 128-512 channels as Winograd convs, ltx.winograd, whose
+copy (the 3x3(x3) ones and the 1-D ones of 128-768 channels as Winograd convs, ltx.winograd, whose
 float32 filters the decoders and the vocoder keep beside their weights and whose scratch is numpy's:
 counted with `winograd`). And
 the CPU stream frees an op's buffers asynchronously, so a few consecutive ops are live at
@@ -93,7 +93,7 @@ def winograd_filter_bytes(shape: list[int]) -> int:
 
 
 WINOGRAD_MIN_CHANNELS_1D = 128  # ltx.winograd.MIN_CHANNELS_1D: the vocoder convs that run as 1-D Winograd
-WINOGRAD_MAX_CHANNELS_1D = 512  # ltx.winograd.MAX_CHANNELS_1D
+WINOGRAD_MAX_CHANNELS_1D = 768  # ltx.winograd.MAX_CHANNELS_1D
 
 
 def winograd1d_filter_bytes(shape: list[int]) -> int:

@@ -263,9 +263,10 @@ def conv(
 # Below this many input channels the per-tap GEMMs (K = C) were as fast (`python bench/vae_bench.py
 # --micro-only`, the conv1d `winograd` rows)
 MIN_CHANNELS_1D = 128
-# Above this the kept filters (~2x the weight) would cost more memory than the conv's time is worth:
-# LTX-2.3's 768-channel vocoder level would add ~0.6 GB; those convs run one GEMM per tap
-MAX_CHANNELS_1D = 512
+# Up to LTX-2.3's 768-channel vocoder level, whose kept filters (~2x the weight) add ~0.6 GB to the
+# vocode stage (well below the denoise stages' peak): its vocoder + BWE takes 0.94x the time with
+# them (`python bench/taps_ab.py --what wide1d`, bench/ab_results.md)
+MAX_CHANNELS_1D = 768
 
 
 def _toom_cook(m: int, r: int, points: tuple[float, ...]) -> tuple[np.ndarray, ...]:
