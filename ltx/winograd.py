@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 # GEMMs per 4x4 block of outputs (2.25 per output where F(2x2, 3x3) runs 4 and the taps 9), and
 # 36 / 16 of the input per transformed tile where F(2x2) holds 4x. Wider convs, and convs whose
 # filters are made at every call (cpu_kernels.winograd_wide_applies: the 1,024-channel level), use
-# F(2x2, 3x3): their filters are 16 / 36 the size, and at the audio decoder's 512 channels (26 x 16
-# mel bins, 28 tiles of 4x4) F(4x4)'s GEMMs were too thin to gain.
+# F(2x2, 3x3): their filters are 16 / 36 the size, and at 512 channels F(4x4) measured within the
+# machine's noise of F(2x2) on both decoders (`python bench/taps_ab.py --what tile`).
 TILE = 4
 TILE_MAX_CHANNELS = 256
 TILE_WIDE = 2
@@ -207,7 +207,8 @@ def conv(
         step, band = slabs - reach, min(th, CHUNK_ELEMENTS // (slabs * per_row))
     else:
         step, band = max(1, CHUNK_ELEMENTS // per_row - reach), 1
-    # one kept buffer (at most CHUNK_ELEMENTS whatever the convs' widths), carved into the four
+    # one kept buffer (at most CHUNK_ELEMENTS whatever the convs' widths), carved into the input
+    # tiles, the transformed inputs, the products and the output tiles
     shapes = [(nn, step + reach, band, tw, c)] * 2 + [(nn, step, band, tw, o), (m * m, step, band, tw, o)]
     sizes = [math.prod(sh) for sh in shapes]
     buf = _scratch("winograd", (sum(sizes),))
