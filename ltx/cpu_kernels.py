@@ -507,9 +507,9 @@ def _conv_taps_blas(
 
 
 def narrow_applies(taps: int, out_channels: int, in_channels: int) -> bool:
-    """Whether a conv with this many taps runs as _conv_taps_narrow (with a BLAS): all taps' outputs
-    together no wider than its input. Such convs keep no Winograd filters."""
-    return taps * out_channels <= in_channels
+    """Whether a conv with this many taps runs as _conv_taps_narrow (with a BLAS): more than one tap,
+    all taps' outputs together no wider than its input. Such convs keep no Winograd filters."""
+    return 1 < taps and taps * out_channels <= in_channels
 
 
 def _conv_taps_narrow(
