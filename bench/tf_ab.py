@@ -8,6 +8,9 @@ median of the per-pair ratios.
   compiled modulation (`mlx`, what ran before, and what GPUs run).
 --what linear: the large linear layers as ltx.cpu_kernels.linear on numpy's OpenBLAS (`openblas`,
   what runs on non-Intel CPUs) against MLX's own matmul on MKL (`mlx`).
+--what softmax: the blocked attention's softmax passes with its scores in base 2 (numpy's exp2) and
+  its row sums as an MKL matrix-vector product (`base 2`, what runs: cpu_kernels.SOFTMAX_BASE2)
+  against numpy's exp and sum (`exp`).
 
     .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
     .venv/bin/python bench/tf_ab.py --what norms --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
@@ -69,13 +72,23 @@ def linear():
     return {"openblas": real, "mlx": lambda x, w: False}, use, restore, labels
 
 
+def softmax():
+    """(variants, use, restore, labels): the base-2 softmax passes against exp and numpy's sum."""
+
+    def use(on):
+        cpu_kernels.SOFTMAX_BASE2 = on
+
+    labels = {"base 2": "exp2 + MKL sgemv row sums", "exp": "exp + numpy's sum"}
+    return {"base 2": True, "exp": False}, use, lambda: use(True), labels
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.transformer_args(ap, layers=1)
-    ap.add_argument("--what", choices=("norms", "linear"), required=True)
+    ap.add_argument("--what", choices=("norms", "linear", "softmax"), required=True)
     ap.add_argument("--runs", type=int, default=8)
     a = ap.parse_args()
-    variants, use, restore, labels = {"norms": norms, "linear": linear}[a.what]()
+    variants, use, restore, labels = {"norms": norms, "linear": linear, "softmax": softmax}[a.what]()
     try:
         times = common.forward_pairs(a, variants, use)
     finally:

@@ -37,6 +37,7 @@ class Mkl(NamedTuple):
     pack_size: Any  # cblas_sgemm_pack_get_size
     pack: Any  # cblas_sgemm_pack
     compute: Any  # cblas_sgemm_compute
+    sgemv: Any  # cblas_sgemv
 
 
 class Gemm(NamedTuple):
@@ -67,6 +68,7 @@ def mkl() -> Mkl | None:
             lib.cblas_sgemm_pack_get_size,
             lib.cblas_sgemm_pack,
             lib.cblas_sgemm_compute,
+            lib.cblas_sgemv,
         )
     except (OSError, AttributeError):
         return None
@@ -76,6 +78,7 @@ def mkl() -> Mkl | None:
     fns.pack_size.argtypes, fns.pack_size.restype = [i, i, i, i], ctypes.c_size_t
     fns.pack.argtypes, fns.pack.restype = [i, i, i, i, i, i, f, p, i, p], None
     fns.compute.argtypes, fns.compute.restype = [i, i, i, i, i, i, p, i, p, i, f, p, i], None
+    fns.sgemv.argtypes, fns.sgemv.restype = [i, i, i, i, f, p, i, p, i, f, p, i], None
     return fns
 
 

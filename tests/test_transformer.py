@@ -250,15 +250,16 @@ def test_19b_parameter_count():
     assert count_parameters(cfg) == 18_876_174_592
 
 
-@pytest.mark.parametrize("path", ["blocked", "blocked-exact", "chunked"])
+@pytest.mark.parametrize("path", ["blocked", "blocked-exact", "blocked-exp", "chunked"])
 def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
     """The CPU attention paths (forced at tiny sizes) against mx.fast.scaled_dot_product_attention,
     for each mask layout: "blocked" (MKL GEMMs per block of rows against K and V packed once per
     head, several ragged blocks per head and several heads per thread, work split over threads, q/k/v
     as strided views of (B, T, H * D) projections; the scores' bound
     lets exp skip the max shift), "blocked-exact" (the same with every block shifted by its row max,
-    as when the bound is too large) and "chunked" (the fallback without MKL: MLX matmuls, several
-    query chunks and row blocks)."""
+    as when the bound is too large), "blocked-exp" (natural-base scores and numpy's row sums, what
+    ran before cpu_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without MKL: MLX matmuls,
+    several query chunks and row blocks)."""
     from ltx import attention, cpu_kernels
 
     rng = np.random.RandomState(0)
@@ -284,6 +285,8 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
     monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     if path == "blocked-exact":
         monkeypatch.setattr(cpu_kernels, "EXP_SAFE", -1.0)
+    if path == "blocked-exp":
+        monkeypatch.setattr(cpu_kernels, "SOFTMAX_BASE2", False)
     if path.startswith("blocked"):
         assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
         monkeypatch.setattr(cpu_kernels, "ATTENTION_ROWS", (2, 2))  # 5 blocks per head, a ragged last one
