@@ -14,7 +14,9 @@ barriers cost a little, so ours' total here is a bit above bench/run.py's. Secon
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -100,6 +102,23 @@ def profile_ours(a) -> dict[str, float]:
 
         return call
 
+    # the blocked attention's GEMMs (MKL, one per block and product, on the pool's threads): their
+    # thread-seconds against the attention's wall time x the pool's threads
+    from ltx import cpu_kernels
+
+    blas = cpu_kernels._cblas()
+    lock = threading.Lock()
+    if blas is not None:
+
+        def timed_compute(*args):
+            t0 = time.perf_counter()
+            blas.compute(*args)
+            with lock:
+                spent["attention GEMMs"] += time.perf_counter() - t0
+                spent["attention GFLOP"] += 2e-9 * args[3] * args[4] * args[5]  # 2 m n k
+
+        timed_blas = blas._replace(compute=timed_compute)
+        cpu_kernels._cblas = lambda: timed_blas
     attention.sdpa = timed_sdpa
     nn.Linear.__call__ = timed_linear(nn.Linear.__call__)
     attention.Linear.__call__ = timed_linear(attention.Linear.__call__)
@@ -123,6 +142,15 @@ def main() -> None:
         f"{who}: forward {t['total']:.2f} s = attention {t.get('attention', 0.0):.2f} s"
         f" + linear layers {t.get('linear', 0.0):.2f} s + the rest {rest:.2f} s"
     )
+    if "attention GEMMs" in t:
+        threads = os.cpu_count() or 1
+        share = t["attention GEMMs"] / (threads * t["attention"])
+        gflop = t["attention GFLOP"]
+        print(
+            f"  attention's MKL GEMMs: {t['attention GEMMs']:.2f} thread-seconds, {share:.0%} of the"
+            f" attention's {threads} threads x {t['attention']:.2f} s; {gflop:.0f} GFLOP (from 32K scores"
+            f" up: the blocked attention's), {gflop / t['attention GEMMs']:.0f} GFLOP/s per thread"
+        )
 
 
 if __name__ == "__main__":
