@@ -10,7 +10,7 @@ median of the per-pair ratios.
   what runs on non-Intel CPUs) against MLX's own matmul on MKL (`mlx`).
 --what softmax: the blocked attention's softmax passes with its scores in base 2 (numpy's exp2) and
   its row sums as an MKL matrix-vector product (`base 2`, what runs: cpu_kernels.SOFTMAX_BASE2)
-  against numpy's exp and sum (`exp`).
+  against numpy's exp and sum (`exp`); first it times the passes alone on one block of scores.
 
     .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
     .venv/bin/python bench/tf_ab.py --what norms --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
@@ -72,8 +72,44 @@ def linear():
     return {"openblas": real, "mlx": lambda x, w: False}, use, restore, labels
 
 
+def softmax_passes(rows: int = 170, keys: int = 6144, runs: int = 200) -> None:
+    """The passes alone on one block of scores (the blocked attention's 170 rows x 6,144 keys, in a
+    core's cache): numpy's exp against its exp2, numpy's row sum against MKL's sgemv with ones."""
+    import time
+
+    import numpy as np
+
+    blas = cpu_blas.mkl()
+    s = (np.random.default_rng(0).random((rows, keys), np.float32) - 0.5) * 20
+    out, ones, total = np.empty_like(s), np.ones(keys, np.float32), np.empty(rows, np.float32)
+
+    def gemv():
+        blas.sgemv(
+            cpu_blas.ROW_MAJOR, cpu_blas.NO_TRANS, rows, keys, 1.0, s.ctypes.data, keys, ones.ctypes.data,
+            1, 0.0, total.ctypes.data, 1,
+        )  # fmt: skip
+
+    def ms(fn) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        return (time.perf_counter() - t0) / runs * 1e3
+
+    blas.set_threads(1)  # as in the attention's worker threads
+    exp, exp2 = ms(lambda: np.exp(s, out=out)), ms(lambda: np.exp2(s, out=out))
+    rowsum, sgemv = ms(lambda: s.sum(axis=1)), ms(gemv)
+    print(f"One {rows} x {keys} block, one thread, ms (means of {runs}):\n")
+    print("| pass | numpy | instead | instead / numpy |\n|---|---:|---:|---:|")
+    print(f"| exp -> exp2 | {exp:.3f} | {exp2:.3f} | {exp2 / exp:.2f} |")
+    print(f"| row sums -> MKL sgemv with ones | {rowsum:.3f} | {sgemv:.3f} | {sgemv / rowsum:.2f} |\n")
+
+
 def softmax():
     """(variants, use, restore, labels): the base-2 softmax passes against exp and numpy's sum."""
+    if cpu_blas.mkl() is None:
+        raise SystemExit("the blocked attention needs MKL, which is not loaded here")
+    softmax_passes()
 
     def use(on):
         cpu_kernels.SOFTMAX_BASE2 = on

@@ -178,8 +178,8 @@ _scratch = threading.local()
 # overflow, so the softmax needs no max subtraction (exp(80) = 5.5e34; float32 max 3.4e38)
 EXP_SAFE = 64.0
 # The blocked attention's scores are made in base 2 (K packed times scale x log2(e)): numpy's float32
-# exp2 takes ~0.47x the time of its exp; and its row sums are one MKL matrix-vector product with a
-# vector of ones, ~0.23x the time of numpy's sum over rows (170 rows x 6,144 keys). Off: exp and
+# exp2 takes ~0.48x the time of its exp; and its row sums are one MKL matrix-vector product with a
+# vector of ones, ~0.48x the time of numpy's sum over rows (170 rows x 6,144 keys). Off: exp and
 # numpy's sum, what ran before (`python bench/tf_ab.py --what softmax`)
 SOFTMAX_BASE2 = True
 LOG2E = float(np.log2(np.e))

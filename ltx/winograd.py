@@ -126,12 +126,7 @@ class Filters:
         self.filters: np.ndarray | None = None
 
     def of(self, weight: mx.array) -> np.ndarray:
-        tile = (
-            weight.ndim > 3
-            and self.filters is not None
-            and self.filters.shape[0] != (tile_for(weight.shape[-1]) + 2) ** 2
-        )  # (a changed TILE: the benches' A/Bs)
-        if self.source is not weight or tile:
+        if self.source is not weight:
             self.filters, self.source = transform_weight(weight), weight
         return self.filters
 
