@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 # where bench/vae_bench.py writes its real-width random weights and inputs (frames_ab.py and
 # taps_ab.py read them)
 VAE_BENCH_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"
-PEAK_GFLOPS = 400.0  # MKL float32 matmul on this machine (~415 measured)
 
 # stage-1 default: 121 frames at 512x768 -> latent (16, 16, 24) = 6,144 tokens; 126 audio tokens
 VIDEO_GRID = (16, 16, 24)

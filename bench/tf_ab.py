@@ -11,6 +11,9 @@ median of the per-pair ratios.
 --what softmax: the blocked attention's softmax passes with its scores in base 2 (numpy's exp2) and
   its row sums as an MKL matrix-vector product (`base 2`, what runs: cpu_kernels.SOFTMAX_BASE2)
   against numpy's exp and sum (`exp`); first it times the passes alone on one block of scores.
+--what keys: the blocked attention on blocks of rows x cpu_kernels.KEY_BLOCK keys (`key blocks`,
+  what runs) against blocks of whole rows of keys (`whole rows`: ~170 rows x 6,144 keys, what ran
+  before); first it times the video self-attention alone.
 
     .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
     .venv/bin/python bench/tf_ab.py --what norms --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
@@ -118,13 +121,71 @@ def softmax():
     return {"base 2": True, "exp": False}, use, lambda: use(True), labels
 
 
+def attention_alone(use, variants: dict, runs: int = 6, heads: int = 8, tokens: int = 6144) -> None:
+    """The video self-attention alone (8 heads x 6,144 tokens x 128, random q/k/v laid out as the
+    projections lay them out), each variant in turn, runs pairs after a warm-up: with scores whose
+    bound lets exp skip the max shift (q, k, v standard normal) and with scores that need it (q and k
+    3x larger: the running max per block of keys)."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = 128
+
+    def heads_of(scale):
+        x = rng.standard_normal((1, tokens, heads * d), dtype=np.float32) * scale
+        return mx.array(x).reshape(1, tokens, heads, d).transpose(0, 2, 1, 3)
+
+    print(f"The video self-attention alone ({heads} heads x {tokens} tokens x {d}), medians of {runs} "
+          "pairs after a warm-up, seconds:\n")  # fmt: skip
+    first, second = variants
+    print(f"| scores | {first} | {second} | {first} / {second} (per-pair median, range) |")
+    print("|---|---:|---:|---:|")
+    for label, scale in (("bounded: no max shift", 1.0), ("shifted by the running max", 3.0)):
+        q, k, v = heads_of(scale), heads_of(scale), heads_of(1.0)
+        mx.eval(q, k, v)
+        times = {name: [] for name in variants}
+        for n in range(runs + 1):
+            for name, value in variants.items():
+                use(value)
+                t0 = time.perf_counter()
+                mx.eval(cpu_kernels._attention_blocked(q, k, v, d**-0.5, None))
+                if n:  # the first of each is a warm-up
+                    times[name].append(time.perf_counter() - t0)
+        ratios = [x / y for x, y in zip(times[first], times[second], strict=True)]
+        print(f"| {label} | {statistics.median(times[first]):.3f} | {statistics.median(times[second]):.3f} "
+              f"| {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")  # fmt: skip
+    print()
+
+
+def keys():
+    """(variants, use, restore, labels): blocks of KEY_BLOCK keys against blocks of whole rows."""
+    if cpu_blas.mkl() is None:
+        raise SystemExit("the blocked attention needs MKL, which is not loaded here")
+    now = cpu_kernels.KEY_BLOCK, cpu_kernels.SCORE_BLOCK_ELEMENTS
+
+    def use(blocks):
+        cpu_kernels.KEY_BLOCK, cpu_kernels.SCORE_BLOCK_ELEMENTS = blocks
+
+    attention_alone(use, {"key blocks": now, "whole rows": (1 << 30, 1 << 20)})
+    use(now)
+
+    labels = {
+        "key blocks": f"{now[0]} keys x {now[1] // now[0]} rows per block",
+        "whole rows": "whole rows of keys, 2^20 scores per block",
+    }
+    return {"key blocks": now, "whole rows": (1 << 30, 1 << 20)}, use, lambda: use(now), labels
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.transformer_args(ap, layers=1)
-    ap.add_argument("--what", choices=("norms", "linear", "softmax"), required=True)
+    ap.add_argument("--what", choices=("norms", "linear", "softmax", "keys"), required=True)
     ap.add_argument("--runs", type=int, default=8)
     a = ap.parse_args()
-    variants, use, restore, labels = {"norms": norms, "linear": linear, "softmax": softmax}[a.what]()
+    variants = {"norms": norms, "linear": linear, "softmax": softmax, "keys": keys}[a.what]
+    variants, use, restore, labels = variants()
     try:
         times = common.forward_pairs(a, variants, use)
     finally:

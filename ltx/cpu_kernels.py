@@ -53,11 +53,16 @@ BLOCKED_MIN_ELEMENTS = 1 << 15
 NORM_MIN_ELEMENTS = 1 << 15
 # Elements processed through every pass of a kernel while they sit in the core's cache.
 BLOCK_ELEMENTS = 1 << 16
-# Scores per block of the blocked attention (rows = this // keys, within ATTENTION_ROWS): a block
-# of 6,144 keys x 170 rows stays in a core's L2 through both matmuls and the softmax. Few keys take
-# taller blocks: 2,048 rows x 126 audio keys run 0.82x the time of 512-row blocks (thinner GEMMs
-# cost more per flop), while each worker still gets ATTENTION_TASKS_PER_WORKER blocks to balance.
-SCORE_BLOCK_ELEMENTS = 1 << 20
+# The blocked attention works on blocks of query rows x KEY_BLOCK keys: each block's scores go
+# through the two GEMMs and the softmax passes before the next block of keys. Rows per block =
+# SCORE_BLOCK_ELEMENTS // keys per block, within ATTENTION_ROWS: 1,024 rows x 512 keys at 6,144 keys.
+# Against whole rows of keys (170 rows x 6,144, what ran before) the GEMMs run on taller blocks (a
+# GEMM's cost per flop falls with its rows) whose scores still sit in the core's cache: the
+# attention takes ~0.88x the time (`python bench/tf_ab.py --what keys`). Few keys take one block of
+# keys and taller blocks of rows: 2,048 rows x 126 audio keys run 0.82x the time of 512-row blocks,
+# while each worker still gets ATTENTION_TASKS_PER_WORKER blocks to balance.
+KEY_BLOCK = 512
+SCORE_BLOCK_ELEMENTS = 1 << 19
 ATTENTION_ROWS = (16, 2048)
 ATTENTION_TASKS_PER_WORKER = 4
 
@@ -206,76 +211,104 @@ def _base() -> float:
 
 
 class _PackedHead:
-    """One head's K (times the softmax scale) and V in MKL's packed GEMM layout, made once per head
-    and reused by every block of query rows. cblas_sgemm repacks them on every call: with both cores
-    busy that costs up to ~7% of the GEMMs' time at 6,144 keys x 128 (`python bench/gemm_pack.py`)."""
+    """One head's K (times the softmax scale) and V in MKL's packed GEMM layout, one packed matrix per
+    block of keys, made once per head and reused by every block of query rows. cblas_sgemm repacks
+    them on every call: with both cores busy that costs up to ~7% of the GEMMs' time at 6,144 keys x
+    128 (`python bench/gemm_pack.py`)."""
 
-    def __init__(self, blas: cpu_blas.Mkl, rows: int, tk: int, d: int):
-        self.blas, self.shape, self.head = blas, (rows, tk, d), None
-        self.k = _scratch_floats("packed_k", -(-blas.pack_size(_B_MATRIX, rows, tk, d) // 4))
-        self.v = _scratch_floats("packed_v", -(-blas.pack_size(_B_MATRIX, rows, d, tk) // 4))
+    def __init__(self, blas: cpu_blas.Mkl, rows: int, tk: int, d: int, keys: int):
+        self.blas, self.shape, self.head = blas, (rows, tk, d, keys), None
+        self.blocks = [(c, min(tk, c + keys)) for c in range(0, tk, keys)]
+        self.k_size = -(-blas.pack_size(_B_MATRIX, rows, keys, d) // 4)  # floats per block
+        self.v_size = -(-blas.pack_size(_B_MATRIX, rows, d, keys) // 4)
+        n = len(self.blocks)
+        self.k = _scratch_floats("packed_k", n * self.k_size)
+        self.v = _scratch_floats("packed_v", n * self.v_size)
 
     def load(self, head: tuple[int, int], k: np.ndarray, v: np.ndarray, scale: float) -> None:
         if head != self.head:
-            rows, tk, d = self.shape
+            rows, _, d, _ = self.shape
             ldk, ldv = (x.strides[0] // x.itemsize for x in (k, v))
-            self.blas.pack(
-                _ROW_MAJOR, _B_MATRIX, _TRANS, rows, tk, d, scale * _base(), k.ctypes.data, ldk,
-                self.k.ctypes.data,
-            )  # fmt: skip
-            self.blas.pack(
-                _ROW_MAJOR, _B_MATRIX, _NO_TRANS, rows, d, tk, 1.0, v.ctypes.data, ldv, self.v.ctypes.data
-            )
+            for i, (c0, c1) in enumerate(self.blocks):
+                self.blas.pack(
+                    _ROW_MAJOR, _B_MATRIX, _TRANS, rows, c1 - c0, d, scale * _base(), k[c0].ctypes.data,
+                    ldk, self.k[i * self.k_size :].ctypes.data,
+                )  # fmt: skip
+                self.blas.pack(
+                    _ROW_MAJOR, _B_MATRIX, _NO_TRANS, rows, d, c1 - c0, 1.0, v[c0].ctypes.data, ldv,
+                    self.v[i * self.v_size :].ctypes.data,
+                )  # fmt: skip
             self.head = head
 
+    def k_block(self, i: int) -> int:
+        return self.k[i * self.k_size :].ctypes.data
 
-def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float) -> None:
+    def v_block(self, i: int) -> int:
+        return self.v[i * self.v_size :].ctypes.data
+
+
+def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float, keys: int) -> None:
     # q (B, H, Tq, D), k/v (B, H, Tk, D), o (B, Tq, H, D) numpy views with contiguous rows; mask in
     # the scores' base (times _base()); bounds (B, H, Tq): an upper bound of |score| (natural units) per query
-    # row; a task is (b, h, first row, end row)
+    # row; keys: keys per block; a task is (b, h, first row, end row)
     blas = _cblas()
     blas.set_threads(1)  # this thread's MKL calls run on this core only; the pool spreads the tasks
     ldq, ldo = q.strides[-2] // q.itemsize, o.strides[-3] // o.itemsize
     tk, d = k.shape[2], k.shape[3]
     most = max(r1 - r0 for *_, r0, r1 in tasks)
-    buf = _scratch_floats("scores", most * tk)
-    ones = _scratch_floats("ones", tk)[:tk]
+    buf = _scratch_floats("scores", most * keys)
+    ones = _scratch_floats("ones", keys)[:keys]
     ones.fill(1.0)
-    sums = _scratch_floats("sums", most)
-    packed = _PackedHead(blas, most, tk, d)
+    sums, shift, top = (_scratch_floats(name, most) for name in ("sums", "shift", "top"))
+    packed = _PackedHead(blas, most, tk, d, keys)
+    exp = np.exp2 if SOFTMAX_BASE2 else np.exp
     for b, h, r0, r1 in tasks:
         rows = r1 - r0
-        s, total = buf[: rows * tk].reshape(rows, tk), sums[:rows, None]
+        total, m, m_block = sums[:rows, None], shift[:rows, None], top[:rows, None]
         packed.load((b, h), k[b, h], v[b, h], scale)
+        out = o[b, r0:r1, h]  # (rows, D), row stride ldo
         mb = None
         if mask is not None:
             mb = mask[min(b, mask.shape[0] - 1), min(h, mask.shape[1] - 1)]
             mb = mb if mb.shape[0] == 1 else mb[r0:r1]
         for exact in (bounds[b, h, r0:r1].max() > EXP_SAFE, True):
-            blas.compute(
-                _ROW_MAJOR, _NO_TRANS, _PACKED, rows, tk, d, q[b, h, r0].ctypes.data, ldq,
-                packed.k.ctypes.data, d, 0.0, s.ctypes.data, tk,
-            )  # fmt: skip
-            if mb is not None:
-                np.add(s, mb, out=s)
-            if exact:  # shift each row by its max
-                np.subtract(s, s.max(axis=1, keepdims=True), out=s)
-            if SOFTMAX_BASE2:
-                np.exp2(s, out=s)
-                blas.sgemv(
-                    _ROW_MAJOR, _NO_TRANS, rows, tk, 1.0, s.ctypes.data, tk, ones.ctypes.data, 1,
-                    0.0, total.ctypes.data, 1,
+            for i, (c0, c1) in enumerate(packed.blocks):
+                n, first = c1 - c0, 0.0 if i == 0 else 1.0  # (GEMMs' beta: the first block overwrites)
+                s = buf[: rows * n].reshape(rows, n)
+                blas.compute(
+                    _ROW_MAJOR, _NO_TRANS, _PACKED, rows, n, d, q[b, h, r0].ctypes.data, ldq,
+                    packed.k_block(i), d, 0.0, s.ctypes.data, n,
                 )  # fmt: skip
-            else:
-                np.exp(s, out=s)
-                np.sum(s, axis=1, keepdims=True, out=total)
+                if mb is not None:
+                    np.add(s, mb[:, c0:c1], out=s)
+                if exact:  # online softmax: shift each row by its running max, rescale what came before
+                    np.max(s, axis=1, keepdims=True, out=m_block)
+                    if i == 0:
+                        m[...] = m_block
+                    else:
+                        np.maximum(m, m_block, out=m_block)
+                        np.subtract(m, m_block, out=m)
+                        exp(m, out=m)  # the earlier blocks' factor
+                        np.multiply(total, m, out=total)
+                        np.multiply(out, m, out=out)
+                        m[...] = m_block
+                    np.subtract(s, m, out=s)
+                exp(s, out=s)
+                if SOFTMAX_BASE2:
+                    blas.sgemv(
+                        _ROW_MAJOR, _NO_TRANS, rows, n, 1.0, s.ctypes.data, n, ones.ctypes.data, 1,
+                        first, total.ctypes.data, 1,
+                    )  # fmt: skip
+                elif i == 0:
+                    np.sum(s, axis=1, keepdims=True, out=total)
+                else:
+                    total += s.sum(axis=1, keepdims=True)
+                blas.compute(
+                    _ROW_MAJOR, _NO_TRANS, _PACKED, rows, d, n, s.ctypes.data, n,
+                    packed.v_block(i), n, first, out.ctypes.data, ldo,
+                )  # fmt: skip
             if exact or total.min() > 0:  # (a row the mask hides entirely sums to 0 unshifted)
                 break
-        out = o[b, r0:r1, h]  # (rows, D), row stride ldo
-        blas.compute(
-            _ROW_MAJOR, _NO_TRANS, _PACKED, rows, d, tk, s.ctypes.data, tk,
-            packed.v.ctypes.data, tk, 0.0, out.ctypes.data, ldo,
-        )  # fmt: skip
         np.divide(out, total, out=out)
 
 
@@ -317,9 +350,10 @@ def _attention_blocked(q: mx.array, k: mx.array, v: mx.array, scale: float, mask
             m = np.clip(m * np.float32(_base()), -big, big)  # in the scores' base
     lo, hi = ATTENTION_ROWS
     balanced = -(-b * h * tq // (ATTENTION_TASKS_PER_WORKER * _pool()._max_workers))
-    step = min(tq, max(lo, min(hi, SCORE_BLOCK_ELEMENTS // tk, balanced)))
+    keys = min(tk, KEY_BLOCK)
+    step = min(tq, max(lo, min(hi, SCORE_BLOCK_ELEMENTS // keys, balanced)))
     tasks = [(i, j, r, min(tq, r + step)) for i in range(b) for j in range(h) for r in range(0, tq, step)]
-    _run(lambda part: _attention_rows(part, *views, m, bounds, scale), tasks)
+    _run(lambda part: _attention_rows(part, *views, m, bounds, scale, keys), tasks)
     # (B, H, Tq, D) as a view of the (B, Tq, H, D) result: the caller's transpose back is free
     return out.transpose(0, 2, 1, 3).astype(dtype)
 

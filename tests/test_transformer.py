@@ -253,11 +253,11 @@ def test_19b_parameter_count():
 @pytest.mark.parametrize("path", ["blocked", "blocked-exact", "blocked-exp", "chunked"])
 def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
     """The CPU attention paths (forced at tiny sizes) against mx.fast.scaled_dot_product_attention,
-    for each mask layout: "blocked" (MKL GEMMs per block of rows against K and V packed once per
-    head, several ragged blocks per head and several heads per thread, work split over threads, q/k/v
+    for each mask layout: "blocked" (MKL GEMMs per block of rows and block of keys against K and V
+    packed once per head, ragged blocks of both, several heads per thread, work split over threads, q/k/v
     as strided views of (B, T, H * D) projections; the scores' bound
-    lets exp skip the max shift), "blocked-exact" (the same with every block shifted by its row max,
-    as when the bound is too large), "blocked-exp" (natural-base scores and numpy's row sums, what
+    lets exp skip the max shift), "blocked-exact" (the same with every block shifted by its running
+    row max, the earlier blocks of keys rescaled, as when the bound is too large), "blocked-exp" (natural-base scores and numpy's row sums, what
     ran before cpu_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without MKL: MLX matmuls,
     several query chunks and row blocks)."""
     from ltx import attention, cpu_kernels
@@ -290,6 +290,7 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
     if path.startswith("blocked"):
         assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
         monkeypatch.setattr(cpu_kernels, "ATTENTION_ROWS", (2, 2))  # 5 blocks per head, a ragged last one
+        monkeypatch.setattr(cpu_kernels, "KEY_BLOCK", 3)  # blocks of 3, 3 and 1 keys
     else:
         monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
         monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
