@@ -12,7 +12,7 @@ constant's comment says what it was measured from.
   MLP), the feature extractor's ~5 copies of the stacked states, or one connector block.
 - denoise, refine: the attention score matrix of the largest attention (chunked on the CPU to
   ATTENTION_CHUNK_ELEMENTS; none with ltx.cpu_kernels' blocked attention, whose per-core blocks of
-  scores, at most 2,048 rows and 1M scores, are a few MB of numpy scratch) plus ~15 token-sized tensors per stream.
+  scores, at most 2,048 rows and 512K scores, are a few MB of numpy scratch) plus ~15 token-sized tensors per stream.
 - upsample: the 3x3x3 conv workspaces of the upsampler's res blocks at the upsampled size.
 - decode: the res-block conv workspaces of the video decoder's last level, one tile at a time.
 - decode-audio: the 3x3 conv workspaces of the audio decoder's mel-resolution level.
