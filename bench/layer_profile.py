@@ -37,7 +37,7 @@ def profile_reference(a) -> dict[str, float]:
 
     def timed(fn, runs, warmup=1):
         fn()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
             t0 = time.perf_counter()
             fn()
             found["total"] = time.perf_counter() - t0
@@ -51,6 +51,8 @@ def profile_reference(a) -> dict[str, float]:
             )
             if kind:
                 found[kind] = found.get(kind, 0.0) + e.self_cpu_time_total / 1e6
+                if kind == "linear":
+                    found["linear GFLOP"] = found.get("linear GFLOP", 0.0) + e.flops / 1e9
         return [found["total"]]
 
     common.timed = timed
@@ -98,6 +100,7 @@ def profile_ours(a) -> dict[str, float]:
             finally:
                 inside[0] = False
             spent["linear"] += time.perf_counter() - t0
+            spent["linear GFLOP"] += 2e-9 * (x.size // x.shape[-1]) * self.weight.size  # 2 rows in out
             return out
 
         return call
@@ -142,6 +145,10 @@ def main() -> None:
         f"{who}: forward {t['total']:.2f} s = attention {t.get('attention', 0.0):.2f} s"
         f" + linear layers {t.get('linear', 0.0):.2f} s + the rest {rest:.2f} s"
     )
+    if t.get("linear GFLOP"):
+        print(
+            f"  linear layers: {t['linear GFLOP']:.0f} GFLOP, {t['linear GFLOP'] / t['linear']:.0f} GFLOP/s"
+        )
     if "attention GEMMs" in t:
         threads = os.cpu_count() or 1
         share = t["attention GEMMs"] / (threads * t["attention"])
