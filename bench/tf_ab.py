@@ -14,6 +14,8 @@ median of the per-pair ratios.
 --what keys: the blocked attention on blocks of rows x cpu_kernels.KEY_BLOCK keys (`key blocks`,
   what runs) against blocks of whole rows of keys (`whole rows`: ~170 rows x 6,144 keys, what ran
   before); first it times the video self-attention alone.
+--what floor: the video self-attention alone, its shifted scores raised to cpu_kernels.EXP2_FLOOR
+  before numpy's exp2 or not (no forward pairs).
 
     .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
     .venv/bin/python bench/tf_ab.py --what norms --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
@@ -121,11 +123,17 @@ def softmax():
     return {"base 2": True, "exp": False}, use, lambda: use(True), labels
 
 
-def attention_alone(use, variants: dict, runs: int = 6, heads: int = 8, tokens: int = 6144) -> None:
+SCORES = {"bounded: no max shift": 1.0, "shifted by the running max": 3.0}
+
+
+def attention_alone(
+    use, variants: dict, scores: dict = SCORES, runs: int = 6, heads: int = 8, tokens: int = 6144
+) -> None:
     """The video self-attention alone (8 heads x 6,144 tokens x 128, random q/k/v laid out as the
-    projections lay them out), each variant in turn, runs pairs after a warm-up: with scores whose
-    bound lets exp skip the max shift (q, k, v standard normal) and with scores that need it (q and k
-    3x larger: the running max per block of keys)."""
+    projections lay them out), each variant in turn, runs pairs after a warm-up, for each of
+    `scores` (label: the scale of q and k): by default with scores whose bound lets exp skip the max
+    shift (q, k, v standard normal) and with scores that need it (q and k 3x larger: the running max
+    per block of keys)."""
     import time
 
     import numpy as np
@@ -142,7 +150,7 @@ def attention_alone(use, variants: dict, runs: int = 6, heads: int = 8, tokens: 
     first, second = variants
     print(f"| scores | {first} | {second} | {first} / {second} (per-pair median, range) |")
     print("|---|---:|---:|---:|")
-    for label, scale in (("bounded: no max shift", 1.0), ("shifted by the running max", 3.0)):
+    for label, scale in scores.items():
         q, k, v = heads_of(scale), heads_of(scale), heads_of(1.0)
         mx.eval(q, k, v)
         times = {name: [] for name in variants}
@@ -178,14 +186,34 @@ def keys():
     return {"key blocks": now, "whole rows": (1 << 30, 1 << 20)}, use, lambda: use(now), labels
 
 
+def floor():
+    """The attention alone with the shifted scores raised to cpu_kernels.EXP2_FLOOR before exp2
+    (`floor`, what runs) and not (`no floor`: the same pass with -inf, so only the slow lanes of
+    numpy's exp2 differ), on scores that need the shift: q and k 3x and 5x larger (a peaked softmax).
+    No forward pairs: the benchmark's weights keep every score bounded."""
+    now = cpu_kernels.EXP2_FLOOR
+
+    def use(value):
+        cpu_kernels.EXP2_FLOOR = value
+
+    variants = {"floor": now, "no floor": -float("inf")}
+    try:
+        attention_alone(use, variants, {"q, k 3x: shifted": 3.0, "q, k 5x: shifted, peaked": 5.0})
+    finally:
+        use(now)
+    return None, use, lambda: use(now), {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.transformer_args(ap, layers=1)
-    ap.add_argument("--what", choices=("norms", "linear", "softmax", "keys"), required=True)
+    ap.add_argument("--what", choices=("norms", "linear", "softmax", "keys", "floor"), required=True)
     ap.add_argument("--runs", type=int, default=8)
     a = ap.parse_args()
-    variants = {"norms": norms, "linear": linear, "softmax": softmax, "keys": keys}[a.what]
+    variants = {"norms": norms, "linear": linear, "softmax": softmax, "keys": keys, "floor": floor}[a.what]
     variants, use, restore, labels = variants()
+    if variants is None:  # that comparison printed its own table
+        return
     try:
         times = common.forward_pairs(a, variants, use)
     finally:

@@ -306,6 +306,36 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
 
 
+@pytest.mark.parametrize("case", ["shifted", "masked"])
+def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case):
+    """numpy's exp2 has slow lanes below -126 (subnormal results, hidden keys): the blocked attention
+    raises shifted and masked scores to cpu_kernels.EXP2_FLOOR before it, and the result still
+    matches the fused kernel (scores spread over +-600: most shifted terms underflow)."""
+    import types
+
+    from ltx import attention, cpu_kernels
+
+    assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    lowest = []
+
+    def exp2(x, out=None):
+        lowest.append(float(x.min()))
+        return np.exp2(x, out=out)
+
+    monkeypatch.setattr(cpu_kernels, "np", types.SimpleNamespace(**{**vars(np), "exp2": exp2}))
+    rng = np.random.RandomState(5)
+    q, k, v = (mx.array(rng.standard_normal((1, 2, n, 8)).astype(np.float32)) for n in (9, 40, 40))
+    scale, mask = (8.0, None) if case == "shifted" else (0.3, np.zeros((1, 1, 1, 40), np.float32))
+    if mask is not None:
+        mask[..., ::3] = np.finfo(np.float32).min
+        mask = mx.array(mask)
+    got = attention.sdpa(q, k, v, scale, mask)
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    close(f"blocked attention, {case} scores", got, want)
+    assert lowest and min(lowest) >= cpu_kernels.EXP2_FLOOR, min(lowest)
+
+
 def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch):
     """The blocked path reads the heads where the projections put them (rows of D floats a stride
     apart: no copy) and copies any other layout (here D strided, as a transposed K would be); the
