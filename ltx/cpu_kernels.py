@@ -57,8 +57,9 @@ BLOCK_ELEMENTS = 1 << 16
 # through the two GEMMs and the softmax passes before the next block of keys. Rows per block =
 # SCORE_BLOCK_ELEMENTS // keys per block, within ATTENTION_ROWS: 1,024 rows x 512 keys at 6,144 keys.
 # Against whole rows of keys (170 rows x 6,144, what ran before) the GEMMs run on taller blocks (a
-# GEMM's cost per flop falls with its rows) whose scores still sit in the core's cache: the
-# attention takes ~0.88x the time (`python bench/tf_ab.py --what keys`). Few keys take one block of
+# GEMM's cost per flop falls with its rows) whose scores still sit in the core's cache: the video
+# self-attention alone takes 0.91x the time, a forward 0.94x (`python bench/tf_ab.py --what keys`;
+# 0.99x where the scores need the max shift, which adds a pass per block). Few keys take one block of
 # keys and taller blocks of rows: 2,048 rows x 126 audio keys run 0.82x the time of 512-row blocks,
 # while each worker still gets ATTENTION_TASKS_PER_WORKER blocks to balance.
 KEY_BLOCK = 512
@@ -186,7 +187,7 @@ EXP_SAFE = 64.0
 # in or below float32's subnormals, or masked keys: a slow path for those lanes), which a peaked
 # softmax's shifted scores do. So blocks whose scores are not bounded below (shifted or masked ones)
 # are raised to this floor first, one pass: a term of 2^-125 (~2e-38) next to a shifted row's
-# largest, 1 (in base e, its equal). The video self-attention with 5x larger q and k takes 0.35x
+# largest, 1 (with scores in base e the floor is -125 ln 2, the same value). The video self-attention with 5x larger q and k takes 0.35x
 # the time with it, 0.99x with 3x (`python bench/tf_ab.py --what floor`).
 EXP2_FLOOR = -125.0
 # The blocked attention's scores are made in base 2 (K packed times scale x log2(e)): numpy's float32
