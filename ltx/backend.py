@@ -105,6 +105,19 @@ def describe() -> dict[str, str]:
         vocoder += "; transposed convs as in-place GEMMs"
     if cpu and cpu_kernels.resampling_applies(default_dtype()):
         vocoder += "; anti-aliased activations as numpy passes on both cores"
+    if not cpu:
+        attention = "MLX's fused kernel (mx.fast.scaled_dot_product_attention)"
+    elif cpu_kernels.blocked_attention():
+        attention = (
+            f"blocked on MKL from {cpu_kernels.BLOCKED_MIN_ELEMENTS:,} scores (blocks of query rows x "
+            f"{cpu_kernels.KEY_BLOCK} keys on each core, softmax in base "
+            f"{2 if cpu_kernels.SOFTMAX_BASE2 else 'e'} with numpy), MLX's fused kernel below"
+        )
+    else:
+        attention = (
+            f"chunked from {cpu_kernels.MIN_ELEMENTS:,} scores (MLX matmuls, numpy softmax), "
+            "MLX's fused kernel below"
+        )
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
@@ -115,4 +128,5 @@ def describe() -> dict[str, str]:
         "conv_gemm": cpu_blas.describe() if cpu else "none (GPU)",
         "vae_convs": convs,
         "vocoder_convs": vocoder,
+        "attention": attention,
     }

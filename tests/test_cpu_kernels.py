@@ -386,10 +386,11 @@ def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
 
 def test_backend_names_the_vae_conv_path(monkeypatch):
     """`ltx info` / --verbose say whether the VAE's 3x3 convs and the vocoder's convs run as Winograd
-    convs here, and how the transposed convs run."""
+    convs here, how the transposed convs run, and which attention path runs."""
     from ltx import backend
 
     d = backend.describe()
+    assert d["attention"].startswith("blocked on MKL") and "512 keys" in d["attention"]
     assert d["vae_convs"].startswith("Winograd")
     assert d["vocoder_convs"].startswith("Winograd F(4, 3)") and d["vocoder_convs"].endswith(
         "numpy passes on both cores"
@@ -400,3 +401,5 @@ def test_backend_names_the_vae_conv_path(monkeypatch):
     d = backend.describe()
     assert d["vae_convs"].startswith("one matmul per tap")
     assert d["vocoder_convs"] == "one matmul per tap"
+    monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
+    assert backend.describe()["attention"].startswith("chunked")
