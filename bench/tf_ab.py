@@ -78,8 +78,9 @@ def linear():
 
 
 def softmax_passes(rows: int = 170, keys: int = 6144, runs: int = 200) -> None:
-    """The passes alone on one block of scores (the blocked attention's 170 rows x 6,144 keys, in a
-    core's cache): numpy's exp against its exp2, numpy's row sum against MKL's sgemv with ones."""
+    """The passes alone on one block of scores (170 rows x 6,144 keys: the blocked attention's block
+    when this was measured, before cpu_kernels.KEY_BLOCK): numpy's exp against its exp2, numpy's row
+    sum against MKL's sgemv with ones."""
     import time
 
     import numpy as np

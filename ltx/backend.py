@@ -2,7 +2,8 @@
 
 MLX's Linux CPU wheel links a reference BLAS (~6 GFLOP/s for float32 matmul). If Intel MKL (the
 `mkl` wheel) is installed, its runtime library is opened with RTLD_GLOBAL *before* mlx is
-imported, so MLX's BLAS symbols resolve to it (~400 GFLOP/s on AVX-512). This module must be
+imported, so MLX's BLAS symbols resolve to it (~400 GFLOP/s on an Intel AVX-512 machine, ~180 on an
+AMD Zen 4 class one: `python bench/peak.py`). This module must be
 imported before `mlx` anywhere in the process; every model module imports it first.
 Set LTX_BLAS=reference to skip it (ltx.settings lists the environment variables).
 """

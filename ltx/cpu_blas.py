@@ -10,7 +10,7 @@ Two can be in the process on Linux:
   loaded by every `import numpy`. On AMD CPUs MKL's sgemm stays well below the machine's peak, and
   numpy's OpenBLAS runs the conv kernels' GEMMs in 0.74-0.95x MKL's time (0.84x of the video
   decoder's whole time; `python bench/gemm_ab.py`, bench/ab_results.md). On Intel's own CPUs MKL
-  reaches about the machine's peak (~400 GFLOP/s on the Intel machine of bench/results.md), so it
+  reaches about the machine's peak (~400 GFLOP/s on the Intel machine of earlier bench/results.md runs), so it
   stays there (OpenBLAS was not measured on Intel).
 
 `gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames, and on OpenBLAS the large
