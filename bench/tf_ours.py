@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ltx import backend  # noqa: E402,F401  (MKL before mlx)
+from ltx import backend  # noqa: E402  (MKL before mlx)
 
 # isort: split
 
@@ -44,7 +44,10 @@ def load(weights: str, inputs: str, layers: int, heads: int):
     """(model, video, audio): the benchmark transformer with tf_prepare.py's weights, and its inputs."""
     model = LTXModel(TransformerConfig.from_dict(common.transformer_config(layers, heads)))
     w = mx.load(weights)
-    model.load_weights([(k.removeprefix("model.diffusion_model."), v) for k, v in w.items()], strict=True)
+    dtype = backend.default_dtype()  # float32 on the CPU, bfloat16 on GPUs (LTX_DTYPE overrides)
+    model.load_weights(
+        [(k.removeprefix("model.diffusion_model."), v.astype(dtype)) for k, v in w.items()], strict=True
+    )
     mx.eval(model.parameters())
     x = {k: mx.array(v) for k, v in np.load(inputs).items()}
     video = make_modality(x["video_latent"], x["video_positions"], x["video_context"], x["sigma_video"])
@@ -71,8 +74,11 @@ def main() -> None:
 
     times = common.timed(fwd, a.runs, warmup=1)
     if a.save:
-        np.savez(a.save, video=np.array(out["v"]), audio=np.array(out["a"]))
-    common.emit({"times": times, "peak_rss_mb": common.peak_rss_mb()})
+        np.savez(
+            a.save, **{k: np.array(out[s].astype(mx.float32)) for k, s in (("video", "v"), ("audio", "a"))}
+        )
+    device = f"mlx {mx.__version__} on {mx.default_device()}"
+    common.emit({"times": times, "peak_rss_mb": common.peak_rss_mb(), "device": device})
 
 
 if __name__ == "__main__":
