@@ -336,23 +336,29 @@ def interleaved_ab(fns: dict, variants: dict, use, runs: int) -> dict[str, dict[
     return out
 
 
-def forward_pairs(a, variants: dict, use) -> dict[str, list[float]]:
+def forward_pairs(a, variants: dict, use, settle: int = 0) -> dict[str, list[float]]:
     """The benchmark transformer (bench/tf_prepare.py's --inputs / --weights, a.layers, a.heads) run
-    with each variant in turn: use(variants[name]) then one timed, evaluated forward, the order
-    swapped every pair; a.runs pairs after a warm-up pair. Returns name -> seconds per forward (the
-    i-th entries of two variants are one pair). Needs the .venv (MLX)."""
+    with each variant in turn: use(variants[name]), `settle` untimed forwards (for a variant whose
+    state builds up, as a cache does over a denoising loop's steps), then one timed, evaluated
+    forward, the order swapped every pair; a.runs pairs after a warm-up pair. Returns name ->
+    seconds per forward (the i-th entries of two variants are one pair). Needs the .venv (MLX)."""
     import mlx.core as mx
     import tf_ours
 
+    from ltx import backend
+
     model, video, audio = tf_ours.load(a.weights, a.inputs, a.layers, a.heads)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for i in range(a.runs + 1):
-        for name in list(variants) if i % 2 else list(variants)[::-1]:
-            use(variants[name])
-            t0 = time.perf_counter()
-            mx.eval(*model(video, audio))
-            if i:  # the first pair warms up
-                times[name].append(time.perf_counter() - t0)
+    with backend.cpu_buffer_cache():  # as the denoising loops run (a variant may set its own limit)
+        for i in range(a.runs + 1):
+            for name in list(variants) if i % 2 else list(variants)[::-1]:
+                use(variants[name])
+                for _ in range(settle):
+                    mx.eval(*model(video, audio))
+                t0 = time.perf_counter()
+                mx.eval(*model(video, audio))
+                if i:  # the first pair warms up
+                    times[name].append(time.perf_counter() - t0)
     return times
 
 

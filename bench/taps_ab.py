@@ -23,6 +23,8 @@ minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
   winograd.MIN_CHANNELS_1D input channels) and its transposed convs as in-place GEMMs
   (cpu_kernels.conv_transpose1d), what runs; the 1-D convs one GEMM per tap; and both that and
   the transposed convs as MLX's matmul + overlap-add (what ran before either).
+- `--what cache`: not a conv choice but MLX's buffer cache on the CPU: ltx.backend's limit (a
+  fraction of the machine's memory, what runs) against MLX's default 32 MB, every component.
 
 Needs the random real-width weights and inputs bench/vae_bench.py writes (run it once first):
 
@@ -44,7 +46,9 @@ from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
 def main() -> None:
     ap = common.vae_ab_parser(__doc__)
     ap.add_argument(
-        "--what", choices=("winograd", "tile", "wide1d", "taps", "vocoder", "activation"), default="winograd"
+        "--what",
+        choices=("winograd", "tile", "wide1d", "taps", "vocoder", "activation", "cache"),
+        default="winograd",
     )
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
@@ -78,6 +82,22 @@ def main() -> None:
         print("| component | Winograd to 768 ch | to 512 ch | 768 / 512 |\n|---|---:|---:|---:|")
         m = med["vocoder_bwe"]
         print(f"| vocoder_bwe | {m['768']:.3f} | {m['512']:.3f} | {m['768'] / m['512']:.2f} |")
+        return
+    if a.what == "cache":
+        import mlx.core as mx
+
+        from ltx import backend
+
+        choices = {"cache": backend.cpu_cache_bytes(), "32 MB": 1 << 25}
+        try:
+            med = common.interleaved_ab(components, choices, mx.set_cache_limit, a.runs)
+        finally:
+            mx.set_cache_limit(choices["cache"])
+        print(
+            f"| component | cache limit {choices['cache'] >> 20} MB | 32 MB | / 32 MB |\n|---|---:|---:|---:|"
+        )
+        for name, m in med.items():
+            print(f"| {name} | {m['cache']:.3f} | {m['32 MB']:.3f} | {m['cache'] / m['32 MB']:.2f} |")
         return
     if a.what == "tile":
         tile_ab({k: v for k, v in components.items() if k in ("vae_decode", "audio_decoder")}, a.runs)

@@ -14,6 +14,9 @@ median of the per-pair ratios.
 --what keys: the blocked attention on blocks of rows x cpu_kernels.KEY_BLOCK keys (`key blocks`,
   what runs) against blocks of whole rows of keys (`whole rows`: ~170 rows x 6,144 keys, what ran
   before); first it times the video self-attention alone.
+--what cache: MLX's buffer cache on the CPU at ltx.backend's limit (`cache`, what runs: a fraction
+  of the machine's memory) against MLX's default 32 MB (`32 MB`), which returns every larger freed
+  buffer to the OS; each timed forward follows an untimed one with the same limit.
 --what floor: the video self-attention alone, its shifted scores raised to cpu_kernels.EXP2_FLOOR
   before numpy's exp2 or not (no forward pairs).
 
@@ -31,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ltx import backend  # noqa: E402,F401  (MKL before mlx)
+from ltx import backend  # noqa: E402  (MKL before mlx)
 
 # isort: split
 
@@ -187,6 +190,20 @@ def keys():
     return {"key blocks": now, "whole rows": (1 << 30, 1 << 20)}, use, lambda: use(now), labels
 
 
+def cache():
+    """(variants, use, restore, labels): ltx.backend's MLX cache limit against MLX's default."""
+    now = backend.cpu_cache_bytes()
+
+    def use(limit):
+        mx.set_cache_limit(limit)  # (lowering it frees cached buffers down to the new limit)
+
+    labels = {
+        "cache": f"cache limit {now >> 20} MB (ltx.backend)",
+        "32 MB": "cache limit 32 MB (MLX's default)",
+    }
+    return {"cache": now, "32 MB": 1 << 25}, use, lambda: use(now), labels
+
+
 def floor():
     """The attention alone with the shifted scores raised to cpu_kernels.EXP2_FLOOR before exp2
     (`floor`, what runs) and not (`no floor`: the same pass with -inf, so only the slow lanes of
@@ -208,15 +225,23 @@ def floor():
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.transformer_args(ap, layers=1)
-    ap.add_argument("--what", choices=("norms", "linear", "softmax", "keys", "floor"), required=True)
+    ap.add_argument("--what", choices=("norms", "linear", "softmax", "keys", "floor", "cache"), required=True)
     ap.add_argument("--runs", type=int, default=8)
     a = ap.parse_args()
-    variants = {"norms": norms, "linear": linear, "softmax": softmax, "keys": keys, "floor": floor}[a.what]
+    variants = {
+        "norms": norms,
+        "linear": linear,
+        "softmax": softmax,
+        "keys": keys,
+        "floor": floor,
+        "cache": cache,
+    }[a.what]
     variants, use, restore, labels = variants()
     if variants is None:  # that comparison printed its own table
         return
     try:
-        times = common.forward_pairs(a, variants, use)
+        # the cache fills over a run's steps: one untimed forward after each switch
+        times = common.forward_pairs(a, variants, use, settle=1 if a.what == "cache" else 0)
     finally:
         restore()
     first, second = variants

@@ -10,11 +10,13 @@ Set LTX_BLAS=reference to skip it (ltx.settings lists the environment variables)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 
 from ltx import settings
 
@@ -60,6 +62,41 @@ def _load_blas() -> None:
 _load_blas()
 
 import mlx.core as mx  # noqa: E402
+
+# MLX's CPU allocator keeps at most 32 MB of freed buffers for reuse by default, so every larger
+# intermediate (a 6,144 x 1,024 float32 activation is 25 MB, a feed-forward hidden state 100 MB) goes
+# back to the OS when freed and is page-faulted in again at its next allocation (~40 ms per 100 MB
+# here, against ~5 ms reused). Within cpu_buffer_cache() the cache may hold this fraction of the
+# machine's memory: the benchmark's transformer forward takes 0.94x the time (`python
+# bench/tf_ab.py --what cache`). The denoising loops run in it: every step allocates the same
+# buffers, so the cache never holds more than one step's. The decoders do not: their tiles' many
+# sizes left ~170-265 MB more resident in a streaming decode (its RSS 1.24x for 4x the frames, the
+# target 1.15x), for 0.94x of the real-width video decoder's time and ~1.0x of the audio side's
+# (`python bench/taps_ab.py --what cache`).
+CPU_CACHE_FRACTION = 1 / 8
+
+
+def cpu_cache_bytes() -> int:
+    """The MLX buffer cache limit set on the CPU backend: CPU_CACHE_FRACTION of physical memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(total * CPU_CACHE_FRACTION)
+
+
+@contextlib.contextmanager
+def cpu_buffer_cache() -> Iterator[None]:
+    """Within: MLX's buffer cache holds up to cpu_cache_bytes() on the CPU backend (the GPU backends'
+    own defaults stay); after, the previous limit again (which frees the cache down to it)."""
+    if mx.default_device() != mx.cpu:
+        yield
+        return
+    before = mx.set_cache_limit(cpu_cache_bytes())
+    try:
+        yield
+    finally:
+        mx.set_cache_limit(before)
 
 
 def blas_library() -> str | None:
@@ -130,4 +167,7 @@ def describe() -> dict[str, str]:
         "vae_convs": convs,
         "vocoder_convs": vocoder,
         "attention": attention,
+        "buffer_cache": f"up to {cpu_cache_bytes() / 2**30:.1f} GB in the denoising loops"
+        if cpu
+        else "MLX's default",
     }

@@ -67,6 +67,7 @@ def make_denoiser(
 
 def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
     """Euler over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
+    from ltx import backend
     from ltx.sampling import euler_loop
     from stages.runtime import mx
 
@@ -82,15 +83,16 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
     ):  # killed after the last step's checkpoint, before the stage published: nothing left to run
         return video, audio
     t0 = time.perf_counter()
-    for step, v, a in euler_loop(denoise, sigmas, video, audio, start=start):
-        mx.eval(v.latent, *([a.latent] if a is not None else []))
-        arrays = {"video": np.array(v.latent)}
-        if a is not None:
-            arrays["audio"] = np.array(a.latent)
-        ctx.checkpoint(step, arrays)
-        rate = (time.perf_counter() - t0) / (step - start)
-        ctx.echo(f"{ctx.node.stage.name}: step {step}/{total} ({rate:.2f} s/step)")
-        video, audio = v, a
+    with backend.cpu_buffer_cache():  # every step reuses the last one's buffers
+        for step, v, a in euler_loop(denoise, sigmas, video, audio, start=start):
+            mx.eval(v.latent, *([a.latent] if a is not None else []))
+            arrays = {"video": np.array(v.latent)}
+            if a is not None:
+                arrays["audio"] = np.array(a.latent)
+            ctx.checkpoint(step, arrays)
+            rate = (time.perf_counter() - t0) / (step - start)
+            ctx.echo(f"{ctx.node.stage.name}: step {step}/{total} ({rate:.2f} s/step)")
+            video, audio = v, a
     return video, audio
 
 

@@ -43,7 +43,7 @@ def info(
     typer.echo(f"backend: mlx {be['mlx']}, {be['device']}, BLAS {be['blas']}, compute dtype {be['dtype']}")
     typer.echo(f"conv kernels' GEMM: {be['conv_gemm']}; VAE 3x3 convs: {be['vae_convs']}")
     typer.echo(f"vocoder convs: {be['vocoder_convs']}")
-    typer.echo(f"attention: {be['attention']}")
+    typer.echo(f"attention: {be['attention']}; MLX buffer cache: {be['buffer_cache']}")
     if convert.is_converted(files.checkpoint.parent):
         m = convert.read_manifest(files.checkpoint.parent)
         q = m["quantization"]

@@ -132,3 +132,32 @@ def test_mkl_threads_sleep_at_once_unless_the_user_says_otherwise():
         )
         assert p.returncode == 0, p.stderr
         assert p.stdout.startswith(f"{want} mkl (") and f"KMP_BLOCKTIME={want})" in p.stdout, p.stdout
+
+
+def test_cpu_buffer_cache_raises_mlx_cache_limit_and_restores_it():
+    """Within backend.cpu_buffer_cache() (the denoising loops), MLX's CPU buffer cache may hold
+    CPU_CACHE_FRACTION of physical memory; after it, the limit it found again. A freed buffer above
+    MLX's default 32 MB limit is then reused: kept in the cache, not returned to the OS."""
+    r = _run(
+        """
+        import os
+        from ltx import backend
+        import mlx.core as mx
+        assert mx.default_device() == mx.cpu
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        assert backend.cpu_cache_bytes() == int(total * backend.CPU_CACHE_FRACTION)
+        before = mx.set_cache_limit(1 << 25)
+        with backend.cpu_buffer_cache():
+            inside = mx.set_cache_limit(backend.cpu_cache_bytes())
+            x = mx.zeros((64 << 20) // 4)  # 64 MB
+            mx.eval(x)
+            del x
+            kept = mx.get_cache_memory()
+        after = mx.set_cache_limit(before)
+        print(inside, after, kept)
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    inside, after, kept = map(int, r.stdout.split())
+    assert inside > 1 << 25 and after == 1 << 25
+    assert kept >= 64 << 20, kept
