@@ -292,3 +292,35 @@ def test_params_defaults():
     assert (p20.audio_guider.cfg_scale, p20.video_guider.rescale_scale) == (7.0, 0.7)
     assert (p20.seed, p20.frame_rate, constants.DEFAULT_IMAGE_CRF) == (10, 24.0, 33)
     assert constants.audio_latent_frames(121, 24.0) == 126 and constants.audio_latent_frames(97, 24.0) == 101
+
+
+def test_stage_loop_runs_inside_the_cpu_buffer_cache():
+    """stages/diffuse.run_loop denoises with MLX's buffer cache at ltx.backend's CPU limit (every step
+    reuses the last one's buffers) and leaves the limit it found; it still checkpoints every step."""
+    from types import SimpleNamespace
+
+    from stages import diffuse
+
+    seen, steps = [], []
+
+    def denoise(video, audio, sigma, step):
+        limit = mx.set_cache_limit(0)  # the limit in force: set_cache_limit returns it
+        mx.set_cache_limit(limit)
+        seen.append(limit)
+        return fake_denoise(video, audio, sigma, step)
+
+    ctx = SimpleNamespace(
+        resume=lambda total: None,
+        checkpoint=lambda step, arrays: steps.append(step),
+        echo=lambda text: None,
+        node=SimpleNamespace(stage=SimpleNamespace(name="denoise")),
+    )
+    v, au = loop_states()
+    before = mx.set_cache_limit(1 << 25)
+    try:
+        diffuse.run_loop(ctx, denoise, schedulers.ltx2_sigmas(3), v, au)
+        after = mx.set_cache_limit(before)
+    finally:
+        mx.set_cache_limit(before)
+    assert seen == [backend.cpu_cache_bytes()] * 3 and steps == [1, 2, 3]
+    assert after == 1 << 25
