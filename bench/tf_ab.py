@@ -190,9 +190,31 @@ def keys():
     return {"key blocks": now, "whole rows": (1 << 30, 1 << 20)}, use, lambda: use(now), labels
 
 
+def allocation_times(limits: dict, runs: int = 6) -> None:
+    """One 100 MB MLX allocation (6,144 x 4,096 float32 zeros, evaluated, then freed) under each cache
+    limit, medians of runs after a first one: freed back to the OS (page-faulted in again) or reused."""
+    import time
+
+    print(f"One 6,144 x 4,096 float32 allocation (100 MB), ms (medians of {runs}):\n")
+    print("| cache limit | allocate + fill |\n|---|---:|")
+    for label, limit in limits.items():
+        mx.set_cache_limit(limit)
+        times = []
+        for _ in range(runs + 1):
+            t0 = time.perf_counter()
+            x = mx.zeros((6144, 4096))
+            mx.eval(x)
+            times.append(time.perf_counter() - t0)
+            del x
+        print(f"| {label} | {statistics.median(times[1:]) * 1e3:.1f} |")
+    print()
+
+
 def cache():
-    """(variants, use, restore, labels): ltx.backend's MLX cache limit against MLX's default."""
+    """(variants, use, restore, labels): ltx.backend's MLX cache limit against MLX's default; first
+    the cost of one large allocation under each."""
     now = backend.cpu_cache_bytes()
+    allocation_times({f"{now >> 20} MB (ltx.backend)": now, "32 MB (MLX's default)": 1 << 25})
 
     def use(limit):
         mx.set_cache_limit(limit)  # (lowering it frees cached buffers down to the new limit)
@@ -204,11 +226,45 @@ def cache():
     return {"cache": now, "32 MB": 1 << 25}, use, lambda: use(now), labels
 
 
+def exp2_lanes(rows: int = 1024, keys: int = 512, runs: int = 50) -> None:
+    """numpy's float32 exp2 on one block of the blocked attention's scores (1,024 rows x 512 keys):
+    standard normal scores, scores of which ~7% give subnormal results, the same raised to
+    EXP2_FLOOR first (the pass included), and hidden keys (-3.4e38)."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    low = rng.standard_normal((rows, keys), dtype=np.float32) * 36 - 80
+    blocks = {
+        "standard normal": rng.standard_normal((rows, keys), dtype=np.float32),
+        "~7% subnormal results": low,
+        "hidden keys": np.full((rows, keys), np.finfo(np.float32).min, np.float32),
+    }
+    out = np.empty((rows, keys), np.float32)
+
+    def ms(fn) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        return (time.perf_counter() - t0) / runs * 1e3
+
+    floor = np.float32(cpu_kernels.EXP2_FLOOR)
+    print(f"numpy's exp2 on one {rows} x {keys} block, one thread, ms (means of {runs}):\n")
+    print("| scores | exp2 |\n|---|---:|")
+    for label, s in blocks.items():
+        print(f"| {label} | {ms(lambda s=s: np.exp2(s, out=out)):.3f} |")
+    raised = lambda: np.exp2(np.maximum(low, floor, out=out), out=out)  # noqa: E731
+    print(f"| ~7% subnormal results, raised to the floor first | {ms(raised):.3f} |\n")
+
+
 def floor():
     """The attention alone with the shifted scores raised to cpu_kernels.EXP2_FLOOR before exp2
     (`floor`, what runs) and not (`no floor`: the same pass with -inf, so only the slow lanes of
     numpy's exp2 differ), on scores that need the shift: q and k 3x and 5x larger (a peaked softmax).
     No forward pairs: the benchmark's weights keep every score bounded."""
+    exp2_lanes()
     now = cpu_kernels.EXP2_FLOOR
 
     def use(value):

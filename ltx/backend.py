@@ -65,10 +65,10 @@ import mlx.core as mx  # noqa: E402
 
 # MLX's CPU allocator keeps at most 32 MB of freed buffers for reuse by default, so every larger
 # intermediate (a 6,144 x 1,024 float32 activation is 25 MB, a feed-forward hidden state 100 MB) goes
-# back to the OS when freed and is page-faulted in again at its next allocation (~40 ms per 100 MB
-# here, against ~5 ms reused). Within cpu_buffer_cache() the cache may hold this fraction of the
+# back to the OS when freed and is page-faulted in again at its next allocation (42 ms per 100 MB
+# here, against 4 ms reused). Within cpu_buffer_cache() the cache may hold this fraction of the
 # machine's memory: the benchmark's transformer forward takes 0.94x the time (`python
-# bench/tf_ab.py --what cache`). The denoising loops run in it: every step allocates the same
+# bench/tf_ab.py --what cache`, which prints the allocation times first). The denoising loops run in it: every step allocates the same
 # buffers, so the cache never holds more than one step's. The decoders do not: their tiles' many
 # sizes left ~170-265 MB more resident in a streaming decode (its RSS 1.24x for 4x the frames, the
 # target 1.15x), for 0.94x of the real-width video decoder's time and ~1.0x of the audio side's

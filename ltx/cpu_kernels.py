@@ -183,7 +183,7 @@ _scratch = threading.local()
 # exp(s) of a score with |s| <= this is a normal float32 and a row of 2^31 of them sums without
 # overflow, so the softmax needs no max subtraction (exp(80) = 5.5e34; float32 max 3.4e38)
 EXP_SAFE = 64.0
-# numpy's float32 exp2 takes ~15x its time on a block where some scores fall below -126 (results
+# numpy's float32 exp2 takes ~16-20x its time on a block where some scores fall below -126 (results
 # in or below float32's subnormals, or masked keys: a slow path for those lanes), which a peaked
 # softmax's shifted scores do. So blocks whose scores are not bounded below (shifted or masked ones)
 # are raised to this floor first, one pass: a term of 2^-125 (~2e-38) next to a shifted row's
