@@ -68,8 +68,9 @@ import mlx.core as mx  # noqa: E402
 # back to the OS when freed and is page-faulted in again at its next allocation (42 ms per 100 MB
 # here, against 4 ms reused). Within cpu_buffer_cache() the cache may hold this fraction of the
 # machine's memory: the benchmark's transformer forward takes 0.94x the time (`python
-# bench/tf_ab.py --what cache`, which prints the allocation times first). The denoising loops run in it: every step allocates the same
-# buffers, so the cache never holds more than one step's. The decoders do not: their tiles' many
+# bench/tf_ab.py --what cache`, which prints the allocation times first). The denoising loops run
+# in it: every step allocates the same buffers, so the cache never holds more than one step's. The
+# decoders do not: their tiles' many
 # sizes left ~170-265 MB more resident in a streaming decode (its RSS 1.24x for 4x the frames, the
 # target 1.15x), for 0.94x of the real-width video decoder's time and ~1.0x of the audio side's
 # (`python bench/taps_ab.py --what cache`).
