@@ -105,23 +105,31 @@ def profile_ours(a) -> dict[str, float]:
 
         return call
 
-    # the blocked attention's GEMMs (MKL, one per block and product, on the pool's threads): their
-    # thread-seconds against the attention's wall time x the pool's threads
-    from ltx import cpu_kernels
+    # the blocked attention's GEMMs (MKL's or numpy's OpenBLAS's, one per block and product, on the
+    # pool's threads): their thread-seconds against the attention's wall time x the pool's threads
+    from ltx import cpu_blas, cpu_kernels
 
-    blas = cpu_kernels._cblas()
     lock = threading.Lock()
-    if blas is not None:
 
-        def timed_compute(*args):
+    def timed(gemm):
+        def call(*args):
             t0 = time.perf_counter()
-            blas.compute(*args)
+            gemm(*args)
             with lock:
                 spent["attention GEMMs"] += time.perf_counter() - t0
                 spent["attention GFLOP"] += 2e-9 * args[3] * args[4] * args[5]  # 2 m n k
 
-        timed_blas = blas._replace(compute=timed_compute)
-        cpu_kernels._cblas = lambda: timed_blas
+        return call
+
+    library = cpu_kernels._attention_library()
+    spent["attention library"] = library
+    if library == "mkl":
+        timed_mkl = cpu_kernels._cblas()._replace(compute=timed(cpu_kernels._cblas().compute))
+        cpu_kernels._cblas = lambda: timed_mkl
+    elif library == "openblas":
+        serial = cpu_blas.serial_openblas()
+        timed_openblas = serial._replace(sgemm=timed(serial.sgemm))
+        cpu_blas.serial_openblas = lambda: timed_openblas
     attention.sdpa = timed_sdpa
     nn.Linear.__call__ = timed_linear(nn.Linear.__call__)
     attention.Linear.__call__ = timed_linear(attention.Linear.__call__)
@@ -129,6 +137,7 @@ def profile_ours(a) -> dict[str, float]:
     with backend.cpu_buffer_cache():  # as the denoising loops run it
         for _ in range(2):  # a warm-up, then the measured forward
             spent.clear()
+            spent["attention library"] = library
             t0 = time.perf_counter()
             mx.eval(*model(video, audio))
             spent["total"] = time.perf_counter() - t0
@@ -155,7 +164,7 @@ def main() -> None:
         share = t["attention GEMMs"] / (threads * t["attention"])
         gflop = t["attention GFLOP"]
         print(
-            f"  attention's MKL GEMMs: {t['attention GEMMs']:.2f} thread-seconds, {share:.0%} of the"
+            f"  attention's {t['attention library']} GEMMs: {t['attention GEMMs']:.2f} thread-seconds, {share:.0%} of the"
             f" attention's {threads} threads x {t['attention']:.2f} s; {gflop:.0f} GFLOP (from 32K scores"
             f" up: the blocked attention's), {gflop / t['attention GEMMs']:.0f} GFLOP/s per thread"
         )

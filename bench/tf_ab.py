@@ -19,6 +19,10 @@ median of the per-pair ratios.
   buffer to the OS; each timed forward follows an untimed one with the same limit.
 --what floor: the video self-attention alone, its shifted scores raised to cpu_kernels.EXP2_FLOOR
   before numpy's exp2 or not (no forward pairs).
+--what attention_blas: the blocked attention's GEMMs on numpy's OpenBLAS, single-threaded sgemm
+  calls from each worker (`openblas`, what runs where the conv GEMMs use OpenBLAS: non-Intel CPUs),
+  against MKL's packed GEMMs (`mkl`, what runs on Intel CPUs, and what ran everywhere before); first
+  it times the video self-attention alone.
 
     .venv/bin/python bench/tf_prepare.py --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
     .venv/bin/python bench/tf_ab.py --what norms --inputs /tmp/tf.npz --weights /tmp/tf.safetensors --layers 1
@@ -190,6 +194,30 @@ def keys():
     return {"key blocks": now, "whole rows": (1 << 30, 1 << 20)}, use, lambda: use(now), labels
 
 
+def attention_blas():
+    """(variants, use, restore, labels): the blocked attention on numpy's OpenBLAS against MKL."""
+    if cpu_blas.mkl() is None or cpu_blas.serial_openblas() is None:
+        raise SystemExit("this needs both MKL and numpy's OpenBLAS with its thread control")
+    real = cpu_kernels._attention_library
+
+    def use(name):
+        cpu_kernels._attention_library = lambda: name
+
+    def restore():
+        cpu_kernels._attention_library = real
+
+    variants = {"openblas": "openblas", "mkl": "mkl"}
+    try:
+        attention_alone(use, variants)
+    finally:
+        restore()
+    labels = {
+        "openblas": "numpy's OpenBLAS (single-threaded sgemm calls per worker)",
+        "mkl": "MKL (K and V packed once per head)",
+    }
+    return variants, use, restore, labels
+
+
 def allocation_times(limits: dict, runs: int = 6) -> None:
     """One 100 MB MLX allocation (6,144 x 4,096 float32 zeros, evaluated, then freed) under each cache
     limit, medians of runs after a first one: freed back to the OS (page-faulted in again) or reused."""
@@ -281,7 +309,11 @@ def floor():
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.transformer_args(ap, layers=1)
-    ap.add_argument("--what", choices=("norms", "linear", "softmax", "keys", "floor", "cache"), required=True)
+    ap.add_argument(
+        "--what",
+        choices=("norms", "linear", "softmax", "keys", "floor", "cache", "attention_blas"),
+        required=True,
+    )
     ap.add_argument("--runs", type=int, default=8)
     a = ap.parse_args()
     variants = {
@@ -291,6 +323,7 @@ def main() -> None:
         "keys": keys,
         "floor": floor,
         "cache": cache,
+        "attention_blas": attention_blas,
     }[a.what]
     variants, use, restore, labels = variants()
     if variants is None:  # that comparison printed its own table

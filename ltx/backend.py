@@ -147,8 +147,9 @@ def describe() -> dict[str, str]:
     if not cpu:
         attention = "MLX's fused kernel (mx.fast.scaled_dot_product_attention)"
     elif cpu_kernels.blocked_attention():
+        library = {"mkl": "MKL (packed K and V)", "openblas": "numpy's OpenBLAS (single-threaded per core)"}
         attention = (
-            f"blocked on MKL from {cpu_kernels.BLOCKED_MIN_ELEMENTS:,} scores (blocks of query rows x "
+            f"blocked on {library[cpu_kernels._attention_library()]} from {cpu_kernels.BLOCKED_MIN_ELEMENTS:,} scores (blocks of query rows x "
             f"{cpu_kernels.KEY_BLOCK} keys on each core, softmax in base "
             f"{2 if cpu_kernels.SOFTMAX_BASE2 else 'e'} with numpy), MLX's fused kernel below"
         )

@@ -3,9 +3,9 @@ MLX arrays), and which of them runs the plain GEMMs.
 
 Two can be in the process on Linux:
 
-- Intel MKL, which ltx.backend loads for MLX's own matmuls. Only MKL has the packed-GEMM API the
-  blocked attention uses (cblas_sgemm_pack / _compute) and a per-thread thread count
-  (MKL_Set_Num_Threads_Local), so attention always runs on it.
+- Intel MKL, which ltx.backend loads for MLX's own matmuls. It has a packed-GEMM API (cblas_sgemm_pack
+  / _compute) and a per-thread thread count (MKL_Set_Num_Threads_Local), which the blocked attention
+  uses where MKL runs the plain GEMMs (Intel CPUs).
 - The OpenBLAS inside numpy's wheels (scipy-openblas: symbols prefixed `scipy_`, 64-bit integers),
   loaded by every `import numpy`. On AMD CPUs MKL's sgemm stays well below the machine's peak, and
   numpy's OpenBLAS runs the conv kernels' GEMMs in 0.74-0.95x MKL's time (0.84x of the video
@@ -16,13 +16,17 @@ Two can be in the process on Linux:
 `gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames, and on OpenBLAS the large
 linear layers: cpu_kernels.linear): MKL on Intel CPUs, numpy's OpenBLAS on others;
 LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back to the other; with
-neither, the kernels fall back to MLX's ops.
+neither, the kernels fall back to MLX's ops. On OpenBLAS the blocked attention runs its GEMMs there
+too, each worker thread calling it single-threaded (`serial_openblas()`: OpenBLAS's thread count is
+process-wide, so it is set to 1 for the attention's duration).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -47,6 +51,7 @@ class Gemm(NamedTuple):
     name: str  # "mkl" or "openblas"
     sgemm: Any
     detail: str  # version / kernel set, for `ltx info`
+    handle: Any = None  # OpenBLAS: (library, symbol prefix, suffix, integer type), for serial_openblas
 
 
 def _gemm_argtypes(integer) -> list:
@@ -124,8 +129,48 @@ def openblas() -> Gemm | None:
                 config.restype = core.restype = ctypes.c_char_p
                 version = config().decode(errors="replace").split()[:2]  # "OpenBLAS 0.3.31.188.0"
                 detail = f"{' '.join(version)}, {core().decode(errors='replace')} kernels, {detail}"
-            return Gemm("openblas", sgemm, detail)
+            return Gemm("openblas", sgemm, detail, (lib, prefix, suffix, integer))
     return None
+
+
+class SerialOpenBlas(NamedTuple):
+    """numpy's OpenBLAS for kernels that spread their own tasks over the cores: its sgemm and sgemv
+    (CBLAS's meaning) and its process-wide thread count. `single_threaded()` sets that count to 1, so
+    that every call runs on the calling thread only, and restores it after."""
+
+    sgemm: Any
+    sgemv: Any
+    get_threads: Any  # openblas_get_num_threads
+    set_threads: Any  # openblas_set_num_threads
+
+    @contextmanager
+    def single_threaded(self) -> Iterator[None]:
+        before = self.get_threads()
+        self.set_threads(1)
+        try:
+            yield
+        finally:
+            self.set_threads(before)
+
+
+@lru_cache(maxsize=1)
+def serial_openblas() -> SerialOpenBlas | None:
+    """openblas()'s library with its sgemv and thread count, or None where one of them is missing."""
+    g = openblas()
+    if g is None:
+        return None
+    lib, prefix, suffix, integer = g.handle
+    try:
+        sgemv = getattr(lib, f"{prefix}cblas_sgemv{suffix}")
+        get_threads = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+        set_threads = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}")
+    except AttributeError:
+        return None
+    i, f, p = integer, ctypes.c_float, ctypes.c_void_p
+    sgemv.argtypes, sgemv.restype = [ctypes.c_int, ctypes.c_int, i, i, f, p, i, p, i, f, p, i], None
+    get_threads.argtypes, get_threads.restype = [], ctypes.c_int
+    set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
+    return SerialOpenBlas(g.sgemm, sgemv, get_threads, set_threads)
 
 
 def intel_cpu() -> bool:

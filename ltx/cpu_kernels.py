@@ -34,6 +34,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -172,9 +173,21 @@ def _gemm() -> cpu_blas.Gemm | None:
     return cpu_blas.gemm()
 
 
+def _attention_library() -> str | None:
+    """The library of the blocked attention's GEMMs: numpy's OpenBLAS where it runs the conv kernels'
+    GEMMs (ltx.cpu_blas.gemm: non-Intel CPUs, or LTX_CPU_GEMM=openblas), else MKL; None with neither.
+    On an AMD EPYC (Zen 4 class) the video self-attention takes ~0.9x the time on OpenBLAS, MKL's
+    GEMMs there staying below the machine's peak (`python bench/tf_ab.py --what attention_blas`)."""
+    gemm = _gemm()
+    if gemm is not None and gemm.name == "openblas" and cpu_blas.serial_openblas() is not None:
+        return "openblas"
+    return "mkl" if _cblas() is not None else None
+
+
 def blocked_attention() -> bool:
-    """Whether attention runs blocked here (the CPU backend with MKL): no score matrix is allocated."""
-    return cpu_backend() and _cblas() is not None
+    """Whether attention runs blocked here (the CPU backend with MKL or numpy's OpenBLAS): no score
+    matrix is allocated."""
+    return cpu_backend() and _attention_library() is not None
 
 
 _scratch = threading.local()
@@ -219,13 +232,14 @@ def _base() -> float:
 
 
 class _PackedHead:
-    """One head's K (times the softmax scale) and V in MKL's packed GEMM layout, one packed matrix per
-    block of keys, made once per head and reused by every block of query rows. cblas_sgemm repacks
-    them on every call: with both cores busy that costs up to ~7% of the GEMMs' time at 6,144 keys x
-    128 (`python bench/gemm_pack.py`)."""
+    """The blocked attention's GEMMs on MKL: one head's K (times the softmax scale) and V in MKL's
+    packed GEMM layout, one packed matrix per block of keys, made once per head and reused by every
+    block of query rows. cblas_sgemm repacks them on every call: with both cores busy that costs up
+    to ~7% of the GEMMs' time at 6,144 keys x 128 (`python bench/gemm_pack.py`)."""
 
     def __init__(self, blas: cpu_blas.Mkl, rows: int, tk: int, d: int, keys: int):
         self.blas, self.shape, self.head = blas, (rows, tk, d, keys), None
+        self.sgemv = blas.sgemv
         self.blocks = [(c, min(tk, c + keys)) for c in range(0, tk, keys)]
         self.k_size = -(-blas.pack_size(_B_MATRIX, rows, keys, d) // 4)  # floats per block
         self.v_size = -(-blas.pack_size(_B_MATRIX, rows, d, keys) // 4)
@@ -248,46 +262,87 @@ class _PackedHead:
                 )  # fmt: skip
             self.head = head
 
-    def k_block(self, i: int) -> int:
-        return self.k[i * self.k_size :].ctypes.data
+    def scores(self, i: int, rows: int, q: np.ndarray, ldq: int, s: np.ndarray) -> None:
+        """s = scale x base x q K_i^T for key block i (q: the first of `rows` query rows ldq apart)."""
+        n, d = s.shape[1], self.shape[2]
+        self.blas.compute(
+            _ROW_MAJOR, _NO_TRANS, _PACKED, rows, n, d, q.ctypes.data, ldq,
+            self.k[i * self.k_size :].ctypes.data, d, 0.0, s.ctypes.data, n,
+        )  # fmt: skip
 
-    def v_block(self, i: int) -> int:
-        return self.v[i * self.v_size :].ctypes.data
+    def values(self, i: int, s: np.ndarray, out: np.ndarray, ldo: int, beta: float) -> None:
+        """out = s V_i + beta out (out: `s`'s rows of D floats, ldo apart)."""
+        rows, n = s.shape
+        d = self.shape[2]
+        self.blas.compute(
+            _ROW_MAJOR, _NO_TRANS, _PACKED, rows, d, n, s.ctypes.data, n,
+            self.v[i * self.v_size :].ctypes.data, n, beta, out.ctypes.data, ldo,
+        )  # fmt: skip
 
 
-def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float, keys: int) -> None:
-    # q (B, H, Tq, D), k/v (B, H, Tk, D), o (B, Tq, H, D) numpy views with contiguous rows; mask in
-    # the scores' base (times _base()); bounds (B, H, Tq): an upper bound of |score| (natural units) per query
-    # row; keys: keys per block; a task is (b, h, first row, end row)
-    blas = _cblas()
-    blas.set_threads(1)  # this thread's MKL calls run on this core only; the pool spreads the tasks
+class _StridedHead:
+    """The blocked attention's GEMMs on numpy's OpenBLAS (single-threaded: the caller holds
+    cpu_blas.SerialOpenBlas.single_threaded()): K and V read in place, where the projections put
+    them, by plain sgemm calls (OpenBLAS has no packed-GEMM API and packs inside each call)."""
+
+    def __init__(self, blas: cpu_blas.SerialOpenBlas, tk: int, keys: int):
+        self.blas, self.sgemv, self.head = blas, blas.sgemv, None
+        self.blocks = [(c, min(tk, c + keys)) for c in range(0, tk, keys)]
+
+    def load(self, head: tuple[int, int], k: np.ndarray, v: np.ndarray, scale: float) -> None:
+        self.head, self.k, self.v, self.alpha = head, k, v, scale * _base()
+        self.ldk, self.ldv = (x.strides[0] // x.itemsize for x in (k, v))
+
+    def scores(self, i: int, rows: int, q: np.ndarray, ldq: int, s: np.ndarray) -> None:
+        n, d = s.shape[1], self.k.shape[1]
+        self.blas.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _TRANS, rows, n, d, self.alpha, q.ctypes.data, ldq,
+            self.k[self.blocks[i][0]].ctypes.data, self.ldk, 0.0, s.ctypes.data, n,
+        )  # fmt: skip
+
+    def values(self, i: int, s: np.ndarray, out: np.ndarray, ldo: int, beta: float) -> None:
+        rows, n = s.shape
+        d = self.v.shape[1]
+        self.blas.sgemm(
+            _ROW_MAJOR, _NO_TRANS, _NO_TRANS, rows, d, n, 1.0, s.ctypes.data, n,
+            self.v[self.blocks[i][0]].ctypes.data, self.ldv, beta, out.ctypes.data, ldo,
+        )  # fmt: skip
+
+
+def _attention_rows(tasks: list, library: str, q, k, v, o, mask, bounds, scale: float, keys: int) -> None:
+    # library: "mkl" or "openblas" (_attention_library); q (B, H, Tq, D), k/v (B, H, Tk, D), o (B,
+    # Tq, H, D) numpy views with contiguous rows; mask in the scores' base (times _base()); bounds
+    # (B, H, Tq): an upper bound of |score| (natural units) per query row; keys: keys per block; a
+    # task is (b, h, first row, end row)
     ldq, ldo = q.strides[-2] // q.itemsize, o.strides[-3] // o.itemsize
     tk, d = k.shape[2], k.shape[3]
     most = max(r1 - r0 for *_, r0, r1 in tasks)
+    if library == "mkl":
+        blas = _cblas()
+        blas.set_threads(1)  # this thread's MKL calls run on this core only; the pool spreads the tasks
+        head: _PackedHead | _StridedHead = _PackedHead(blas, most, tk, d, keys)
+    else:
+        head = _StridedHead(cpu_blas.serial_openblas(), tk, keys)
     buf = _scratch_floats("scores", most * keys)
     ones = _scratch_floats("ones", keys)[:keys]
     ones.fill(1.0)
     sums, shift, top = (_scratch_floats(name, most) for name in ("sums", "shift", "top"))
-    packed = _PackedHead(blas, most, tk, d, keys)
     exp = np.exp2 if SOFTMAX_BASE2 else np.exp
     floor = np.float32(EXP2_FLOOR if SOFTMAX_BASE2 else EXP2_FLOOR / LOG2E)  # in the scores' base
     for b, h, r0, r1 in tasks:
         rows = r1 - r0
         total, m, m_block = sums[:rows, None], shift[:rows, None], top[:rows, None]
-        packed.load((b, h), k[b, h], v[b, h], scale)
+        head.load((b, h), k[b, h], v[b, h], scale)
         out = o[b, r0:r1, h]  # (rows, D), row stride ldo
         mb = None
         if mask is not None:
             mb = mask[min(b, mask.shape[0] - 1), min(h, mask.shape[1] - 1)]
             mb = mb if mb.shape[0] == 1 else mb[r0:r1]
         for exact in (bounds[b, h, r0:r1].max() > EXP_SAFE, True):
-            for i, (c0, c1) in enumerate(packed.blocks):
+            for i, (c0, c1) in enumerate(head.blocks):
                 n, first = c1 - c0, 0.0 if i == 0 else 1.0  # (GEMMs' beta: the first block overwrites)
                 s = buf[: rows * n].reshape(rows, n)
-                blas.compute(
-                    _ROW_MAJOR, _NO_TRANS, _PACKED, rows, n, d, q[b, h, r0].ctypes.data, ldq,
-                    packed.k_block(i), d, 0.0, s.ctypes.data, n,
-                )  # fmt: skip
+                head.scores(i, rows, q[b, h, r0], ldq, s)
                 if mb is not None:
                     np.add(s, mb[:, c0:c1], out=s)
                 if exact:  # online softmax: shift each row by its running max, rescale what came before
@@ -306,7 +361,7 @@ def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float, keys: i
                     np.maximum(s, floor, out=s)
                 exp(s, out=s)
                 if SOFTMAX_BASE2:
-                    blas.sgemv(
+                    head.sgemv(
                         _ROW_MAJOR, _NO_TRANS, rows, n, 1.0, s.ctypes.data, n, ones.ctypes.data, 1,
                         first, total.ctypes.data, 1,
                     )  # fmt: skip
@@ -314,10 +369,7 @@ def _attention_rows(tasks: list, q, k, v, o, mask, bounds, scale: float, keys: i
                     np.sum(s, axis=1, keepdims=True, out=total)
                 else:
                     total += s.sum(axis=1, keepdims=True)
-                blas.compute(
-                    _ROW_MAJOR, _NO_TRANS, _PACKED, rows, d, n, s.ctypes.data, n,
-                    packed.v_block(i), n, first, out.ctypes.data, ldo,
-                )  # fmt: skip
+                head.values(i, s, out, ldo, first)
             # (a row the mask hides entirely sums to its keys x 2^-125 unshifted: shifted, its keys
             # weigh the same, as in torch's softmax of equally hidden scores)
             if exact or total.min() > tk * 2.0**EXP2_FLOOR:
@@ -366,7 +418,9 @@ def _attention_blocked(q: mx.array, k: mx.array, v: mx.array, scale: float, mask
     keys = min(tk, KEY_BLOCK)
     step = min(tq, max(lo, min(hi, SCORE_BLOCK_ELEMENTS // keys, balanced)))
     tasks = [(i, j, r, min(tq, r + step)) for i in range(b) for j in range(h) for r in range(0, tq, step)]
-    _run(lambda part: _attention_rows(part, *views, m, bounds, scale, keys), tasks)
+    library = _attention_library()
+    with cpu_blas.serial_openblas().single_threaded() if library == "openblas" else nullcontext():
+        _run(lambda part: _attention_rows(part, library, *views, m, bounds, scale, keys), tasks)
     # (B, H, Tq, D) as a view of the (B, Tq, H, D) result: the caller's transpose back is free
     return out.transpose(0, 2, 1, 3).astype(dtype)
 

@@ -384,13 +384,37 @@ def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
     assert float(mx.abs(layer(x) - want_y).max()) <= 1e-5 * float(mx.abs(want_y).max())
 
 
+@pytest.mark.parametrize(
+    "gemm, serial, mkl, want",
+    [
+        ("openblas", True, True, "openblas"),
+        ("openblas", False, True, "mkl"),  # an OpenBLAS without thread control: MKL's packed GEMMs
+        ("mkl", True, True, "mkl"),
+        ("mlx", True, True, "mkl"),
+        ("openblas", True, False, "openblas"),
+        ("mlx", True, False, None),  # neither: the chunked attention on MLX's matmuls
+    ],
+)
+def test_attention_runs_on_the_conv_gemms_library(gemm, serial, mkl, want, monkeypatch):
+    """The blocked attention's GEMMs run where the conv kernels' run when that is numpy's OpenBLAS
+    (non-Intel CPUs), else on MKL; without either the attention is not blocked."""
+    _use_gemm(gemm, monkeypatch)
+    if not serial:
+        monkeypatch.setattr(cpu_blas, "serial_openblas", lambda: None)
+    if not mkl:
+        monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
+    assert cpu_kernels._attention_library() == want
+    assert cpu_kernels.blocked_attention() is (want is not None)
+
+
 def test_backend_names_the_vae_conv_path(monkeypatch):
     """`ltx info` / --verbose say whether the VAE's 3x3 convs and the vocoder's convs run as Winograd
     convs here, how the transposed convs run, and which attention path runs."""
     from ltx import backend
 
     d = backend.describe()
-    assert d["attention"].startswith("blocked on MKL") and "512 keys" in d["attention"]
+    want = {"mkl": "blocked on MKL", "openblas": "blocked on numpy's OpenBLAS"}
+    assert d["attention"].startswith(want[cpu_kernels._attention_library()]) and "512 keys" in d["attention"]
     assert d["vae_convs"].startswith("Winograd")
     assert d["vocoder_convs"].startswith("Winograd F(4, 3)") and d["vocoder_convs"].endswith(
         "numpy passes on both cores"
@@ -401,5 +425,7 @@ def test_backend_names_the_vae_conv_path(monkeypatch):
     d = backend.describe()
     assert d["vae_convs"].startswith("one matmul per tap")
     assert d["vocoder_convs"] == "one matmul per tap"
-    monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
+    monkeypatch.setattr(cpu_kernels, "_attention_library", lambda: "mkl")
+    assert backend.describe()["attention"].startswith("blocked on MKL")
+    monkeypatch.setattr(cpu_kernels, "_attention_library", lambda: None)
     assert backend.describe()["attention"].startswith("chunked")

@@ -250,16 +250,40 @@ def test_19b_parameter_count():
     assert count_parameters(cfg) == 18_876_174_592
 
 
-@pytest.mark.parametrize("path", ["blocked", "blocked-exact", "blocked-exp", "chunked"])
-def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
+def _use_attention_library(name: str | None, monkeypatch) -> None:
+    """Run the blocked attention's GEMMs on `name` ("mkl": packed, "openblas": single-threaded
+    sgemm calls), or (None) take the chunked path that runs without either."""
+    from ltx import cpu_blas, cpu_kernels
+
+    if name == "mkl":
+        assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+    if name == "openblas":
+        assert cpu_blas.serial_openblas() is not None, "numpy's wheel brings OpenBLAS on Linux"
+    monkeypatch.setattr(cpu_kernels, "_attention_library", lambda: name)
+    assert cpu_kernels.blocked_attention() is (name is not None)
+
+
+@pytest.mark.parametrize(
+    "path, library",
+    [
+        ("blocked", "mkl"),
+        ("blocked", "openblas"),
+        ("blocked-exact", "mkl"),
+        ("blocked-exact", "openblas"),
+        ("blocked-exp", "openblas"),
+        ("chunked", None),
+    ],
+)
+def test_cpu_attention_matches_fused_kernel(monkeypatch, path, library):
     """The CPU attention paths (forced at tiny sizes) against mx.fast.scaled_dot_product_attention,
-    for each mask layout: "blocked" (MKL GEMMs per block of rows and block of keys against K and V
-    packed once per head, ragged blocks of both, several heads per thread, work split over threads, q/k/v
-    as strided views of (B, T, H * D) projections; the scores' bound
-    lets exp skip the max shift), "blocked-exact" (the same with every block shifted by its running
-    row max, the earlier blocks of keys rescaled, as when the bound is too large), "blocked-exp" (natural-base scores and numpy's row sums, what
-    ran before cpu_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without MKL: MLX matmuls,
-    several query chunks and row blocks)."""
+    for each mask layout: "blocked" (GEMMs per block of rows and block of keys, on MKL against K and
+    V packed once per head or on numpy's OpenBLAS reading them in place, ragged blocks of both,
+    several heads per thread, work split over threads, q/k/v as strided views of (B, T, H * D)
+    projections; the scores' bound lets exp skip the max shift), "blocked-exact" (the same with every
+    block shifted by its running row max, the earlier blocks of keys rescaled, as when the bound is
+    too large), "blocked-exp" (natural-base scores and numpy's row sums, what ran before
+    cpu_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without either BLAS: MLX matmuls, several
+    query chunks and row blocks)."""
     from ltx import attention, cpu_kernels
 
     rng = np.random.RandomState(0)
@@ -287,12 +311,11 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         monkeypatch.setattr(cpu_kernels, "EXP_SAFE", -1.0)
     if path == "blocked-exp":
         monkeypatch.setattr(cpu_kernels, "SOFTMAX_BASE2", False)
+    _use_attention_library(library, monkeypatch)
     if path.startswith("blocked"):
-        assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
         monkeypatch.setattr(cpu_kernels, "ATTENTION_ROWS", (2, 2))  # 5 blocks per head, a ragged last one
         monkeypatch.setattr(cpu_kernels, "KEY_BLOCK", 3)  # blocks of 3, 3 and 1 keys
     else:
-        monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
         monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
     for name, mask in masks.items():
         assert cpu_kernels.attention_applies(q.size * 7)
@@ -306,8 +329,9 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path):
         monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
 
 
+@pytest.mark.parametrize("library", ["mkl", "openblas"])
 @pytest.mark.parametrize("case", ["shifted", "masked"])
-def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case):
+def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case, library):
     """numpy's exp2 has slow lanes below -126 (subnormal results, hidden keys): the blocked attention
     raises shifted and masked scores to cpu_kernels.EXP2_FLOOR before it, and the result still
     matches the fused kernel (scores spread over +-600: most shifted terms underflow)."""
@@ -315,7 +339,7 @@ def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case):
 
     from ltx import attention, cpu_kernels
 
-    assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+    _use_attention_library(library, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     lowest = []
 
@@ -336,13 +360,55 @@ def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case):
     assert lowest and min(lowest) >= cpu_kernels.EXP2_FLOOR, min(lowest)
 
 
-def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch):
+def test_cpu_attention_on_openblas_runs_it_single_threaded_and_restores(monkeypatch):
+    """On numpy's OpenBLAS, whose thread count is process-wide, every GEMM of the blocked attention
+    runs with that count at 1 (each worker thread calls it on its own core), and the count it found
+    is back afterwards, also when the attention raises."""
+    from ltx import attention, cpu_blas, cpu_kernels
+
+    _use_attention_library("openblas", monkeypatch)
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    serial = cpu_blas.serial_openblas()
+    seen = []
+
+    class Spy(cpu_kernels._StridedHead):
+        def scores(self, *a):
+            seen.append(serial.get_threads())
+            super().scores(*a)
+
+    monkeypatch.setattr(cpu_kernels, "_StridedHead", Spy)
+    before = serial.get_threads()
+    serial.set_threads(2)  # as on a 2-core machine, whatever this one has
+    try:
+        rng = np.random.RandomState(6)
+        q, k, v = (mx.array(rng.standard_normal((1, 2, n, 8)).astype(np.float32)) for n in (5, 6, 6))
+        close(
+            "openblas attention",
+            attention.sdpa(q, k, v, 0.3),
+            mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3),
+        )
+        assert seen and set(seen) == {1}, seen
+        assert serial.get_threads() == 2
+
+        def fail(*a):
+            raise RuntimeError("worker failed")
+
+        monkeypatch.setattr(cpu_kernels, "_attention_rows", fail)
+        with pytest.raises(RuntimeError, match="worker failed"):
+            attention.sdpa(q, k, v, 0.3)
+        assert serial.get_threads() == 2
+    finally:
+        serial.set_threads(before)
+
+
+@pytest.mark.parametrize("library", ["mkl", "openblas"])
+def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch, library):
     """The blocked path reads the heads where the projections put them (rows of D floats a stride
     apart: no copy) and copies any other layout (here D strided, as a transposed K would be); the
     result is the same softmax attention for all of them."""
     from ltx import attention, cpu_kernels
 
-    assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+    _use_attention_library(library, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     rng = np.random.RandomState(3)
     x = {n: rng.standard_normal((2, n, 3 * 4)).astype(np.float32) for n in (9, 7)}
