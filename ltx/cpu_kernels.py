@@ -1,4 +1,4 @@
-"""Kernels for the hot spots of MLX's CPU backend: attention blocked per core (MKL GEMMs and a numpy
+"""Kernels for the hot spots of MLX's CPU backend: attention blocked per core (BLAS GEMMs and a numpy
 softmax), GELU, the RMSNorms (q/k ones with RoPE, the blocks' with their AdaLN modulation) and the
 VAE's norm + SiLU in numpy; convolutions as one matmul per kernel tap (conv_taps, below), and
 the upsampler's zero-padded 3-D convs as one matmul per temporal tap (conv3d_frames).
@@ -9,20 +9,22 @@ video token counts they are most of a layer's time. On the CPU an evaluated MLX 
 ordinary host memory, so numpy works on it in place through the buffer protocol, with no copy
 either way, a cache-sized block at a time and split over threads (numpy releases the GIL). The GPU backends keep MLX's own kernels.
 
-Attention, with MKL loaded (the usual case on Linux), per block of query rows of one head, on one
-core, with the block's scores held in that core's cache (a flash-attention-like schedule; each
-worker thread runs MKL single-threaded):
+Attention, with a BLAS it can call single-threaded (numpy's OpenBLAS where it runs the conv GEMMs,
+non-Intel CPUs; else MKL, which ltx.backend loads on Linux), per block of query rows of one head,
+on one core, with the block's scores held in that core's cache (a flash-attention-like schedule;
+each worker thread runs the BLAS single-threaded):
 
-  S = scale q K^T                      MKL GEMM into a per-thread scratch block
+  S = scale q K^T                      GEMM into a per-thread scratch block
   P = exp(S + mask - rowmax)           numpy, in place
-  O = (P V) / rowsum(P)                MKL GEMM, written straight into the output's rows
+  O = (P V) / rowsum(P)                GEMM, written straight into the output's rows
 
-K and V enter both GEMMs in MKL's packed layout (cblas_sgemm_pack), packed once per head and reused
-by all of that head's row blocks: cblas_sgemm would repack them on every call.
+On MKL, K and V enter both GEMMs in its packed layout (cblas_sgemm_pack), packed once per head and
+reused by all of that head's row blocks: cblas_sgemm would repack them on every call. OpenBLAS has
+no packed API: its sgemm reads them in place.
 
 A bound on the scores (Cauchy-Schwarz, see _attention_blocked) usually lets exp skip the row-max
-shift: two passes over each block of scores (exp, sum) instead of four. Without MKL, per query
-chunk: S with an MLX matmul, P in numpy in place in S's buffer, O with an MLX matmul; the scores
+shift: two passes over each block of scores (exp, sum) instead of four. Without either BLAS, per
+query chunk: S with an MLX matmul, P in numpy in place in S's buffer, O with an MLX matmul; the scores
 then make three trips through main memory. Either way the result equals softmax attention up to
 float32 rounding (tests/test_transformer.py).
 """
@@ -92,7 +94,8 @@ def norm_applies(x: mx.array) -> bool:
 
 def attention_applies(scores: int) -> bool:
     """Whether an attention with this many scores (B * H * Tq * Tk) runs here rather than as MLX's
-    fused kernel: from BLOCKED_MIN_ELEMENTS with MKL (blocked), from MIN_ELEMENTS without (chunked)."""
+    fused kernel: from BLOCKED_MIN_ELEMENTS blocked (with MKL or numpy's OpenBLAS), from MIN_ELEMENTS
+    without (chunked)."""
     return applies(scores, BLOCKED_MIN_ELEMENTS if blocked_attention() else MIN_ELEMENTS)
 
 
@@ -132,7 +135,7 @@ def attention(
     q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None, chunk_elements: int
 ) -> mx.array:
     """Softmax attention on (B, H, T, Dh); mask is an additive bias broadcastable to (B, H, Tq, Tk).
-    Without MKL, chunked over queries so at most chunk_elements scores exist at once."""
+    Without either BLAS, chunked over queries so at most chunk_elements scores exist at once."""
     if mask is not None:
         mask = mask.astype(mx.float32)
         mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
@@ -176,8 +179,10 @@ def _gemm() -> cpu_blas.Gemm | None:
 def _attention_library() -> str | None:
     """The library of the blocked attention's GEMMs: numpy's OpenBLAS where it runs the conv kernels'
     GEMMs (ltx.cpu_blas.gemm: non-Intel CPUs, or LTX_CPU_GEMM=openblas), else MKL; None with neither.
-    On an AMD EPYC (Zen 4 class) the video self-attention takes ~0.9x the time on OpenBLAS, MKL's
-    GEMMs there staying below the machine's peak (`python bench/tf_ab.py --what attention_blas`)."""
+    On an AMD EPYC (Zen 4 class), where MKL's GEMMs stay below the machine's peak, a transformer
+    forward takes 0.96x the time with the attention on OpenBLAS (8 pairs, 0.89-0.99), though the
+    video self-attention alone measured the same on both (`python bench/tf_ab.py --what
+    attention_blas`, bench/ab_results.md)."""
     gemm = _gemm()
     if gemm is not None and gemm.name == "openblas" and cpu_blas.serial_openblas() is not None:
         return "openblas"
@@ -203,8 +208,8 @@ EXP_SAFE = 64.0
 # largest, 1 (with scores in base e the floor is -125 ln 2, the same value). The video self-attention with 5x larger q and k takes 0.35x
 # the time with it, 0.99x with 3x (`python bench/tf_ab.py --what floor`).
 EXP2_FLOOR = -125.0
-# The blocked attention's scores are made in base 2 (K packed times scale x log2(e)): numpy's float32
-# exp2 takes ~0.48x the time of its exp; and its row sums are one MKL matrix-vector product with a
+# The blocked attention's scores are made in base 2 (times scale x log2(e)): numpy's float32
+# exp2 takes ~0.48x the time of its exp; and its row sums are one BLAS matrix-vector product with a
 # vector of ones, ~0.48x the time of numpy's sum over rows (170 rows x 6,144 keys). Off: exp and
 # numpy's sum, what ran before (`python bench/tf_ab.py --what softmax`)
 SOFTMAX_BASE2 = True
@@ -213,7 +218,7 @@ LOG2E = float(np.log2(np.e))
 
 def _scratch_floats(name: str, n: int) -> np.ndarray:
     """This thread's float32 scratch buffer `name` with at least n elements (grown, never shrunk;
-    pages MKL or numpy never touch are never resident)."""
+    pages the BLAS or numpy never touch are never resident)."""
     buf = getattr(_scratch, name, None)
     if buf is None or buf.size < n:
         buf = np.empty(n, np.float32)
@@ -382,7 +387,7 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
 
 
 def _head_rows(x: mx.array) -> np.ndarray:
-    """A numpy view of (B, H, T, D) whose heads MKL reads in place: rows of D contiguous floats a
+    """A numpy view of (B, H, T, D) whose heads the BLAS reads in place: rows of D contiguous floats a
     fixed stride apart, as the (B, T, H * D) projections lay them out (the GEMMs take the stride as
     their leading dimension, and K and V are packed anyway): one layer's attentions take 0.94x the
     time of copying the heads contiguous first (`python bench/attn_layout_ab.py`, bench/ab_results.md). Other layouts are
