@@ -10,7 +10,11 @@ The reference runs in a persistent worker process (.venv-ref, this same file wit
 every model with ltx-core's own configurators and SingleGPUModelBuilder from the safetensors files that
 the worker writes once (random weights, ltx.tiny.write_safetensors; cached in --cache). Timing is
 interleaved: for every repetition the reference runs once, then ours, so both see the same machine load;
-the table reports medians after one warm-up. FLOPs are counted on the reference with forward hooks
+the table reports medians after one warm-up. Each timed call follows `--pause` seconds of idle (0.05
+by default), so that neither side's threads still spin into the other's call: torch's OpenMP threads
+spin on for some milliseconds after a call, ours ~20 us (OPENBLAS_THREAD_TIMEOUT=16, KMP_BLOCKTIME=0). Longer idle
+(0.5 s, what ran before) costs ours time on this VM that torch does not pay: its many thread
+hand-offs per call then wake idle vCPUs; `--pause 0.05,0.5` measures both in one run. FLOPs are counted on the reference with forward hooks
 (2 per MAC of every conv / linear). `--micro` adds micro-benchmarks of the ops that cap the ratios
 (same shapes, MLX vs torch, also interleaved).
 """
@@ -19,6 +23,7 @@ the table reports medians after one warm-up. FLOPs are counted on the reference 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -728,7 +733,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="timed repetitions per side after one warm-up")
     ap.add_argument("--components", default=",".join(COMPONENTS))
     ap.add_argument("--micro", action="store_true", help="also micro-benchmark the capping ops")
-    ap.add_argument("--pause", type=float, default=0.5, help="seconds of idle before each timed call")
+    ap.add_argument(
+        "--pause",
+        default="0.05",
+        help="seconds of idle before each timed call (a comma list: one row per component and value)",
+    )
     ap.add_argument("--micro-only", action="store_true")
     ap.add_argument("--cache", default=str(common.VAE_BENCH_CACHE))
     ap.add_argument("--out", default=str(ROOT / "bench" / "vae_results.md"))
@@ -762,7 +771,7 @@ def main() -> None:
                 f"Inputs: video latent {f}x{h}x{w} ({8 * (f - 1) + 1} frames x {32 * h} x {32 * w} px); tiled: spatial "
                 f"tiles {size['tiling'][0]} px / {size['tiling'][1]} px overlap; upsampler latent {f}x{h}x{w}; audio "
                 f"latent {size['audio_frames']} frames -> mel {4 * size['audio_frames'] - 3} frames; vocoder (LTX-2.0 "
-                f"HiFi-GAN, 24 kHz) and vocoder_bwe (LTX-2.3 BigVGAN + BWE, 48 kHz) on that mel. Medians of {a.runs} interleaved runs after one warm-up. mlx {info['mlx']} ({info['blas']}, "
+                f"HiFi-GAN, 24 kHz) and vocoder_bwe (LTX-2.3 BigVGAN + BWE, 48 kHz) on that mel. Medians of {a.runs} interleaved runs after one warm-up, each timed call after {a.pause} s idle (`--pause`). mlx {info['mlx']} ({info['blas']}, "
                 f"{info['dtype']}; conv kernels' GEMM {info['conv_gemm']}), torch {meta['torch']} "
                 f"({meta['threads']} threads), float32 both.",
                 "",
@@ -770,12 +779,13 @@ def main() -> None:
                 "torch GFLOP/s | max rel err |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             ]
-            for name in a.components.split(","):
+            pauses = [float(p) for p in a.pause.split(",")]
+            for name, pause in itertools.product(a.components.split(","), pauses):
                 to, tr, fl, err = [], [], 0.0, float("nan")
                 for i in range(a.runs + 1):
-                    time.sleep(a.pause)  # our idle BLAS threads stop spinning before the reference runs
+                    time.sleep(pause)  # our idle BLAS threads stop spinning before the reference runs
                     r = ref.ask(op="run", name=name)
-                    time.sleep(a.pause)  # and torch's before ours
+                    time.sleep(pause)  # and torch's before ours
                     t0 = time.perf_counter()
                     y = ours[name]()
                     dt = time.perf_counter() - t0
@@ -797,7 +807,7 @@ def main() -> None:
                     o / r for o, r in zip(to, tr, strict=True)
                 ]  # each of ours with the reference call before it
                 row = (
-                    f"| {name} | {mo:.3f} | {mr:.3f} | {mo / mr:.2f} | {statistics.median(pairs):.2f} "
+                    f"| {name}{f' (idle {pause:g} s)' if len(pauses) > 1 else ''} | {mo:.3f} | {mr:.3f} | {mo / mr:.2f} | {statistics.median(pairs):.2f} "
                     f"({min(pairs):.2f}-{max(pairs):.2f}) | {fl / 1e9:.1f} | {fl / 1e9 / mo:.0f} | "
                     f"{fl / 1e9 / mr:.0f} | {err:.1e} |"
                 )

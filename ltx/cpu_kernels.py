@@ -530,8 +530,8 @@ def winograd_applies(dtype: mx.Dtype) -> bool:
 # Wider convs (the video decoder's 1,024-channel level) run as Winograd convs too from this many
 # output voxels per batch item, on filters transformed at every call (kept, they would add 16/9 of
 # the level's ~1.6 GB of float32 weights). The transform is paid back on large inputs only: at a
-# default 512 px tile's latent (2,304 voxels) the conv takes 0.62x MLX's conv3d's time, at 192 voxels
-# 2.4x (bench/vae_results.md, `winograd_percall` rows)
+# default 512 px tile's latent (2,304 voxels) the conv takes 0.53-0.64x MLX's conv3d's time, at 192
+# voxels 1.3-3.5x (bench/vae_results.md's `winograd_percall` rows, its last two runs)
 WINOGRAD_WIDE_MIN_VOXELS = 1024
 
 
