@@ -64,3 +64,32 @@ def test_bad_setting_names_the_value_and_the_choices(monkeypatch):
         settings.check()
     monkeypatch.setenv("LTX_CPU_GEMM", "OpenBLAS")  # case and spaces do not matter
     assert settings.cpu_gemm() == "openblas"
+
+
+def test_serial_openblas_gemv_and_thread_count():
+    """numpy's OpenBLAS as the blocked attention calls it: sgemv (y = A x + beta y on a strided A)
+    through its ctypes signature, and single_threaded() holding the process-wide thread count at 1
+    and restoring the count it found, also when its body raises."""
+    serial = cpu_blas.serial_openblas()
+    assert serial is not None, "numpy's wheel brings OpenBLAS with its thread control on Linux"
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((6, 9), dtype=np.float32)[:, :5]  # (6, 5), row stride 9
+    x = rng.standard_normal(5, dtype=np.float32)
+    y = rng.standard_normal(6, dtype=np.float32)
+    want = a @ x + 0.5 * y
+    serial.sgemv(
+        cpu_blas.ROW_MAJOR, cpu_blas.NO_TRANS, 6, 5, 1.0, a.ctypes.data, 9, x.ctypes.data, 1, 0.5,
+        y.ctypes.data, 1,
+    )  # fmt: skip
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    before = serial.get_threads()
+    serial.set_threads(2)
+    try:
+        with serial.single_threaded():
+            assert serial.get_threads() == 1
+        assert serial.get_threads() == 2
+        with pytest.raises(RuntimeError), serial.single_threaded():
+            raise RuntimeError
+        assert serial.get_threads() == 2
+    finally:
+        serial.set_threads(before)
