@@ -291,11 +291,11 @@ class _StridedHead:
     them, by plain sgemm calls (OpenBLAS has no packed-GEMM API and packs inside each call)."""
 
     def __init__(self, blas: cpu_blas.SerialOpenBlas, tk: int, keys: int):
-        self.blas, self.sgemv, self.head = blas, blas.sgemv, None
+        self.blas, self.sgemv = blas, blas.sgemv
         self.blocks = [(c, min(tk, c + keys)) for c in range(0, tk, keys)]
 
     def load(self, head: tuple[int, int], k: np.ndarray, v: np.ndarray, scale: float) -> None:
-        self.head, self.k, self.v, self.alpha = head, k, v, scale * _base()
+        self.k, self.v, self.alpha = k, v, scale * _base()  # (head: unused, nothing is packed)
         self.ldk, self.ldv = (x.strides[0] // x.itemsize for x in (k, v))
 
     def scores(self, i: int, rows: int, q: np.ndarray, ldq: int, s: np.ndarray) -> None:
