@@ -84,11 +84,21 @@ def linear():
     return {"openblas": real, "mlx": lambda x, w: False}, use, restore, labels
 
 
+def _mean_ms(fn, runs: int) -> float:
+    """Milliseconds per call of fn: the mean of `runs` calls after one warm-up call."""
+    import time
+
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        fn()
+    return (time.perf_counter() - t0) / runs * 1e3
+
+
 def softmax_passes(rows: int = 170, keys: int = 6144, runs: int = 200) -> None:
     """The passes alone on one block of scores (170 rows x 6,144 keys: the blocked attention's block
     when this was measured, before cpu_kernels.KEY_BLOCK): numpy's exp against its exp2, numpy's row
     sum against MKL's sgemv with ones."""
-    import time
 
     import numpy as np
 
@@ -103,11 +113,7 @@ def softmax_passes(rows: int = 170, keys: int = 6144, runs: int = 200) -> None:
         )  # fmt: skip
 
     def ms(fn) -> float:
-        fn()
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            fn()
-        return (time.perf_counter() - t0) / runs * 1e3
+        return _mean_ms(fn, runs)
 
     blas.set_threads(1)  # as in the attention's worker threads
     exp, exp2 = ms(lambda: np.exp(s, out=out)), ms(lambda: np.exp2(s, out=out))
@@ -258,7 +264,6 @@ def exp2_lanes(rows: int = 1024, keys: int = 512, runs: int = 50) -> None:
     """numpy's float32 exp2 on one block of the blocked attention's scores (1,024 rows x 512 keys):
     standard normal scores, scores of which ~7% give subnormal results, the same raised to
     EXP2_FLOOR first (the pass included), and hidden keys (-3.4e38)."""
-    import time
 
     import numpy as np
 
@@ -272,11 +277,7 @@ def exp2_lanes(rows: int = 1024, keys: int = 512, runs: int = 50) -> None:
     out = np.empty((rows, keys), np.float32)
 
     def ms(fn) -> float:
-        fn()
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            fn()
-        return (time.perf_counter() - t0) / runs * 1e3
+        return _mean_ms(fn, runs)
 
     floor = np.float32(cpu_kernels.EXP2_FLOOR)
     print(f"numpy's exp2 on one {rows} x {keys} block, one thread, ms (means of {runs}):\n")
