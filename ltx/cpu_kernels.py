@@ -210,7 +210,7 @@ EXP_SAFE = 64.0
 EXP2_FLOOR = -125.0
 # The blocked attention's scores are made in base 2 (times scale x log2(e)): numpy's float32
 # exp2 takes ~0.48x the time of its exp; and its row sums are one BLAS matrix-vector product with a
-# vector of ones, ~0.48x the time of numpy's sum over rows (170 rows x 6,144 keys). Off: exp and
+# vector of ones, 0.48-0.64x the time of numpy's sum over rows (170 rows x 6,144 keys). Off: exp and
 # numpy's sum, what ran before (`python bench/tf_ab.py --what softmax`)
 SOFTMAX_BASE2 = True
 LOG2E = float(np.log2(np.e))
