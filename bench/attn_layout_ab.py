@@ -1,7 +1,7 @@
-"""What reading the heads in place buys the blocked CPU attention (ltx.cpu_kernels): every attention of
+"""What reading the heads in place buys the blocked CPU attention (ltx.kernels.cpu): every attention of
 one layer of the benchmark transformer (8 heads, 6,144 video, 126 audio and 1,024 text tokens), on q, k
 and v laid out as the projections make them ((B, T, H * D) viewed as (B, H, T, D)), through
-ltx.attention.sdpa with MKL reading each head's rows at their stride (`in place`, what runs) and with
+ltx.model.attention.sdpa with MKL reading each head's rows at their stride (`in place`, what runs) and with
 the heads first copied contiguous (`contiguous`, what ran before). The two alternate in one process so
 that both see the same machine (its speed drifts by more than the difference within minutes). Medians
 of --runs pairs after a warm-up, seconds; the ratio is the median of the per-pair ratios.
@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 # isort: split
 
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx.attention import sdpa  # noqa: E402
+from ltx.model.attention import sdpa  # noqa: E402
 
 HEADS = 8
 # (what, query tokens, key tokens, head size): one layer's attention calls at the benchmark's sizes

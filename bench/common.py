@@ -292,10 +292,10 @@ def vae_components(cache: Path, decode: bool = True) -> dict:
         raise SystemExit(f"no weights in {cache}: run `python bench/vae_bench.py` first (or pass --cache)")
     import mlx.core as mx
 
-    from ltx.audio_vae import load_audio_decoder
-    from ltx.upsampler import load_upsampler
-    from ltx.video_vae import load_video_decoder
-    from ltx.vocoder import load_vocoder
+    from ltx.audio.vae import load_audio_decoder
+    from ltx.audio.vocoder import load_vocoder
+    from ltx.video.upsampler import load_upsampler
+    from ltx.video.vae import load_video_decoder
 
     x, noise = np.load(cache / "inputs.npz"), np.load(cache / "noise.npz")
     adec, voc = load_audio_decoder(cache / "audio.safetensors"), load_vocoder(cache / "vocoder.safetensors")
@@ -363,10 +363,10 @@ def forward_pairs(a, variants: dict, use, settle: int = 0) -> dict[str, list[flo
 
 
 def conv_gemm_ab(components: dict, choices: dict, runs: int, ratio: tuple[str, str]) -> None:
-    """interleaved_ab over the components with ltx.cpu_kernels._gemm (the conv kernels' GEMM, asked
+    """interleaved_ab over the components with ltx.kernels.cpu._gemm (the conv kernels' GEMM, asked
     as a conv builds its graph) set to each of `choices` (label -> a _gemm replacement) in turn;
     prints a table of the medians and ratio[0] / ratio[1]. Needs the .venv (MLX)."""
-    from ltx import cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
 
     real = cpu_kernels._gemm
 

@@ -20,8 +20,8 @@ import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx.tiling import parse_tiling  # noqa: E402
-from ltx.video_vae import load_video_decoder, to_uint8  # noqa: E402
+from ltx.video.tiling import parse_tiling  # noqa: E402
+from ltx.video.vae import load_video_decoder, to_uint8  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""What ltx.cpu_kernels.conv3d_frames buys the latent upsampler: its 3-D convs as one MKL GEMM per
+"""What ltx.kernels.cpu.conv3d_frames buys the latent upsampler: its 3-D convs as one MKL GEMM per
 temporal tap over a spatial im2col, the taps that read zero padding frames skipped (`frames`, what
 runs on the CPU with MKL), against MLX's conv3d (`mlx`, what runs without MKL), alternated in one
 process so that both see the same machine. Two clips at the real width (1024): the bench's 2 latent
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (bench/, the script's own directory)
 
-from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 # isort: split
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap = common.vae_ab_parser(__doc__)
     ap.add_argument("--memory", action="store_true", help="peak memory of each path instead of times")
     a = ap.parse_args()
-    from ltx.upsampler import load_upsampler
+    from ltx.video.upsampler import load_upsampler
 
     path = Path(a.cache) / "upsampler.safetensors"
     if not path.exists():

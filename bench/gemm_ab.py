@@ -1,4 +1,4 @@
-"""MKL against numpy's OpenBLAS as the library of ltx.cpu_kernels' conv GEMMs (ltx.cpu_blas.gemm), on
+"""MKL against numpy's OpenBLAS as the library of ltx.kernels.cpu' conv GEMMs (ltx.kernels.blas.gemm), on
 this machine, alternated in one process so that both see the same machine:
 
 1. single GEMMs at the conv kernels' shapes (both cores inside each call, as the kernels call them),
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (bench/, the script's own directory)
 
-from ltx import cpu_blas  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import blas as cpu_blas  # noqa: E402  (loads MKL before mlx)
 
 # isort: split
 

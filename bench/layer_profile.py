@@ -72,7 +72,7 @@ def profile_ours(a) -> dict[str, float]:
     import mlx.nn as nn
     import tf_ours
 
-    from ltx import attention
+    from ltx.model import attention
 
     spent: dict[str, float] = defaultdict(float)
     sdpa = attention.sdpa
@@ -107,7 +107,8 @@ def profile_ours(a) -> dict[str, float]:
 
     # the blocked attention's GEMMs (MKL's or numpy's OpenBLAS's, one per block and product, on the
     # pool's threads): their thread-seconds against the attention's wall time x the pool's threads
-    from ltx import cpu_blas, cpu_kernels
+    from ltx.kernels import blas as cpu_blas
+    from ltx.kernels import cpu as cpu_kernels
 
     lock = threading.Lock()
 

@@ -52,9 +52,10 @@ def main() -> None:
         import mlx.core as mx
         import mlx.nn as nn
 
-        from ltx import attention, cpu_kernels
-        from ltx.attention import gelu_tanh, sdpa
-        from ltx.transformer_block import _modulate
+        from ltx.kernels import cpu as cpu_kernels
+        from ltx.model import attention
+        from ltx.model.attention import gelu_tanh, sdpa
+        from ltx.model.block import _modulate
 
         assert backend.BLAS != "reference" or not backend._candidates(), "mlx was imported before ltx.backend"
 
@@ -89,20 +90,20 @@ def main() -> None:
             "softmax over the scores": lambda: mx.softmax(s, -1),
             "PV matmul": lambda: s @ v,
             "fused attention (sdpa)": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5),
-            "ltx.attention.sdpa": lambda: sdpa(q, k, v, d**-0.5),
-            "ltx.attention.sdpa without the blocked path (MLX matmuls, numpy softmax)": sdpa_unblocked,
+            "ltx.model.attention.sdpa": lambda: sdpa(q, k, v, d**-0.5),
+            "ltx.model.attention.sdpa without the blocked path (MLX matmuls, numpy softmax)": sdpa_unblocked,
             "linear 1024->4096": lambda: x @ w.T,
             "gelu(tanh) FF hidden": lambda: nn.gelu_approx(hid),
-            "gelu(tanh) FF hidden, ltx.attention.gelu_tanh (MLX compiled)": lambda: gelu_tanh(hid),
-            "gelu(tanh) FF hidden, ltx.cpu_kernels.gelu_tanh (numpy, in place)": lambda: (
+            "gelu(tanh) FF hidden, ltx.model.attention.gelu_tanh (MLX compiled)": lambda: gelu_tanh(hid),
+            "gelu(tanh) FF hidden, ltx.kernels.cpu.gelu_tanh (numpy, in place)": lambda: (
                 cpu_kernels.gelu_tanh(hid_own)
             ),
             "q RMSNorm + RoPE, MLX compiled": lambda: norm_rope(xq, qw, cos, sin),
-            "q RMSNorm + RoPE, ltx.cpu_kernels.rms_norm_rope (numpy)": lambda: cpu_kernels.rms_norm_rope(
+            "q RMSNorm + RoPE, ltx.kernels.cpu.rms_norm_rope (numpy)": lambda: cpu_kernels.rms_norm_rope(
                 xq, qw, cos, sin, 1e-6
             ),
             "RMSNorm + AdaLN modulation": lambda: _modulate(mx.fast.rms_norm(xq, None, 1e-6), sc, sh),
-            "RMSNorm + AdaLN modulation, ltx.cpu_kernels.rms_norm_modulate (numpy)": lambda: (
+            "RMSNorm + AdaLN modulation, ltx.kernels.cpu.rms_norm_modulate (numpy)": lambda: (
                 cpu_kernels.rms_norm_modulate(xq, 1e-6, scale=sc, shift=sh)
             ),
         }
@@ -111,8 +112,8 @@ def main() -> None:
         "QK^T matmul": 2.0 * n * d,
         "PV matmul": 2.0 * n * d,
         "fused attention (sdpa)": 4.0 * n * d,
-        "ltx.attention.sdpa": 4.0 * n * d,
-        "ltx.attention.sdpa without the blocked path (MLX matmuls, numpy softmax)": 4.0 * n * d,
+        "ltx.model.attention.sdpa": 4.0 * n * d,
+        "ltx.model.attention.sdpa without the blocked path (MLX matmuls, numpy softmax)": 4.0 * n * d,
         "linear 1024->4096": 2.0 * tk * 1024 * 4096,
     }
     elements = {

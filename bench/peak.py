@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from ltx import backend, cpu_blas  # noqa: E402  (MKL before mlx)
+from ltx import backend  # noqa: E402  (MKL before mlx)
+from ltx.kernels import blas as cpu_blas
 
 # isort: split
 

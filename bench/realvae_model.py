@@ -1,6 +1,6 @@
 """Worker (.venv): a model directory in the official layout whose video decoder has the real widths.
 
-The tiny LTX-2.0 model (ltx.tiny) with its video decoder and per-channel statistics replaced by those of
+The tiny LTX-2.0 model (ltx.weights.tiny) with its video decoder and per-channel statistics replaced by those of
 a real-width decoder checkpoint (random weights, written by `vae_ref.py --prepare`), and the checkpoint's
 config 'vae' section given that decoder's fields. `ltx generate/refine/decode --model DIR` then runs the
 tiny pipeline but decodes at the real cost, so bench/run.py can time what the cache and CLI add to a
@@ -22,7 +22,7 @@ from ltx import backend  # noqa: E402,F401  (MKL before mlx)
 import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 
-from ltx import tiny  # noqa: E402
+from ltx.weights import tiny  # noqa: E402
 
 DECODER_PREFIXES = ("vae.decoder.", "vae.per_channel_statistics.")
 DECODER_FIELDS = ("decoder_base_channels", "decoder_blocks", "timestep_conditioning", "causal_decoder")

@@ -4,17 +4,17 @@ see the same machine (this shared machine's speed drifts by more than the differ
 minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
 
 - `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) and the
-  vocoder's 1-D convs as F(4, 3) / F(4, 4) (ltx.winograd) against one GEMM per tap
-  (cpu_kernels.WINOGRAD off), both on the BLAS ltx.cpu_blas.gemm picks.
+  vocoder's 1-D convs as F(4, 3) / F(4, 4) (ltx.kernels.winograd) against one GEMM per tap
+  (cpu_kernels.WINOGRAD off), both on the BLAS ltx.kernels.blas.gemm picks.
 - `--what tile`: the Winograd convs' output tile: F(4x4, 3x3) up to winograd.TILE_MAX_CHANNELS (256,
   what runs), F(4x4) at every width the kept filters serve (up to 512 channels), and F(2x2, 3x3)
   everywhere, all with the same GEMM transforms; each variant's filters are made once and kept.
 - `--what wide1d`: LTX-2.3's vocoder + BWE with its 768-channel level's 1-D convs as Winograd convs
   (winograd.MAX_CHANNELS_1D = 768, what runs) against one GEMM per tap there (512).
-- `--what taps`: ltx.cpu_kernels.conv_taps with every tap's GEMM added into the output in place by
+- `--what taps`: ltx.kernels.cpu.conv_taps with every tap's GEMM added into the output in place by
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
-- `--what activation`: one BigVGAN anti-aliased activation (ltx.vocoder.Activation1d, random filters)
+- `--what activation`: one BigVGAN anti-aliased activation (ltx.audio.vocoder.Activation1d, random filters)
   at the channels x samples of LTX-2.3's vocoder and BWE levels on 101 mel frames, three ways:
   cpu_kernels.snake_resampled in tasks of RESAMPLE_CHUNK_VALUES on both cores (what runs), the same
   as one task over the whole signal (one core, every pass over arrays larger than its cache), and
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (bench/, the script's own directory)
 
-from ltx import cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before mlx)
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
     a = ap.parse_args()
     real = cpu_kernels._gemm
     if real() is None:
-        raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.cpu_blas.gemm found neither)")
+        raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.kernels.blas.gemm found neither)")
     if a.what == "activation":
         activation_ab(a.runs)
         return
@@ -69,7 +69,7 @@ def main() -> None:
         vocoder_ab(components["vocoder"], a.runs)
         return
     if a.what == "wide1d":
-        from ltx import winograd
+        from ltx.kernels import winograd
 
         saved, fns = winograd.MAX_CHANNELS_1D, {"vocoder_bwe": components["vocoder_bwe"]}
         choices = {"768": 768, "512": 512}
@@ -112,7 +112,7 @@ def main() -> None:
 
 
 def tile_ab(components: dict, runs: int) -> None:
-    from ltx import winograd
+    from ltx.kernels import winograd
 
     kept: dict[tuple[int, int], tuple] = {}
 
@@ -142,7 +142,7 @@ def activation_ab(runs: int) -> None:
     import mlx.core as mx
     import numpy as np
 
-    from ltx.vocoder import Activation1d
+    from ltx.audio.vocoder import Activation1d
 
     saved = cpu_kernels.RESAMPLE_CHUNK_VALUES, cpu_kernels.RESAMPLING
     choices = {  # (RESAMPLE_CHUNK_VALUES, RESAMPLING)
@@ -183,7 +183,7 @@ def activation_ab(runs: int) -> None:
 
 
 def vocoder_ab(fn, runs: int) -> None:
-    from ltx import winograd
+    from ltx.kernels import winograd
 
     wide = winograd.MIN_CHANNELS_1D
     choices = {  # (MIN_CHANNELS_1D, TRANSPOSED_CONV)

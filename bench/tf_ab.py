@@ -4,9 +4,9 @@ inputs and weights). Medians of --runs pairs after a warm-up, seconds per forwar
 median of the per-pair ratios.
 
 --what norms: the block norms, their AdaLN modulation and the q/k norms without RoPE in
-  ltx.cpu_kernels.rms_norm_modulate (`numpy`, what runs) against MLX's mx.fast.rms_norm plus the
+  ltx.kernels.cpu.rms_norm_modulate (`numpy`, what runs) against MLX's mx.fast.rms_norm plus the
   compiled modulation (`mlx`, what ran before, and what GPUs run).
---what linear: the large linear layers as ltx.cpu_kernels.linear on numpy's OpenBLAS (`openblas`,
+--what linear: the large linear layers as ltx.kernels.cpu.linear on numpy's OpenBLAS (`openblas`,
   what runs on non-Intel CPUs) against MLX's own matmul on MKL (`mlx`).
 --what softmax: the blocked attention's softmax passes with its scores in base 2 (numpy's exp2) and
   its row sums as an MKL matrix-vector product (`base 2`, what runs: cpu_kernels.SOFTMAX_BASE2)
@@ -45,7 +45,10 @@ from ltx import backend  # noqa: E402  (MKL before mlx)
 import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 
-from ltx import attention, cpu_blas, cpu_kernels, transformer_block  # noqa: E402
+from ltx.kernels import blas as cpu_blas
+from ltx.kernels import cpu as cpu_kernels
+from ltx.model import attention  # noqa: E402
+from ltx.model import block as transformer_block
 
 
 def norms():

@@ -16,7 +16,7 @@ import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx.transformer import LTXModel, TransformerConfig, make_modality  # noqa: E402
+from ltx.model.transformer import LTXModel, TransformerConfig, make_modality  # noqa: E402
 
 
 def unfuse() -> None:
@@ -24,8 +24,9 @@ def unfuse() -> None:
     AdaLN modulation, gated residuals and q/k RMSNorm + RoPE (one MLX kernel per elementwise op)."""
     import mlx.nn as nn
 
-    from ltx import attention, transformer_block
-    from ltx.rope import apply_rope
+    from ltx.model import attention
+    from ltx.model import block as transformer_block
+    from ltx.model.rope import apply_rope
 
     attention.gelu_tanh = nn.gelu_approx
     transformer_block._modulate = lambda xn, scale, shift: xn * (1 + scale) + shift

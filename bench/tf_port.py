@@ -26,7 +26,7 @@ from mlx.utils import tree_flatten  # noqa: E402
 from mlx_video.models.ltx import transformer as port_transformer  # noqa: E402
 from mlx_video.models.ltx.config import LTXModelConfig, LTXModelType, LTXRopeType  # noqa: E402
 from mlx_video.models.ltx.ltx import LTXModel  # noqa: E402
-from mlx_video.models.ltx.transformer import Modality  # noqa: E402
+from mlx_video.models.ltx.model.transformer import Modality  # noqa: E402
 
 # mlx_video.utils.rms_norm is mx.compile(shapeless=True) around mx.ones((x.shape[-1],)): the first
 # width it sees is baked in, so the audio stream (a different width) fails on MLX 0.32. Use the

@@ -18,8 +18,8 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx.tiny import write_safetensors  # noqa: E402
-from ltx.transformer import LTXModel, TransformerConfig  # noqa: E402
+from ltx.model.transformer import LTXModel, TransformerConfig  # noqa: E402
+from ltx.weights.tiny import write_safetensors  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ ours (MLX) against the PyTorch reference (ltx-core), on the same random weights 
 
 The reference runs in a persistent worker process (.venv-ref, this same file with --worker) that builds
 every model with ltx-core's own configurators and SingleGPUModelBuilder from the safetensors files that
-the worker writes once (random weights, ltx.tiny.write_safetensors; cached in --cache). Timing is
+the worker writes once (random weights, ltx.weights.tiny.write_safetensors; cached in --cache). Timing is
 interleaved: for every repetition the reference runs once, then ours, so both see the same machine load;
 the table reports medians after one warm-up. Each timed call follows `--pause` seconds of idle (0.05
 by default), so that neither side's threads still spin into the other's call: torch's OpenMP threads
@@ -160,8 +160,8 @@ NOISE_SEED, TILED_NOISE_SEED = 11, 12
 
 
 def _weight(key: str, shape: list[int]) -> np.ndarray:
-    """ltx.tiny.synth's scaling rules, with a fast float32 generator for the big conv weights."""
-    from ltx import tiny
+    """ltx.weights.tiny.synth's scaling rules, with a fast float32 generator for the big conv weights."""
+    from ltx.weights import tiny
 
     if len(shape) >= 2 and int(np.prod(shape)) > 1 << 16:
         rng = np.random.default_rng(tiny._seed(key))
@@ -174,7 +174,7 @@ def worker(cache: Path) -> None:
     """Runs in .venv-ref. Reads one JSON command a line on stdin, answers one '@@'-prefixed JSON line."""
     import torch
 
-    from ltx import tiny
+    from ltx.weights import tiny
     from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
     from ltx_core.model.audio_vae.model_configurator import (
         AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
@@ -444,11 +444,11 @@ def our_models(cache: Path, x: dict[str, np.ndarray], noise: dict[str, np.ndarra
     from ltx import backend  # noqa: F401
     import mlx.core as mx
 
-    from ltx.audio_vae import load_audio_decoder
-    from ltx.tiling import TilingConfig
-    from ltx.upsampler import load_upsampler
-    from ltx.video_vae import load_video_decoder
-    from ltx.vocoder import load_vocoder
+    from ltx.audio.vae import load_audio_decoder
+    from ltx.video.tiling import TilingConfig
+    from ltx.video.upsampler import load_upsampler
+    from ltx.video.vae import load_video_decoder
+    from ltx.audio.vocoder import load_vocoder
 
     dec = load_video_decoder(cache / "vae.safetensors")
     ups = load_upsampler(cache / "upsampler.safetensors")
@@ -503,16 +503,16 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- micro-benchmarks
 def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
-    """What ltx's CPU convs run up to 512 channels (ltx.cpu_kernels.conv_taps on tap-major weights):
+    """What ltx's CPU convs run up to 512 channels (ltx.kernels.cpu.conv_taps on tap-major weights):
     `winograd`, the 3x3(x3) convs as Winograd F(2x2, 3x3) on filters transformed once (as a module
     keeps them), and 1-D convs (the vocoder's) as Winograd F(4, 3) / F(4, 4) at any width;
     `winograd_percall`, on filters transformed at every call (the decoder's convs wider than 512
     channels, from cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS); `taps`, one GEMM per tap with the BLAS's
-    in-place GEMMs (MKL or numpy's OpenBLAS, ltx.cpu_blas.gemm); `taps_mlx`, as with neither, MLX's
+    in-place GEMMs (MKL or numpy's OpenBLAS, ltx.kernels.blas.gemm); `taps_mlx`, as with neither, MLX's
     addmm chain."""
     import mlx.core as mx
 
-    from ltx import cpu_kernels, winograd
+    from ltx.kernels import cpu as cpu_kernels, winograd
 
     wl = cpu_kernels.taps_layout(wt)
     filters = winograd.Filters()
@@ -562,7 +562,12 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
                     f, h + 2, w + 2, 3 * c
                 )
                 return mx.conv2d(xs, w3)
-        elif variant in ("winograd", "winograd_percall", "taps", "taps_mlx"):  # ltx/vae_blocks.py's CPU convs
+        elif variant in (
+            "winograd",
+            "winograd_percall",
+            "taps",
+            "taps_mlx",
+        ):  # ltx/video/blocks.py's CPU convs
             fn = _taps(x, wt, variant=variant)
         elif variant == "im2col":
             wm = wt.reshape(c, 27 * c).T
@@ -584,7 +589,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, t, f = shape
         x = mx.random.normal((1, t + 2, f + 2, c))
         wt = mx.random.normal((c, 3, 3, c)) / 50
-        if variant in ("winograd", "taps", "taps_mlx"):  # ltx/audio_vae.py's CPU convs up to 512 channels
+        if variant in ("winograd", "taps", "taps_mlx"):  # ltx/audio/vae.py's CPU convs up to 512 channels
             fn = _taps(x, wt, variant=variant)
         else:
             fn = lambda: mx.conv2d(x, wt)  # noqa: E731
@@ -592,11 +597,15 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, n, k, d = shape
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c, k, c)) / 50
-        if variant == "im2col":  # what ltx/vocoder.py runs off the CPU
-            from ltx.vocoder import conv1d_mm
+        if variant == "im2col":  # what ltx/audio/vocoder.py runs off the CPU
+            from ltx.audio.vocoder import conv1d_mm
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
-        elif variant in ("taps", "taps_mlx", "winograd"):  # ltx/vocoder.py's CPU convs up to 512 channels
+        elif variant in (
+            "taps",
+            "taps_mlx",
+            "winograd",
+        ):  # ltx/audio/vocoder.py's CPU convs up to 512 channels
             fn = _taps(x, wt, d, d * (k - 1) // 2, variant=variant)
         else:
             fn = lambda: mx.conv1d(x, wt, padding=d * (k - 1) // 2, dilation=d)  # noqa: E731
@@ -604,9 +613,9 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, n, k, u = shape
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c // 2, k, c)) / 50
-        if variant in ("matmul_ola", "blas"):  # what ltx/vocoder.py runs off / on the CPU with a BLAS
-            from ltx import cpu_kernels
-            from ltx.vocoder import ConvTranspose1d
+        if variant in ("matmul_ola", "blas"):  # what ltx/audio/vocoder.py runs off / on the CPU with a BLAS
+            from ltx.kernels import cpu as cpu_kernels
+            from ltx.audio.vocoder import ConvTranspose1d
 
             m = ConvTranspose1d(c, c // 2, k, stride=u, padding=(k - u) // 2, bias=False)
             m.weight = cpu_kernels.taps_layout(wt) if variant == "blas" else wt
@@ -628,8 +637,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         c, n = shape
         x = mx.random.normal((1, n, c))
         f0 = lambda: nn.silu(x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + 1e-8))  # noqa: E731
-        if variant == "numpy":  # what ltx/vae_blocks.py runs on the CPU
-            from ltx import cpu_kernels
+        if variant == "numpy":  # what ltx/video/blocks.py runs on the CPU
+            from ltx.kernels import cpu as cpu_kernels
 
             x4 = x.reshape(1, 1, n, 1, c)
             fn = lambda: cpu_kernels.pixel_norm_silu(x4, 1e-8)  # noqa: E731
@@ -640,8 +649,8 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         x = mx.random.normal((1, n, c))
         gn = nn.GroupNorm(32, c, pytorch_compatible=True)
         f0 = lambda: nn.silu(gn(x))  # noqa: E731
-        if variant == "numpy":  # what ltx/upsampler.py runs on the CPU
-            from ltx import cpu_kernels
+        if variant == "numpy":  # what ltx/video/upsampler.py runs on the CPU
+            from ltx.kernels import cpu as cpu_kernels
 
             fn = lambda: cpu_kernels.group_norm_silu(x, 32, gn.weight, gn.bias, gn.eps)  # noqa: E731
         else:

@@ -16,8 +16,8 @@ import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx import tiling as tiling_mod  # noqa: E402
-from ltx.video_vae import load_video_decoder  # noqa: E402
+from ltx.video import tiling as tiling_mod  # noqa: E402
+from ltx.video.vae import load_video_decoder  # noqa: E402
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ def profile_ours(cache: Path, component: str, runs: int) -> dict[str, float]:
 
     import mlx.core as mx
 
-    from ltx import audio_vae, vocoder
+    from ltx.audio import vae as audio_vae
+    from ltx.audio import vocoder
 
     spent: dict[str, float] = defaultdict(float)
 

@@ -30,7 +30,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     cfg = {"vae": common.VAE_DECODER}
     if a.prepare:
-        from ltx.tiny import write_safetensors
+        from ltx.weights.tiny import write_safetensors
 
         with torch.device("meta"):
             dec = VideoDecoderConfigurator.from_config(cfg)

@@ -10,7 +10,7 @@ import sys as _sys
 
 __version__ = "0.1.0"
 
-# numpy's OpenBLAS (the CPU conv kernels' GEMMs off Intel: ltx.cpu_blas) keeps its idle threads
+# numpy's OpenBLAS (the CPU conv kernels' GEMMs off Intel: ltx.kernels.blas) keeps its idle threads
 # busy-waiting for 2^OPENBLAS_THREAD_TIMEOUT cycles after a call (28 by default: ~0.1 s), which takes
 # a core from the numpy passes, MKL calls and MLX ops that follow. 2^16 cycles (~20 us) still spans
 # the gap between the GEMMs of one conv; `python bench/spin_ab.py`. OpenBLAS reads the variable

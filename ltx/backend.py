@@ -118,20 +118,21 @@ def default_dtype() -> mx.Dtype:
 
 def describe() -> dict[str, str]:
     """What compute setup is in use, for `ltx info` and `--verbose`."""
-    from ltx import cpu_blas, cpu_kernels  # (import this module)
+    from ltx.kernels import blas as cpu_blas  # (import this module)
+    from ltx.kernels import cpu as cpu_kernels
 
     cpu = mx.default_device() == mx.cpu
     if not cpu:
         convs = "MLX's"
     elif cpu_kernels.winograd_applies(default_dtype()):
         wide = f"those over {cpu_kernels.TAPS_MAX_CHANNELS} channels from {cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS:,} voxels"
-        from ltx import winograd
+        from ltx.kernels import winograd
 
         tiles = f"F(4x4, 3x3) up to {winograd.TILE_MAX_CHANNELS} channels, F(2x2, 3x3) above"
         convs = f"Winograd {tiles} ({wide})"
     else:
         convs = "one matmul per tap up to 512 channels"
-    from ltx import winograd
+    from ltx.kernels import winograd
 
     if not cpu:
         vocoder = "MLX's matmuls"

@@ -4,7 +4,7 @@
     LTX_BLAS=reference     do not load MKL for MLX's CPU backend (ltx.backend)
     LTX_DTYPE=...          the compute dtype: float32, bfloat16 or float16 (default: float32 on the
                            CPU, bfloat16 on GPUs)
-    LTX_CPU_GEMM=...       the library of the CPU conv kernels' GEMMs (ltx.cpu_blas): auto, mkl or
+    LTX_CPU_GEMM=...       the library of the CPU conv kernels' GEMMs (ltx.kernels.blas): auto, mkl or
                            openblas
 
 `import ltx` also sets OPENBLAS_THREAD_TIMEOUT=16 and ltx.backend KMP_BLOCKTIME=0 unless they are

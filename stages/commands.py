@@ -294,7 +294,7 @@ def _make_step(label: str, doc: str):
             typer.echo(ensure(store, nodes["encode_negative"], echo=_echo).key)
         typer.echo(art.key)
         if files.tiny_variant is not None and (opts.model or "tiny") in TINY_NAMES and label == "decode":
-            _echo(f"note: {__import__('ltx.tiny', fromlist=['NOTICE']).NOTICE}")
+            _echo(f"note: {__import__('ltx.weights.tiny', fromlist=['NOTICE']).NOTICE}")
 
     command.__signature__ = inspect.signature(_options)
     command.__doc__ = doc
@@ -367,7 +367,7 @@ def ensure_inputs_then_force(store, node: Node) -> "Artifact":
 def generate(**kw: Any) -> None:
     """Run the whole pipeline: encode, denoise, upsample, refine, decode, decode audio, vocode, mux.
     Every stage whose artifact is already cached is skipped."""
-    from ltx import tiny
+    from ltx.weights import tiny
 
     output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
     output_path = output_path or Path("out") / "ltx.mp4"

@@ -21,7 +21,7 @@ class Params:
 
 
 def compute(ctx, params: Params) -> dict:
-    from ltx.media import load_image_conditioning
+    from ltx.video.media import load_image_conditioning
     from stages.runtime import mx
 
     encoder = runtime.video_encoder(ctx.runtime["files"])

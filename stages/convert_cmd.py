@@ -33,7 +33,7 @@ def convert(
 
     store = State.store()
     files = resolve_model(src, store).ready()
-    from ltx import convert as conv
+    from ltx.weights import convert as conv
 
     if conv.is_converted(files.checkpoint.parent):
         raise LtxError(f"{src} is already converted; convert the official files instead")

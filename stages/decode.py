@@ -19,9 +19,9 @@ class Params:
 
 
 def compute(ctx, params: Params, latents) -> dict:
-    from ltx.sampling import noise
-    from ltx.tiling import parse_tiling
-    from ltx.video_vae import to_uint8
+    from ltx.diffusion.sampling import noise
+    from ltx.video.tiling import parse_tiling
+    from ltx.video.vae import to_uint8
     from stages.runtime import mx
 
     decoder = runtime.video_decoder(ctx.runtime)

@@ -25,9 +25,9 @@ class Params:
 
 
 def initial_states(params, images_art, stream: str):
-    from ltx.conditioning import apply_conditionings, audio_state, video_state
     from ltx.constants import audio_latent_frames, video_latent_shape
-    from ltx.sampling import add_noise, noise
+    from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
+    from ltx.diffusion.sampling import add_noise, noise
     from stages.runtime import mx
 
     f, h, w = video_latent_shape(params.num_frames, params.height, params.width)

@@ -22,8 +22,8 @@ def contexts(art: Any) -> tuple[Any, Any]:
 
 def make_forward(model: Any, positive: tuple, negative: tuple | None):
     """forward(video, audio, sigma, guidance_pass) -> (x0_video, x0_audio): one transformer pass."""
-    from ltx.conditioning import timesteps
-    from ltx.transformer import Modality
+    from ltx.diffusion.conditioning import timesteps
+    from ltx.model.transformer import Modality
 
     def forward(video, audio, sigma, gpass):
         v_ctx, a_ctx = negative if gpass.negative else positive
@@ -55,7 +55,7 @@ def make_denoiser(
     model: Any, positive: tuple, negative: tuple | None, video_guider: dict | None, audio_guider: dict | None
 ):
     from ltx.constants import GuiderParams
-    from ltx.guidance import GuidancePass, GuidedDenoiser
+    from ltx.diffusion.guidance import GuidancePass, GuidedDenoiser
 
     forward = make_forward(model, positive, negative)
     if video_guider is None:
@@ -68,7 +68,7 @@ def make_denoiser(
 def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
     """Euler over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
     from ltx import backend
-    from ltx.sampling import euler_loop
+    from ltx.diffusion.sampling import euler_loop
     from stages.runtime import mx
 
     total, start = len(sigmas) - 1, 0
@@ -98,7 +98,7 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
 
 def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
     """Drop appended conditioning tokens and return latents in the reference layouts."""
-    from ltx.conditioning import clear_conditioning, unpatchify
+    from ltx.diffusion.conditioning import clear_conditioning, unpatchify
     from stages.runtime import mx
 
     out = {"video_latent": np.array(unpatchify(clear_conditioning(video)).astype(mx.float32))}
@@ -109,7 +109,7 @@ def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
 
 def image_conditionings(images_art: Any, images: tuple[tuple[int, float], ...]) -> list:
     """Frame 0 replaces the first latent frame; other frames are appended as keyframe tokens."""
-    from ltx.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+    from ltx.diffusion.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
     from stages.runtime import mx
 
     items = []

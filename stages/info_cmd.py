@@ -35,7 +35,8 @@ def info(
     from stages.models import resolve_model
 
     files = resolve_model(model, State.store()).ready()
-    from ltx import backend, convert, memory
+    from ltx import backend, memory
+    from ltx.weights import convert
 
     be = backend.describe()
     itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[be["dtype"]]
@@ -80,8 +81,10 @@ def estimates(
     """(normal, streamed) per-stage peak estimates of a model at a size."""
     import mlx.core as mx
 
-    from ltx import cpu_kernels, loader, memory
-    from ltx.transformer import TransformerConfig
+    from ltx import memory
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.model.transformer import TransformerConfig
+    from ltx.weights import loader
 
     _, meta = loader.read_header(files.checkpoint)
     section = loader.read_config(meta, files.checkpoint)["transformer"]

@@ -62,7 +62,7 @@ class ModelFiles:
         """Create the tiny model's files on first use (a real model's files just exist)."""
         root = self.checkpoint.parent
         if self.tiny_variant is not None and not root.is_dir():
-            from ltx import tiny
+            from ltx.weights import tiny
 
             root.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -74,7 +74,7 @@ class ModelFiles:
 
     def _digest(self, path: Path) -> str:
         if self.tiny_variant is not None:
-            from ltx import tiny
+            from ltx.weights import tiny
 
             return f"tiny-{self.tiny_variant}-{tiny.manifest_digest(self.tiny_variant)}:{path.relative_to(self.checkpoint.parent)}"
         return self.store.digest(path)
@@ -110,7 +110,7 @@ class ModelFiles:
 
 
 def _tiny(store: Store, variant: str) -> ModelFiles:
-    from ltx import tiny
+    from ltx.weights import tiny
 
     digest = tiny.manifest_digest(variant)[:16]
     root = store.root / "models" / f"tiny-{variant}-{digest}"
@@ -135,7 +135,7 @@ def resolve_model(model: str | None, store: Store) -> ModelFiles:
             f"--model {model!r} is neither 'tiny' nor a directory; pass a directory with the official "
             "LTX-2 checkpoint, the spatial upsampler and a Gemma-3 directory"
         )
-    from ltx.convert import converted_files, is_converted
+    from ltx.weights.convert import converted_files, is_converted
 
     if is_converted(root):
         c = converted_files(root)

@@ -112,7 +112,7 @@ def resolve_options(o: Options, files: ModelFiles) -> Options:
         o.steps = o.steps if o.steps is not None else params.num_inference_steps
         C.validate_steps(o.steps)
         if o.negative_prompt is None:
-            from ltx.text_encoder import DEFAULT_NEGATIVE_PROMPT
+            from ltx.text.encoder import DEFAULT_NEGATIVE_PROMPT
 
             o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
@@ -150,7 +150,7 @@ def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
 
 def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFiles]:
     """The named nodes of the pipeline for options `o`, in order."""
-    from ltx import schedulers
+    from ltx.diffusion import schedulers
 
     files = resolve_model(o.model, store)
     o = resolve_options(o, files)

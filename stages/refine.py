@@ -23,8 +23,8 @@ class Params:
 
 
 def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
-    from ltx.conditioning import apply_conditionings, audio_state, video_state
-    from ltx.sampling import add_noise, noise
+    from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
+    from ltx.diffusion.sampling import add_noise, noise
     from stages.runtime import mx
 
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())

@@ -45,7 +45,7 @@ def loaded_kinds() -> set[str]:
 
 def text_encoder(files: ModelFiles) -> Any:
     files.ready()
-    from ltx.text_encoder import load_text_encoder
+    from ltx.text.encoder import load_text_encoder
 
     release("transformer", "video_decoder", "video_encoder", "upsampler")
     return _memo(
@@ -56,7 +56,7 @@ def text_encoder(files: ModelFiles) -> Any:
 
 def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), stream: bool = False) -> Any:
     files.ready()
-    from ltx.transformer import X0Model, load_transformer
+    from ltx.model.transformer import X0Model, load_transformer
 
     release("text")
     for key in [k for k in _LOADED if k[0] == "transformer" and k[2:] != (loras, stream)]:
@@ -65,12 +65,12 @@ def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), st
 
     def build() -> Any:
         if stream:  # --memory-budget: blocks are read from the memory-mapped file one at a time
-            from ltx.lowmem import load_streamed_transformer
+            from ltx.model.streaming import load_streamed_transformer
 
             return X0Model(load_streamed_transformer(files.checkpoint, loras=list(loras)))
         model = load_transformer(files.checkpoint)
         if loras:  # fused into float weights, applied at run time beside quantized ones
-            from ltx.quantize import apply_loras
+            from ltx.weights.quantize import apply_loras
 
             apply_loras(model, list(loras))
         return X0Model(model)
@@ -80,14 +80,14 @@ def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), st
 
 def video_encoder(files: ModelFiles) -> Any:
     files.ready()
-    from ltx.video_vae import load_video_encoder
+    from ltx.video.vae import load_video_encoder
 
     return _memo(("video_encoder", str(files.checkpoint)), lambda: load_video_encoder(files.checkpoint))
 
 
 def video_decoder(files: ModelFiles) -> Any:
     files.ready()
-    from ltx.video_vae import load_video_decoder
+    from ltx.video.vae import load_video_decoder
 
     release("text", "transformer")
     return _memo(("video_decoder", str(files.checkpoint)), lambda: load_video_decoder(files.checkpoint))
@@ -95,7 +95,7 @@ def video_decoder(files: ModelFiles) -> Any:
 
 def upsampler(files: ModelFiles) -> Any:
     files.ready()
-    from ltx.upsampler import load_upsampler
+    from ltx.video.upsampler import load_upsampler
 
     release("text", "transformer")
     return _memo(("upsampler", str(files.upsampler)), lambda: load_upsampler(files.upsampler))
@@ -103,7 +103,7 @@ def upsampler(files: ModelFiles) -> Any:
 
 def audio_decoder(files: ModelFiles) -> Any:
     files.ready()
-    from ltx.audio_vae import load_audio_decoder
+    from ltx.audio.vae import load_audio_decoder
 
     release("text", "transformer")
     return _memo(("audio_decoder", str(files.checkpoint)), lambda: load_audio_decoder(files.checkpoint))
@@ -111,7 +111,7 @@ def audio_decoder(files: ModelFiles) -> Any:
 
 def vocoder(files: ModelFiles) -> Any:
     files.ready()
-    from ltx.vocoder import load_vocoder
+    from ltx.audio.vocoder import load_vocoder
 
     release("text", "transformer")
     return _memo(("vocoder", str(files.checkpoint)), lambda: load_vocoder(files.checkpoint))

@@ -18,7 +18,7 @@ class Params:
 
 
 def compute(ctx, params: Params, latents) -> dict:
-    from ltx.upsampler import upsample_video
+    from ltx.video.upsampler import upsample_video
     from stages.runtime import mx
 
     files = ctx.runtime

@@ -155,8 +155,8 @@ def _why(e: Exception) -> str:
 
 # ---- weights -------------------------------------------------------------------------------------
 def safetensors_header(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file, checked before anything is parsed (ltx.safetensors_header)."""
-    from ltx.safetensors_header import CheckpointError, read_header
+    """(tensors, metadata) of a safetensors file, checked before anything is parsed (ltx.weights.header)."""
+    from ltx.weights.header import CheckpointError, read_header
 
     try:
         return read_header(path)
@@ -195,7 +195,7 @@ def checkpoint_shapes(files: Any) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of the model's checkpoint, from the header (the tiny model: from its manifest,
     so that nothing has to be created on disk to check a LoRA against it)."""
     if files.tiny_variant is not None:
-        from ltx import tiny
+        from ltx.weights import tiny
 
         tensors = tiny.load_manifest(files.tiny_variant)["files"]["model.safetensors"]["tensors"]
         return {k: tuple(v) for k, v in tensors.items()}
@@ -231,9 +231,9 @@ def model_files(files: Any) -> None:
 
 def _component_shapes(files: Any) -> None:
     """Build each component from its config and check the checkpoint's shapes against it (lazy: cheap)."""
-    from ltx.loader import CheckpointError
-    from ltx.transformer import load_transformer
-    from ltx.upsampler import load_upsampler
+    from ltx.model.transformer import load_transformer
+    from ltx.video.upsampler import load_upsampler
+    from ltx.weights.loader import CheckpointError
 
     try:
         load_transformer(str(files.checkpoint))

@@ -11,13 +11,14 @@ import ltx.backend  # noqa: E402, F401
 
 @pytest.fixture(params=["cpu", "mlx"])
 def kernels(request, monkeypatch):
-    """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.cpu_kernels: conv taps,
+    """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.kernels.cpu: conv taps,
     Winograd convs, frame convs, transposed 1-D convs, numpy anti-aliased activations, numpy norm +
     SiLU), forced on even at the tiny models' sizes (the frame convs one input frame per im2col
     chunk, the Winograd convs one slab and tile row, or one 1-D tile, per chunk, at any width; the
     activations one row per task); "mlx", MLX's convs and elementwise ops, what GPUs run. Takes effect for models
     loaded after it (loading lays out the conv weights)."""
-    from ltx import cpu_kernels, winograd
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import winograd
 
     if request.param == "cpu":
         monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", 1)

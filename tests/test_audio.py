@@ -9,14 +9,12 @@ import mlx.core as mx  # noqa: E402
 import numpy as np
 import pytest
 
-from ltx import (
-    backend,  # noqa: F401
-    tiny,
-)
-from ltx.audio_vae import load_audio_decoder, load_audio_encoder  # noqa: E402
-from ltx.loader import CheckpointError  # noqa: E402
-from ltx.mel import load_audio, log_mel, resample  # noqa: E402
-from ltx.vocoder import VocoderWithBWE, load_vocoder  # noqa: E402
+from ltx import backend  # noqa: F401
+from ltx.audio.mel import load_audio, log_mel, resample  # noqa: E402
+from ltx.audio.vae import load_audio_decoder, load_audio_encoder  # noqa: E402
+from ltx.audio.vocoder import VocoderWithBWE, load_vocoder  # noqa: E402
+from ltx.weights import tiny
+from ltx.weights.loader import CheckpointError  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
 VOCODER_FRAMES = 26  # golden_audio.VOCODER_FRAMES
@@ -192,7 +190,7 @@ def test_mel_filterbank_matches_librosa():
     """Our numpy Slaney filterbank (librosa's import costs seconds per process) against librosa's."""
     import librosa
 
-    from ltx.mel import mel_filterbank
+    from ltx.audio.mel import mel_filterbank
 
     ref = librosa.filters.mel(
         sr=16000, n_fft=1024, n_mels=64, fmin=0.0, fmax=8000.0, htk=False, norm="slaney", dtype=np.float64

@@ -96,7 +96,7 @@ def test_sets_openblas_thread_timeout_before_numpy_loads_it():
         import os, sys
         {first}
         import ltx
-        from ltx import cpu_blas
+        from ltx.kernels import blas as cpu_blas
         print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), ltx.OPENBLAS_TIMEOUT_SET, cpu_blas.describe())
     """
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}

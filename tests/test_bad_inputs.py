@@ -213,7 +213,7 @@ def fx(tmp_path_factory) -> dict:
     import soundfile
     from PIL import Image
 
-    from ltx import tiny
+    from ltx.weights import tiny
 
     root = tmp_path_factory.mktemp("bad_inputs")
     f: dict = {"out": str(root / "out" / "x.mp4"), "missing": str(root / "no-such-file"), "dir": str(root)}

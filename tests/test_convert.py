@@ -17,15 +17,16 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from test_quantize import BOUNDS, golden_inputs, write_widened  # noqa: E402
 
-from ltx import convert, gemma, loader, quantize, tiny  # noqa: E402
-from ltx.transformer import X0Model, load_transformer  # noqa: E402
+from ltx.model.transformer import X0Model, load_transformer  # noqa: E402
+from ltx.text import gemma
+from ltx.weights import convert, loader, quantize, tiny  # noqa: E402
 
 DIGESTS = {"checkpoint": "sha256:c0", "upsampler": "sha256:u0", "gemma": "sha256:g0"}
 
 
 @pytest.fixture(autouse=True)
 def quantized_loading(monkeypatch):
-    """Until ltx.loader.load_strict calls quantize.quantize_like itself, route loads through it."""
+    """Until ltx.weights.loader.load_strict calls quantize.quantize_like itself, route loads through it."""
     if not getattr(loader.load_strict, "handles_quantized", False):
         monkeypatch.setattr(loader, "load_strict", quantize.load_strict)
         monkeypatch.setattr(gemma, "load_strict", quantize.load_strict)

@@ -1,4 +1,4 @@
-"""ltx.cpu_blas: both BLAS libraries compute the same GEMM as numpy through their ctypes signatures,
+"""ltx.kernels.blas: both BLAS libraries compute the same GEMM as numpy through their ctypes signatures,
 and the conv kernels' library is picked as documented (LTX_CPU_GEMM, the CPU vendor, fallbacks)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltx import cpu_blas
+from ltx.kernels import blas as cpu_blas
 
 
 @pytest.mark.parametrize("name", ["mkl", "openblas"])

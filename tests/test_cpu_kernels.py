@@ -1,4 +1,4 @@
-"""ltx.cpu_kernels' convolutions and VAE norm against MLX's own ops (the models' parity with the
+"""ltx.kernels.cpu' convolutions and VAE norm against MLX's own ops (the models' parity with the
 reference, through these kernels, is in test_video_vae.py and test_audio.py)."""
 
 from __future__ import annotations
@@ -6,7 +6,9 @@ from __future__ import annotations
 import mlx.core as mx
 import pytest
 
-from ltx import cpu_blas, cpu_kernels, winograd
+from ltx.kernels import blas as cpu_blas
+from ltx.kernels import cpu as cpu_kernels
+from ltx.kernels import winograd
 
 
 def _use_gemm(name: str, monkeypatch) -> None:
@@ -227,7 +229,7 @@ def test_snake_resampled_equals_mlx(length, channels, chunk_values, monkeypatch)
     """BigVGAN's anti-aliased SnakeBeta as numpy passes over chunks of rows (snake_resampled)
     against MLX's grouped transposed conv, SnakeBeta and grouped conv, two batch items, random
     (asymmetric) filters."""
-    from ltx.vocoder import Activation1d
+    from ltx.audio.vocoder import Activation1d
 
     monkeypatch.setattr(cpu_kernels, "RESAMPLE_CHUNK_VALUES", chunk_values)
     act = Activation1d(channels)
@@ -292,7 +294,7 @@ def test_conv3d_frames_equals_mlx_conv3d(batch, frames, padding, chunk, layout, 
 
 @pytest.mark.parametrize("shape", [(2, 3, 6, 7, 16), (2, 6, 7, 16)])
 def test_pixel_norm_silu_kernel_equals_mlx(shape, monkeypatch):
-    from ltx.vae_blocks import pixel_norm_silu
+    from ltx.video.blocks import pixel_norm_silu
 
     full = mx.random.normal(shape, key=mx.random.key(5)) * 3
     x = full[..., 1:5, :5, :]  # a strided view, as a cropped conv output is
@@ -338,7 +340,7 @@ def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
     several ragged row blocks whose statistics are combined."""
     import mlx.nn as nn
 
-    from ltx.upsampler import group_norm_silu
+    from ltx.video.upsampler import group_norm_silu
 
     full = mx.random.normal((2, 3, 6, 7, 64), key=mx.random.key(8)) * 3 + 40
     x = full[:, :, 1:5, :5, :]
@@ -372,7 +374,7 @@ def test_linear_equals_mlx_matmul(gemm, bias, monkeypatch):
 @pytest.mark.parametrize("gemm, want", [("openblas", True), ("mkl", False), ("mlx", False)])
 def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
     """MLX's own matmuls already run on MKL: the kernel only pays where the conv GEMMs use OpenBLAS."""
-    from ltx.attention import Linear
+    from ltx.model.attention import Linear
 
     _use_gemm(gemm, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "LINEAR_MIN_MACS", 0)

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from ltx import conditioning as C
-from ltx import constants, guidance, sampling, schedulers
+from ltx import constants
 from ltx.constants import GuiderParams
+from ltx.diffusion import conditioning as C
+from ltx.diffusion import guidance, sampling, schedulers
 
 G = load_file(str(Path(__file__).parent / "goldens" / "2.0" / "diffusion.safetensors"))
 GUIDERS = {

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from test_quantize import golden_inputs  # noqa: E402
 
-from ltx import loader, lora, quantize, tiny  # noqa: E402
-from ltx.transformer import X0Model, load_transformer  # noqa: E402
+from ltx.model.transformer import X0Model, load_transformer  # noqa: E402
+from ltx.weights import loader, lora, quantize, tiny  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
 

@@ -19,8 +19,13 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from test_quantize import golden_inputs, write_widened  # noqa: E402
 
-from ltx import cpu_kernels, loader, lowmem, memory, patchify, tiny, winograd  # noqa: E402
-from ltx.transformer import Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
+from ltx import memory
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx.kernels import winograd
+from ltx.model import patchify
+from ltx.model import streaming as lowmem
+from ltx.model.transformer import Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
+from ltx.weights import loader, tiny
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +130,7 @@ def test_streamed_is_bit_identical_and_lowers_peak(models):
 
 
 def test_streamed_with_lora_matches_fused(tmp_path):
-    from ltx import lora
+    from ltx.weights import lora
 
     d = tiny.create("2.0", tmp_path / "m")
     path = d / "distilled_lora.safetensors"
@@ -158,8 +163,8 @@ def _decoder(base_channels: int | None):
     """The tiny 2.0 video decoder, or the same widened to `base_channels` (synthesised weights, in memory)."""
     from mlx.utils import tree_flatten, tree_unflatten
 
-    from ltx.vae_blocks import lay_out_for_backend
-    from ltx.video_vae import VideoDecoder, VideoVAEConfig
+    from ltx.video.blocks import lay_out_for_backend
+    from ltx.video.vae import VideoDecoder, VideoVAEConfig
 
     cfg = json.loads(
         json.dumps(tiny.load_manifest("2.0")["files"]["model.safetensors"]["metadata"]["config"])
@@ -177,7 +182,7 @@ def _decoder(base_channels: int | None):
 @pytest.mark.parametrize("base", [8, 32])  # 8: the tiny decoder; 32: a mid-size one
 @pytest.mark.parametrize("size", [(128, 192, 9), (128, 192, 17)])
 def test_decode_estimate_within_25_percent(base, size):
-    from ltx.tiling import parse_tiling
+    from ltx.video.tiling import parse_tiling
 
     h, w, frames = size
     latent = mx.array(
@@ -218,8 +223,8 @@ def _narrow(weight: mx.array) -> bool:
 def test_winograd_filter_bytes_from_checkpoint(models):
     """The header's count of the Winograd filters the decoders keep equals what their modules hold
     after a decode, and covers every conv that made them."""
-    from ltx.audio_vae import load_audio_decoder
-    from ltx.video_vae import load_video_decoder
+    from ltx.audio.vae import load_audio_decoder
+    from ltx.video.vae import load_video_decoder
 
     assert cpu_kernels.winograd_applies(mx.float32)
     comps = memory.components(models["tiny"], models["tiny"], models["tiny"].parent / "none", 4)
@@ -241,7 +246,7 @@ def test_winograd_filter_bytes_from_checkpoint(models):
 def test_vocoder_winograd_filter_bytes_from_checkpoint(dirs, widened):
     """The header's count of the 1-D Winograd filters the vocoder keeps (the widened 2.0's 128-channel
     level and conv_pre) equals what its convs hold after a run."""
-    from ltx.vocoder import Conv1d, load_vocoder
+    from ltx.audio.vocoder import Conv1d, load_vocoder
 
     assert cpu_kernels.winograd_applies(mx.float32)
     ckpt = widened["vocoder-2.0"]
@@ -354,8 +359,8 @@ def text_models(dirs, tmp_path_factory) -> dict[tuple[str, str], tuple[Path, Pat
     MID_GEMMA (tiny tokenizer) and a checkpoint with a text projection and connectors that fit it."""
     import shutil
 
-    from ltx.gemma import GemmaConfig, GemmaTextModel
-    from ltx.text_encoder import KEY_MAP, EmbeddingsProcessor, TextConfig
+    from ltx.text.encoder import KEY_MAP, EmbeddingsProcessor, TextConfig
+    from ltx.text.gemma import GemmaConfig, GemmaTextModel
 
     root = tmp_path_factory.mktemp("text")
     back = {v: k for k, v in KEY_MAP.items()}  # module prefix -> checkpoint prefix
@@ -386,8 +391,8 @@ def text_models(dirs, tmp_path_factory) -> dict[tuple[str, str], tuple[Path, Pat
 @pytest.mark.parametrize("name,tokens", [("tiny", 1024), ("tiny", 512), ("mid", 1024), ("mid", 512)])
 def test_encode_estimate_within_25_percent(dirs, text_models, variant, name, tokens):
     """tiny: attention (masks, scores) dominates; mid: the hidden states and the feature extractor."""
-    from ltx.gemma import GemmaTokenizer
-    from ltx.text_encoder import load_text_encoder
+    from ltx.text.encoder import load_text_encoder
+    from ltx.text.gemma import GemmaTokenizer
 
     ckpt, gemma = text_models[variant, name]
     tokenizer = GemmaTokenizer(gemma, max_length=tokens)  # the stage pads every prompt to 1024 tokens
@@ -407,9 +412,9 @@ def widened(dirs, tmp_path_factory) -> dict[str, Path]:
     """Mid-size upsampler (width 128, two blocks per stage), audio decoder (the official ch_mult (1, 2, 4)
     and two res blocks), vocoders (2.0: 256 initial channels; 2.3: 128 and 32, the 16 kHz generator the
     larger, where the tiny's BWE generator is), synthesised weights in the official key layout."""
-    from ltx.audio_vae import AudioDecoder, AudioVAEConfig
-    from ltx.upsampler import LatentUpsampler, UpsamplerConfig
-    from ltx.vocoder import BWEConfig, Vocoder, VocoderWithBWE, vocoder_config_from_dict
+    from ltx.audio.vae import AudioDecoder, AudioVAEConfig
+    from ltx.audio.vocoder import BWEConfig, Vocoder, VocoderWithBWE, vocoder_config_from_dict
+    from ltx.video.upsampler import LatentUpsampler, UpsamplerConfig
 
     root = tmp_path_factory.mktemp("widened")
     up = json.loads(loader.read_header(dirs["2.0"] / "upsampler.safetensors")[1]["config"])
@@ -443,7 +448,7 @@ def widened(dirs, tmp_path_factory) -> dict[str, Path]:
 
 def test_frame_conv_chunk_matches_the_kernel():
     """memory mirrors the frame convs' im2col chunk (it reads no kernel module)."""
-    from ltx import cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
 
     assert memory.FRAME_COLS_ELEMENTS == cpu_kernels.FRAME_COLS_ELEMENTS
 
@@ -451,14 +456,14 @@ def test_frame_conv_chunk_matches_the_kernel():
 @pytest.mark.parametrize("name", ["tiny", "mid"])  # width 32, one res block per stage; width 128, two
 @pytest.mark.parametrize("size", [(384, 512, 33), (512, 768, 49)])  # (height, width, frames) of the output
 def test_upsample_estimate_within_25_percent(dirs, widened, name, size, kernels, monkeypatch):
-    from ltx.upsampler import load_upsampler, upsample_video
-    from ltx.video_vae import load_video_encoder
+    from ltx.video.upsampler import load_upsampler, upsample_video
+    from ltx.video.vae import load_video_encoder
 
     h, w, frames = size
     path = dirs["2.0"] / "upsampler.safetensors" if name == "tiny" else widened["upsampler"]
     latent = _normal(1, 128, (frames - 1) // 8 + 1, h // 2 // 32, w // 2 // 32)  # the stage-1 latent
 
-    from ltx import cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
 
     monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", memory.FRAME_COLS_ELEMENTS)  # the real chunk
 
@@ -482,7 +487,7 @@ def test_upsample_estimate_within_25_percent(dirs, widened, name, size, kernels,
 @pytest.mark.parametrize("name", ["tiny", "mid"])  # ch_mult (1, 1, 2), one res block; (1, 2, 4), two
 @pytest.mark.parametrize("frames", [25, 49])  # at 24 fps: 26 and 51 audio latent frames
 def test_decode_audio_estimate_within_25_percent(dirs, widened, name, frames):
-    from ltx.audio_vae import load_audio_decoder
+    from ltx.audio.vae import load_audio_decoder
     from ltx.constants import audio_latent_frames
 
     ckpt = dirs["2.0"] / "model.safetensors" if name == "tiny" else widened["audio"]
@@ -510,8 +515,8 @@ def test_decode_audio_estimate_within_25_percent(dirs, widened, name, frames):
     ],  # at 24 fps: 69, 133; 33, 53, 197 mel frames
 )
 def test_vocode_estimate_within_25_percent(dirs, widened, variant, name, frames):
+    from ltx.audio.vocoder import load_vocoder
     from ltx.constants import audio_latent_frames
-    from ltx.vocoder import load_vocoder
 
     ckpt = dirs[variant] / "model.safetensors" if name == "tiny" else widened[f"vocoder-{variant}"]
     mel = _normal(1, 4 * audio_latent_frames(frames, 24.0) - 3, 64, 2)  # the audio decoder's output
@@ -528,10 +533,10 @@ def test_vocode_estimate_within_25_percent(dirs, widened, variant, name, frames)
 
 def test_stage_widths_from_checkpoint(dirs):
     """The widths the stage models read from the headers are those of the modules the loaders build."""
-    from ltx.audio_vae import load_audio_decoder
-    from ltx.gemma import load_gemma
-    from ltx.text_encoder import load_embeddings_processor
-    from ltx.upsampler import load_upsampler
+    from ltx.audio.vae import load_audio_decoder
+    from ltx.text.encoder import load_embeddings_processor
+    from ltx.text.gemma import load_gemma
+    from ltx.video.upsampler import load_upsampler
 
     for d in dirs.values():
         ckpt = d / "model.safetensors"

@@ -2,7 +2,7 @@
 
 text -> stage 1 -> upsample -> stage 2 -> video decode -> audio decode -> vocoder, built with
 stages.pipeline.build and run node by node with stages.framework.ensure, with the reference's noise
-injected: ltx.sampling.noise is monkeypatched (the stages import it inside their compute functions) to
+injected: ltx.diffusion.sampling.noise is monkeypatched (the stages import it inside their compute functions) to
 return the golden's "noise.<stream>" arrays. Every intermediate and final output must match within
 max |ours - ref| <= 1e-3 * max(1, max |ref|), for the distilled and the dev-two-stage pipelines of both
 tiny variants.
@@ -21,7 +21,7 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 
-from ltx import tiny
+from ltx.weights import tiny
 
 GOLDENS = Path(__file__).parent / "goldens"
 REL = 1e-3
@@ -53,7 +53,7 @@ def golden(variant: str) -> dict[str, np.ndarray]:
 
 
 def fake_noise(g: dict[str, np.ndarray], drawn: list[str]):
-    """ltx.sampling.noise replacement: the golden's noise for each stream, checked against the shape asked for."""
+    """ltx.diffusion.sampling.noise replacement: the golden's noise for each stream, checked against the shape asked for."""
 
     def noise(seed, shape, stream, dtype=mx.float32):
         ref = g[f"noise.{stream}"]
@@ -124,9 +124,9 @@ def run(request, tmp_path_factory):
     errors: dict[str, str] = {}
     substituted: dict[str, str] = {}  # node -> reference artifact key used in its place downstream
     with pytest.MonkeyPatch.context() as mp:
-        import ltx.sampling
+        import ltx.diffusion.sampling
 
-        mp.setattr(ltx.sampling, "noise", fake_noise(g, drawn))
+        mp.setattr(ltx.diffusion.sampling, "noise", fake_noise(g, drawn))
         by_key = {n.key: name for name, n in nodes.items()}
         built: dict[str, framework.Node] = {}
         for name in ORDER:
@@ -265,7 +265,7 @@ def test_video_decode_float(run):
 def test_video_decode_stage_frames(run):
     """The decode stage's uint8 frames against the reference's truncating cast of its float output (one
     level of slack for values at the cast's boundaries)."""
-    from ltx.video_vae import to_uint8
+    from ltx.video.vae import to_uint8
 
     variant, p, g, *_ = run
     ref = g[f"{p}.video"]
@@ -274,7 +274,7 @@ def test_video_decode_stage_frames(run):
     diff = np.abs(frames.astype(np.int16) - np.array(to_uint8(mx.array(ref))).astype(np.int16))
     assert diff.max() <= 1, (
         f"{p}: uint8 frames differ by up to {diff.max()} levels (mean {diff.mean():.2f}); "
-        f"decode noise streams drawn through ltx.sampling.noise: {run[-2]}"
+        f"decode noise streams drawn through ltx.diffusion.sampling.noise: {run[-2]}"
     )
 
 

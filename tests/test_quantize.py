@@ -15,8 +15,8 @@ import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import loader, quantize, tiny  # noqa: E402
-from ltx.transformer import PREFIX, LTXModel, Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
+from ltx.model.transformer import PREFIX, LTXModel, Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
+from ltx.weights import loader, quantize, tiny  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
 # max |x0_quantized - x0_float| / max |x0_float| on the goldens' inputs (mid config, group 32 and 64);
@@ -135,7 +135,7 @@ def test_quantize_like_infers_layout_and_rejects_garbage(mid):
     qw, done = quantize.quantize_weights(dict(weights), 4, 64, quantize.TRANSFORMER_KEYS)
     config = loader.read_config(metadata)
     model = LTXModel(TransformerConfig.from_dict(config["transformer"]))
-    from ltx.transformer import sanitize
+    from ltx.model.transformer import sanitize
 
     own = sanitize(qw)
     assert quantize.quantize_like(model, own) == len(done)

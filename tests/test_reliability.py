@@ -237,7 +237,7 @@ def test_safetensors_headers_are_size_checked_before_parsing(tmp_path):
     p.write_bytes((1 << 62).to_bytes(8, "little") + b"{}")
     with pytest.raises(LtxError, match="header claims"):
         validate.safetensors_header(p, "file")
-    from ltx import loader
+    from ltx.weights import loader
 
     with pytest.raises(loader.CheckpointError, match="header claims"):
         loader.read_header(p)
@@ -250,7 +250,7 @@ def test_same_blas_whichever_module_imports_mlx_first():
     prompt cached used MKL: the same denoise key, bits differing by ~1e-6."""
     probe = "import ltx.backend as b; print(b.BLAS)"
     first = {}
-    for how in ("import stages.runtime as r; r.mx", "import ltx.loader", "pass"):
+    for how in ("import stages.runtime as r; r.mx", "import ltx.weights.loader", "pass"):
         r = subprocess.run(
             [sys.executable, "-W", "error::UserWarning", "-c", f"{how}; {probe}"],
             capture_output=True,

@@ -15,11 +15,11 @@ import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
-from ltx import tiny  # noqa: E402
-from ltx.gemma import GemmaConfig, load_gemma  # noqa: E402
-from ltx.loader import CheckpointError, load_checkpoint, read_config  # noqa: E402
-from ltx.prompt_enhance import clean_response, enhance_t2v, generate, t2v_chat_ids, t2v_system_prompt  # noqa: E402
-from ltx.text_encoder import (  # noqa: E402
+from ltx.weights import tiny  # noqa: E402
+from ltx.text.gemma import GemmaConfig, load_gemma  # noqa: E402
+from ltx.weights.loader import CheckpointError, load_checkpoint, read_config  # noqa: E402
+from ltx.text.enhance import clean_response, enhance_t2v, generate, t2v_chat_ids, t2v_system_prompt  # noqa: E402
+from ltx.text.encoder import (  # noqa: E402
     DEFAULT_NEGATIVE_PROMPT,
     FeatureExtractorV1,
     FeatureExtractorV2,

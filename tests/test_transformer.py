@@ -15,11 +15,10 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx import loader, tiny  # noqa: E402
-from ltx import patchify as P  # noqa: E402
-from ltx.attention import timestep_embedding  # noqa: E402
-from ltx.rope import precompute_rope  # noqa: E402
-from ltx.transformer import (  # noqa: E402
+from ltx.model import patchify as P  # noqa: E402
+from ltx.model.attention import timestep_embedding  # noqa: E402
+from ltx.model.rope import precompute_rope  # noqa: E402
+from ltx.model.transformer import (  # noqa: E402
     Modality,
     Perturbation,
     X0Model,
@@ -27,6 +26,7 @@ from ltx.transformer import (  # noqa: E402
     load_transformer,
     timestep_table,
 )
+from ltx.weights import loader, tiny  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
 FPS, SIGMA_V, SIGMA_A = 24.0, 0.8, 0.6
@@ -253,7 +253,8 @@ def test_19b_parameter_count():
 def _use_attention_library(name: str | None, monkeypatch) -> None:
     """Run the blocked attention's GEMMs on `name` ("mkl": packed, "openblas": single-threaded
     sgemm calls), or (None) take the chunked path that runs without either."""
-    from ltx import cpu_blas, cpu_kernels
+    from ltx.kernels import blas as cpu_blas
+    from ltx.kernels import cpu as cpu_kernels
 
     if name == "mkl":
         assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
@@ -284,7 +285,8 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path, library):
     too large), "blocked-exp" (natural-base scores and numpy's row sums, what ran before
     cpu_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without either BLAS: MLX matmuls, several
     query chunks and row blocks)."""
-    from ltx import attention, cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.model import attention
 
     rng = np.random.RandomState(0)
     # (B, T, H, D) projections seen as (B, H, T, D), as Attention passes them
@@ -337,7 +339,8 @@ def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case, librar
     matches the fused kernel (scores spread over +-600: most shifted terms underflow)."""
     import types
 
-    from ltx import attention, cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.model import attention
 
     _use_attention_library(library, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
@@ -364,7 +367,9 @@ def test_cpu_attention_on_openblas_runs_it_single_threaded_and_restores(monkeypa
     """On numpy's OpenBLAS, whose thread count is process-wide, every GEMM of the blocked attention
     runs with that count at 1 (each worker thread calls it on its own core), and the count it found
     is back afterwards, also when the attention raises."""
-    from ltx import attention, cpu_blas, cpu_kernels
+    from ltx.kernels import blas as cpu_blas
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.model import attention
 
     _use_attention_library("openblas", monkeypatch)
     monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
@@ -406,7 +411,8 @@ def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch, library):
     """The blocked path reads the heads where the projections put them (rows of D floats a stride
     apart: no copy) and copies any other layout (here D strided, as a transposed K would be); the
     result is the same softmax attention for all of them."""
-    from ltx import attention, cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.model import attention
 
     _use_attention_library(library, monkeypatch)
     monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
@@ -439,7 +445,8 @@ def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch, library):
 def test_cpu_norm_rope_matches_mlx(monkeypatch):
     """q/k RMSNorm + RoPE (split layout) in numpy against MLX's: a batch of 2 with one cos/sin table
     (broadcast) and with a table per sample, several ragged row blocks split over threads."""
-    from ltx import attention, cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.model import attention
 
     monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 3 * 24)  # 3 rows per block
     rng = np.random.RandomState(2)
@@ -454,7 +461,7 @@ def test_cpu_norm_rope_matches_mlx(monkeypatch):
 
 
 def test_cpu_gelu_matches_mlx(monkeypatch):
-    from ltx import cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
 
     monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 64)  # several blocks per thread, a ragged last one
     x = np.random.RandomState(1).standard_normal((2, 37, 16)).astype(np.float32) * 4
@@ -468,7 +475,7 @@ def test_cpu_gelu_matches_mlx(monkeypatch):
 def test_x0_model_cpu_kernels_path(setup, case, monkeypatch):
     """The whole transformer with every attention and feed-forward through the numpy kernels, against
     the goldens."""
-    from ltx import cpu_kernels
+    from ltx.kernels import cpu as cpu_kernels
 
     _, _, model, g = setup
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
@@ -527,7 +534,7 @@ def test_bfloat16_compute(setup):
 
 def test_make_modality_and_rope_cache(setup):
     _, _, model, g = setup
-    from ltx.transformer import make_modality
+    from ltx.model.transformer import make_modality
 
     video, audio = _modality(g, "video", SIGMA_V), _modality(g, "audio", SIGMA_A)
     mask = np.ones((1, video.latent.shape[1]), np.float32)
@@ -551,13 +558,13 @@ def test_make_modality_and_rope_cache(setup):
 
 
 def test_guidance_style_perturbations(setup):
-    """ltx.guidance.Perturbation-shaped specs (as stages/diffuse.py passes them) map to the same skips."""
+    """ltx.diffusion.guidance.Perturbation-shaped specs (as stages/diffuse.py passes them) map to the same skips."""
     from dataclasses import dataclass
 
-    from ltx.transformer import normalize_perturbations
+    from ltx.model.transformer import normalize_perturbations
 
     @dataclass(frozen=True)
-    class Spec:  # the shape of ltx.guidance.Perturbation
+    class Spec:  # the shape of ltx.diffusion.guidance.Perturbation
         skip_video_self_attn_blocks: tuple | None = ()
         skip_audio_self_attn_blocks: tuple | None = ()
         skip_a2v: bool = False

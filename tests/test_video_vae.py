@@ -11,16 +11,14 @@ import mlx.core as mx  # noqa: E402
 import numpy as np
 import pytest
 
-from ltx import (
-    backend,  # noqa: F401
-    tiling,  # noqa: E402
-    tiny,
-)
-from ltx.loader import CheckpointError  # noqa: E402
-from ltx.media import h264_round_trip, load_image_conditioning, preprocess_image  # noqa: E402
-from ltx.upsampler import load_upsampler, upsample_video  # noqa: E402
-from ltx.vae_blocks import CausalConv3d  # noqa: E402
-from ltx.video_vae import VideoDecoder, VideoVAEConfig, load_video_decoder, load_video_encoder  # noqa: E402
+from ltx import backend  # noqa: F401
+from ltx.video import tiling  # noqa: E402
+from ltx.video.blocks import CausalConv3d  # noqa: E402
+from ltx.video.media import h264_round_trip, load_image_conditioning, preprocess_image  # noqa: E402
+from ltx.video.upsampler import load_upsampler, upsample_video  # noqa: E402
+from ltx.video.vae import VideoDecoder, VideoVAEConfig, load_video_decoder, load_video_encoder  # noqa: E402
+from ltx.weights import tiny
+from ltx.weights.loader import CheckpointError  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens"
 
@@ -102,7 +100,8 @@ def test_decoder_matches_reference(case, kernels):
 def test_decoder_wide_winograd_matches_reference(case, monkeypatch):
     """Every decoder conv as the wide convs run (over TAPS_MAX_CHANNELS: Winograd on filters made at
     each call, from WINOGRAD_WIDE_MIN_VOXELS output voxels) against the reference."""
-    from ltx import cpu_kernels, winograd
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import winograd
 
     monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
     monkeypatch.setattr(cpu_kernels, "WINOGRAD_WIDE_MIN_VOXELS", 0)
@@ -120,8 +119,8 @@ def test_decoder_wide_winograd_matches_reference(case, monkeypatch):
 @pytest.mark.parametrize("frames", [1, 4])
 @pytest.mark.parametrize("layout", ["mlx", "taps"])
 def test_conv3d_taps_equals_mlx_conv3d(padding_mode, frames, layout, monkeypatch):
-    from ltx import cpu_kernels
-    from ltx.vae_blocks import CausalConv3d, lay_out_for_backend
+    from ltx.kernels import cpu as cpu_kernels
+    from ltx.video.blocks import CausalConv3d, lay_out_for_backend
 
     conv = CausalConv3d(6, 5, padding_mode=padding_mode)
     if layout == "taps":
@@ -401,7 +400,7 @@ def test_decode_noise_from_key_is_deterministic(tiny_dirs):
 
 
 def test_to_uint8_truncates_like_the_reference():
-    from ltx.video_vae import to_uint8
+    from ltx.video.vae import to_uint8
 
     x = mx.array([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0])
     assert to_uint8(x).tolist() == [0, 0, 127, 254, 255, 255]

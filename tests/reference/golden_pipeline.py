@@ -17,7 +17,7 @@ dev        text + DEFAULT_NEGATIVE_PROMPT -> stage 1 with LTX2Scheduler().execut
 
 LoRA fusion: ltx-core's `apply_loras` only fuses into bf16/fp8 weights. Here the float32 model is built
 without LoRAs and W <- W + (B * strength) @ A is computed in float32 (the formula of
-fuse_loras._prepare_deltas, no alpha/rank scaling) -- the same arithmetic as ltx/lora.py on our side.
+fuse_loras._prepare_deltas, no alpha/rank scaling) -- the same arithmetic as ltx/weights/lora.py on our side.
 
 Noise is injected (never drawn from torch's RNG): numpy RandomState arrays in the patchified token
 layout (B, T, C), consumed in the reference's draw order stage1_video, stage1_audio, stage2_video,

@@ -12,7 +12,7 @@ Every `golden_*.py` module beside this file contributes one component:
         runs it on fixed inputs (noise injected, never drawn from torch's RNG) and returns inputs
         and outputs, saved to tests/goldens/<variant>/<component>.safetensors.
 
-The merged manifest is written to ltx/assets/tiny/<variant>/manifest.json; ltx.tiny synthesises
+The merged manifest is written to ltx/assets/tiny/<variant>/manifest.json; ltx.weights.tiny synthesises
 the weights from it, so the tiny model used by `ltx generate --model tiny` is the one the goldens
 were computed with.
 
@@ -35,7 +35,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from ltx import tiny  # noqa: E402  (numpy-only module)
+from ltx.weights import tiny  # noqa: E402  (numpy-only module)
 
 GOLDENS = ROOT / "tests" / "goldens"
 

@@ -27,7 +27,7 @@ from mlx_vlm.models.cache import KVCache, RotatingKVCache  # noqa: E402
 from mlx_vlm.models.gemma3.config import TextConfig as _VlmTextConfig  # noqa: E402
 from mlx_vlm.models.gemma3.language import RMSNorm, TransformerBlock  # noqa: E402
 
-from ltx.loader import CheckpointError, check_config_value, load_strict  # noqa: E402
+from ltx.weights.loader import CheckpointError, check_config_value, load_strict  # noqa: E402
 
 MAX_LENGTH = 1024  # ltx-core's LTXVGemmaTokenizer(tokenizer_root, 1024)
 

@@ -40,7 +40,9 @@ from contextlib import nullcontext
 from functools import lru_cache
 from typing import NamedTuple
 
-from ltx import backend, cpu_blas, winograd  # noqa: F401  (sets up the BLAS before mlx)
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+from ltx.kernels import blas as cpu_blas
+from ltx.kernels import winograd
 
 # isort: split
 
@@ -172,13 +174,13 @@ def _cblas() -> cpu_blas.Mkl | None:
 
 
 def _gemm() -> cpu_blas.Gemm | None:
-    """The conv kernels' GEMM (MKL or numpy's OpenBLAS: ltx.cpu_blas.gemm), or None."""
+    """The conv kernels' GEMM (MKL or numpy's OpenBLAS: ltx.kernels.blas.gemm), or None."""
     return cpu_blas.gemm()
 
 
 def _attention_library() -> str | None:
     """The library of the blocked attention's GEMMs: numpy's OpenBLAS where it runs the conv kernels'
-    GEMMs (ltx.cpu_blas.gemm: non-Intel CPUs, or LTX_CPU_GEMM=openblas), else MKL; None with neither.
+    GEMMs (ltx.kernels.blas.gemm: non-Intel CPUs, or LTX_CPU_GEMM=openblas), else MKL; None with neither.
     On an AMD EPYC (Zen 4 class), where MKL's GEMMs stay below the machine's peak, a transformer
     forward takes 0.96x the time with the attention on OpenBLAS (8 pairs, 0.89-0.99), though the
     video self-attention alone measured the same on both (`python bench/tf_ab.py --what
@@ -466,7 +468,7 @@ LINEAR_MIN_MACS = 1 << 24
 
 def linear_applies(x: mx.array, weight: mx.array) -> bool:
     """Whether x @ weight.T (+ bias) runs as linear() here: float32 on the CPU backend when the conv
-    GEMMs run on numpy's OpenBLAS (non-Intel CPUs, ltx.cpu_blas), where it is faster than the MKL that
+    GEMMs run on numpy's OpenBLAS (non-Intel CPUs, ltx.kernels.blas), where it is faster than the MKL that
     MLX's own matmuls call; from LINEAR_MIN_MACS (smaller ones stay lazy in MLX's graph)."""
     if not cpu_backend() or x.dtype != mx.float32 or weight.dtype != mx.float32 or weight.ndim != 2:
         return False
@@ -516,14 +518,14 @@ TAPS_1D = True
 def conv1d_taps_applies() -> bool:
     """Whether 1-D convs (the vocoder's) run as conv_taps here: on the CPU, at any width. MLX's CPU
     conv1d is 50-180x slower (bench/vae_results.md, native rows), and above 512 channels the im2col
-    matmul (ltx.vocoder.conv1d_mm) still took 1.1x the taps' time at 768 channels and runs on MKL,
+    matmul (ltx.audio.vocoder.conv1d_mm) still took 1.1x the taps' time at 768 channels and runs on MKL,
     whose threads spin on after it while the next OpenBLAS or numpy kernel wants the cores."""
     return TAPS_1D and mx.default_device() == mx.cpu
 
 
 def winograd_applies(dtype: mx.Dtype) -> bool:
     """Whether conv_taps runs 3x3(x3) convs computing in dtype as Winograd convs here: float32
-    on the CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    on the CPU with MKL or OpenBLAS (ltx.kernels.blas)."""
     return WINOGRAD and dtype == mx.float32 and cpu_backend() and _gemm() is not None
 
 
@@ -564,13 +566,13 @@ def conv_taps(
     r + dilation * sum_d k_d * stride_d (stride_d = P_{d+1} * .. * P_n): every tap is one matmul of
     a contiguous slice of x (a view, no copy) with that tap's (C, O) weight, all accumulated into one
     output. Rows are computed on the padded grid and the border rows dropped: no im2col copy is made.
-    With a BLAS (MKL or numpy's OpenBLAS: ltx.cpu_blas.gemm) each tap is one sgemm adding into the
+    With a BLAS (MKL or numpy's OpenBLAS: ltx.kernels.blas.gemm) each tap is one sgemm adding into the
     output's buffer in place (beta = 1); else an MLX addmm chain, which copies the running sum on
     every tap: the in-place path takes 0.91x the vocoder's time, 0.96x the audio decoder's, 0.98x
     the video decoder's (`python bench/taps_ab.py`, MKL).
 
     Where the last two kernel axes are 3x3 (the VAEs' convs) and a BLAS is there, the conv runs as
-    Winograd F(4x4, 3x3) or F(2x2, 3x3) instead (ltx.winograd: 36 GEMMs per 4x4 outputs where the
+    Winograd F(4x4, 3x3) or F(2x2, 3x3) instead (ltx.kernels.winograd: 36 GEMMs per 4x4 outputs where the
     taps take 144), on the transformed filters that `filters` keeps for this weight (made here, as
     F(2x2), if None). Where all taps' outputs together are no wider than the input (a conv_out to a
     few channels) it runs as one GEMM with every tap's weights (_conv_taps_narrow).
@@ -676,7 +678,7 @@ TRANSPOSED_CONV = True
 
 def conv_transpose1d_applies(dtype: mx.Dtype) -> bool:
     """Whether a transposed 1-D conv computing in dtype runs as conv_transpose1d here: float32 on the
-    CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    CPU with MKL or OpenBLAS (ltx.kernels.blas)."""
     return TRANSPOSED_CONV and dtype == mx.float32 and cpu_backend() and _gemm() is not None
 
 
@@ -737,7 +739,7 @@ def snake_resampled(
     x: np.ndarray, taps: Resampling, scale: np.ndarray, gain: np.ndarray, out: np.ndarray
 ) -> None:
     """out = downsample(SnakeBeta(upsample(x))) for x and out (L, C) float32, SnakeBeta being
-    y + gain sin^2(y scale) per channel: BigVGAN's anti-aliased activation (ltx.vocoder.Activation1d).
+    y + gain sin^2(y scale) per channel: BigVGAN's anti-aliased activation (ltx.audio.vocoder.Activation1d).
     The upsampled signal, where the activation runs, is clamped to its own edges, as the downsampling
     filter's replicate padding reads it.
 
@@ -815,7 +817,7 @@ FRAMES_CONV = True
 
 def conv3d_frames_applies(dtype: mx.Dtype) -> bool:
     """Whether a zero-padded 3-D conv computing in dtype runs as conv3d_frames here: float32 on the
-    CPU with MKL or OpenBLAS (ltx.cpu_blas)."""
+    CPU with MKL or OpenBLAS (ltx.kernels.blas)."""
     return FRAMES_CONV and dtype == mx.float32 and cpu_backend() and _gemm() is not None
 
 

@@ -29,7 +29,8 @@ import math
 import threading
 from functools import cache
 
-from ltx import backend, cpu_blas  # noqa: F401  (sets up the BLAS before mlx)
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+from ltx.kernels import blas as cpu_blas
 
 # isort: split
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).parent / "assets" / "tiny"
+ASSETS = Path(__file__).parents[1] / "assets" / "tiny"
 VARIANTS = ("2.0", "2.3")
 # Bump when `synth` changes the bytes it produces: it is part of every tiny model's identity.
 SYNTH_VERSION = 2
@@ -69,7 +69,7 @@ def _stft_basis(shape):
 
 def _slaney_mel(shape, sample_rate=16000):
     """Slaney-scale, Slaney-normalised mel filterbank (n_mels, n_fft // 2 + 1) up to Nyquist."""
-    from ltx.mel import mel_filterbank  # numpy only
+    from ltx.audio.mel import mel_filterbank  # numpy only
 
     n_mels, n_freqs = shape
     return mel_filterbank(sample_rate, 2 * (n_freqs - 1), n_mels).astype(np.float32)

@@ -22,9 +22,11 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import cpu_kernels, winograd  # noqa: E402
-from ltx.audio_vae import to_mlx_layout  # noqa: E402
-from ltx.loader import (  # noqa: E402
+from ltx.audio.vae import to_mlx_layout  # noqa: E402
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx.kernels import winograd
+from ltx.video.blocks import lay_out_for_backend  # noqa: E402
+from ltx.weights.loader import (  # noqa: E402
     CheckpointError,
     check_config_value,
     load_checkpoint,
@@ -32,7 +34,6 @@ from ltx.loader import (  # noqa: E402
     read_config,
     take_prefix,
 )
-from ltx.vae_blocks import lay_out_for_backend  # noqa: E402
 
 LRELU_SLOPE = 0.1
 

@@ -22,7 +22,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import loader  # noqa: E402
+from ltx.weights import loader  # noqa: E402
 
 BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
@@ -183,10 +183,10 @@ def _dims(m: nn.Module) -> tuple[int, int]:
 
 
 def apply_loras(model: nn.Module, loras: list[tuple[str | Path, float]]) -> dict[str, int]:
-    """Apply LoRA files (path, strength): fused into float weights exactly as ltx.lora.fuse_loras
+    """Apply LoRA files (path, strength): fused into float weights exactly as ltx.weights.lora.fuse_loras
     does (W + sum (B*s) @ A, float32 delta), kept at run time beside quantized ones.
     Returns {"fused": n, "runtime": n}."""
-    from ltx.lora import load_lora
+    from ltx.weights.lora import load_lora
 
     return apply_lora_pairs(model, [(str(p), load_lora(p), s) for p, s in loras])
 

@@ -22,9 +22,9 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import loader, quantize  # noqa: E402
-from ltx.transformer import PREFIX, LTXModel, TransformerConfig, sanitize  # noqa: E402
-from ltx.transformer_block import BasicAVTransformerBlock  # noqa: E402
+from ltx.model.block import BasicAVTransformerBlock  # noqa: E402
+from ltx.model.transformer import PREFIX, LTXModel, TransformerConfig, sanitize  # noqa: E402
+from ltx.weights import loader, quantize  # noqa: E402
 
 
 class _Source:
@@ -68,8 +68,8 @@ def load_streamed_transformer(
     model_type: str = "av",
     loras: list[tuple[str | Path, float]] = (),
 ) -> LTXModel:
-    """An LTXModel whose blocks are streamed from `path` per forward pass; loras as ltx.quantize.apply_loras."""
-    from ltx.lora import load_lora
+    """An LTXModel whose blocks are streamed from `path` per forward pass; loras as ltx.weights.quantize.apply_loras."""
+    from ltx.weights.lora import load_lora
 
     path = Path(path)
     weights, metadata = loader.load_checkpoint(path)

@@ -21,8 +21,8 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 
-from ltx.conditioning import LatentState
-from ltx.schedulers import res2s_sigmas
+from ltx.diffusion.conditioning import LatentState
+from ltx.diffusion.schedulers import res2s_sigmas
 
 Denoise = Callable[[LatentState, "LatentState | None", float, int], tuple[mx.array, "mx.array | None"]]
 # Independent noise streams of a run, in the reference's draw order.

@@ -22,8 +22,8 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 
-from ltx.conditioning import LatentState
 from ltx.constants import GuiderParams
+from ltx.diffusion.conditioning import LatentState
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The BLAS libraries ltx.cpu_kernels call themselves (through ctypes, on the host buffers of evaluated
+"""The BLAS libraries ltx.kernels.cpu call themselves (through ctypes, on the host buffers of evaluated
 MLX arrays), and which of them runs the plain GEMMs.
 
 Two can be in the process on Linux:

@@ -24,10 +24,8 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import loader  # noqa: E402
-from ltx.attention import AdaLayerNormSingle, TextProjection  # noqa: E402
-from ltx.rope import ROPE_TYPES, precompute_rope  # noqa: E402
-from ltx.transformer_block import (  # noqa: E402,F401  (re-exported for callers)
+from ltx.model.attention import AdaLayerNormSingle, TextProjection  # noqa: E402
+from ltx.model.block import (  # noqa: E402,F401  (re-exported for callers)
     SKIP_A2V_CROSS_ATTN,
     SKIP_AUDIO_SELF_ATTN,
     SKIP_V2A_CROSS_ATTN,
@@ -36,6 +34,8 @@ from ltx.transformer_block import (  # noqa: E402,F401  (re-exported for callers
     Perturbation,
     StreamArgs,
 )
+from ltx.model.rope import ROPE_TYPES, precompute_rope  # noqa: E402
+from ltx.weights import loader  # noqa: E402
 
 PREFIX = "model.diffusion_model."
 TEXT_SUBTREES = ("video_embeddings_connector.", "audio_embeddings_connector.")
@@ -374,7 +374,7 @@ class LTXModel(nn.Module):
 
 def _expand(spec) -> list[Perturbation]:
     """One sample's perturbations from: Perturbation, None, a list of them, or an object shaped like
-    ltx.guidance.Perturbation (skip_{video,audio}_self_attn_blocks, skip_a2v, skip_v2a)."""
+    ltx.diffusion.guidance.Perturbation (skip_{video,audio}_self_attn_blocks, skip_a2v, skip_v2a)."""
     if spec is None:
         return []
     if isinstance(spec, Perturbation):

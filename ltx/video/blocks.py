@@ -10,11 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ltx import (
-    backend,  # noqa: F401  (sets up the BLAS before mlx)
-    cpu_kernels,
-    winograd,
-)
+from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
+from ltx.kernels import cpu as cpu_kernels
+from ltx.kernels import winograd
 
 # isort: split
 

@@ -7,7 +7,7 @@
     DST/ltx-mlx.json             the manifest: source digests, recorded component digests, options
 
 The converted directory is an official-layout directory too: the same loaders read it (strictly and
-lazily; `ltx.quantize.quantize_like` turns layers stored quantized into MLX quantized layers before
+lazily; `ltx.weights.quantize.quantize_like` turns layers stored quantized into MLX quantized layers before
 the strict load), so loading never holds two copies of a weight. Writing streams one tensor at a
 time, so converting the 19B model needs about one tensor's memory, not the model's.
 
@@ -159,7 +159,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _convert_checkpoint(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
-    from ltx import loader, quantize
+    from ltx.weights import loader, quantize
 
     weights, metadata = loader.load_checkpoint(src)
     loader.read_config(metadata, src)  # must be an LTX-2 single-file checkpoint
@@ -174,8 +174,8 @@ def _convert_checkpoint(src: Path, dst: Path, q: dict | None) -> tuple[str, int]
 
 
 def _convert_gemma(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
-    from ltx import loader, quantize
     from ltx.backend import mx  # the optimised BLAS is set up before mlx
+    from ltx.weights import loader, quantize
 
     dst.mkdir()
     weights: dict = {}
@@ -209,7 +209,7 @@ def convert(
 ) -> dict[str, Any]:
     """Convert `src` into the new directory `dst` (written under a temporary name, then renamed).
     Returns the manifest."""
-    from ltx import quantize
+    from ltx.weights import quantize
 
     dst = Path(dst)
     if dst.exists():
@@ -268,7 +268,7 @@ def convert(
 
 def quantization_info(path: str | Path) -> dict | None:
     """The quantization recorded in a checkpoint's metadata (None for float / official files)."""
-    from ltx import loader
+    from ltx.weights import loader
 
     _, metadata = loader.read_header(path)
     raw = metadata.get(METADATA_KEY)

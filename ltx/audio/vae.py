@@ -3,7 +3,7 @@
 Reference: ltx_core/model/audio_vae/{audio_vae,resnet,downsample,upsample,causal_conv_2d,ops}.py.
 Internally everything is channels-last: a spectrogram is (B, T, F, C) with T the time (mel frame)
 axis, F the mel bins and C the channels (2 for stereo). The public latent is in the reference
-layout (B, 8, T_a, 16), which is what `ltx.patchify.patchify_audio` consumes.
+layout (B, 8, T_a, 16), which is what `ltx.model.patchify.patchify_audio` consumes.
 Convolutions are causal along time (padded at the front only) and symmetric along frequency.
 """
 
@@ -22,8 +22,11 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import cpu_kernels, winograd  # noqa: E402
-from ltx.loader import (  # noqa: E402
+from ltx.audio.mel import MelConfig, log_mel  # noqa: E402
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx.kernels import winograd
+from ltx.video.blocks import lay_out_for_backend, pixel_norm_silu, to_mlx_layout  # noqa: E402
+from ltx.weights.loader import (  # noqa: E402
     CheckpointError,
     check_config_value,
     load_checkpoint,
@@ -31,8 +34,6 @@ from ltx.loader import (  # noqa: E402
     read_config,
     take_prefix,
 )
-from ltx.mel import MelConfig, log_mel  # noqa: E402
-from ltx.vae_blocks import lay_out_for_backend, pixel_norm_silu, to_mlx_layout  # noqa: E402
 
 LATENT_DOWNSAMPLE_FACTOR = 4  # fixed in the reference, independent of ch_mult
 _DDCONFIG = "audio_vae.model.params.ddconfig"

@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from ltx import loader
+from ltx.weights import loader
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 

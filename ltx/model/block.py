@@ -17,8 +17,8 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
-from ltx import cpu_kernels  # noqa: E402
-from ltx.attention import Attention, FeedForward  # noqa: E402
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx.model.attention import Attention, FeedForward  # noqa: E402
 
 SKIP_A2V_CROSS_ATTN = "skip_a2v_cross_attn"
 SKIP_V2A_CROSS_ATTN = "skip_v2a_cross_attn"

@@ -20,9 +20,9 @@ from ltx import backend  # noqa: F401
 
 import mlx.core as mx  # noqa: E402
 
-from ltx.gemma import GemmaTextModel, GemmaTokenizer  # noqa: E402
+from ltx.text.gemma import GemmaTextModel, GemmaTokenizer  # noqa: E402
 
-PROMPTS = Path(__file__).parent / "assets" / "prompts"
+PROMPTS = Path(__file__).parents[1] / "assets" / "prompts"
 _UNICODE_REPLACEMENTS = str.maketrans("\u2018\u2019\u201c\u201d\u2014\u2013\u00a0\u2032\u2212", "''\"\"-- '-")
 
 

@@ -25,7 +25,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx.loader import CheckpointError, check_config_value, load_checkpoint, load_strict, read_config  # noqa: E402
+from ltx.weights.loader import CheckpointError, check_config_value, load_checkpoint, load_strict, read_config  # noqa: E402
 
 NUM_REGISTERS = 128  # hard-coded in ltx-core's Embeddings1DConnector; the config key is not read there
 ROPE_THETA = 10000.0  # Embeddings1DConnector default; the configurators do not pass it
@@ -412,7 +412,7 @@ class TextEncoder:
 
     def enhance_t2v(self, prompt: str, seed: int = 42, max_new_tokens: int = 512) -> str:
         """Optional prompt enhancement with the same Gemma (needs the instruct model's chat template)."""
-        from ltx.prompt_enhance import enhance_t2v
+        from ltx.text.enhance import enhance_t2v
 
         return enhance_t2v(self.gemma, self.tokenizer, prompt, seed=seed, max_new_tokens=max_new_tokens)
 
@@ -421,7 +421,7 @@ def load_text_encoder(
     checkpoint: str | Path, gemma_dir: str | Path, dtype: mx.Dtype | None = None
 ) -> TextEncoder:
     """The whole text path from the official single-file checkpoint and an HF Gemma 3 directory."""
-    from ltx.gemma import GemmaTokenizer, load_gemma
+    from ltx.text.gemma import GemmaTokenizer, load_gemma
 
     gemma = load_gemma(gemma_dir, dtype)
     c = gemma.config

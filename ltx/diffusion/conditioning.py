@@ -17,7 +17,7 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 import mlx.core as mx  # noqa: E402
 
 from ltx.constants import validate_strength
-from ltx.patchify import (
+from ltx.model.patchify import (
     audio_positions,
     patchify_audio,
     patchify_video,
@@ -54,7 +54,7 @@ class LatentState:
 # Patchify (patch size 1) and position grids
 
 
-# (in ltx.patchify)
+# (in ltx.model.patchify)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import cpu_kernels  # noqa: E402
-from ltx.loader import CheckpointError, load_checkpoint, load_strict, read_config  # noqa: E402
-from ltx.vae_blocks import PerChannelStatistics, to_mlx_layout  # noqa: E402
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx.video.blocks import PerChannelStatistics, to_mlx_layout  # noqa: E402
+from ltx.weights.loader import CheckpointError, load_checkpoint, load_strict, read_config  # noqa: E402
 
 RATIONAL_SCALES = {0.75: (3, 4), 1.5: (3, 2), 2.0: (2, 1), 4.0: (4, 1)}
 BLUR_KEY = "upsampler.blur_down.kernel"
@@ -74,7 +74,7 @@ def _group_norm(c: int) -> nn.GroupNorm:
 
 
 def group_norm_silu(norm: nn.GroupNorm, x: mx.array, residual: mx.array | None = None) -> mx.array:
-    """silu(norm(x) (+ residual)); on the CPU in numpy (ltx.cpu_kernels: 2 passes against MLX's many)."""
+    """silu(norm(x) (+ residual)); on the CPU in numpy (ltx.kernels.cpu: 2 passes against MLX's many)."""
     if x.dtype == mx.float32 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
         return cpu_kernels.group_norm_silu(x, norm.num_groups, norm.weight, norm.bias, norm.eps, residual)
     y = norm(x)

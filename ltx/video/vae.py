@@ -30,16 +30,8 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx import tiling as tiling_mod  # noqa: E402
-from ltx.loader import (  # noqa: E402
-    CheckpointError,
-    check_config_value,
-    load_checkpoint,
-    load_strict,
-    read_config,
-    take_prefix,
-)
-from ltx.vae_blocks import (  # noqa: E402
+from ltx.video import tiling as tiling_mod  # noqa: E402
+from ltx.video.blocks import (  # noqa: E402
     CausalConv3d,
     DepthToSpaceUpsample,
     PerChannelStatistics,
@@ -51,6 +43,14 @@ from ltx.vae_blocks import (  # noqa: E402
     pixel_norm_silu,
     to_mlx_layout,
     unpatchify,
+)
+from ltx.weights.loader import (  # noqa: E402
+    CheckpointError,
+    check_config_value,
+    load_checkpoint,
+    load_strict,
+    read_config,
+    take_prefix,
 )
 
 SCALE_FACTORS = (8, 32, 32)  # (time, height, width): fixed in the reference

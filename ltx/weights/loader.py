@@ -18,7 +18,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx.safetensors_header import MAX_HEADER_BYTES, CheckpointError, read_header  # noqa: F401  (re-exported)
+from ltx.weights.header import MAX_HEADER_BYTES, CheckpointError, read_header  # noqa: F401  (re-exported)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, mx.array], dict[str, str]]:
@@ -62,7 +62,7 @@ def load_strict(
 ) -> None:
     """Load `weights` into `module`; a missing, unexpected or misshapen key is an error naming it.
     Layers that a converted checkpoint stores quantized become MLX quantized layers first."""
-    from ltx.quantize import quantize_like
+    from ltx.weights.quantize import quantize_like
 
     quantize_like(module, weights)
     expected = dict(tree_flatten(module.parameters()))

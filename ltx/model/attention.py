@@ -14,8 +14,8 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx import cpu_kernels  # noqa: E402
-from ltx.rope import apply_rope  # noqa: E402
+from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx.model.rope import apply_rope  # noqa: E402
 
 
 class Linear(nn.Linear):
@@ -37,7 +37,7 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 27
 
 def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None) -> mx.array:
     """Scaled dot-product attention on (B, H, T, Dh); mask is an additive bias broadcastable to
-    (B, H, Tq, Tk). On the CPU, all but the smallest go through ltx.cpu_kernels (blocked with MKL,
+    (B, H, Tq, Tk). On the CPU, all but the smallest go through ltx.kernels.cpu (blocked with MKL,
     else chunked over queries; numpy softmax)."""
     b, h, tq, _ = q.shape
     tk = k.shape[2]

@@ -1,0 +1,1 @@
+"""Audio: the audio VAE, the vocoders (HiFi-GAN, BigVGAN + bandwidth extension), mel spectrograms."""

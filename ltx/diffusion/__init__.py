@@ -1,0 +1,1 @@
+"""Diffusion: sigma schedules, samplers, guidance, latent states and conditioning."""

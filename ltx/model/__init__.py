@@ -1,0 +1,1 @@
+"""The audio-video DiT: transformer, its blocks, attention, RoPE, patchify, block streaming."""

@@ -1,0 +1,1 @@
+"""Weights: safetensors header checks, strict loading, LoRA, quantization, conversion, the tiny model."""
