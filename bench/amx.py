@@ -1,5 +1,5 @@
 """How much a bfloat16 matmul would buy on this CPU: MKL's float32 sgemm (what every CPU matmul here
-runs, MLX's and ltx.kernels.cpu' attention) against MKL's bf16 x bf16 -> float32 GEMM
+runs, MLX's and ltx.kernels' attention) against MKL's bf16 x bf16 -> float32 GEMM
 (cblas_gemm_bf16bf16f32, Intel AMX where the CPU has it), at the transformer's shapes. Not used by
 the pipeline: the CPU backend computes in float32 (the goldens' precision); this measures the
 headroom of a bf16 CPU mode. Run with .venv: `python bench/amx.py` (writes bench/amx_results.md).

@@ -1,4 +1,4 @@
-"""What reading the heads in place buys the blocked CPU attention (ltx.kernels.cpu): every attention of
+"""What reading the heads in place buys the blocked CPU attention (ltx.kernels): every attention of
 one layer of the benchmark transformer (8 heads, 6,144 video, 126 audio and 1,024 text tokens), on q, k
 and v laid out as the projections make them ((B, T, H * D) viewed as (B, H, T, D)), through
 ltx.model.attention.sdpa with MKL reading each head's rows at their stride (`in place`, what runs) and with
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import attention as attention_kernels  # noqa: E402  (loads MKL before mlx)
 
 # isort: split
 
@@ -44,9 +44,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     a = ap.parse_args()
-    if not cpu_kernels.blocked_attention():
+    if not attention_kernels.blocked_attention():
         raise SystemExit("needs MKL on the CPU backend (ltx.backend loads it from the mkl wheel)")
-    in_place = cpu_kernels._head_rows
+    in_place = attention_kernels._head_rows
     layouts = {"in place": in_place, "contiguous": lambda x: in_place(mx.contiguous(x))}
     rng = np.random.default_rng(0)
     print(f"Medians of {a.runs} interleaved pairs after a warm-up, seconds.\n")
@@ -67,7 +67,7 @@ def main() -> None:
             for i in range(a.runs + 1):
                 order = list(layouts) if i % 2 else list(layouts)[::-1]
                 for name in order:
-                    cpu_kernels._head_rows = layouts[name]
+                    attention_kernels._head_rows = layouts[name]
                     t0 = time.perf_counter()
                     outs[name] = sdpa(q, k, v, d**-0.5)
                     mx.eval(outs[name])
@@ -85,7 +85,7 @@ def main() -> None:
                 f"| {what} | {scores / 1e6:.1f}M | {med['in place']:.3f} | {med['contiguous']:.3f} | {ratio:.2f} |"
             )
     finally:
-        cpu_kernels._head_rows = in_place
+        attention_kernels._head_rows = in_place
     med = {name: statistics.median(t) for name, t in totals.items()}
     ratio = statistics.median(x / y for x, y in zip(totals["in place"], totals["contiguous"], strict=True))
     print(f"| one layer's attentions | | {med['in place']:.3f} | {med['contiguous']:.3f} | {ratio:.2f} |")

@@ -363,20 +363,20 @@ def forward_pairs(a, variants: dict, use, settle: int = 0) -> dict[str, list[flo
 
 
 def conv_gemm_ab(components: dict, choices: dict, runs: int, ratio: tuple[str, str]) -> None:
-    """interleaved_ab over the components with ltx.kernels.cpu._gemm (the conv kernels' GEMM, asked
+    """interleaved_ab over the components with ltx.kernels.blas.gemm (the conv kernels' GEMM, asked
     as a conv builds its graph) set to each of `choices` (label -> a _gemm replacement) in turn;
     prints a table of the medians and ratio[0] / ratio[1]. Needs the .venv (MLX)."""
-    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import blas
 
-    real = cpu_kernels._gemm
+    real = blas.gemm
 
     def use(choice):
-        cpu_kernels._gemm = choice
+        blas.gemm = choice
 
     try:
         med = interleaved_ab(components, choices, use, runs)
     finally:
-        cpu_kernels._gemm = real
+        blas.gemm = real
     num, den = ratio
     print(f"| component | {' | '.join(choices)} | {num} / {den} |")
     print("|---|" + "---:|" * (len(choices) + 1))

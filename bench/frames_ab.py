@@ -1,4 +1,4 @@
-"""What ltx.kernels.cpu.conv3d_frames buys the latent upsampler: its 3-D convs as one MKL GEMM per
+"""What ltx.kernels.conv.conv3d_frames buys the latent upsampler: its 3-D convs as one MKL GEMM per
 temporal tap over a spatial im2col, the taps that read zero padding frames skipped (`frames`, what
 runs on the CPU with MKL), against MLX's conv3d (`mlx`, what runs without MKL), alternated in one
 process so that both see the same machine. Two clips at the real width (1024): the bench's 2 latent
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (bench/, the script's own directory)
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import conv  # noqa: E402  (loads MKL before mlx)
 
 # isort: split
 
@@ -44,10 +44,10 @@ def main() -> None:
     path = Path(a.cache) / "upsampler.safetensors"
     if not path.exists():
         raise SystemExit(f"no weights in {a.cache}: run `python bench/vae_bench.py` first (or pass --cache)")
-    if not cpu_kernels.conv3d_frames_applies(mx.float32):
+    if not conv.conv3d_frames_applies(mx.float32):
         raise SystemExit("needs MLX's CPU backend with MKL (ltx.backend loads it from the mkl wheel)")
     models = {"frames": load_upsampler(path)}  # weights laid out per temporal tap
-    cpu_kernels.FRAMES_CONV = False
+    conv.FRAMES_CONV = False
     models["mlx"] = load_upsampler(path)  # MLX's own layout, as loaded without MKL
     rng = np.random.default_rng(0)
     if a.memory:
@@ -56,7 +56,7 @@ def main() -> None:
         for frames in (2, 8):
             z = mx.array(rng.standard_normal((1, frames, 8, 12, 128)).astype(np.float32))
             for name, model in models.items():
-                cpu_kernels.FRAMES_CONV = name == "frames"
+                conv.FRAMES_CONV = name == "frames"
                 mx.eval(model(z))  # the first run lays out the weights
                 mx.clear_cache()
                 base = mx.get_active_memory()
@@ -70,7 +70,7 @@ def main() -> None:
                 print(
                     f"| {frames} x 8 x 12 | {name} | {peak / 1e6:.0f} | {numpy_peak / 1e6:.0f} | {per_voxel:.1f}C |"
                 )
-        cpu_kernels.FRAMES_CONV = True
+        conv.FRAMES_CONV = True
         return
     print(f"Medians of {a.runs} interleaved pairs after a warm-up, seconds.\n")
     print("| upsampler input (F x H x W latent) | frames | mlx | frames / mlx |")
@@ -81,7 +81,7 @@ def main() -> None:
         outs = {}
         for i in range(a.runs + 1):
             for name, model in models.items():
-                cpu_kernels.FRAMES_CONV = name == "frames"
+                conv.FRAMES_CONV = name == "frames"
                 t0 = time.perf_counter()
                 outs[name] = model(z)
                 mx.eval(outs[name])
@@ -93,7 +93,7 @@ def main() -> None:
         print(
             f"| {frames} x 8 x 12 | {med['frames']:.3f} | {med['mlx']:.3f} | {med['frames'] / med['mlx']:.2f} |"
         )
-    cpu_kernels.FRAMES_CONV = True
+    conv.FRAMES_CONV = True
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""MKL against numpy's OpenBLAS as the library of ltx.kernels.cpu' conv GEMMs (ltx.kernels.blas.gemm), on
+"""MKL against numpy's OpenBLAS as the library of ltx.kernels' conv GEMMs (ltx.kernels.blas.gemm), on
 this machine, alternated in one process so that both see the same machine:
 
 1. single GEMMs at the conv kernels' shapes (both cores inside each call, as the kernels call them),

@@ -1,8 +1,8 @@
-"""What packing K and V once per head buys the blocked CPU attention (ltx.kernels.cpu): the two
+"""What packing K and V once per head buys the blocked CPU attention (ltx.kernels): the two
 GEMMs of one head's blocks of query rows (S = q K^T, then P V) at the benchmark's shapes (6,144 keys,
 head size 128), MKL single-threaded in each worker thread as there, with cblas_sgemm (which packs K
 or V again on every call) against cblas_sgemm_compute on K and V packed once with cblas_sgemm_pack
-(what ltx.kernels.cpu does; the packing is counted). On one core, and on every core at once (one
+(what ltx.kernels does; the packing is counted). On one core, and on every core at once (one
 head each, as the attention's thread pool runs them), where the repacking's memory traffic is shared.
 Run with .venv: `python bench/gemm_pack.py`.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before anything else)
+from ltx.kernels import blas  # noqa: E402  (loads MKL before anything else)
 
 # isort: split
 
@@ -97,8 +97,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     a = ap.parse_args()
-    blas = cpu_kernels._cblas()
-    if blas is None:
+    mkl = blas.mkl()
+    if mkl is None:
         raise SystemExit("needs MKL (ltx.backend loads it from the mkl wheel)")
     cores = os.cpu_count() or 1
     pool = ThreadPoolExecutor(cores)

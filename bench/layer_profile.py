@@ -85,7 +85,7 @@ def profile_ours(a) -> dict[str, float]:
         spent["attention"] += time.perf_counter() - t0
         return out
 
-    inside = [False]  # attention.Linear (cpu_kernels.linear) falls back to nn.Linear: count it once
+    inside = [False]  # attention.Linear (linear_kernels.linear) falls back to nn.Linear: count it once
 
     def timed_linear(linear):
         def call(self, x):
@@ -107,8 +107,9 @@ def profile_ours(a) -> dict[str, float]:
 
     # the blocked attention's GEMMs (MKL's or numpy's OpenBLAS's, one per block and product, on the
     # pool's threads): their thread-seconds against the attention's wall time x the pool's threads
+    from ltx.kernels import attention as attention_kernels
+    from ltx.kernels import blas
     from ltx.kernels import blas as cpu_blas
-    from ltx.kernels import cpu as cpu_kernels
 
     lock = threading.Lock()
 
@@ -122,11 +123,11 @@ def profile_ours(a) -> dict[str, float]:
 
         return call
 
-    library = cpu_kernels._attention_library()
+    library = attention_kernels.library()
     spent["attention library"] = library
     if library == "mkl":
-        timed_mkl = cpu_kernels._cblas()._replace(compute=timed(cpu_kernels._cblas().compute))
-        cpu_kernels._cblas = lambda: timed_mkl
+        timed_mkl = blas.mkl()._replace(compute=timed(blas.mkl().compute))
+        blas.mkl = lambda: timed_mkl
     elif library == "openblas":
         serial = cpu_blas.serial_openblas()
         timed_openblas = serial._replace(sgemm=timed(serial.sgemm))

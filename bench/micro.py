@@ -52,10 +52,9 @@ def main() -> None:
         import mlx.core as mx
         import mlx.nn as nn
 
-        from ltx.kernels import cpu as cpu_kernels
-        from ltx.model import attention
-        from ltx.model.attention import gelu_tanh, sdpa
-        from ltx.model.block import _modulate
+        from ltx import ops as ltx_ops
+        from ltx.kernels import activations, norms
+        from ltx.kernels import attention as attention_kernels
 
         assert backend.BLAS != "reference" or not backend._candidates(), "mlx was imported before ltx.backend"
 
@@ -69,20 +68,20 @@ def main() -> None:
         s = (q @ k.swapaxes(-1, -2)) * d**-0.5
         hid_own = (
             hid + 0
-        )  # cpu_kernels.gelu_tanh works in place: its own buffer (values drift, time does not)
+        )  # activations.gelu_tanh works in place: its own buffer (values drift, time does not)
         xq = mx.random.normal((1, tk, h * d))  # a q projection, and its RoPE tables (split layout)
         qw = mx.random.uniform(0.5, 1.5, (h * d,))
         cos, sin = (f(mx.random.uniform(-3, 3, (1, tk, h, d // 2))) for f in (mx.cos, mx.sin))
-        norm_rope = attention._norm_rope(1e-6)[1]
+        norm_rope = ltx_ops.compiled_norms(1e-6)[1]
         sc, sh = (mx.random.normal((1, 1, h * d)) * 0.1 for _ in range(2))  # a block's AdaLN scale, shift
         mx.eval(q, k, v, x, w, hid, s, hid_own, xq, qw, cos, sin, sc, sh)
 
         def sdpa_unblocked():
-            blocked, cpu_kernels._attention_library = cpu_kernels._attention_library, lambda: None
+            blocked, attention_kernels.library = attention_kernels.library, lambda: None
             try:
-                return mx.eval(sdpa(q, k, v, d**-0.5))
+                return mx.eval(ltx_ops.attention(q, k, v, d**-0.5))
             finally:
-                cpu_kernels._attention_library = blocked
+                attention_kernels.library = blocked
 
         ops = {
             "QK^T matmul": lambda: q @ k.swapaxes(-1, -2),
@@ -90,21 +89,21 @@ def main() -> None:
             "softmax over the scores": lambda: mx.softmax(s, -1),
             "PV matmul": lambda: s @ v,
             "fused attention (sdpa)": lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5),
-            "ltx.model.attention.sdpa": lambda: sdpa(q, k, v, d**-0.5),
-            "ltx.model.attention.sdpa without the blocked path (MLX matmuls, numpy softmax)": sdpa_unblocked,
+            "ltx.ops.attention": lambda: ltx_ops.attention(q, k, v, d**-0.5),
+            "ltx.ops.attention without the blocked path (MLX matmuls, numpy softmax)": sdpa_unblocked,
             "linear 1024->4096": lambda: x @ w.T,
             "gelu(tanh) FF hidden": lambda: nn.gelu_approx(hid),
-            "gelu(tanh) FF hidden, ltx.model.attention.gelu_tanh (MLX compiled)": lambda: gelu_tanh(hid),
-            "gelu(tanh) FF hidden, ltx.kernels.cpu.gelu_tanh (numpy, in place)": lambda: (
-                cpu_kernels.gelu_tanh(hid_own)
+            "gelu(tanh) FF hidden, ltx.ops.gelu_tanh (MLX compiled)": lambda: ltx_ops._gelu_tanh(hid),
+            "gelu(tanh) FF hidden, ltx.kernels.activations.gelu_tanh (numpy, in place)": lambda: (
+                activations.gelu_tanh(hid_own)
             ),
             "q RMSNorm + RoPE, MLX compiled": lambda: norm_rope(xq, qw, cos, sin),
-            "q RMSNorm + RoPE, ltx.kernels.cpu.rms_norm_rope (numpy)": lambda: cpu_kernels.rms_norm_rope(
+            "q RMSNorm + RoPE, ltx.kernels.norms.rms_norm_rope (numpy)": lambda: norms.rms_norm_rope(
                 xq, qw, cos, sin, 1e-6
             ),
-            "RMSNorm + AdaLN modulation": lambda: _modulate(mx.fast.rms_norm(xq, None, 1e-6), sc, sh),
-            "RMSNorm + AdaLN modulation, ltx.kernels.cpu.rms_norm_modulate (numpy)": lambda: (
-                cpu_kernels.rms_norm_modulate(xq, 1e-6, scale=sc, shift=sh)
+            "RMSNorm + AdaLN modulation": lambda: ltx_ops.modulate(mx.fast.rms_norm(xq, None, 1e-6), sc, sh),
+            "RMSNorm + AdaLN modulation, ltx.kernels.norms.rms_norm_modulate (numpy)": lambda: (
+                norms.rms_norm_modulate(xq, 1e-6, scale=sc, shift=sh)
             ),
         }
         run = lambda f: mx.eval(f())  # noqa: E731
@@ -112,8 +111,8 @@ def main() -> None:
         "QK^T matmul": 2.0 * n * d,
         "PV matmul": 2.0 * n * d,
         "fused attention (sdpa)": 4.0 * n * d,
-        "ltx.model.attention.sdpa": 4.0 * n * d,
-        "ltx.model.attention.sdpa without the blocked path (MLX matmuls, numpy softmax)": 4.0 * n * d,
+        "ltx.ops.attention": 4.0 * n * d,
+        "ltx.ops.attention without the blocked path (MLX matmuls, numpy softmax)": 4.0 * n * d,
         "linear 1024->4096": 2.0 * tk * 1024 * 4096,
     }
     elements = {

@@ -5,23 +5,23 @@ minutes). Medians of --runs rounds (one call of each variant) after a warm-up.
 
 - `--what winograd` (the default): the VAEs' 3x3(x3) convs as Winograd F(2x2, 3x3) and the
   vocoder's 1-D convs as F(4, 3) / F(4, 4) (ltx.kernels.winograd) against one GEMM per tap
-  (cpu_kernels.WINOGRAD off), both on the BLAS ltx.kernels.blas.gemm picks.
+  (conv.WINOGRAD off), both on the BLAS ltx.kernels.blas.gemm picks.
 - `--what tile`: the Winograd convs' output tile: F(4x4, 3x3) up to winograd.TILE_MAX_CHANNELS (256,
   what runs), F(4x4) at every width the kept filters serve (up to 512 channels), and F(2x2, 3x3)
   everywhere, all with the same GEMM transforms; each variant's filters are made once and kept.
 - `--what wide1d`: LTX-2.3's vocoder + BWE with its 768-channel level's 1-D convs as Winograd convs
   (winograd.MAX_CHANNELS_1D = 768, what runs) against one GEMM per tap there (512).
-- `--what taps`: ltx.kernels.cpu.conv_taps with every tap's GEMM added into the output in place by
+- `--what taps`: ltx.kernels.conv.conv_taps with every tap's GEMM added into the output in place by
   the BLAS's sgemm (`in place`: MKL or numpy's OpenBLAS) against MLX's addmm chain (`addmm`, what
   runs with neither), Winograd off in both.
 - `--what activation`: one BigVGAN anti-aliased activation (ltx.audio.vocoder.Activation1d, random filters)
   at the channels x samples of LTX-2.3's vocoder and BWE levels on 101 mel frames, three ways:
-  cpu_kernels.snake_resampled in tasks of RESAMPLE_CHUNK_VALUES on both cores (what runs), the same
+  activations.snake_resampled in tasks of RESAMPLE_CHUNK_VALUES on both cores (what runs), the same
   as one task over the whole signal (one core, every pass over arrays larger than its cache), and
   MLX's grouped convs. Needs no bench weights.
 - `--what vocoder`: the vocoder alone, three ways: its 1-D convs as Winograd F(4, 3) / F(4, 4) (from
   winograd.MIN_CHANNELS_1D input channels) and its transposed convs as in-place GEMMs
-  (cpu_kernels.conv_transpose1d), what runs; the 1-D convs one GEMM per tap; and both that and
+  (conv.conv_transpose1d), what runs; the 1-D convs one GEMM per tap; and both that and
   the transposed convs as MLX's matmul + overlap-add (what ran before either).
 - `--what cache`: not a conv choice but MLX's buffer cache on the CPU: ltx.backend's limit (a
   fraction of the machine's memory, what runs) against MLX's default 32 MB, every component.
@@ -40,7 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (bench/, the script's own directory)
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402  (loads MKL before mlx)
+from ltx.kernels import (
+    activations,
+    blas,
+    conv,  # noqa: E402  (loads MKL before mlx)
+)
 
 
 def main() -> None:
@@ -52,7 +56,7 @@ def main() -> None:
     )
     ap.add_argument("--no-decode", action="store_true", help="skip the video decoder (~8 s a call)")
     a = ap.parse_args()
-    real = cpu_kernels._gemm
+    real = blas.gemm
     if real() is None:
         raise SystemExit("needs MKL or numpy's OpenBLAS (ltx.kernels.blas.gemm found neither)")
     if a.what == "activation":
@@ -61,7 +65,7 @@ def main() -> None:
     components = common.vae_components(Path(a.cache), decode=not a.no_decode)
     print(f"Medians of {a.runs} interleaved rounds (one call of each variant) after a warm-up, seconds.\n")
     if a.what == "taps":
-        cpu_kernels.WINOGRAD = False
+        conv.WINOGRAD = False
         paths = {"in place": real, "addmm": lambda: None}
         common.conv_gemm_ab(components, paths, a.runs, ("in place", "addmm"))
         return
@@ -103,8 +107,8 @@ def main() -> None:
         tile_ab({k: v for k, v in components.items() if k in ("vae_decode", "audio_decoder")}, a.runs)
         return
     choices = {"winograd": True, "per tap": False}
-    med = common.interleaved_ab(components, choices, lambda on: setattr(cpu_kernels, "WINOGRAD", on), a.runs)
-    cpu_kernels.WINOGRAD = True
+    med = common.interleaved_ab(components, choices, lambda on: setattr(conv, "WINOGRAD", on), a.runs)
+    conv.WINOGRAD = True
     print("| component | winograd | per tap | winograd / per tap |")
     print("|---|---:|---:|---:|")
     for name, m in med.items():
@@ -144,7 +148,7 @@ def activation_ab(runs: int) -> None:
 
     from ltx.audio.vocoder import Activation1d
 
-    saved = cpu_kernels.RESAMPLE_CHUNK_VALUES, cpu_kernels.RESAMPLING
+    saved = activations.RESAMPLE_CHUNK_VALUES, activations.RESAMPLING
     choices = {  # (RESAMPLE_CHUNK_VALUES, RESAMPLING)
         "chunks": saved,
         "one task": (1 << 62, True),
@@ -152,7 +156,7 @@ def activation_ab(runs: int) -> None:
     }
 
     def use(setting) -> None:
-        cpu_kernels.RESAMPLE_CHUNK_VALUES, cpu_kernels.RESAMPLING = setting
+        activations.RESAMPLE_CHUNK_VALUES, activations.RESAMPLING = setting
 
     rng = np.random.default_rng(0)
     fns = {}
@@ -193,7 +197,7 @@ def vocoder_ab(fn, runs: int) -> None:
     }
 
     def use(setting) -> None:
-        winograd.MIN_CHANNELS_1D, cpu_kernels.TRANSPOSED_CONV = setting
+        winograd.MIN_CHANNELS_1D, conv.TRANSPOSED_CONV = setting
 
     med = common.interleaved_ab({"vocoder": fn}, choices, use, runs)["vocoder"]
     use((wide, True))

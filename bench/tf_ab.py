@@ -4,20 +4,20 @@ inputs and weights). Medians of --runs pairs after a warm-up, seconds per forwar
 median of the per-pair ratios.
 
 --what norms: the block norms, their AdaLN modulation and the q/k norms without RoPE in
-  ltx.kernels.cpu.rms_norm_modulate (`numpy`, what runs) against MLX's mx.fast.rms_norm plus the
+  ltx.kernels.norms.rms_norm_modulate (`numpy`, what runs) against MLX's mx.fast.rms_norm plus the
   compiled modulation (`mlx`, what ran before, and what GPUs run).
---what linear: the large linear layers as ltx.kernels.cpu.linear on numpy's OpenBLAS (`openblas`,
+--what linear: the large linear layers as ltx.kernels.linear.linear on numpy's OpenBLAS (`openblas`,
   what runs on non-Intel CPUs) against MLX's own matmul on MKL (`mlx`).
 --what softmax: the blocked attention's softmax passes with its scores in base 2 (numpy's exp2) and
-  its row sums as an MKL matrix-vector product (`base 2`, what runs: cpu_kernels.SOFTMAX_BASE2)
+  its row sums as an MKL matrix-vector product (`base 2`, what runs: attention_kernels.SOFTMAX_BASE2)
   against numpy's exp and sum (`exp`); first it times the passes alone on one block of scores.
---what keys: the blocked attention on blocks of rows x cpu_kernels.KEY_BLOCK keys (`key blocks`,
+--what keys: the blocked attention on blocks of rows x attention_kernels.KEY_BLOCK keys (`key blocks`,
   what runs) against blocks of whole rows of keys (`whole rows`: ~170 rows x 6,144 keys, what ran
   before); first it times the video self-attention alone.
 --what cache: MLX's buffer cache on the CPU at ltx.backend's limit (`cache`, what runs: a fraction
   of the machine's memory) against MLX's default 32 MB (`32 MB`), which returns every larger freed
   buffer to the OS; each timed forward follows an untimed one with the same limit.
---what floor: the video self-attention alone, its shifted scores raised to cpu_kernels.EXP2_FLOOR
+--what floor: the video self-attention alone, its shifted scores raised to attention_kernels.EXP2_FLOOR
   before numpy's exp2 or not (no forward pairs).
 --what attention_blas: the blocked attention's GEMMs on numpy's OpenBLAS, single-threaded sgemm
   calls from each worker (`openblas`, what runs where the conv GEMMs use OpenBLAS: non-Intel CPUs),
@@ -45,8 +45,10 @@ from ltx import backend  # noqa: E402  (MKL before mlx)
 import common  # noqa: E402
 import mlx.core as mx  # noqa: E402
 
+from ltx.kernels import attention as attention_kernels
+from ltx.kernels import blas
 from ltx.kernels import blas as cpu_blas
-from ltx.kernels import cpu as cpu_kernels
+from ltx.kernels import linear as linear_kernels
 from ltx.model import attention  # noqa: E402
 from ltx.model import block as transformer_block
 
@@ -74,16 +76,16 @@ def linear():
     """(variants, use, restore, labels): the linear layers on numpy's OpenBLAS against MLX's matmul."""
     if cpu_blas.library("openblas") is None:
         raise SystemExit("numpy's OpenBLAS is not loaded here")
-    real, gemm = cpu_kernels.linear_applies, cpu_kernels._gemm
-    cpu_kernels._gemm = lambda: cpu_blas.library("openblas")  # the linear kernel's library, on any CPU
+    real, gemm = linear_kernels.linear_applies, blas.gemm
+    blas.gemm = lambda: cpu_blas.library("openblas")  # the linear kernel's library, on any CPU
 
     def use(applies):
-        cpu_kernels.linear_applies = applies
+        linear_kernels.linear_applies = applies
 
     def restore():
-        cpu_kernels.linear_applies, cpu_kernels._gemm = real, gemm
+        linear_kernels.linear_applies, blas.gemm = real, gemm
 
-    labels = {"openblas": "cpu_kernels.linear (numpy's OpenBLAS)", "mlx": "MLX matmul (MKL)"}
+    labels = {"openblas": "linear_kernels.linear (numpy's OpenBLAS)", "mlx": "MLX matmul (MKL)"}
     return {"openblas": real, "mlx": lambda x, w: False}, use, restore, labels
 
 
@@ -100,7 +102,7 @@ def _mean_ms(fn, runs: int) -> float:
 
 def softmax_passes(rows: int = 170, keys: int = 6144, runs: int = 200) -> None:
     """The passes alone on one block of scores (170 rows x 6,144 keys: the blocked attention's block
-    when this was measured, before cpu_kernels.KEY_BLOCK): numpy's exp against its exp2, numpy's row
+    when this was measured, before attention_kernels.KEY_BLOCK): numpy's exp against its exp2, numpy's row
     sum against MKL's sgemv with ones."""
 
     import numpy as np
@@ -134,7 +136,7 @@ def softmax():
     softmax_passes()
 
     def use(on):
-        cpu_kernels.SOFTMAX_BASE2 = on
+        attention_kernels.SOFTMAX_BASE2 = on
 
     labels = {"base 2": "exp2 + MKL sgemv row sums", "exp": "exp + numpy's sum"}
     return {"base 2": True, "exp": False}, use, lambda: use(True), labels
@@ -175,7 +177,7 @@ def attention_alone(
             for name, value in variants.items():
                 use(value)
                 t0 = time.perf_counter()
-                mx.eval(cpu_kernels._attention_blocked(q, k, v, d**-0.5, None))
+                mx.eval(attention_kernels._attention_blocked(q, k, v, d**-0.5, None))
                 if n:  # the first of each is a warm-up
                     times[name].append(time.perf_counter() - t0)
         ratios = [x / y for x, y in zip(times[first], times[second], strict=True)]
@@ -188,10 +190,10 @@ def keys():
     """(variants, use, restore, labels): blocks of KEY_BLOCK keys against blocks of whole rows."""
     if cpu_blas.mkl() is None:
         raise SystemExit("the blocked attention needs MKL, which is not loaded here")
-    now = cpu_kernels.KEY_BLOCK, cpu_kernels.SCORE_BLOCK_ELEMENTS
+    now = attention_kernels.KEY_BLOCK, attention_kernels.SCORE_BLOCK_ELEMENTS
 
     def use(blocks):
-        cpu_kernels.KEY_BLOCK, cpu_kernels.SCORE_BLOCK_ELEMENTS = blocks
+        attention_kernels.KEY_BLOCK, attention_kernels.SCORE_BLOCK_ELEMENTS = blocks
 
     attention_alone(use, {"key blocks": now, "whole rows": (1 << 30, 1 << 20)})
     use(now)
@@ -207,13 +209,13 @@ def attention_blas():
     """(variants, use, restore, labels): the blocked attention on numpy's OpenBLAS against MKL."""
     if cpu_blas.mkl() is None or cpu_blas.serial_openblas() is None:
         raise SystemExit("this needs both MKL and numpy's OpenBLAS with its thread control")
-    real = cpu_kernels._attention_library
+    real = attention_kernels.library
 
     def use(name):
-        cpu_kernels._attention_library = lambda: name
+        attention_kernels.library = lambda: name
 
     def restore():
-        cpu_kernels._attention_library = real
+        attention_kernels.library = real
 
     variants = {"openblas": "openblas", "mkl": "mkl"}
     try:
@@ -282,7 +284,7 @@ def exp2_lanes(rows: int = 1024, keys: int = 512, runs: int = 50) -> None:
     def ms(fn) -> float:
         return _mean_ms(fn, runs)
 
-    floor = np.float32(cpu_kernels.EXP2_FLOOR)
+    floor = np.float32(attention_kernels.EXP2_FLOOR)
     print(f"numpy's exp2 on one {rows} x {keys} block, one thread, ms (means of {runs}):\n")
     print("| scores | exp2 |\n|---|---:|")
     for label, s in blocks.items():
@@ -292,15 +294,15 @@ def exp2_lanes(rows: int = 1024, keys: int = 512, runs: int = 50) -> None:
 
 
 def floor():
-    """The attention alone with the shifted scores raised to cpu_kernels.EXP2_FLOOR before exp2
+    """The attention alone with the shifted scores raised to attention_kernels.EXP2_FLOOR before exp2
     (`floor`, what runs) and not (`no floor`: the same pass with -inf, so only the slow lanes of
     numpy's exp2 differ), on scores that need the shift: q and k 3x and 5x larger (a peaked softmax).
     No forward pairs: the benchmark's weights keep every score bounded."""
     exp2_lanes()
-    now = cpu_kernels.EXP2_FLOOR
+    now = attention_kernels.EXP2_FLOOR
 
     def use(value):
-        cpu_kernels.EXP2_FLOOR = value
+        attention_kernels.EXP2_FLOOR = value
 
     variants = {"floor": now, "no floor": -float("inf")}
     try:

@@ -503,32 +503,34 @@ def to_ref_layout(name: str, y: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- micro-benchmarks
 def _taps(x, wt, dilation: int = 1, pad: int = 0, variant: str = "taps"):
-    """What ltx's CPU convs run up to 512 channels (ltx.kernels.cpu.conv_taps on tap-major weights):
+    """What ltx's CPU convs run up to 512 channels (ltx.kernels.conv.conv_taps on tap-major weights):
     `winograd`, the 3x3(x3) convs as Winograd F(2x2, 3x3) on filters transformed once (as a module
     keeps them), and 1-D convs (the vocoder's) as Winograd F(4, 3) / F(4, 4) at any width;
     `winograd_percall`, on filters transformed at every call (the decoder's convs wider than 512
-    channels, from cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS); `taps`, one GEMM per tap with the BLAS's
+    channels, from conv.WINOGRAD_WIDE_MIN_VOXELS); `taps`, one GEMM per tap with the BLAS's
     in-place GEMMs (MKL or numpy's OpenBLAS, ltx.kernels.blas.gemm); `taps_mlx`, as with neither, MLX's
     addmm chain."""
     import mlx.core as mx
 
-    from ltx.kernels import cpu as cpu_kernels, winograd
+    from ltx.kernels import conv
+    from ltx.kernels import blas
+    from ltx.kernels import winograd
 
-    wl = cpu_kernels.taps_layout(wt)
+    wl = conv.taps_layout(wt)
     filters = winograd.Filters()
 
     def fn():
-        gemm, wino, wide = cpu_kernels._gemm, cpu_kernels.WINOGRAD, winograd.MIN_CHANNELS_1D
+        gemm, wino, wide = blas.gemm, conv.WINOGRAD, winograd.MIN_CHANNELS_1D
         if variant == "taps_mlx":
-            cpu_kernels._gemm = lambda: None  # only consulted while conv_taps builds its graph
-        cpu_kernels.WINOGRAD = variant.startswith("winograd")
+            blas.gemm = lambda: None  # only consulted while conv_taps builds its graph
+        conv.WINOGRAD = variant.startswith("winograd")
         winograd.MIN_CHANNELS_1D = 1
         try:
             xin = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]) if pad else x
             kept = None if variant == "winograd_percall" else filters
-            return cpu_kernels.conv_taps(xin, wl, None, dilation, filters=kept)
+            return conv.conv_taps(xin, wl, None, dilation, filters=kept)
         finally:
-            cpu_kernels._gemm, cpu_kernels.WINOGRAD, winograd.MIN_CHANNELS_1D = gemm, wino, wide
+            blas.gemm, conv.WINOGRAD, winograd.MIN_CHANNELS_1D = gemm, wino, wide
 
     return fn
 
@@ -598,7 +600,7 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c, k, c)) / 50
         if variant == "im2col":  # what ltx/audio/vocoder.py runs off the CPU
-            from ltx.audio.vocoder import conv1d_mm
+            from ltx.ops import conv1d_mm
 
             fn = lambda: conv1d_mm(x, wt, None, d * (k - 1) // 2, d)  # noqa: E731
         elif variant in (
@@ -614,19 +616,20 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         x = mx.random.normal((1, n, c))
         wt = mx.random.normal((c // 2, k, c)) / 50
         if variant in ("matmul_ola", "blas"):  # what ltx/audio/vocoder.py runs off / on the CPU with a BLAS
-            from ltx.kernels import cpu as cpu_kernels
+            from ltx.kernels import conv
+            from ltx.kernels import norms
             from ltx.audio.vocoder import ConvTranspose1d
 
             m = ConvTranspose1d(c, c // 2, k, stride=u, padding=(k - u) // 2, bias=False)
-            m.weight = cpu_kernels.taps_layout(wt) if variant == "blas" else wt
+            m.weight = conv.taps_layout(wt) if variant == "blas" else wt
 
             def fn():
-                on = cpu_kernels.TRANSPOSED_CONV
-                cpu_kernels.TRANSPOSED_CONV = variant == "blas"
+                on = conv.TRANSPOSED_CONV
+                conv.TRANSPOSED_CONV = variant == "blas"
                 try:
                     return m(x)
                 finally:
-                    cpu_kernels.TRANSPOSED_CONV = on
+                    conv.TRANSPOSED_CONV = on
         else:
             fn = lambda: mx.conv_transpose1d(x, wt, stride=u, padding=(k - u) // 2)  # noqa: E731
     elif what == "matmul":
@@ -638,10 +641,11 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         x = mx.random.normal((1, n, c))
         f0 = lambda: nn.silu(x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + 1e-8))  # noqa: E731
         if variant == "numpy":  # what ltx/video/blocks.py runs on the CPU
-            from ltx.kernels import cpu as cpu_kernels
+            from ltx.kernels import conv
+            from ltx.kernels import norms
 
             x4 = x.reshape(1, 1, n, 1, c)
-            fn = lambda: cpu_kernels.pixel_norm_silu(x4, 1e-8)  # noqa: E731
+            fn = lambda: norms.pixel_norm_silu(x4, 1e-8)  # noqa: E731
         else:
             fn = mx.compile(f0) if variant == "compiled" else f0
     elif what == "groupnorm_silu":
@@ -650,9 +654,10 @@ def mlx_micro(what: str, shape: list[int], runs: int, variant: str = "native") -
         gn = nn.GroupNorm(32, c, pytorch_compatible=True)
         f0 = lambda: nn.silu(gn(x))  # noqa: E731
         if variant == "numpy":  # what ltx/video/upsampler.py runs on the CPU
-            from ltx.kernels import cpu as cpu_kernels
+            from ltx.kernels import conv
+            from ltx.kernels import norms
 
-            fn = lambda: cpu_kernels.group_norm_silu(x, 32, gn.weight, gn.bias, gn.eps)  # noqa: E731
+            fn = lambda: norms.group_norm_silu(x, 32, gn.weight, gn.bias, gn.eps)  # noqa: E731
         else:
             fn = mx.compile(f0) if variant == "compiled" else f0
     else:
@@ -762,9 +767,9 @@ def main() -> None:
     ref = RefWorker(cache)
     lines: list[str] = []
     try:
-        from ltx import backend
+        from ltx import ops
 
-        info = backend.describe()
+        info = ops.describe()
         if not a.micro_only:
             x = make_inputs(size, cache / "inputs.npz")
             meta = ref.ask(

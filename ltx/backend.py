@@ -117,48 +117,9 @@ def default_dtype() -> mx.Dtype:
 
 
 def describe() -> dict[str, str]:
-    """What compute setup is in use, for `ltx info` and `--verbose`."""
-    from ltx.kernels import blas as cpu_blas  # (import this module)
-    from ltx.kernels import cpu as cpu_kernels
-
+    """The compute setup in use (MLX, device, BLAS, dtype, buffer cache); ltx.ops.describe adds the
+    kernels it picks."""
     cpu = mx.default_device() == mx.cpu
-    if not cpu:
-        convs = "MLX's"
-    elif cpu_kernels.winograd_applies(default_dtype()):
-        wide = f"those over {cpu_kernels.TAPS_MAX_CHANNELS} channels from {cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS:,} voxels"
-        from ltx.kernels import winograd
-
-        tiles = f"F(4x4, 3x3) up to {winograd.TILE_MAX_CHANNELS} channels, F(2x2, 3x3) above"
-        convs = f"Winograd {tiles} ({wide})"
-    else:
-        convs = "one matmul per tap up to 512 channels"
-    from ltx.kernels import winograd
-
-    if not cpu:
-        vocoder = "MLX's matmuls"
-    elif cpu_kernels.winograd_applies(default_dtype()):
-        lo, hi = winograd.MIN_CHANNELS_1D, winograd.MAX_CHANNELS_1D
-        vocoder = f"Winograd F(4, 3) / F(4, 4) at {lo}-{hi} channels, one matmul per tap otherwise"
-    else:
-        vocoder = "one matmul per tap"
-    if cpu and cpu_kernels.conv_transpose1d_applies(default_dtype()):
-        vocoder += "; transposed convs as in-place GEMMs"
-    if cpu and cpu_kernels.resampling_applies(default_dtype()):
-        vocoder += "; anti-aliased activations as numpy passes on both cores"
-    if not cpu:
-        attention = "MLX's fused kernel (mx.fast.scaled_dot_product_attention)"
-    elif cpu_kernels.blocked_attention():
-        library = {"mkl": "MKL (packed K and V)", "openblas": "numpy's OpenBLAS (single-threaded per core)"}
-        attention = (
-            f"blocked on {library[cpu_kernels._attention_library()]} from {cpu_kernels.BLOCKED_MIN_ELEMENTS:,} scores (blocks of query rows x "
-            f"{cpu_kernels.KEY_BLOCK} keys on each core, softmax in base "
-            f"{2 if cpu_kernels.SOFTMAX_BASE2 else 'e'} with numpy), MLX's fused kernel below"
-        )
-    else:
-        attention = (
-            f"chunked from {cpu_kernels.MIN_ELEMENTS:,} scores (MLX matmuls, numpy softmax), "
-            "MLX's fused kernel below"
-        )
     return {
         "mlx": mx.__version__,
         "device": str(mx.default_device()),
@@ -166,10 +127,6 @@ def describe() -> dict[str, str]:
         if _blas_path is None
         else f"{BLAS} ({_blas_path}; KMP_BLOCKTIME={os.environ.get('KMP_BLOCKTIME')})",
         "dtype": str(default_dtype()).replace("mlx.core.", ""),
-        "conv_gemm": cpu_blas.describe() if cpu else "none (GPU)",
-        "vae_convs": convs,
-        "vocoder_convs": vocoder,
-        "attention": attention,
         "buffer_cache": f"up to {cpu_cache_bytes() / 2**30:.1f} GB in the denoising loops"
         if cpu
         else "MLX's default",

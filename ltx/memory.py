@@ -11,7 +11,7 @@ constant's comment says what it was measured from.
   extractor), plus the largest of: one Gemma layer's transients (attention masks, (H, T, T) scores,
   MLP), the feature extractor's ~5 copies of the stacked states, or one connector block.
 - denoise, refine: the attention score matrix of the largest attention (chunked on the CPU to
-  ATTENTION_CHUNK_ELEMENTS; none with ltx.kernels.cpu' blocked attention, whose per-core blocks of
+  ATTENTION_CHUNK_ELEMENTS; none with ltx.kernels' blocked attention, whose per-core blocks of
   scores, at most 2,048 rows and 512K scores, are a few MB of numpy scratch) plus ~15 token-sized tensors per stream.
 - upsample: the 3x3x3 conv workspaces of the upsampler's res blocks at the upsampled size.
 - decode: the res-block conv workspaces of the video decoder's last level, one tile at a time.
@@ -20,7 +20,7 @@ constant's comment says what it was measured from.
 
 MLX's CPU convolutions are explicit GEMMs: a k-tap conv holds a k-times-wide im2col copy of its
 input (the upsampler's 1024-wide convs); the VAE decoders' convs of up to 512 input channels and the
-vocoder's 1-D convs run as ltx.kernels.cpu.conv_taps instead, one shifted matmul per tap with no such
+vocoder's 1-D convs run as ltx.kernels.conv.conv_taps instead, one shifted matmul per tap with no such
 copy (the 3x3(x3) ones and the 1-D ones of 128-768 channels as Winograd convs, ltx.kernels.winograd, whose
 float32 filters the decoders and the vocoder keep beside their weights and whose scratch is numpy's:
 counted with `winograd`). And
@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ltx import ops
 from ltx.constants import audio_latent_frames
+from ltx.kernels import activations, attention, conv, winograd
 from ltx.weights.header import DTYPE_BYTES as _DTYPE_BYTES
 from ltx.weights.header import read_header
 
@@ -46,8 +48,8 @@ STAGES = ("encode", "denoise", "upsample", "refine", "decode", "decode-audio", "
 # live (B, T, D)-sized tensors in a block (residual, norms, q/k/v, 4x-wide ff hidden): tests/test_memory.py's
 # four cases hold 10-21 of them at MLX's peak (the CPU's numpy norms 10 at the widest, MLX's own 14)
 TOKEN_TENSORS = 15
-CHUNK_ELEMENTS = 1 << 27  # ltx.model.attention.ATTENTION_CHUNK_ELEMENTS
-BLOCKED_MIN_ELEMENTS = 1 << 15  # ltx.kernels.cpu.BLOCKED_MIN_ELEMENTS
+CHUNK_ELEMENTS = ops.ATTENTION_CHUNK_ELEMENTS
+BLOCKED_MIN_ELEMENTS = attention.BLOCKED_MIN_ELEMENTS
 
 
 @dataclass
@@ -61,15 +63,13 @@ class Component:
     winograd_bytes: int = 0
 
 
-WINOGRAD_MAX_CHANNELS = 512  # ltx.kernels.cpu.TAPS_MAX_CHANNELS: the convs that run as conv_taps
-WINOGRAD_CHUNK_ELEMENTS = (
-    1 << 24
-)  # ltx.kernels.winograd.CHUNK_ELEMENTS: transformed inputs + products at once
-WINOGRAD_TILE = 4  # ltx.kernels.winograd.TILE: the kept filters' F(4x4, 3x3) up to ...
-WINOGRAD_TILE_MAX_CHANNELS = 256  # ltx.kernels.winograd.TILE_MAX_CHANNELS input channels
-WINOGRAD_TILE_WIDE = 2  # ltx.kernels.winograd.TILE_WIDE: F(2x2, 3x3) above
+WINOGRAD_MAX_CHANNELS = conv.TAPS_MAX_CHANNELS  # the convs that run as conv_taps
+WINOGRAD_CHUNK_ELEMENTS = winograd.CHUNK_ELEMENTS  # transformed inputs + products at once
+WINOGRAD_TILE = winograd.TILE  # the kept filters' F(4x4, 3x3) up to ...
+WINOGRAD_TILE_MAX_CHANNELS = winograd.TILE_MAX_CHANNELS  # input channels
+WINOGRAD_TILE_WIDE = winograd.TILE_WIDE  # F(2x2, 3x3) above
 WINOGRAD_TILE_VALUES = (WINOGRAD_TILE + 2) ** 2  # values per transformed 3x3 filter (and input tile)
-RESAMPLE_CHUNK_VALUES = 1 << 16  # ltx.kernels.cpu.RESAMPLE_CHUNK_VALUES: an activation task's rows x channels
+RESAMPLE_CHUNK_VALUES = activations.RESAMPLE_CHUNK_VALUES  # an activation task's rows x channels
 
 
 def winograd_filter_bytes(shape: list[int]) -> int:
@@ -86,7 +86,7 @@ def winograd_filter_bytes(shape: list[int]) -> int:
         channels = shape[-1]
     else:
         return 0
-    if 3**k * shape[0] <= channels:  # ltx.kernels.cpu.narrow_applies: one GEMM, no filters
+    if conv.narrow_applies(3**k, shape[0], channels):  # one GEMM, no filters
         return 0
     if channels > WINOGRAD_MAX_CHANNELS:
         return 0
@@ -94,10 +94,8 @@ def winograd_filter_bytes(shape: list[int]) -> int:
     return 4 * math.prod(shape) * (tile + 2) ** 2 // 9
 
 
-WINOGRAD_MIN_CHANNELS_1D = (
-    128  # ltx.kernels.winograd.MIN_CHANNELS_1D: the vocoder convs that run as 1-D Winograd
-)
-WINOGRAD_MAX_CHANNELS_1D = 768  # ltx.kernels.winograd.MAX_CHANNELS_1D
+WINOGRAD_MIN_CHANNELS_1D = winograd.MIN_CHANNELS_1D  # the vocoder convs that run as 1-D Winograd
+WINOGRAD_MAX_CHANNELS_1D = winograd.MAX_CHANNELS_1D
 
 
 def winograd1d_filter_bytes(shape: list[int]) -> int:
@@ -123,7 +121,7 @@ def winograd1d_scratch_bytes(channel_samples: int) -> int:
 
 
 def snake_resampled_scratch_bytes() -> int:
-    """Bytes of ltx.kernels.cpu.snake_resampled's float32 scratch (BigVGAN's anti-aliased activations
+    """Bytes of ltx.kernels.activations.snake_resampled's float32 scratch (BigVGAN's anti-aliased activations
     on the CPU): on each core's thread a task's two upsampled phases, a temporary and an edge window
     (4 x RESAMPLE_CHUNK_VALUES), and the per-channel factors tiled over a task's rows (2 x)."""
     return 4 * RESAMPLE_CHUNK_VALUES * (4 * (os.cpu_count() or 1) + 2)
@@ -347,8 +345,8 @@ def transformer_activations(
     blocked_attention: bool = False,
 ) -> int:
     """Largest live activations of one transformer forward pass (cfg: ltx.model.transformer.TransformerConfig).
-    blocked_attention: the CPU's blocked attention (ltx.kernels.cpu.blocked_attention()) runs the
-    attentions big enough for it (ltx.kernels.cpu.BLOCKED_MIN_ELEMENTS scores) without a score matrix."""
+    blocked_attention: the CPU's blocked attention (ltx.kernels.attention.blocked_attention()) runs the
+    attentions big enough for it (ltx.kernels.attention.BLOCKED_MIN_ELEMENTS scores) without a score matrix."""
     h, ha = cfg.num_attention_heads, cfg.audio_num_attention_heads
 
     def scores(heads: int, tq: int, tk: int) -> int:
@@ -392,7 +390,7 @@ def decode_activations(
     decoder level, which holds the most voxels (tile frames x tile pixels / patch_pixels) at the base
     width C: its input, the norm + SiLU output, the padded copy, the shifted-matmul conv's running sum
     and next partial sum on the padded grid and the cropped result, ~8C per voxel (the CPU convs of
-    ltx.kernels.cpu make no im2col copy). Or the last conv and unpatchify, ~8 values per tile pixel
+    ltx.kernels make no im2col copy). Or the last conv and unpatchify, ~8 values per tile pixel
     (3 x patch_pixels conv outputs per voxel on the padded grid, the conv's input, unpatchify's copy;
     evaluated before the tile is blended, measured 7 on the tiny decoder). On top:
     the blend buffer and weights, previous group and chunk at full width, ~5 values per pixel. Fitted
@@ -400,7 +398,7 @@ def decode_activations(
     With winograd (the CPU's Winograd convs, ltx.kernels.winograd) their numpy scratch too, which keeps the
     largest transformed input (a last-level conv's, C channels) and the largest products (the last
     conv's 3 x patch_pixels channels, or C) of the decode (winograd_scratch_bytes). The wider convs'
-    per-call filters (cpu_kernels.WINOGRAD_WIDE_MIN_VOXELS: from 1,024 latent voxels, where the last
+    per-call filters (conv.WINOGRAD_WIDE_MIN_VOXELS: from 1,024 latent voxels, where the last
     level holds 512x the voxels at 1/8 the width) are transient and below that level's peak."""
     voxels = tile_frames * tile_h * tile_w // patch_pixels
     tile = max(DECODE_RES_WIDTHS * channels * voxels, DECODE_TILE_FLOATS * tile_frames * tile_h * tile_w)
@@ -470,9 +468,9 @@ def encode_activations(gemma: dict[str, int], connectors: dict[str, int], tokens
 
 
 UPSAMPLE_CONV_WIDTHS = 72  # per upsampled voxel, in units of the upsampler's width C (MLX's GroupNorm)
-UPSAMPLE_CONV_WIDTHS_CPU = 38  # the same with ltx.kernels.cpu' GroupNorm + SiLU (the CPU backend)
-UPSAMPLE_FRAME_CONV_WIDTHS = 8  # the same with ltx.kernels.cpu' frame convs too (the CPU with MKL)
-FRAME_COLS_ELEMENTS = 1 << 25  # ltx.kernels.cpu.FRAME_COLS_ELEMENTS: the frame convs' im2col chunk
+UPSAMPLE_CONV_WIDTHS_CPU = 38  # the same with ltx.kernels' GroupNorm + SiLU (the CPU backend)
+UPSAMPLE_FRAME_CONV_WIDTHS = 8  # the same with ltx.kernels' frame convs too (the CPU with MKL)
+FRAME_COLS_ELEMENTS = 1 << 25  # ltx.kernels.conv.FRAME_COLS_ELEMENTS: the frame convs' im2col chunk
 
 
 def upsample_activations(
@@ -492,11 +490,11 @@ def upsample_activations(
     consecutive convs are in flight together (the stream frees asynchronously, and the lazily loaded
     weights' load / cast ops take their share of the ops in flight): ~72C per voxel (measured 71-76C
     at C = 32, 128 and 256 with 1-4 blocks per stage, 288 to 13824 voxels, on the CPU with the numpy
-    norms switched off). With ltx.kernels.cpu.group_norm_silu (cpu_norms: the CPU backend) each norm
+    norms switched off). With ltx.kernels.norms.group_norm_silu (cpu_norms: the CPU backend) each norm
     evaluates its input, so one conv is in flight and the norm's temporaries are numpy's: ~38C
     (measured 31-45C at C = 32 and 128, tests/test_memory.py; 36C at C = 1024).
 
-    With the frame convs too (frame_convs: ltx.kernels.cpu.conv3d_frames, the CPU with MKL) no conv
+    With the frame convs too (frame_convs: ltx.kernels.conv.conv3d_frames, the CPU with MKL) no conv
     makes a 27C copy: the MLX arrays are ~8C per voxel (7C measured at C = 1024), plus the frame
     convs' numpy im2col, 9C per voxel of `frames` frames or of as many whole frames as
     FRAME_COLS_ELEMENTS holds, and the first run's weight relayout, one 27 C^2 conv weight at a time."""
@@ -519,7 +517,7 @@ def audio_decode_activations(
     of `latent_frames` frames.
 
     Level i (0 = the mel resolution) runs at ((T_a - 1) 2^(L-1-i) + 1) x bins 2^(L-1-i) pixels. On the CPU
-    each 3x3 causal conv is one shifted matmul per tap (ltx.kernels.cpu.conv_taps, no im2col copy),
+    each 3x3 causal conv is one shifted matmul per tap (ltx.kernels.conv.conv_taps, no im2col copy),
     each added into the conv's output in place (MKL): it holds its padded input and its output; with
     the norm + SiLU output and the upsample's nearest-x2 copy of the entering width C_in that is
     ~2 C_in + 4 C per pixel (fitted on ch_mult (1, 1, 2) and (1, 2, 4), the official, at 26 and 51
@@ -550,14 +548,14 @@ def vocode_activations(
     generator) on `mel_frames` mel frames, at the generator level with the most channels x samples.
 
     A level's three res blocks read the same input and are summed; on the CPU each dilated conv is one
-    shifted matmul per tap (ltx.kernels.cpu.conv_taps, no im2col copy) or a 1-D Winograd conv, added
+    shifted matmul per tap (ltx.kernels.conv.conv_taps, no im2col copy) or a 1-D Winograd conv, added
     into its output in place, holding its padded input and output, beside the level's input, the
     activations and the running sum of the blocks; the transposed convs add into their output in
-    place too (cpu_kernels.conv_transpose1d): ~11 values per channel and sample for HiFi-GAN (MLX's
+    place too (conv.conv_transpose1d): ~11 values per channel and sample for HiFi-GAN (MLX's
     peak measured 9-10 at 64 and 256 initial channels, 17 and 33 frames, and the run's traced Python
     and numpy allocations add ~1 MB at the tiny width; MLX frees buffers on its stream thread, so the
     same run's peak varies by up to ~1.5x at the tiny width). BigVGAN's AMP blocks' anti-aliased
-    SnakeBeta activations: with resampling (the CPU's, ltx.kernels.cpu.snake_resampled) only their
+    SnakeBeta activations: with resampling (the CPU's, ltx.kernels.activations.snake_resampled) only their
     output and a fixed scratch (snake_resampled_scratch_bytes), ~9 values in all (measured 9.5-10.4
     with the scratch on the LTX-2.3 vocoder + BWE at 49 and 97 frames, numpy traced;
     tests/test_memory.py checks 9, 13 and 49 frames within 25%); with MLX's

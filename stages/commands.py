@@ -157,9 +157,9 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
     nodes, resolved, files = pipeline.build(opts, store)
     _scratch_in_cache(store)
     if State.verbose:
-        from ltx import backend
+        from ltx import ops
 
-        _echo("backend: " + ", ".join(f"{k} {v}" for k, v in backend.describe().items()))
+        _echo("backend: " + ", ".join(f"{k} {v}" for k, v in ops.describe().items()))
     return store, name, nodes, resolved, files
 
 

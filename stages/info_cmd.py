@@ -35,10 +35,10 @@ def info(
     from stages.models import resolve_model
 
     files = resolve_model(model, State.store()).ready()
-    from ltx import backend, memory
+    from ltx import memory, ops
     from ltx.weights import convert
 
-    be = backend.describe()
+    be = ops.describe()
     itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[be["dtype"]]
     typer.echo(f"model {files.name} (LTX-{files.version}) at {files.checkpoint.parent}")
     typer.echo(f"backend: mlx {be['mlx']}, {be['device']}, BLAS {be['blas']}, compute dtype {be['dtype']}")
@@ -79,10 +79,7 @@ def estimates(
     files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
 ):
     """(normal, streamed) per-stage peak estimates of a model at a size."""
-    import mlx.core as mx
-
-    from ltx import memory
-    from ltx.kernels import cpu as cpu_kernels
+    from ltx import memory, ops
     from ltx.model.transformer import TransformerConfig
     from ltx.weights import loader
 
@@ -97,11 +94,7 @@ def estimates(
         fps=frame_rate,
         itemsize=itemsize,
         two_stage=two_stage,
-        blocked_attention=cpu_kernels.blocked_attention(),
-        cpu_norms=cpu_kernels.cpu_backend(),
-        frame_convs=itemsize == 4 and cpu_kernels.conv3d_frames_applies(mx.float32),
-        winograd=itemsize == 4 and cpu_kernels.winograd_applies(mx.float32),
-        resampling=itemsize == 4 and cpu_kernels.resampling_applies(mx.float32),
+        **ops.memory_paths(itemsize),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)

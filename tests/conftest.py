@@ -11,28 +11,27 @@ import ltx.backend  # noqa: E402, F401
 
 @pytest.fixture(params=["cpu", "mlx"])
 def kernels(request, monkeypatch):
-    """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.kernels.cpu: conv taps,
+    """Run a test with each set of kernels: "cpu", the CPU backend's own (ltx.kernels: conv taps,
     Winograd convs, frame convs, transposed 1-D convs, numpy anti-aliased activations, numpy norm +
     SiLU), forced on even at the tiny models' sizes (the frame convs one input frame per im2col
     chunk, the Winograd convs one slab and tile row, or one 1-D tile, per chunk, at any width; the
     activations one row per task); "mlx", MLX's convs and elementwise ops, what GPUs run. Takes effect for models
     loaded after it (loading lays out the conv weights)."""
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.kernels import winograd
+    from ltx.kernels import activations, conv, norms, threads, winograd
 
     if request.param == "cpu":
         monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", 1)
         monkeypatch.setattr(winograd, "MIN_CHANNELS_1D", 1)  # the tiny vocoders' convs too
-        monkeypatch.setattr(cpu_kernels, "RESAMPLE_CHUNK_VALUES", 1)  # one row per activation task
-        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
-        monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 1000)  # several ragged blocks per thread
-        monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", 1)
+        monkeypatch.setattr(activations, "RESAMPLE_CHUNK_VALUES", 1)  # one row per activation task
+        monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 1000)  # several ragged blocks per thread
+        monkeypatch.setattr(conv, "FRAME_COLS_ELEMENTS", 1)
     else:
-        monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
-        monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)  # the wide convs' Winograd too
-        monkeypatch.setattr(cpu_kernels, "FRAMES_CONV", False)
-        monkeypatch.setattr(cpu_kernels, "TRANSPOSED_CONV", False)
-        monkeypatch.setattr(cpu_kernels, "TAPS_1D", False)
-        monkeypatch.setattr(cpu_kernels, "RESAMPLING", False)
-        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
+        monkeypatch.setattr(conv, "TAPS_MAX_CHANNELS", 0)
+        monkeypatch.setattr(conv, "WINOGRAD", False)  # the wide convs' Winograd too
+        monkeypatch.setattr(conv, "FRAMES_CONV", False)
+        monkeypatch.setattr(conv, "TRANSPOSED_CONV", False)
+        monkeypatch.setattr(conv, "TAPS_1D", False)
+        monkeypatch.setattr(activations, "RESAMPLING", False)
+        monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 1 << 62)
     return request.param

@@ -1,4 +1,4 @@
-"""ltx.kernels.cpu' convolutions and VAE norm against MLX's own ops (the models' parity with the
+"""ltx.kernels' convolutions and VAE norm against MLX's own ops (the models' parity with the
 reference, through these kernels, is in test_video_vae.py and test_audio.py)."""
 
 from __future__ import annotations
@@ -6,19 +6,20 @@ from __future__ import annotations
 import mlx.core as mx
 import pytest
 
+from ltx.kernels import activations, blas, conv, norms, threads, winograd
+from ltx.kernels import attention as attention_kernels
 from ltx.kernels import blas as cpu_blas
-from ltx.kernels import cpu as cpu_kernels
-from ltx.kernels import winograd
+from ltx.kernels import linear as linear_kernels
 
 
 def _use_gemm(name: str, monkeypatch) -> None:
     """Run the conv kernels' GEMMs on `name` (mkl, openblas) or on neither (mlx)."""
     if name == "mlx":
-        monkeypatch.setattr(cpu_kernels, "_gemm", lambda: None)
+        monkeypatch.setattr(blas, "gemm", lambda: None)
         return
     gemm = cpu_blas.library(name)
     assert gemm is not None, f"{name} is there on Linux (MKL a dependency, OpenBLAS in numpy's wheel)"
-    monkeypatch.setattr(cpu_kernels, "_gemm", lambda: gemm)
+    monkeypatch.setattr(blas, "gemm", lambda: gemm)
 
 
 @pytest.mark.parametrize(
@@ -38,19 +39,19 @@ def test_conv_taps_equals_mlx_conv(batch, spatial, kernel, dilation, layout, gem
     and (with neither) MLX's addmm chain; the 3x3(x3) convs with one GEMM per tap here (Winograd
     off), as Winograd F(m x m, 3x3) below."""
     _use_gemm(gemm, monkeypatch)
-    monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)
+    monkeypatch.setattr(conv, "WINOGRAD", False)
     c, o = 6, 5
     x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
     w = mx.random.normal((o, *kernel, c), key=mx.random.key(2))
     bias = mx.random.normal((o,), key=mx.random.key(3))
     want = mx.conv_general(x, w, kernel_dilation=dilation) + bias
     if layout == "taps":
-        w = cpu_kernels.taps_layout(w)
+        w = conv.taps_layout(w)
         assert w.shape == (o, *kernel, c)
-    got = cpu_kernels.conv_taps(x, w, bias, dilation)
+    got = conv.conv_taps(x, w, bias, dilation)
     assert got.shape == want.shape
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-    nobias = cpu_kernels.conv_taps(x, w, None, dilation)
+    nobias = conv.conv_taps(x, w, None, dilation)
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
@@ -68,15 +69,15 @@ def test_narrow_conv_equals_mlx_conv(batch, spatial, kernel, dilation, c, o, gem
     then shifted adds) against MLX's conv, with and without bias; it runs even where Winograd would."""
     _use_gemm(gemm, monkeypatch)
     monkeypatch.setattr(winograd, "conv", None)  # the other paths would raise if called
-    monkeypatch.setattr(cpu_kernels, "_conv_taps_blas", None)
+    monkeypatch.setattr(conv, "_conv_taps_blas", None)
     x = mx.random.normal((batch, *spatial, c), key=mx.random.key(1))
-    w = cpu_kernels.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(2)))
+    w = conv.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(2)))
     bias = mx.random.normal((o,), key=mx.random.key(3))
     want = mx.conv_general(x, w, kernel_dilation=dilation) + bias
-    got = cpu_kernels.conv_taps(x, w, bias, dilation)
+    got = conv.conv_taps(x, w, bias, dilation)
     assert got.shape == want.shape
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-    nobias = cpu_kernels.conv_taps(x, w, None, dilation)
+    nobias = conv.conv_taps(x, w, None, dilation)
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
@@ -115,13 +116,13 @@ def test_winograd_conv_equals_mlx_conv(batch, spatial, kernel, tile_rows, tile, 
     bias = mx.random.normal((o,), key=mx.random.key(3))
     filters = winograd.Filters()
     for key in (2, 4):
-        w = cpu_kernels.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(key)))
+        w = conv.taps_layout(mx.random.normal((o, *kernel, c), key=mx.random.key(key)))
         want = mx.conv_general(x, w) + bias
-        got = cpu_kernels.conv_taps(x, w, bias, filters=filters)
+        got = conv.conv_taps(x, w, bias, filters=filters)
         assert filters.filters.shape[0] == (tile + 2) ** 2
         assert got.shape == want.shape
         assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-        nobias = cpu_kernels.conv_taps(x, w, None)  # filters made for this call
+        nobias = conv.conv_taps(x, w, None)  # filters made for this call
         assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
     assert filters.source is w
 
@@ -144,15 +145,15 @@ def test_winograd_chunks_split_as_planned(monkeypatch):
             self.real.sgemm(*a)
 
     real = cpu_blas.library("openblas")
-    monkeypatch.setattr(cpu_kernels, "_gemm", lambda: Spy(real))
+    monkeypatch.setattr(blas, "gemm", lambda: Spy(real))
     x = mx.random.normal((2, 6, 9, 10, 6), key=mx.random.key(1))
-    w = cpu_kernels.taps_layout(mx.random.normal((5, 3, 3, 3, 6), key=mx.random.key(2)))
+    w = conv.taps_layout(mx.random.normal((5, 3, 3, 3, 6), key=mx.random.key(2)))
     want = mx.conv_general(x, w)
     tw = 2  # 8 output columns in 4 x 4 tiles
     for rows, chunks, slabs in ((12, 2, 12), (5, 4 * 2, 5)):
         shapes.clear()
         monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", _chunk(4, (9, 10), 6, 5, rows))
-        got = cpu_kernels.conv_taps(x, w, filters=winograd.Filters())
+        got = conv.conv_taps(x, w, filters=winograd.Filters())
         assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
         assert len(shapes) == chunks and max(shapes) == slabs * tw * 6, (rows, shapes)
 
@@ -177,18 +178,18 @@ def test_winograd_conv1d_equals_mlx_conv(batch, length, kernel, dilation, chunk,
     monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", chunk)
     c, o = 6, 5
     x = mx.random.normal((batch, length, c), key=mx.random.key(1))
-    w = cpu_kernels.taps_layout(mx.random.normal((o, kernel, c), key=mx.random.key(2)))
+    w = conv.taps_layout(mx.random.normal((o, kernel, c), key=mx.random.key(2)))
     bias = mx.random.normal((o,), key=mx.random.key(3))
     assert winograd.applies((kernel,), dilation, c)
     want = mx.conv1d(x, w, dilation=dilation) + bias
     filters = winograd.Filters()
-    got = cpu_kernels.conv_taps(x, w, bias, dilation, filters)
+    got = conv.conv_taps(x, w, bias, dilation, filters)
     assert filters.filters is not None and filters.filters.shape[:3] == (
         (6, 1, o) if kernel == 3 else (7, -(-kernel // 4), o)
     )
     assert got.shape == want.shape
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-    nobias = cpu_kernels.conv_taps(x, w, None, dilation)  # filters made for this call
+    nobias = conv.conv_taps(x, w, None, dilation)  # filters made for this call
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
@@ -200,17 +201,17 @@ def test_winograd_conv1d_equals_mlx_conv(batch, length, kernel, dilation, chunk,
 def test_conv_transpose1d_equals_mlx(kernel, stride, padding, gemm, monkeypatch):
     """The transposed conv as GEMMs adding into shifted output rows against MLX's conv_transpose1d."""
     _use_gemm(gemm, monkeypatch)
-    assert cpu_kernels.conv_transpose1d_applies(mx.float32)
+    assert conv.conv_transpose1d_applies(mx.float32)
     c, o = 6, 5
     x = mx.random.normal((2, 7, c), key=mx.random.key(1))
     w = mx.random.normal((o, kernel, c), key=mx.random.key(2))
     bias = mx.random.normal((o,), key=mx.random.key(3))
     want = mx.conv_transpose1d(x, w, stride=stride, padding=padding) + bias
-    for weight in (w, cpu_kernels.taps_layout(w)):
-        got = cpu_kernels.conv_transpose1d(x, weight, bias, stride, padding)
+    for weight in (w, conv.taps_layout(w)):
+        got = conv.conv_transpose1d(x, weight, bias, stride, padding)
         assert got.shape == want.shape == (2, 6 * stride + kernel - 2 * padding, o)
         assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-    nobias = cpu_kernels.conv_transpose1d(x, w, None, stride, padding)
+    nobias = conv.conv_transpose1d(x, w, None, stride, padding)
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
@@ -231,17 +232,17 @@ def test_snake_resampled_equals_mlx(length, channels, chunk_values, monkeypatch)
     (asymmetric) filters."""
     from ltx.audio.vocoder import Activation1d
 
-    monkeypatch.setattr(cpu_kernels, "RESAMPLE_CHUNK_VALUES", chunk_values)
+    monkeypatch.setattr(activations, "RESAMPLE_CHUNK_VALUES", chunk_values)
     act = Activation1d(channels)
     act.upsample.filter = mx.random.normal((1, 1, 12), key=mx.random.key(4))
     act.downsample.lowpass.filter = mx.random.normal((1, 1, 12), key=mx.random.key(5))
     act.act.alpha = 0.3 * mx.random.normal((channels,), key=mx.random.key(6))
     act.act.beta = 0.3 * mx.random.normal((channels,), key=mx.random.key(7))
     x = mx.random.normal((2, length, channels), key=mx.random.key(1))
-    monkeypatch.setattr(cpu_kernels, "RESAMPLING", False)
+    monkeypatch.setattr(activations, "RESAMPLING", False)
     want = act(x)
-    monkeypatch.setattr(cpu_kernels, "RESAMPLING", True)
-    assert cpu_kernels.resampling_applies(mx.float32)
+    monkeypatch.setattr(activations, "RESAMPLING", True)
+    assert activations.resampling_applies(mx.float32)
     got = act(x)
     assert got.shape == want.shape == x.shape
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
@@ -251,13 +252,13 @@ def test_snake_resampled_rejects_strided_arrays():
     """It writes through reshaped views, so a strided x or out (whose reshape would copy) is refused."""
     import numpy as np
 
-    taps = cpu_kernels.Resampling(2, (((0, 1.0),), ((0, 1.0),)), ((0, 0, 1.0),))
+    taps = activations.Resampling(2, (((0, 1.0),), ((0, 1.0),)), ((0, 0, 1.0),))
     x = np.zeros((8, 6), np.float32)
     ones = np.ones(3, np.float32)
     with pytest.raises(ValueError, match="C-contiguous"):
-        cpu_kernels.snake_resampled(x[:, :3], taps, ones, ones, np.zeros((8, 3), np.float32))
+        activations.snake_resampled(x[:, :3], taps, ones, ones, np.zeros((8, 3), np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
-        cpu_kernels.snake_resampled(x[:, :3].copy(), taps, ones, ones, x[:, :3])
+        activations.snake_resampled(x[:, :3].copy(), taps, ones, ones, x[:, :3])
 
 
 @pytest.mark.parametrize(
@@ -275,20 +276,20 @@ def test_conv3d_frames_equals_mlx_conv3d(batch, frames, padding, chunk, layout, 
     """The frame convs (one GEMM per temporal tap over a spatial im2col, padding taps skipped)
     against mx.conv3d with the same zero padding, with and without bias, on both BLAS libraries."""
     _use_gemm(gemm, monkeypatch)
-    assert cpu_kernels.conv3d_frames_applies(mx.float32)
-    monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", chunk)
+    assert conv.conv3d_frames_applies(mx.float32)
+    monkeypatch.setattr(conv, "FRAME_COLS_ELEMENTS", chunk)
     c, o = 6, 5
     x = mx.random.normal((batch, frames, 4, 5, c), key=mx.random.key(1))
     w = mx.random.normal((o, 3, 3, 3, c), key=mx.random.key(2))
     bias = mx.random.normal((o,), key=mx.random.key(3))
     want = mx.conv3d(x, w, padding=padding) + bias
     if layout == "frames":
-        w = cpu_kernels.frames_layout(w)
+        w = conv.frames_layout(w)
         assert w.shape == (o, 3, 3, 3, c)
-    got = cpu_kernels.conv3d_frames(x, w, bias, padding)
+    got = conv.conv3d_frames(x, w, bias, padding)
     assert got.shape == want.shape
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
-    nobias = cpu_kernels.conv3d_frames(x, w, None, padding)
+    nobias = conv.conv3d_frames(x, w, None, padding)
     assert float(mx.abs(nobias + bias - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
 
@@ -299,11 +300,11 @@ def test_pixel_norm_silu_kernel_equals_mlx(shape, monkeypatch):
     full = mx.random.normal(shape, key=mx.random.key(5)) * 3
     x = full[..., 1:5, :5, :]  # a strided view, as a cropped conv output is
     scale, shift = (mx.random.normal((2, 16), key=mx.random.key(k)) for k in (6, 7))
-    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 5 * 16)  # two rows per block
+    monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 2 * 5 * 16)  # two rows per block
     for args in ((), (scale, shift)):
-        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
+        monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 1 << 62)
         want = pixel_norm_silu(x, *args, eps=1e-6)
-        monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 0)
         got = pixel_norm_silu(x, *args, eps=1e-6)
         assert got.shape == x.shape
         assert float(mx.abs(got - want).max()) <= 1e-5
@@ -318,7 +319,7 @@ def test_rms_norm_modulate_equals_mlx(rows, monkeypatch):
     x = full[:, :, 4:36]  # a strided view
     weight = mx.random.uniform(0.5, 1.5, (32,), key=mx.random.key(9))
     scale, shift = (mx.random.normal((2, rows, 32), key=mx.random.key(k)) for k in (10, 11))
-    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 32)  # two rows per block, a ragged last one
+    monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 2 * 32)  # two rows per block, a ragged last one
     for kw in (
         {},
         {"weight": weight},
@@ -328,7 +329,7 @@ def test_rms_norm_modulate_equals_mlx(rows, monkeypatch):
         want = mx.fast.rms_norm(x, kw.get("weight"), 1e-6)
         if "scale" in kw:
             want = want * (1 + kw["scale"]) + kw["shift"]
-        got = cpu_kernels.rms_norm_modulate(x, 1e-6, **kw)
+        got = norms.rms_norm_modulate(x, 1e-6, **kw)
         assert got.shape == x.shape
         assert float(mx.abs(got - want).max()) <= 1e-5, sorted(kw)
 
@@ -340,7 +341,7 @@ def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
     several ragged row blocks whose statistics are combined."""
     import mlx.nn as nn
 
-    from ltx.video.upsampler import group_norm_silu
+    from ltx.ops import group_norm_silu
 
     full = mx.random.normal((2, 3, 6, 7, 64), key=mx.random.key(8)) * 3 + 40
     x = full[:, :, 1:5, :5, :]
@@ -348,10 +349,10 @@ def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
     norm = nn.GroupNorm(32, 64, eps=1e-5, pytorch_compatible=True)
     norm.weight = mx.random.uniform(0.5, 1.5, (64,), key=mx.random.key(10))
     norm.bias = mx.random.normal((64,), key=mx.random.key(11))
-    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 7 * 64)  # 7 of a sample's 60 positions per block
-    monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 1 << 62)
+    monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 7 * 64)  # 7 of a sample's 60 positions per block
+    monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 1 << 62)
     want = group_norm_silu(norm, x, res)
-    monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 0)
     got = group_norm_silu(norm, x, res)
     assert got.shape == x.shape
     assert float(mx.abs(got - want).max()) <= 1e-4
@@ -360,13 +361,13 @@ def test_group_norm_silu_kernel_equals_mlx(residual, monkeypatch):
 @pytest.mark.parametrize("gemm", ["mkl", "openblas"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_equals_mlx_matmul(gemm, bias, monkeypatch):
-    """cpu_kernels.linear on a (B, T, C) input that is a strided view (a transpose), on both libraries."""
+    """linear_kernels.linear on a (B, T, C) input that is a strided view (a transpose), on both libraries."""
     _use_gemm(gemm, monkeypatch)
     x = mx.random.normal((2, 6, 5), key=mx.random.key(1)).transpose(0, 2, 1)  # (2, 5, 6), not contiguous
     w = mx.random.normal((7, 6), key=mx.random.key(2))
     b = mx.random.normal((7,), key=mx.random.key(3)) if bias else None
     want = x @ w.T + (b if bias else 0)
-    got = cpu_kernels.linear(x, w, b)
+    got = linear_kernels.linear(x, w, b)
     assert got.shape == (2, 5, 7)
     assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
 
@@ -377,11 +378,11 @@ def test_linear_applies_only_on_openblas(gemm, want, monkeypatch):
     from ltx.model.attention import Linear
 
     _use_gemm(gemm, monkeypatch)
-    monkeypatch.setattr(cpu_kernels, "LINEAR_MIN_MACS", 0)
+    monkeypatch.setattr(linear_kernels, "LINEAR_MIN_MACS", 0)
     layer = Linear(6, 4)
     x = mx.random.normal((3, 6), key=mx.random.key(4))
-    assert cpu_kernels.linear_applies(x, layer.weight) is want
-    assert cpu_kernels.linear_applies(x.astype(mx.bfloat16), layer.weight) is False
+    assert linear_kernels.linear_applies(x, layer.weight) is want
+    assert linear_kernels.linear_applies(x.astype(mx.bfloat16), layer.weight) is False
     want_y = x @ layer.weight.T + layer.bias
     assert float(mx.abs(layer(x) - want_y).max()) <= 1e-5 * float(mx.abs(want_y).max())
 
@@ -404,30 +405,30 @@ def test_attention_runs_on_the_conv_gemms_library(gemm, serial, mkl, want, monke
     if not serial:
         monkeypatch.setattr(cpu_blas, "serial_openblas", lambda: None)
     if not mkl:
-        monkeypatch.setattr(cpu_kernels, "_cblas", lambda: None)
-    assert cpu_kernels._attention_library() == want
-    assert cpu_kernels.blocked_attention() is (want is not None)
+        monkeypatch.setattr(blas, "mkl", lambda: None)
+    assert attention_kernels.library() == want
+    assert attention_kernels.blocked_attention() is (want is not None)
 
 
-def test_backend_names_the_vae_conv_path(monkeypatch):
+def test_ops_name_the_kernels_they_pick(monkeypatch):
     """`ltx info` / --verbose say whether the VAE's 3x3 convs and the vocoder's convs run as Winograd
     convs here, how the transposed convs run, and which attention path runs."""
-    from ltx import backend
+    from ltx import ops
 
-    d = backend.describe()
+    d = ops.describe()
     want = {"mkl": "blocked on MKL", "openblas": "blocked on numpy's OpenBLAS"}
-    assert d["attention"].startswith(want[cpu_kernels._attention_library()]) and "512 keys" in d["attention"]
+    assert d["attention"].startswith(want[attention_kernels.library()]) and "512 keys" in d["attention"]
     assert d["vae_convs"].startswith("Winograd")
     assert d["vocoder_convs"].startswith("Winograd F(4, 3)") and d["vocoder_convs"].endswith(
         "numpy passes on both cores"
     )
-    monkeypatch.setattr(cpu_kernels, "WINOGRAD", False)
-    monkeypatch.setattr(cpu_kernels, "TRANSPOSED_CONV", False)
-    monkeypatch.setattr(cpu_kernels, "RESAMPLING", False)
-    d = backend.describe()
+    monkeypatch.setattr(conv, "WINOGRAD", False)
+    monkeypatch.setattr(conv, "TRANSPOSED_CONV", False)
+    monkeypatch.setattr(activations, "RESAMPLING", False)
+    d = ops.describe()
     assert d["vae_convs"].startswith("one matmul per tap")
     assert d["vocoder_convs"] == "one matmul per tap"
-    monkeypatch.setattr(cpu_kernels, "_attention_library", lambda: "mkl")
-    assert backend.describe()["attention"].startswith("blocked on MKL")
-    monkeypatch.setattr(cpu_kernels, "_attention_library", lambda: None)
-    assert backend.describe()["attention"].startswith("chunked")
+    monkeypatch.setattr(attention_kernels, "library", lambda: "mkl")
+    assert ops.describe()["attention"].startswith("blocked on MKL")
+    monkeypatch.setattr(attention_kernels, "library", lambda: None)
+    assert ops.describe()["attention"].startswith("chunked")

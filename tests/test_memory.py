@@ -19,9 +19,9 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from test_quantize import golden_inputs, write_widened  # noqa: E402
 
-from ltx import memory
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402
-from ltx.kernels import winograd
+from ltx import memory, ops
+from ltx.kernels import activations, conv, winograd
+from ltx.kernels import attention as attention_kernels  # noqa: E402
 from ltx.model import patchify
 from ltx.model import streaming as lowmem
 from ltx.model.transformer import Modality, TransformerConfig, X0Model, load_transformer  # noqa: E402
@@ -64,7 +64,7 @@ def _settle() -> None:
 def _with_numpy(peak: int, run) -> int:
     """peak(run), plus numpy's peak (traced) where the Winograd convs run: their filters and scratch
     are numpy's, freed first so that this run allocates them as a stage's first run does."""
-    if not cpu_kernels.winograd_applies(mx.float32):
+    if not conv.winograd_applies(mx.float32):
         return peak(run)
     winograd.release_scratch()
     tracemalloc.start()
@@ -103,7 +103,7 @@ def test_transformer_estimate_within_25_percent(models, name, size):
     frames, h, w, ta, s = size
     inputs = _inputs(cfg, *size)
     measured, _ = _measure(lambda: load_transformer(path, mx.float32), inputs)
-    blocked = cpu_kernels.blocked_attention()
+    blocked = attention_kernels.blocked_attention()
     est = comps["transformer"].bytes + memory.transformer_activations(
         cfg, frames * h * w, ta, s, 4, blocked_attention=blocked
     )
@@ -163,7 +163,7 @@ def _decoder(base_channels: int | None):
     """The tiny 2.0 video decoder, or the same widened to `base_channels` (synthesised weights, in memory)."""
     from mlx.utils import tree_flatten, tree_unflatten
 
-    from ltx.video.blocks import lay_out_for_backend
+    from ltx import ops
     from ltx.video.vae import VideoDecoder, VideoVAEConfig
 
     cfg = json.loads(
@@ -175,7 +175,7 @@ def _decoder(base_channels: int | None):
     model = VideoDecoder(VideoVAEConfig.from_dict(vae))
     flat = tree_flatten(model.parameters())
     model.update(tree_unflatten([(k, mx.array(tiny.synth("vae.decoder." + k, v.shape))) for k, v in flat]))
-    lay_out_for_backend(model)  # as load_video_decoder does
+    ops.lay_out(model)  # as load_video_decoder does
     return model
 
 
@@ -204,7 +204,7 @@ def test_decode_estimate_within_25_percent(base, size):
 
     measured = _with_numpy(lambda f: f(), run)
     patch = model.conv_out.conv.weight.shape[0] // 3
-    wino = cpu_kernels.winograd_applies(mx.float32)
+    wino = conv.winograd_applies(mx.float32)
     est = weights + (_filter_bytes(model) if wino else 0)
     est += memory.decode_activations(base, patch, frames, h, w, h, w, 4, winograd=wino)
     assert abs(est - measured) <= 0.25 * measured, (base, size, est, measured)
@@ -217,7 +217,7 @@ def test_decode_widths_from_checkpoint(models):
 
 def _narrow(weight: mx.array) -> bool:
     o, *kernel, c = weight.shape
-    return cpu_kernels.narrow_applies(math.prod(kernel), o, c)
+    return conv.narrow_applies(math.prod(kernel), o, c)
 
 
 def test_winograd_filter_bytes_from_checkpoint(models):
@@ -226,18 +226,18 @@ def test_winograd_filter_bytes_from_checkpoint(models):
     from ltx.audio.vae import load_audio_decoder
     from ltx.video.vae import load_video_decoder
 
-    assert cpu_kernels.winograd_applies(mx.float32)
+    assert conv.winograd_applies(mx.float32)
     comps = memory.components(models["tiny"], models["tiny"], models["tiny"].parent / "none", 4)
     video = load_video_decoder(models["tiny"], mx.float32)
     np.array(video.decode(mx.zeros((1, 128, 2, 2, 3))))
     audio = load_audio_decoder(models["tiny"], mx.float32)
     np.array(audio.decode(mx.zeros((1, 8, 5, 16))))
     for name, model in (("video_decoder", video), ("audio_decoder", audio)):
-        convs = [m for m in model.modules() if hasattr(m, "taps_applies") and m.taps_applies()]
-        convs = [m for m in convs if m.conv.weight.shape[-2] == 3]  # (the audio resnets' 1x1 shortcuts)
-        narrow = [m for m in convs if _narrow(m.conv.weight)]  # one GEMM, no filters
+        convs = [m for m in model.modules() if isinstance(m, (ops.Conv2d, ops.Conv3d)) and m.uses_taps()]
+        convs = [m for m in convs if m.weight.shape[-2] == 3]  # (the audio resnets' 1x1 shortcuts)
+        narrow = [m for m in convs if _narrow(m.weight)]  # one GEMM, no filters
         assert len(narrow) == (name == "audio_decoder")  # its conv_out to 2 channels
-        convs = [m for m in convs if not _narrow(m.conv.weight)]
+        convs = [m for m in convs if not _narrow(m.weight)]
         assert convs and all(m.filters.filters is not None for m in convs), name  # all ran Winograd
         assert comps[name].winograd_bytes == sum(m.filters.filters.nbytes for m in convs), name
         assert _filter_bytes(model) == comps[name].winograd_bytes, name  # the MLX layout reads the same
@@ -248,7 +248,7 @@ def test_vocoder_winograd_filter_bytes_from_checkpoint(dirs, widened):
     level and conv_pre) equals what its convs hold after a run."""
     from ltx.audio.vocoder import Conv1d, load_vocoder
 
-    assert cpu_kernels.winograd_applies(mx.float32)
+    assert conv.winograd_applies(mx.float32)
     ckpt = widened["vocoder-2.0"]
     voc = load_vocoder(ckpt, mx.float32)
     np.array(voc(_normal(1, 9, 64, 2)))
@@ -266,14 +266,14 @@ def test_vocoder_winograd_filter_bytes_from_checkpoint(dirs, widened):
 
 def test_memory_constants_match_the_kernels():
     """ltx.memory keeps copies of the CPU kernels' limits (it imports no model code)."""
-    assert memory.WINOGRAD_MAX_CHANNELS == cpu_kernels.TAPS_MAX_CHANNELS
+    assert memory.WINOGRAD_MAX_CHANNELS == conv.TAPS_MAX_CHANNELS
     assert memory.WINOGRAD_CHUNK_ELEMENTS == winograd.CHUNK_ELEMENTS
     assert memory.WINOGRAD_TILE == winograd.TILE
     assert memory.WINOGRAD_TILE_MAX_CHANNELS == winograd.TILE_MAX_CHANNELS
     assert memory.WINOGRAD_TILE_WIDE == winograd.TILE_WIDE
     assert memory.WINOGRAD_MIN_CHANNELS_1D == winograd.MIN_CHANNELS_1D
     assert memory.WINOGRAD_MAX_CHANNELS_1D == winograd.MAX_CHANNELS_1D
-    assert memory.RESAMPLE_CHUNK_VALUES == cpu_kernels.RESAMPLE_CHUNK_VALUES
+    assert memory.RESAMPLE_CHUNK_VALUES == activations.RESAMPLE_CHUNK_VALUES
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,9 +448,9 @@ def widened(dirs, tmp_path_factory) -> dict[str, Path]:
 
 def test_frame_conv_chunk_matches_the_kernel():
     """memory mirrors the frame convs' im2col chunk (it reads no kernel module)."""
-    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import conv
 
-    assert memory.FRAME_COLS_ELEMENTS == cpu_kernels.FRAME_COLS_ELEMENTS
+    assert memory.FRAME_COLS_ELEMENTS == conv.FRAME_COLS_ELEMENTS
 
 
 @pytest.mark.parametrize("name", ["tiny", "mid"])  # width 32, one res block per stage; width 128, two
@@ -463,9 +463,9 @@ def test_upsample_estimate_within_25_percent(dirs, widened, name, size, kernels,
     path = dirs["2.0"] / "upsampler.safetensors" if name == "tiny" else widened["upsampler"]
     latent = _normal(1, 128, (frames - 1) // 8 + 1, h // 2 // 32, w // 2 // 32)  # the stage-1 latent
 
-    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import conv
 
-    monkeypatch.setattr(cpu_kernels, "FRAME_COLS_ELEMENTS", memory.FRAME_COLS_ELEMENTS)  # the real chunk
+    monkeypatch.setattr(conv, "FRAME_COLS_ELEMENTS", memory.FRAME_COLS_ELEMENTS)  # the real chunk
 
     def run():  # as stages/upsample.py (the encoder: only its statistics are read)
         encoder = load_video_encoder(dirs["2.0"] / "model.safetensors", mx.float32)
@@ -498,7 +498,7 @@ def test_decode_audio_estimate_within_25_percent(dirs, widened, name, frames):
         np.array(decoder.decode(latent).transpose(0, 3, 1, 2))
 
     measured = _with_numpy(_peak, run)
-    wino = cpu_kernels.winograd_applies(mx.float32)
+    wino = conv.winograd_applies(mx.float32)
     est = _estimate(_components(ckpt, dirs), "decode-audio", 256, 384, frames, winograd=wino)
     assert abs(est.peak - measured) <= 0.25 * measured, (name, frames, est, measured)
 
@@ -526,7 +526,7 @@ def test_vocode_estimate_within_25_percent(dirs, widened, variant, name, frames)
         np.array(vocoder(mel)[0].T)
 
     measured = _with_numpy(_peak, run)  # the mid 2.0's first level (128 channels) runs as 1-D Winograd
-    wino, resampling = cpu_kernels.winograd_applies(mx.float32), cpu_kernels.resampling_applies(mx.float32)
+    wino, resampling = conv.winograd_applies(mx.float32), activations.resampling_applies(mx.float32)
     est = _estimate(_components(ckpt, dirs), "vocode", 256, 384, frames, winograd=wino, resampling=resampling)
     assert abs(est.peak - measured) <= 0.25 * measured, (variant, name, frames, est, measured)
 

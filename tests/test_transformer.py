@@ -253,15 +253,16 @@ def test_19b_parameter_count():
 def _use_attention_library(name: str | None, monkeypatch) -> None:
     """Run the blocked attention's GEMMs on `name` ("mkl": packed, "openblas": single-threaded
     sgemm calls), or (None) take the chunked path that runs without either."""
+    from ltx.kernels import attention as attention_kernels
+    from ltx.kernels import blas
     from ltx.kernels import blas as cpu_blas
-    from ltx.kernels import cpu as cpu_kernels
 
     if name == "mkl":
-        assert cpu_kernels._cblas() is not None, "MKL is a dependency on Linux: the blocked path must run"
+        assert blas.mkl() is not None, "MKL is a dependency on Linux: the blocked path must run"
     if name == "openblas":
         assert cpu_blas.serial_openblas() is not None, "numpy's wheel brings OpenBLAS on Linux"
-    monkeypatch.setattr(cpu_kernels, "_attention_library", lambda: name)
-    assert cpu_kernels.blocked_attention() is (name is not None)
+    monkeypatch.setattr(attention_kernels, "library", lambda: name)
+    assert attention_kernels.blocked_attention() is (name is not None)
 
 
 @pytest.mark.parametrize(
@@ -283,10 +284,11 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path, library):
     projections; the scores' bound lets exp skip the max shift), "blocked-exact" (the same with every
     block shifted by its running row max, the earlier blocks of keys rescaled, as when the bound is
     too large), "blocked-exp" (natural-base scores and numpy's row sums, what ran before
-    cpu_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without either BLAS: MLX matmuls, several
+    attention_kernels.SOFTMAX_BASE2) and "chunked" (the fallback without either BLAS: MLX matmuls, several
     query chunks and row blocks)."""
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.model import attention
+    from ltx import ops
+    from ltx.kernels import attention as attention_kernels
+    from ltx.kernels import threads
 
     rng = np.random.RandomState(0)
     # (B, T, H, D) projections seen as (B, H, T, D), as Attention passes them
@@ -307,81 +309,83 @@ def test_cpu_attention_matches_fused_kernel(monkeypatch, path, library):
             * np.ones((1, 1, 1, 7), np.float32)
         ),
     }
-    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
-    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     if path == "blocked-exact":
-        monkeypatch.setattr(cpu_kernels, "EXP_SAFE", -1.0)
+        monkeypatch.setattr(attention_kernels, "EXP_SAFE", -1.0)
     if path == "blocked-exp":
-        monkeypatch.setattr(cpu_kernels, "SOFTMAX_BASE2", False)
+        monkeypatch.setattr(attention_kernels, "SOFTMAX_BASE2", False)
     _use_attention_library(library, monkeypatch)
     if path.startswith("blocked"):
-        monkeypatch.setattr(cpu_kernels, "ATTENTION_ROWS", (2, 2))  # 5 blocks per head, a ragged last one
-        monkeypatch.setattr(cpu_kernels, "KEY_BLOCK", 3)  # blocks of 3, 3 and 1 keys
+        monkeypatch.setattr(
+            attention_kernels, "ATTENTION_ROWS", (2, 2)
+        )  # 5 blocks per head, a ragged last one
+        monkeypatch.setattr(attention_kernels, "KEY_BLOCK", 3)  # blocks of 3, 3 and 1 keys
     else:
-        monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
+        monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 2 * 7)  # two score rows per block
     for name, mask in masks.items():
-        assert cpu_kernels.attention_applies(q.size * 7)
+        assert attention_kernels.attention_applies(q.size * 7)
         want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5, mask=mask)
         # scores of ~+-500: exp of them unshifted would overflow, so these rows must take the max shift
         big = mx.fast.scaled_dot_product_attention(q * 30, k * 30, v, scale=0.5, mask=mask)
-        close(f"cpu path, large scores, {name}", attention.sdpa(q * 30, k * 30, v, 0.5, mask), big)
-        close(f"cpu path, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
-        monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 2 * 7)  # two queries per chunk
-        close(f"cpu path chunked, {name}", attention.sdpa(q, k, v, 0.5, mask), want)
-        monkeypatch.setattr(attention, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
+        close(f"cpu path, large scores, {name}", ops.attention(q * 30, k * 30, v, 0.5, mask), big)
+        close(f"cpu path, {name}", ops.attention(q, k, v, 0.5, mask), want)
+        monkeypatch.setattr(ops, "ATTENTION_CHUNK_ELEMENTS", 2 * 3 * 2 * 7)  # two queries per chunk
+        close(f"cpu path chunked, {name}", ops.attention(q, k, v, 0.5, mask), want)
+        monkeypatch.setattr(ops, "ATTENTION_CHUNK_ELEMENTS", 1 << 27)
 
 
 @pytest.mark.parametrize("library", ["mkl", "openblas"])
 @pytest.mark.parametrize("case", ["shifted", "masked"])
 def test_cpu_attention_exp_inputs_stay_above_the_floor(monkeypatch, case, library):
     """numpy's exp2 has slow lanes below -126 (subnormal results, hidden keys): the blocked attention
-    raises shifted and masked scores to cpu_kernels.EXP2_FLOOR before it, and the result still
+    raises shifted and masked scores to attention_kernels.EXP2_FLOOR before it, and the result still
     matches the fused kernel (scores spread over +-600: most shifted terms underflow)."""
     import types
 
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.model import attention
+    from ltx import ops
+    from ltx.kernels import attention as attention_kernels
 
     _use_attention_library(library, monkeypatch)
-    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     lowest = []
 
     def exp2(x, out=None):
         lowest.append(float(x.min()))
         return np.exp2(x, out=out)
 
-    monkeypatch.setattr(cpu_kernels, "np", types.SimpleNamespace(**{**vars(np), "exp2": exp2}))
+    monkeypatch.setattr(attention_kernels, "np", types.SimpleNamespace(**{**vars(np), "exp2": exp2}))
     rng = np.random.RandomState(5)
     q, k, v = (mx.array(rng.standard_normal((1, 2, n, 8)).astype(np.float32)) for n in (9, 40, 40))
     scale, mask = (8.0, None) if case == "shifted" else (0.3, np.zeros((1, 1, 1, 40), np.float32))
     if mask is not None:
         mask[..., ::3] = np.finfo(np.float32).min
         mask = mx.array(mask)
-    got = attention.sdpa(q, k, v, scale, mask)
+    got = ops.attention(q, k, v, scale, mask)
     want = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     close(f"blocked attention, {case} scores", got, want)
-    assert lowest and min(lowest) >= cpu_kernels.EXP2_FLOOR, min(lowest)
+    assert lowest and min(lowest) >= attention_kernels.EXP2_FLOOR, min(lowest)
 
 
 def test_cpu_attention_on_openblas_runs_it_single_threaded_and_restores(monkeypatch):
     """On numpy's OpenBLAS, whose thread count is process-wide, every GEMM of the blocked attention
     runs with that count at 1 (each worker thread calls it on its own core), and the count it found
     is back afterwards, also when the attention raises."""
+    from ltx import ops
+    from ltx.kernels import attention as attention_kernels
     from ltx.kernels import blas as cpu_blas
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.model import attention
 
     _use_attention_library("openblas", monkeypatch)
-    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     serial = cpu_blas.serial_openblas()
     seen = []
 
-    class Spy(cpu_kernels._StridedHead):
+    class Spy(attention_kernels._StridedHead):
         def scores(self, *a):
             seen.append(serial.get_threads())
             super().scores(*a)
 
-    monkeypatch.setattr(cpu_kernels, "_StridedHead", Spy)
+    monkeypatch.setattr(attention_kernels, "_StridedHead", Spy)
     before = serial.get_threads()
     serial.set_threads(2)  # as on a 2-core machine, whatever this one has
     try:
@@ -389,7 +393,7 @@ def test_cpu_attention_on_openblas_runs_it_single_threaded_and_restores(monkeypa
         q, k, v = (mx.array(rng.standard_normal((1, 2, n, 8)).astype(np.float32)) for n in (5, 6, 6))
         close(
             "openblas attention",
-            attention.sdpa(q, k, v, 0.3),
+            ops.attention(q, k, v, 0.3),
             mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3),
         )
         assert seen and set(seen) == {1}, seen
@@ -398,9 +402,9 @@ def test_cpu_attention_on_openblas_runs_it_single_threaded_and_restores(monkeypa
         def fail(*a):
             raise RuntimeError("worker failed")
 
-        monkeypatch.setattr(cpu_kernels, "_attention_rows", fail)
+        monkeypatch.setattr(attention_kernels, "_attention_rows", fail)
         with pytest.raises(RuntimeError, match="worker failed"):
-            attention.sdpa(q, k, v, 0.3)
+            ops.attention(q, k, v, 0.3)
         assert serial.get_threads() == 2
     finally:
         serial.set_threads(before)
@@ -411,11 +415,11 @@ def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch, library):
     """The blocked path reads the heads where the projections put them (rows of D floats a stride
     apart: no copy) and copies any other layout (here D strided, as a transposed K would be); the
     result is the same softmax attention for all of them."""
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.model import attention
+    from ltx import ops
+    from ltx.kernels import attention as attention_kernels
 
     _use_attention_library(library, monkeypatch)
-    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_kernels, "BLOCKED_MIN_ELEMENTS", 0)
     rng = np.random.RandomState(3)
     x = {n: rng.standard_normal((2, n, 3 * 4)).astype(np.float32) for n in (9, 7)}
     layouts = {
@@ -434,10 +438,10 @@ def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch, library):
         q, k, v = layout(x[9]), layout(x[7]), layout(x[7])
         mx.eval(q, k, v)
         in_place = not name.startswith("D strided")
-        assert (cpu_kernels._head_rows(q).ctypes.data == np.array(q, copy=False).ctypes.data) == in_place, (
-            name
-        )
-        got = attention.sdpa(q, k, v, 0.5)
+        assert (
+            attention_kernels._head_rows(q).ctypes.data == np.array(q, copy=False).ctypes.data
+        ) == in_place, name
+        got = ops.attention(q, k, v, 0.5)
         want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5) if want is None else want
         close(f"cpu path, {name}", got, want)
 
@@ -445,42 +449,43 @@ def test_cpu_attention_reads_heads_in_place_or_copies(monkeypatch, library):
 def test_cpu_norm_rope_matches_mlx(monkeypatch):
     """q/k RMSNorm + RoPE (split layout) in numpy against MLX's: a batch of 2 with one cos/sin table
     (broadcast) and with a table per sample, several ragged row blocks split over threads."""
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.model import attention
+    from ltx import ops
+    from ltx.kernels import norms, threads
 
-    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 3 * 24)  # 3 rows per block
+    monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 3 * 24)  # 3 rows per block
     rng = np.random.RandomState(2)
     x = mx.array(rng.standard_normal((2, 11, 24)).astype(np.float32) * 3)
     w = mx.array(rng.uniform(0.5, 1.5, 24).astype(np.float32))
-    _, compiled = attention._norm_rope(1e-6)
+    _, compiled = ops.compiled_norms(1e-6)
     for tb in (1, 2):
         angles = rng.uniform(-3, 3, (tb, 11, 4, 3)).astype(np.float32)  # 4 heads of 6: 3 pairs each
         cos, sin = mx.array(np.cos(angles)), mx.array(np.sin(angles))
         want = compiled(x, w, cos, sin)
-        close(f"cpu norm + rope, table batch {tb}", cpu_kernels.rms_norm_rope(x, w, cos, sin, 1e-6), want)
+        close(f"cpu norm + rope, table batch {tb}", norms.rms_norm_rope(x, w, cos, sin, 1e-6), want)
 
 
 def test_cpu_gelu_matches_mlx(monkeypatch):
-    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import activations, threads
 
-    monkeypatch.setattr(cpu_kernels, "BLOCK_ELEMENTS", 64)  # several blocks per thread, a ragged last one
+    monkeypatch.setattr(threads, "BLOCK_ELEMENTS", 64)  # several blocks per thread, a ragged last one
     x = np.random.RandomState(1).standard_normal((2, 37, 16)).astype(np.float32) * 4
     x[0, 0, :4] = [-30.0, -9.0, 9.0, 30.0]  # saturated tails
     want = nn.gelu_approx(mx.array(x))
-    close("cpu gelu", cpu_kernels.gelu_tanh(mx.array(x)), want)
-    assert float(mx.abs(cpu_kernels.gelu_tanh(mx.array(x)) - want).max()) <= 1e-6 * 30
+    close("cpu gelu", activations.gelu_tanh(mx.array(x)), want)
+    assert float(mx.abs(activations.gelu_tanh(mx.array(x)) - want).max()) <= 1e-6 * 30
 
 
 @pytest.mark.parametrize("case", ["plain", "conditioned", "batch_mixed", "skip_video_self_attn"])
 def test_x0_model_cpu_kernels_path(setup, case, monkeypatch):
     """The whole transformer with every attention and feed-forward through the numpy kernels, against
     the goldens."""
-    from ltx.kernels import cpu as cpu_kernels
+    from ltx.kernels import attention as attention_kernels
+    from ltx.kernels import norms, threads
 
     _, _, model, g = setup
-    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
-    monkeypatch.setattr(cpu_kernels, "BLOCKED_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(cpu_kernels, "NORM_MIN_ELEMENTS", 0)  # q/k RMSNorm + RoPE in numpy too
+    monkeypatch.setattr(threads, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_kernels, "BLOCKED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 0)  # q/k RMSNorm + RoPE in numpy too
     dv, da = X0Model(model)(*_cases(g)[case])
     for s, got in (("video", dv), ("audio", da)):
         close(f"x0.{case}.{s}", got, g[f"x0.{case}.{s}"])

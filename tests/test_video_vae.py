@@ -100,11 +100,10 @@ def test_decoder_matches_reference(case, kernels):
 def test_decoder_wide_winograd_matches_reference(case, monkeypatch):
     """Every decoder conv as the wide convs run (over TAPS_MAX_CHANNELS: Winograd on filters made at
     each call, from WINOGRAD_WIDE_MIN_VOXELS output voxels) against the reference."""
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.kernels import winograd
+    from ltx.kernels import conv, winograd
 
-    monkeypatch.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)
-    monkeypatch.setattr(cpu_kernels, "WINOGRAD_WIDE_MIN_VOXELS", 0)
+    monkeypatch.setattr(conv, "TAPS_MAX_CHANNELS", 0)
+    monkeypatch.setattr(conv, "WINOGRAD_WIDE_MIN_VOXELS", 0)
     calls = []
     real = winograd.transform_weight
     monkeypatch.setattr(winograd, "transform_weight", lambda w, *a: calls.append(w.shape) or real(w, *a))
@@ -119,20 +118,21 @@ def test_decoder_wide_winograd_matches_reference(case, monkeypatch):
 @pytest.mark.parametrize("frames", [1, 4])
 @pytest.mark.parametrize("layout", ["mlx", "taps"])
 def test_conv3d_taps_equals_mlx_conv3d(padding_mode, frames, layout, monkeypatch):
-    from ltx.kernels import cpu as cpu_kernels
-    from ltx.video.blocks import CausalConv3d, lay_out_for_backend
+    from ltx import ops
+    from ltx.kernels import conv
+    from ltx.video.blocks import CausalConv3d
 
-    conv = CausalConv3d(6, 5, padding_mode=padding_mode)
+    layer = CausalConv3d(6, 5, padding_mode=padding_mode)
     if layout == "taps":
-        lay_out_for_backend(conv)
+        ops.lay_out(layer)
     x = mx.random.normal((2, frames, 5, 7, 6), key=mx.random.key(3))
-    assert conv.taps_applies()
+    assert layer.conv.uses_taps()
     for causal in (True, False):
-        got = conv(x, causal)
+        got = layer(x, causal)
         with monkeypatch.context() as m:
-            m.setattr(cpu_kernels, "TAPS_MAX_CHANNELS", 0)  # mx.conv3d
-            assert not conv.taps_applies()
-            want = conv(x, causal)
+            m.setattr(conv, "TAPS_MAX_CHANNELS", 0)  # mx.conv3d
+            assert not layer.conv.uses_taps()
+            want = layer(x, causal)
         assert got.shape == want.shape == (2, frames, 5, 7, 5)
         assert float(mx.abs(got - want).max()) <= 1e-5 * float(mx.abs(want).max())
 

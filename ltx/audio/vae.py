@@ -22,10 +22,9 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from ltx import ops  # noqa: E402
 from ltx.audio.mel import MelConfig, log_mel  # noqa: E402
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402
-from ltx.kernels import winograd
-from ltx.video.blocks import lay_out_for_backend, pixel_norm_silu, to_mlx_layout  # noqa: E402
+from ltx.video.blocks import pixel_norm_silu  # noqa: E402
 from ltx.weights.loader import (  # noqa: E402
     CheckpointError,
     check_config_value,
@@ -33,6 +32,7 @@ from ltx.weights.loader import (  # noqa: E402
     load_strict,
     read_config,
     take_prefix,
+    to_mlx_layout,
 )
 
 LATENT_DOWNSAMPLE_FACTOR = 4  # fixed in the reference, independent of ch_mult
@@ -109,21 +109,10 @@ class CausalConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
-        self.pad_t = kernel_size - 1
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=(0, (kernel_size - 1) // 2))
-        self.filters = winograd.Filters()  # a plain attribute, not a parameter
-
-    def taps_applies(self) -> bool:
-        _, k, _, c = self.conv.weight.shape
-        return k in (1, 3) and cpu_kernels.conv_taps_applies(c)
+        k = kernel_size
+        self.conv = ops.Conv2d(in_channels, out_channels, k, padding=((k - 1, 0), ((k - 1) // 2,) * 2))
 
     def __call__(self, x: mx.array) -> mx.array:  # (B, T, F, C)
-        if self.taps_applies():
-            if self.pad_t:  # (a 1x1 conv, the resnets' shortcut: one GEMM on the BLAS, no padding)
-                x = mx.pad(x, [(0, 0), (self.pad_t, 0), (self.pad_t // 2,) * 2, (0, 0)])
-            return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias, filters=self.filters)
-        if self.pad_t:
-            x = mx.pad(x, [(0, 0), (self.pad_t, 0), (0, 0), (0, 0)])
         return self.conv(x)
 
 
@@ -352,7 +341,7 @@ def _load(cls: type, path: str | Path, part: str, dtype: mx.Dtype | None) -> nn.
         }
     )
     load_strict(model, model.sanitize(own), dtype or backend.default_dtype(), what=f"audio VAE {part}")
-    lay_out_for_backend(model)
+    ops.lay_out(model)
     return model
 
 

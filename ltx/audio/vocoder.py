@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,8 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx.audio.vae import to_mlx_layout  # noqa: E402
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402
-from ltx.kernels import winograd
-from ltx.video.blocks import lay_out_for_backend  # noqa: E402
+from ltx import ops  # noqa: E402
+from ltx.ops import Conv1d, ConvTranspose1d  # noqa: E402
 from ltx.weights.loader import (  # noqa: E402
     CheckpointError,
     check_config_value,
@@ -33,6 +30,7 @@ from ltx.weights.loader import (  # noqa: E402
     load_strict,
     read_config,
     take_prefix,
+    to_mlx_layout,
 )
 
 LRELU_SLOPE = 0.1
@@ -113,75 +111,6 @@ def vocoder_config_from_dict(config: dict[str, Any]) -> VocoderConfig | BWEConfi
         n_fft=bwe["n_fft"],
         num_mels=bwe["num_mels"],
     )
-
-
-class Conv1d(nn.Conv1d):
-    """nn.Conv1d (same parameters and layout (O, K, I)) computed with matmuls: on the CPU one per tap
-    over shifted views, or as a Winograd conv (cpu_kernels.conv_taps, at any width), elsewhere one
-    over K shifted slices (im2col).
-
-    MLX's CPU conv1d is 50-180x slower than a BLAS matmul of the same FLOPs at the vocoder's widths
-    (bench/vae_results.md, conv1d `native` rows), in particular with dilation; off the CPU the (L, K*C)
-    column matrix is small (<= ~40 MB)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.filters = winograd.Filters()  # a plain attribute, not a parameter
-
-    def taps_applies(self) -> bool:
-        return cpu_kernels.conv1d_taps_applies()
-
-    def __call__(self, x: mx.array) -> mx.array:  # (B, L, C) -> (B, L', O)
-        bias = self.bias if "bias" in self else None
-        if self.taps_applies():
-            x = mx.pad(x, [(0, 0), (self.padding, self.padding), (0, 0)]) if self.padding else x
-            return cpu_kernels.conv_taps(x, self.weight, bias, self.dilation, self.filters)
-        return conv1d_mm(x, self.weight, bias, self.padding, self.dilation)
-
-
-def conv1d_mm(x: mx.array, w: mx.array, bias: mx.array | None, padding: int, dilation: int) -> mx.array:
-    o, k, c = w.shape
-    if padding:
-        x = mx.pad(x, [(0, 0), (padding, padding), (0, 0)])
-    b, length, _ = x.shape
-    out = length - dilation * (k - 1)
-    cols = (
-        x if k == 1 else mx.concatenate([x[:, j * dilation : j * dilation + out] for j in range(k)], axis=-1)
-    )
-    y = cols.reshape(b * out, k * c) @ w.reshape(o, k * c).T
-    y = y.reshape(b, out, o)
-    return y if bias is None else y + bias
-
-
-class ConvTranspose1d(nn.ConvTranspose1d):
-    """nn.ConvTranspose1d (weights (O, K, I), PyTorch semantics) as one matmul and an overlap-add:
-    z[n, t] = x[n] @ W[:, t] lands on output row n * stride + t, then `padding` is cropped on both sides.
-    On the CPU with a BLAS, GEMMs that add into the output in place (cpu_kernels.conv_transpose1d)."""
-
-    def taps_applies(self) -> bool:  # the CPU kernel reads the weight tap-major (lay_out_for_backend)
-        return cpu_kernels.conv_transpose1d_applies(self.weight.dtype)
-
-    def __call__(self, x: mx.array) -> mx.array:  # (B, N, C) -> (B, (N - 1) u + K - 2p, O)
-        bias = self.bias if "bias" in self else None
-        if x.dtype == mx.float32 and self.taps_applies():
-            return cpu_kernels.conv_transpose1d(x, self.weight, bias, self.stride, self.padding)
-        w = self.weight
-        o, k, c = w.shape
-        b, n, _ = x.shape
-        u, p = self.stride, self.padding
-        z = (
-            (x.reshape(b * n, c) @ w.reshape(o * k, c).T).reshape(b, n, o, k).transpose(0, 1, 3, 2)
-        )  # (B, N, K, O)
-        j = -(-k // u)
-        if j * u != k:
-            z = mx.pad(z, [(0, 0), (0, 0), (0, j * u - k), (0, 0)])
-        z = z.reshape(b, n, j, u, o)
-        y = None
-        for i in range(j):
-            part = mx.pad(z[:, :, i].reshape(b, n * u, o), [(0, 0), (i * u, (j - 1 - i) * u), (0, 0)])
-            y = part if y is None else y + part
-        y = y[:, p : p + (n - 1) * u + k - 2 * p]
-        return y + self.bias if "bias" in self else y
 
 
 def _pad_edge(x: mx.array, left: int, right: int) -> mx.array:  # (B, L, C), replicate padding on L
@@ -272,11 +201,8 @@ class DownSample1d(nn.Module):
 
 
 class Activation1d(nn.Module):
-    """Anti-aliased activation: upsample x2, SnakeBeta, downsample x2.
-
-    On the CPU the whole activation runs as numpy passes over chunks of rows on both cores
-    (cpu_kernels.snake_resampled, its filters as taps: _resampling): MLX's grouped (depthwise)
-    convs took ~20x longer."""
+    """Anti-aliased activation: upsample x2, SnakeBeta, downsample x2 (on the CPU as numpy passes:
+    ltx.ops.snake_beta_resampled)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -285,48 +211,14 @@ class Activation1d(nn.Module):
         self.downsample = DownSample1d()
 
     def __call__(self, x: mx.array) -> mx.array:
-        if x.dtype == mx.float32 and cpu_kernels.resampling_applies(x.dtype):
-            return self._cpu(x)
-        return self.downsample(self.act(self.upsample(x)))
-
-    def _cpu(self, x: mx.array) -> mx.array:
         up, low = self.upsample, self.downsample.lowpass
-        filters = (np.array(f, copy=False).astype(np.float32).tobytes() for f in (up.filter, low.filter))
-        taps = _resampling(*filters, up.ratio, up.pad, up.crop_left, low.stride, low.pad_left)
-        scale = mx.exp(self.act.alpha)
-        gain = 1.0 / (mx.exp(self.act.beta) + 1e-9)
-        x = mx.contiguous(x)
-        out = mx.zeros(x.shape, mx.float32)  # written in place
-        mx.eval(x, scale, gain, out)
-        xv, ov, scale, gain = (np.array(a, copy=False) for a in (x, out, scale, gain))
-        for item, dst in zip(xv, ov, strict=True):
-            cpu_kernels.snake_resampled(item, taps, scale, gain, dst)
-        return out
-
-
-@lru_cache(maxsize=16)
-def _resampling(
-    up: bytes, down: bytes, ratio: int, pad: int, crop_left: int, stride: int, pad_left: int
-) -> cpu_kernels.Resampling:
-    """UpSample1d's and LowPassFilter1d's filters (float32 bytes) as cpu_kernels.Resampling taps,
-    shared by every activation with the same filter values (the checkpoint's are all one kaiser-sinc).
-
-    Upsampled row m = u q + p is u sum f[t] x[(m + crop_left - t) / u - pad] over the t for which
-    that divides evenly; output row r is sum g[t] upsampled[s r - pad_left + t], which with s = u
-    is phase (t - pad_left) mod u, row r + (t - pad_left) // u."""
-    if stride != ratio:
-        raise ValueError(f"anti-aliased activation: downsampling stride {stride} != upsampling ratio {ratio}")
-    f, g = np.frombuffer(up, np.float32), np.frombuffer(down, np.float32)
-    phases = tuple(
-        tuple(
-            ((p + crop_left - t) // ratio - pad, ratio * float(f[t]))
-            for t in range(f.size)
-            if (p + crop_left - t) % ratio == 0
+        geometry = (up.ratio, up.pad, up.crop_left, low.stride, low.pad_left)
+        return ops.snake_beta_resampled(
+            x, self.act.alpha, self.act.beta, up.filter, low.filter, geometry, self._mlx
         )
-        for p in range(ratio)
-    )
-    taps = tuple(((t - pad_left) % ratio, (t - pad_left) // ratio, float(g[t])) for t in range(g.size))
-    return cpu_kernels.Resampling(ratio, phases, taps)
+
+    def _mlx(self, x: mx.array) -> mx.array:
+        return self.downsample(self.act(self.upsample(x)))
 
 
 class AMPBlock1(nn.Module):
@@ -509,5 +401,5 @@ def load_vocoder(path: str | Path, dtype: mx.Dtype | None = None) -> Vocoder | V
     model = VocoderWithBWE(cfg) if isinstance(cfg, BWEConfig) else Vocoder(cfg)
     own = take_prefix(weights, "vocoder.")
     load_strict(model, model.sanitize(own), dtype or backend.default_dtype(), what="vocoder")
-    lay_out_for_backend(model)
+    ops.lay_out(model)
     return model

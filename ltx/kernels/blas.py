@@ -1,4 +1,4 @@
-"""The BLAS libraries ltx.kernels.cpu call themselves (through ctypes, on the host buffers of evaluated
+"""The BLAS libraries ltx.kernels call themselves (through ctypes, on the host buffers of evaluated
 MLX arrays), and which of them runs the plain GEMMs.
 
 Two can be in the process on Linux:
@@ -14,7 +14,7 @@ Two can be in the process on Linux:
   stays there (OpenBLAS was not measured on Intel).
 
 `gemm()` is the library of the plain GEMMs (conv_taps, conv3d_frames, and on OpenBLAS the large
-linear layers: cpu_kernels.linear): MKL on Intel CPUs, numpy's OpenBLAS on others;
+linear layers: linear_kernels.linear): MKL on Intel CPUs, numpy's OpenBLAS on others;
 LTX_CPU_GEMM=mkl or =openblas picks one. A library that is not there falls back to the other; with
 neither, the kernels fall back to MLX's ops. On OpenBLAS the blocked attention runs its GEMMs there
 too, each worker thread calling it single-threaded (`serial_openblas()`: OpenBLAS's thread count is

@@ -1,5 +1,5 @@
 """Winograd F(4x4, 3x3) and F(2x2, 3x3) convolutions for the CPU backend: the VAEs' 3x3(x3) convs with
-36 GEMMs per 4x4 block of outputs (16 per 2x2) where the per-tap kernel (cpu_kernels.conv_taps)
+36 GEMMs per 4x4 block of outputs (16 per 2x2) where the per-tap kernel (conv.conv_taps)
 runs 144 (36); and the vocoders' 1-D convs (F(4, 3), F(4, 4), below).
 
 A stride-1 conv whose last two kernel axes are 3x3 (the video VAE's 3x3x3 convs, the audio VAE's
@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 # Output tile of the kept filters' convs of up to TILE_MAX_CHANNELS input channels: F(4x4, 3x3), 36
 # GEMMs per 4x4 block of outputs (2.25 per output where F(2x2, 3x3) runs 4 and the taps 9), and
 # 36 / 16 of the input per transformed tile where F(2x2) holds 4x. Wider convs, and convs whose
-# filters are made at every call (cpu_kernels.winograd_wide_applies: the 1,024-channel level), use
+# filters are made at every call (conv.winograd_wide_applies: the 1,024-channel level), use
 # F(2x2, 3x3): their filters are 16 / 36 the size, and at 512 channels F(4x4) measured within the
 # machine's noise of F(2x2) on both decoders (`python bench/taps_ab.py --what tile`).
 TILE = 4
@@ -86,7 +86,7 @@ def transform_weight(weight: mx.array, m: int | None = None) -> np.ndarray:
         return transform_weight_1d(weight)
     o, *kernel, c = weight.shape
     n = len(kernel)
-    # tap-major (K1, .., Kn, O, C): free for cpu_kernels.taps_layout weights
+    # tap-major (K1, .., Kn, O, C): free for conv.taps_layout weights
     taps = mx.contiguous(weight.astype(mx.float32).transpose(*range(1, n + 1), 0, n + 1))
     mx.eval(taps)
     t = math.prod(kernel[:-2])

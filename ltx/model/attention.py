@@ -14,36 +14,10 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402
-from ltx.model.rope import apply_rope  # noqa: E402
-
-
-class Linear(nn.Linear):
-    """nn.Linear (same parameters, quantizable) that runs as cpu_kernels.linear where that applies
-    (large float32 layers on a non-Intel CPU, on numpy's OpenBLAS); MLX's matmul elsewhere."""
-
-    def __call__(self, x: mx.array) -> mx.array:
-        if cpu_kernels.linear_applies(x, self.weight):
-            return cpu_kernels.linear(x, self.weight, self.bias if "bias" in self else None)
-        return super().__call__(x)
-
+from ltx import ops  # noqa: E402
+from ltx.ops import Linear  # noqa: E402
 
 TIMESTEP_CHANNELS = 256
-# The CPU backend has no fused attention kernel: it materialises (B, H, Tq, Tk) scores. Above this
-# many score elements the queries are processed in chunks (24,576 video tokens x 32 heads would
-# otherwise need 77 GB in float32); ltx/memory.py models the same bound.
-ATTENTION_CHUNK_ELEMENTS = 1 << 27
-
-
-def sdpa(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None) -> mx.array:
-    """Scaled dot-product attention on (B, H, T, Dh); mask is an additive bias broadcastable to
-    (B, H, Tq, Tk). On the CPU, all but the smallest go through ltx.kernels.cpu (blocked with MKL,
-    else chunked over queries; numpy softmax)."""
-    b, h, tq, _ = q.shape
-    tk = k.shape[2]
-    if cpu_kernels.attention_applies(b * h * tq * tk):
-        return cpu_kernels.attention(q, k, v, scale, mask, ATTENTION_CHUNK_ELEMENTS)
-    return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
 
 
 @lru_cache(maxsize=4)
@@ -104,17 +78,6 @@ class TextProjection(nn.Module):
         return self.linear_2(nn.gelu_approx(self.linear_1(x)))
 
 
-_GELU_C = 2.0 * math.sqrt(2.0 / math.pi)
-
-
-@mx.compile
-def gelu_tanh(x: mx.array) -> mx.array:
-    """GELU, tanh approximation, as x * sigmoid(2z) = x / (1 + exp(-2z)), z = sqrt(2/pi)(x + 0.044715 x^3):
-    the same function as nn.gelu_approx, ~2x faster on MLX's CPU backend (its tanh is slower than exp);
-    one fused kernel."""
-    return x / (1.0 + mx.exp(-_GELU_C * (x + 0.044715 * x * x * x)))
-
-
 class _Project(nn.Module):
     # checkpoint path: ff.net.0.proj
     def __init__(self, dim: int, hidden: int):
@@ -129,37 +92,7 @@ class FeedForward(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         h = self.net[0].proj(x)  # (B, T, 4D)
-        if h.dtype == mx.float32 and cpu_kernels.applies(h.size):
-            return self.net[2](cpu_kernels.gelu_tanh(h))
-        return self.net[2](gelu_tanh(h))
-
-
-@lru_cache(maxsize=8)
-def _norm_rope(eps: float):
-    """q/k RMSNorm (+ RoPE) as one compiled graph: the rotation's elementwise ops fuse into one pass."""
-
-    def norm(x, w):
-        return mx.fast.rms_norm(x, w, eps)
-
-    def norm_rope(x, w, cos, sin):
-        return apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin))
-
-    return mx.compile(norm), mx.compile(norm_rope)
-
-
-def _norm_any(compiled, x: mx.array, weight: mx.array, eps: float) -> mx.array:
-    """RMSNorm: numpy on the CPU for large float32 inputs, else MLX."""
-    if cpu_kernels.norm_applies(x):
-        return cpu_kernels.rms_norm_modulate(x, eps, weight)
-    return compiled(x, weight)
-
-
-def _norm_rope_any(compiled, x: mx.array, weight: mx.array, pe, eps: float) -> mx.array:
-    """RMSNorm + RoPE: numpy on the CPU for large float32 inputs in the split layout, else MLX."""
-    cos, sin = pe
-    if cos.ndim == 4 and cpu_kernels.norm_applies(x):
-        return cpu_kernels.rms_norm_rope(x, weight, cos, sin, eps)
-    return compiled(x, weight, cos, sin)
+        return self.net[2](ops.gelu_tanh(h))
 
 
 class Attention(nn.Module):
@@ -209,17 +142,19 @@ class Attention(nn.Module):
         if skip:
             out = v
         else:
-            norm, norm_rope = _norm_rope(float(self.eps))
+            eps = float(self.eps)
             if pe is None:
-                q = _norm_any(norm, self.to_q(x), self.q_norm.weight, self.eps)
-                k = _norm_any(norm, self.to_k(context), self.k_norm.weight, self.eps)
+                q = ops.rms_norm(self.to_q(x), self.q_norm.weight, eps)
+                k = ops.rms_norm(self.to_k(context), self.k_norm.weight, eps)
             else:
-                q = _norm_rope_any(norm_rope, self.to_q(x), self.q_norm.weight, pe, self.eps)
-                k = _norm_rope_any(
-                    norm_rope, self.to_k(context), self.k_norm.weight, pe if k_pe is None else k_pe, self.eps
+                q = ops.rms_norm_rope(self.to_q(x), self.q_norm.weight, pe, eps)
+                k = ops.rms_norm_rope(
+                    self.to_k(context), self.k_norm.weight, pe if k_pe is None else k_pe, eps
                 )
             b, t, _ = q.shape
-            out = sdpa(self._heads(q), self._heads(k), self._heads(v), self.scale, mask)  # (B, H, T, Dh)
+            out = ops.attention(
+                self._heads(q), self._heads(k), self._heads(v), self.scale, mask
+            )  # (B, H, T, Dh)
             out = out.transpose(0, 2, 1, 3).reshape(b, t, -1)
             if keep is not None:
                 out = out * keep + v * (1 - keep)

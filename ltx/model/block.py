@@ -17,7 +17,7 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402
+from ltx import ops  # noqa: E402
 from ltx.model.attention import Attention, FeedForward  # noqa: E402
 
 SKIP_A2V_CROSS_ATTN = "skip_a2v_cross_attn"
@@ -68,25 +68,6 @@ class StreamArgs:
     @property
     def active(self) -> bool:
         return self.x.shape[1] > 0
-
-
-def _rms(x: mx.array, eps: float) -> mx.array:
-    if cpu_kernels.norm_applies(x):
-        return cpu_kernels.rms_norm_modulate(x, eps)
-    return mx.fast.rms_norm(x, None, eps)
-
-
-def _rms_modulate(x: mx.array, eps: float, scale: mx.array, shift: mx.array) -> mx.array:
-    """RMSNorm then AdaLN modulation: one numpy pass on the CPU for large float32 inputs, else MLX."""
-    if cpu_kernels.norm_applies(x):
-        return cpu_kernels.rms_norm_modulate(x, eps, scale=scale, shift=shift)
-    return _modulate(mx.fast.rms_norm(x, None, eps), scale, shift)
-
-
-@mx.compile
-def _modulate(xn: mx.array, scale: mx.array, shift: mx.array) -> mx.array:
-    """AdaLN modulation xn * (1 + scale) + shift in one fused pass (scale/shift broadcast per batch)."""
-    return xn * (1 + scale) + shift
 
 
 @mx.compile
@@ -156,7 +137,7 @@ class BasicAVTransformerBlock(nn.Module):
 
     def _self_attn(self, attn: Attention, table: mx.array, s: StreamArgs, flags: list[bool]) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(0, 3))
-        xn = _rms_modulate(s.x, self.eps, scale, shift)
+        xn = ops.rms_norm_modulate(s.x, self.eps, scale, shift)
         skip, keep = all(flags), None
         if any(flags) and not skip:
             keep = _keep_mask(flags, s.x.dtype)
@@ -164,11 +145,11 @@ class BasicAVTransformerBlock(nn.Module):
 
     def _text_attn(self, attn: Attention, table: mx.array, prompt_table, s: StreamArgs) -> mx.array:
         if not self.cross_attention_adaln:
-            return s.x + attn(_rms(s.x, self.eps), s.context, mask=s.context_mask)
+            return s.x + attn(ops.rms_norm_modulate(s.x, self.eps), s.context, mask=s.context_mask)
         shift_q, scale_q, gate = ada_rows(table, s, slice(6, 9))
         kv = prompt_table[None, None] + s.prompt  # (B, 1, 2, dim)
         ctx = s.context * (1 + kv[:, :, 1]) + kv[:, :, 0]
-        xn = _rms_modulate(s.x, self.eps, scale_q, shift_q)
+        xn = ops.rms_norm_modulate(s.x, self.eps, scale_q, shift_q)
         return _gated(s.x, attn(xn, ctx, mask=s.context_mask), gate)
 
     def _cross_attn(
@@ -179,8 +160,8 @@ class BasicAVTransformerBlock(nn.Module):
         q_scale, q_shift, gate = cross_rows(tables[0], q, rows)
         kv_scale, kv_shift, _ = cross_rows(tables[1], kv, rows)
         out = attn(
-            _modulate(qn, q_scale, q_shift),
-            _modulate(kvn, kv_scale, kv_shift),
+            ops.modulate(qn, q_scale, q_shift),
+            ops.modulate(kvn, kv_scale, kv_shift),
             pe=q.cross_pe,
             k_pe=kv.cross_pe,
         )
@@ -188,7 +169,7 @@ class BasicAVTransformerBlock(nn.Module):
 
     def _ff(self, ff: FeedForward, table: mx.array, s: StreamArgs) -> mx.array:
         shift, scale, gate = ada_rows(table, s, slice(3, 6))
-        return _gated(s.x, ff(_rms_modulate(s.x, self.eps, scale, shift)), gate)
+        return _gated(s.x, ff(ops.rms_norm_modulate(s.x, self.eps, scale, shift)), gate)
 
     def __call__(
         self, video: StreamArgs | None, audio: StreamArgs | None, perturbations: list[list[Perturbation]]
@@ -221,7 +202,7 @@ class BasicAVTransformerBlock(nn.Module):
                 audio,
             )
         if run_a2v or run_v2a:
-            vn, an = _rms(video.x, self.eps), _rms(audio.x, self.eps)
+            vn, an = ops.rms_norm_modulate(video.x, self.eps), ops.rms_norm_modulate(audio.x, self.eps)
             vt, at = self.scale_shift_table_a2v_ca_video, self.scale_shift_table_a2v_ca_audio
             flags = perturbed(perturbations, SKIP_A2V_CROSS_ATTN, self.idx)
             if run_a2v and not all(flags):

@@ -4,7 +4,7 @@ Angles: omega_k * (2 * midpoint_a / max_pos_a - 1), frequency-major and axis-min
 frequency ladder omega_k = theta ** linspace(0, 1, n) * pi / 2 (numpy float64 when the checkpoint
 says `frequencies_precision: float64`). Tables are computed in float32 and cast to the compute dtype.
 
-Table layouts (unlike the reference, heads stay after tokens so q/k need no transpose):
+Table layouts (ltx.ops.apply_rope rotates with them; unlike the reference, heads stay after tokens so q/k need no transpose):
     split:       (cos, sin) each (B, T, H, Dh/2); rotates the two halves of every head.
     interleaved: (cos, sin) each (B, T, dim); rotates adjacent pairs.
 """
@@ -94,18 +94,3 @@ def precompute_rope(
     else:
         raise ValueError(f"rope_type {rope_type!r} is not one of {ROPE_TYPES}")
     return cos.astype(dtype), sin.astype(dtype)
-
-
-def apply_rope(x: mx.array, pe: tuple[mx.array, mx.array]) -> mx.array:
-    """Rotate x (B, T, D) with a table from `precompute_rope`; the layout picks the variant."""
-    cos, sin = pe
-    b, t, d = x.shape
-    if cos.ndim == 4:  # split: (B, T, H, Dh/2)
-        h = cos.shape[2]
-        xs = x.reshape(b, t, h, 2, -1)  # (B, T, H, 2, Dh/2)
-        x1, x2 = xs[:, :, :, 0], xs[:, :, :, 1]
-        out = mx.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=3)
-        return out.reshape(b, t, d)
-    xs = x.reshape(b, t, -1, 2)  # interleaved pairs
-    rot = mx.stack([-xs[..., 1], xs[..., 0]], axis=-1).reshape(b, t, d)
-    return x * cos + rot * sin

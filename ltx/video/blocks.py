@@ -8,46 +8,17 @@ stripping a prefix and moving conv weights from PyTorch (O, I, D, H, W) to MLX (
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
-from ltx.kernels import cpu as cpu_kernels
-from ltx.kernels import winograd
 
 # isort: split
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
-PADDING_MODES = ("zeros", "reflect")
+from ltx import ops  # noqa: E402
+
 PIXEL_NORM_EPS = 1e-8
-
-
-def to_mlx_layout(
-    weights: dict[str, mx.array],
-    expected: dict[str, tuple[int, ...]],
-    is_transposed_conv: Callable[[str], bool] = lambda k: False,
-) -> dict[str, mx.array]:
-    """PyTorch conv layouts -> MLX by the shape each parameter must have; idempotent.
-
-    Conv1d (O, I, K) -> (O, K, I), Conv2d (O, I, H, W) -> (O, H, W, I), Conv3d (O, I, D, H, W) ->
-    (O, D, H, W, I), ConvTranspose1d (I, O, K) -> (O, K, I). A weight already in the expected shape is
-    kept (a layout whose transpose has the same shape, e.g. I == K, is ambiguous and never occurs in
-    LTX checkpoints). Moved weights are made contiguous: MLX would re-lay a strided view out per call.
-    """
-    out = {}
-    for k, v in weights.items():
-        want = expected.get(k)
-        perm = {
-            3: (1, 2, 0) if is_transposed_conv(k) else (0, 2, 1),
-            4: (0, 2, 3, 1),
-            5: (0, 2, 3, 4, 1),
-        }.get(v.ndim)
-        if want is not None and perm is not None and tuple(v.shape) != tuple(want):
-            if tuple(v.shape[i] for i in perm) == tuple(want):
-                v = mx.contiguous(v.transpose(perm))
-        out[k] = v
-    return out
 
 
 def pixel_norm_silu(
@@ -56,25 +27,9 @@ def pixel_norm_silu(
     shift: mx.array | None = None,
     eps: float = PIXEL_NORM_EPS,
 ) -> mx.array:
-    """silu(x / sqrt(mean_c(x^2) + eps) * (1 + scale) + shift) of channels-last (B, ..., C) (pixel norm
-    over the channel axis, scale / shift modulation, SiLU); scale, shift (B, C) or
-    None. Float32 inputs on the CPU go through the numpy kernel (one pass instead of MLX's six)."""
-    if x.dtype == mx.float32 and x.ndim >= 3 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
-        return cpu_kernels.pixel_norm_silu(x, eps, scale, shift)
-    h = x * mx.rsqrt(mx.mean(x * x, axis=-1, keepdims=True) + eps)
-    if scale is not None:
-        bcast = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-        h = h * (1 + scale.reshape(bcast)) + shift.reshape(bcast)
-    return nn.silu(h)
-
-
-def pad_spatial(x: mx.array, mode: str) -> mx.array:
-    """Pad H and W of (B, F, H, W, C) by one on each side."""
-    if mode == "zeros":
-        return mx.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)])
-    # reflect: the neighbour of the edge, not the edge itself
-    x = mx.concatenate([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
-    return mx.concatenate([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
+    """silu(x / sqrt(mean_c(x^2) + eps) * (1 + scale) + shift) of channels-last (B, ..., C); scale,
+    shift (B, C) or None."""
+    return ops.pixel_norm_silu(x, eps, scale, shift)
 
 
 class CausalConv3d(nn.Module):
@@ -89,23 +44,7 @@ class CausalConv3d(nn.Module):
         padding_mode: str = "zeros",
     ):
         super().__init__()
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(
-                f"spatial_padding_mode {padding_mode!r} is not supported; use one of {PADDING_MODES}"
-            )
-        self.padding_mode = padding_mode
-        self.stride = tuple(stride)
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=self.stride, bias=True)
-        self.filters = winograd.Filters()  # a plain attribute, not a parameter
-
-    def taps_applies(self) -> bool:
-        c = self.conv.weight.shape[-1]
-        return self.stride == (1, 1, 1) and cpu_kernels.conv_taps_applies(c)
-
-    def _wide_winograd(self, x: mx.array) -> bool:
-        voxels = (x.shape[1] - 2) * (x.shape[2] * x.shape[3])  # x padded in time: the output's frames
-        f32 = x.dtype == self.conv.weight.dtype == mx.float32
-        return self.stride == (1, 1, 1) and f32 and cpu_kernels.winograd_wide_applies(voxels, x.dtype)
+        self.conv = ops.Conv3d(in_channels, out_channels, stride, padding_mode)
 
     def __call__(self, x: mx.array, causal: bool = True) -> mx.array:
         # x: (B, F, H, W, C)
@@ -114,25 +53,7 @@ class CausalConv3d(nn.Module):
             x = mx.concatenate([first, first, x], axis=1)
         else:
             x = mx.concatenate([first, x, x[:, -1:]], axis=1)
-        if self.taps_applies():
-            x = pad_spatial(x, self.padding_mode)
-            return cpu_kernels.conv_taps(x, self.conv.weight, self.conv.bias, filters=self.filters)
-        if self._wide_winograd(x):  # filters made for this call
-            return cpu_kernels.conv_taps(pad_spatial(x, self.padding_mode), self.conv.weight, self.conv.bias)
-        if self.padding_mode == "zeros":
-            y = mx.conv3d(x, self.conv.weight, stride=self.stride, padding=(0, 1, 1))
-        else:
-            y = mx.conv3d(pad_spatial(x, self.padding_mode), self.conv.weight, stride=self.stride)
-        return y + self.conv.bias
-
-
-def lay_out_for_backend(model: nn.Module) -> None:
-    """Give the convs that will run as cpu_kernels.conv_taps (modules with `taps_applies()`, holding
-    the weight themselves or in a `conv` child) their tap-major weight layout."""
-    for m in model.modules():
-        if hasattr(m, "taps_applies") and m.taps_applies():
-            owner = m["conv"] if "conv" in m else m
-            owner.weight = cpu_kernels.taps_layout(owner.weight)  # lazy: made at first use
+        return self.conv(x)
 
 
 def timestep_features(t: mx.array, channels: int = 256, max_period: float = 10000.0) -> mx.array:

@@ -24,9 +24,15 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx.kernels import cpu as cpu_kernels  # noqa: E402
-from ltx.video.blocks import PerChannelStatistics, to_mlx_layout  # noqa: E402
-from ltx.weights.loader import CheckpointError, load_checkpoint, load_strict, read_config  # noqa: E402
+from ltx import ops  # noqa: E402
+from ltx.video.blocks import PerChannelStatistics  # noqa: E402
+from ltx.weights.loader import (  # noqa: E402
+    CheckpointError,
+    load_checkpoint,
+    load_strict,
+    read_config,
+    to_mlx_layout,
+)
 
 RATIONAL_SCALES = {0.75: (3, 4), 1.5: (3, 2), 2.0: (2, 1), 4.0: (4, 1)}
 BLUR_KEY = "upsampler.blur_down.kernel"
@@ -73,43 +79,17 @@ def _group_norm(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, c, eps=1e-5, affine=True, pytorch_compatible=True)
 
 
-def group_norm_silu(norm: nn.GroupNorm, x: mx.array, residual: mx.array | None = None) -> mx.array:
-    """silu(norm(x) (+ residual)); on the CPU in numpy (ltx.kernels.cpu: 2 passes against MLX's many)."""
-    if x.dtype == mx.float32 and cpu_kernels.applies(x.size, cpu_kernels.NORM_MIN_ELEMENTS):
-        return cpu_kernels.group_norm_silu(x, norm.num_groups, norm.weight, norm.bias, norm.eps, residual)
-    y = norm(x)
-    return nn.silu(y if residual is None else y + residual)
-
-
-class Conv3d(nn.Conv3d):
-    """nn.Conv3d (zero padding, stride 1); float32 on the CPU with MKL as cpu_kernels.conv3d_frames,
-    which skips the taps that read zero padding frames: the upsampler takes 0.57x the time of MLX's
-    conv3d at 2 latent frames and 0.73x at 8 (`python bench/frames_ab.py`, bench/vae_results.md)."""
-
-    def __call__(self, x: mx.array) -> mx.array:
-        if cpu_kernels.conv3d_frames_applies(x.dtype) and self.weight.dtype == mx.float32:
-            return cpu_kernels.conv3d_frames(x, self.weight, self.get("bias"), self.padding)
-        return super().__call__(x)
-
-
-def lay_out_frame_convs(model: nn.Module) -> None:
-    """Give the 3-D convs their weights laid out for cpu_kernels.conv3d_frames where it will run."""
-    for m in model.modules():
-        if isinstance(m, Conv3d) and cpu_kernels.conv3d_frames_applies(m.weight.dtype):
-            m.weight = cpu_kernels.frames_layout(m.weight)  # lazy: made at first use
-
-
 class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
-        self.conv1 = Conv3d(c, c, 3, padding=1)
+        self.conv1 = ops.FrameConv3d(c, c, 3, padding=1)
         self.norm1 = _group_norm(c)
-        self.conv2 = Conv3d(c, c, 3, padding=1)
+        self.conv2 = ops.FrameConv3d(c, c, 3, padding=1)
         self.norm2 = _group_norm(c)
 
     def __call__(self, x: mx.array) -> mx.array:
-        h = group_norm_silu(self.norm1, self.conv1(x))
-        return group_norm_silu(self.norm2, self.conv2(h), residual=x)
+        h = ops.group_norm_silu(self.norm1, self.conv1(x))
+        return ops.group_norm_silu(self.norm2, self.conv2(h), residual=x)
 
 
 def pixel_shuffle_2d(x: mx.array, p: int) -> mx.array:
@@ -143,7 +123,7 @@ class LatentUpsampler(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg.mid_channels
-        self.initial_conv = Conv3d(cfg.in_channels, c, 3, padding=1)
+        self.initial_conv = ops.FrameConv3d(cfg.in_channels, c, 3, padding=1)
         self.initial_norm = _group_norm(c)
         self.res_blocks = [ResBlock(c) for _ in range(cfg.num_blocks_per_stage)]
         if cfg.rational_resampler:
@@ -151,11 +131,11 @@ class LatentUpsampler(nn.Module):
         else:  # Sequential(Conv2d, PixelShuffle(2)): keys upsampler.0.*
             self.upsampler = [nn.Conv2d(c, 4 * c, 3, padding=1)]
         self.post_upsample_res_blocks = [ResBlock(c) for _ in range(cfg.num_blocks_per_stage)]
-        self.final_conv = Conv3d(c, cfg.in_channels, 3, padding=1)
+        self.final_conv = ops.FrameConv3d(c, cfg.in_channels, 3, padding=1)
 
     def __call__(self, latent: mx.array) -> mx.array:
         # latent: (B, F, H, W, C) un-normalised
-        x = group_norm_silu(self.initial_norm, self.initial_conv(latent))
+        x = ops.group_norm_silu(self.initial_norm, self.initial_conv(latent))
         for block in self.res_blocks:
             x = block(x)
         if isinstance(self.upsampler, SpatialRationalResampler):
@@ -187,7 +167,7 @@ def load_upsampler(path: str | Path, dtype: mx.Dtype | None = None) -> LatentUps
     load_strict(
         model, model.sanitize(weights), dtype or backend.default_dtype(), what=f"latent upsampler in {path}"
     )
-    lay_out_frame_convs(model)
+    ops.lay_out(model)
     return model
 
 

@@ -30,6 +30,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from ltx import ops  # noqa: E402
 from ltx.video import tiling as tiling_mod  # noqa: E402
 from ltx.video.blocks import (  # noqa: E402
     CausalConv3d,
@@ -38,10 +39,8 @@ from ltx.video.blocks import (  # noqa: E402
     ResGroup,
     SpaceToDepthDownsample,
     TimestepEmbedder,
-    lay_out_for_backend,
     patchify,
     pixel_norm_silu,
-    to_mlx_layout,
     unpatchify,
 )
 from ltx.weights.loader import (  # noqa: E402
@@ -51,6 +50,7 @@ from ltx.weights.loader import (  # noqa: E402
     load_strict,
     read_config,
     take_prefix,
+    to_mlx_layout,
 )
 
 SCALE_FACTORS = (8, 32, 32)  # (time, height, width): fixed in the reference
@@ -365,7 +365,7 @@ def load_video_encoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
         dtype or backend.default_dtype(),
         what=f"video VAE encoder in {path}",
     )
-    lay_out_for_backend(model)
+    ops.lay_out(model)
     return model
 
 
@@ -379,7 +379,7 @@ def load_video_decoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
     load_strict(
         model, model.sanitize(own), dtype or backend.default_dtype(), what=f"video VAE decoder in {path}"
     )
-    lay_out_for_backend(model)
+    ops.lay_out(model)
     return model
 
 

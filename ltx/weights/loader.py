@@ -7,6 +7,7 @@ it is first evaluated, so loading never holds two copies of a large model.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,30 @@ def load_strict(
 
 
 load_strict.handles_quantized = True
+
+
+def to_mlx_layout(
+    weights: dict[str, mx.array],
+    expected: dict[str, tuple[int, ...]],
+    is_transposed_conv: Callable[[str], bool] = lambda k: False,
+) -> dict[str, mx.array]:
+    """PyTorch conv layouts -> MLX by the shape each parameter must have; idempotent.
+
+    Conv1d (O, I, K) -> (O, K, I), Conv2d (O, I, H, W) -> (O, H, W, I), Conv3d (O, I, D, H, W) ->
+    (O, D, H, W, I), ConvTranspose1d (I, O, K) -> (O, K, I). A weight already in the expected shape is
+    kept (a layout whose transpose has the same shape, e.g. I == K, is ambiguous and never occurs in
+    LTX checkpoints). Moved weights are made contiguous: MLX would re-lay a strided view out per call.
+    """
+    out = {}
+    for k, v in weights.items():
+        want = expected.get(k)
+        perm = {
+            3: (1, 2, 0) if is_transposed_conv(k) else (0, 2, 1),
+            4: (0, 2, 3, 1),
+            5: (0, 2, 3, 4, 1),
+        }.get(v.ndim)
+        if want is not None and perm is not None and tuple(v.shape) != tuple(want):
+            if tuple(v.shape[i] for i in perm) == tuple(want):
+                v = mx.contiguous(v.transpose(perm))
+        out[k] = v
+    return out
