@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stages.framework import LtxError, Node, ensure
+from stages.session import State, echo
 
 if TYPE_CHECKING:
     from cache.store import Artifact
@@ -82,10 +83,6 @@ def _loras(values: list[str] | None) -> list[tuple[str, float]]:
     return out
 
 
-def _echo(msg: str) -> None:
-    typer.echo(msg, err=True)
-
-
 def _run_name(run: str | None, output_path: Path | None) -> str:
     from cache.store import check_run_name
 
@@ -124,7 +121,6 @@ def _record(store, name: str, nodes: dict[str, Node], options, output_path: Path
 
 def _plan(run: str | None, output_path: Path | None, **raw: Any):
     from stages import pipeline
-    from stages.cli import State
 
     store = State.store()
     name = _run_name(run, output_path)
@@ -159,7 +155,7 @@ def _plan(run: str | None, output_path: Path | None, **raw: Any):
     if State.verbose:
         from ltx import ops
 
-        _echo("backend: " + ", ".join(f"{k} {v}" for k, v in ops.describe().items()))
+        echo("backend: " + ", ".join(f"{k} {v}" for k, v in ops.describe().items()))
     return store, name, nodes, resolved, files
 
 
@@ -179,13 +175,13 @@ def _write_outputs(store, nodes: dict[str, Node], output_path: Path, audio_path:
     from stages import mux
 
     if output_path.suffix.lower() == ".wav":
-        voc = ensure(store, nodes["vocode"], echo=_echo)
+        voc = ensure(store, nodes["vocode"], echo=echo)
         mux.write_wav_atomic(output_path, voc["waveform"], int(voc["sample_rate"]))
     else:
-        art = ensure(store, nodes["mux"], echo=_echo)
+        art = ensure(store, nodes["mux"], echo=echo)
         mux.write_output(art["mp4"].tobytes(), output_path)
     if audio_path is not None:
-        voc = ensure(store, nodes["vocode"], echo=_echo)
+        voc = ensure(store, nodes["vocode"], echo=echo)
         mux.write_wav_atomic(audio_path, voc["waveform"], int(voc["sample_rate"]))
 
 
@@ -289,12 +285,12 @@ def _make_step(label: str, doc: str):
         if force:
             art = ensure_inputs_then_force(store, nodes[label])
         else:
-            art = ensure(store, nodes[label], echo=_echo)
+            art = ensure(store, nodes[label], echo=echo)
         if label == "encode" and "encode_negative" in nodes:
-            typer.echo(ensure(store, nodes["encode_negative"], echo=_echo).key)
+            typer.echo(ensure(store, nodes["encode_negative"], echo=echo).key)
         typer.echo(art.key)
         if files.tiny_variant is not None and (opts.model or "tiny") in TINY_NAMES and label == "decode":
-            _echo(f"note: {__import__('ltx.weights.tiny', fromlist=['NOTICE']).NOTICE}")
+            echo(f"note: {__import__('ltx.weights.tiny', fromlist=['NOTICE']).NOTICE}")
 
     command.__signature__ = inspect.signature(_options)
     command.__doc__ = doc
@@ -311,7 +307,6 @@ FROM_KEY = {
 
 def _is_key_ref(ref: str | None) -> bool:
     """A key or key prefix that is not also a run name."""
-    from stages.cli import State
 
     if not ref or not re.fullmatch(r"[0-9a-fA-F]{4,64}", ref):
         return False
@@ -324,7 +319,6 @@ def _is_key_ref(ref: str | None) -> bool:
 def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
     """`ltx decode 3f2a9c1e --tiling aggressive`: run one step on an artifact given by key or prefix."""
     from stages import decode, decode_audio, vocode
-    from stages.cli import State
     from stages.models import resolve_model
 
     store = State.store()
@@ -352,7 +346,7 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
     else:
         node = Node(vocode.STAGE, vocode.Params(), {name: key}, ckpt, files)
     _scratch_in_cache(store)
-    typer.echo(ensure(store, node, force=force, echo=_echo).key)
+    typer.echo(ensure(store, node, force=force, echo=echo).key)
 
 
 def ensure_inputs_then_force(store, node: Node) -> "Artifact":
@@ -360,8 +354,8 @@ def ensure_inputs_then_force(store, node: Node) -> "Artifact":
     done: dict = {}  # inputs opened (and verified) once, then reused by the forced run
     for inp in node.inputs.values():
         if isinstance(inp, Node):
-            ensure(store, inp, echo=_echo, _done=done)
-    return ensure(store, node, force=True, echo=_echo, _done=done)
+            ensure(store, inp, echo=echo, _done=done)
+    return ensure(store, node, force=True, echo=echo, _done=done)
 
 
 def generate(**kw: Any) -> None:
@@ -375,11 +369,11 @@ def generate(**kw: Any) -> None:
     _record(store, name, nodes, opts, output_path)
     if force:
         for node in nodes.values():
-            ensure(store, node, force=True, echo=_echo)
+            ensure(store, node, force=True, echo=echo)
     _write_outputs(store, nodes, output_path, audio_path)
-    _echo(f"wrote {output_path} (run {name}; `ltx status {name}` shows its stages)")
+    echo(f"wrote {output_path} (run {name}; `ltx status {name}` shows its stages)")
     if files.tiny_variant is not None:
-        _echo(f"note: {tiny.NOTICE}")
+        echo(f"note: {tiny.NOTICE}")
 
 
 generate.__signature__ = inspect.signature(_options)
@@ -388,7 +382,6 @@ generate.__signature__ = inspect.signature(_options)
 def status(run: Annotated[str, typer.Argument(help="Run name.")]) -> None:
     """Show each stage of a run as cached, missing or stale, and why."""
     from stages import pipeline
-    from stages.cli import State
 
     store = State.store()
     info = store.load_run(run)

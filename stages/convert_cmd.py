@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from stages.framework import LtxError
+from stages.session import State
 
 
 def convert(
@@ -28,7 +29,6 @@ def convert(
     ] = 64,
 ) -> None:
     """Convert a model to the MLX-native layout (memory-mapped loading; optional 4/8-bit weights)."""
-    from stages.cli import State
     from stages.models import resolve_model
 
     store = State.store()

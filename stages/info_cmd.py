@@ -6,6 +6,9 @@ from typing import Annotated
 
 import typer
 
+from stages import budget
+from stages.session import State
+
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
@@ -31,7 +34,6 @@ def info(
     ] = None,
 ) -> None:
     """Show a model's components, parameter counts, dtypes, and estimated peak memory per stage."""
-    from stages.cli import State
     from stages.models import resolve_model
 
     files = resolve_model(model, State.store()).ready()
@@ -39,7 +41,7 @@ def info(
     from ltx.weights import convert
 
     be = ops.describe()
-    itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[be["dtype"]]
+    itemsize = budget.compute_itemsize()
     typer.echo(f"model {files.name} (LTX-{files.version}) at {files.checkpoint.parent}")
     typer.echo(f"backend: mlx {be['mlx']}, {be['device']}, BLAS {be['blas']}, compute dtype {be['dtype']}")
     typer.echo(f"conv kernels' GEMM: {be['conv_gemm']}; VAE 3x3 convs: {be['vae_convs']}")
@@ -53,7 +55,7 @@ def info(
     typer.echo("components:")
     for c in comps.values():
         typer.echo(f"  {c.name:32s} {c.parameters:>16,d} params  {_gb(c.bytes):>10s}  {c.dtypes}")
-    normal, streamed = estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
+    normal, streamed = budget.estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
     typer.echo(
         f"estimated peak memory at {width}x{height}, {frames} frames ({'two' if two_stage else 'one'}-stage):"
     )
@@ -73,44 +75,6 @@ def info(
             )
         except ValueError as e:
             typer.echo(f"does not fit: {e}")
-
-
-def estimates(
-    files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
-):
-    """(normal, streamed) per-stage peak estimates of a model at a size."""
-    from ltx import memory, ops
-    from ltx.model.transformer import TransformerConfig
-    from ltx.weights import loader
-
-    _, meta = loader.read_header(files.checkpoint)
-    section = loader.read_config(meta, files.checkpoint)["transformer"]
-    cfg = TransformerConfig.from_dict(section)
-    block = comps["transformer"].bytes // max(cfg.num_layers, 1)  # blocks hold ~98% of the transformer
-    args = dict(
-        height=height,
-        width=width,
-        frames=frames,
-        fps=frame_rate,
-        itemsize=itemsize,
-        two_stage=two_stage,
-        **ops.memory_paths(itemsize),
-    )
-    normal = memory.estimate_stages(comps, cfg, **args)
-    streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)
-    return normal, streamed
-
-
-def budget_needs_streaming(
-    files, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, budget_gb: float
-) -> bool:
-    """Whether --memory-budget requires streamed transformer blocks (ValueError if nothing fits)."""
-    from ltx import backend, memory
-
-    itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[backend.describe()["dtype"]]
-    comps = memory.components(files.checkpoint, files.upsampler, files.gemma, itemsize)
-    normal, streamed = estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
-    return memory.plan(int(budget_gb * 1e9), normal, streamed)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from cache.store import Store
 from stages.framework import LtxError
 
 TINY_NAMES = {"tiny": "2.0", "tiny-2.0": "2.0", "tiny-2.3": "2.3"}
+TINY_LORA = "tiny:distilled_lora"  # the tiny model's own distilled LoRA, created with it
 
 
 def _metadata(path: Path) -> dict[str, str]:

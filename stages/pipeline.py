@@ -3,129 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from cache.store import Store
-from stages import condition, decode, decode_audio, denoise, encode, mux, refine, upsample, vocode
+from stages import budget, condition, decode, decode_audio, denoise, encode, mux, refine, upsample, vocode
 from stages.framework import LtxError, Node
-from stages.models import ModelFiles, resolve_model
-
-PIPELINES = ("distilled", "dev", "dev-two-stage")
-TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
-TINY_LORA = "tiny:distilled_lora"
-
-
-@dataclass
-class Options:
-    """Everything a user can choose; None means "the pipeline's default"."""
-
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    height: int | None = None
-    width: int | None = None
-    num_frames: int | None = None
-    frame_rate: float | None = None
-    seed: int | None = None
-    steps: int | None = None
-    cfg_scale: float | None = None
-    audio_cfg_scale: float | None = None
-    stg_scale: float | None = None
-    images: list[tuple[str, int, float]] = field(default_factory=list)
-    loras: list[tuple[str, float]] = field(default_factory=list)
-    distilled_lora: tuple[str, float] | None = None
-    model: str | None = None
-    pipeline: str | None = None
-    tiling: str | None = None
-    image_crf: int | None = None
-    enhance_prompt: bool | None = None
-    memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
-
-    def merged(self, stored: dict) -> Options:
-        """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
-        base = {f.name: stored.get(f.name) for f in dataclasses.fields(self) if f.name in stored}
-        mine = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [])}
-        out = Options(**{**base, **mine})
-        out.images = [tuple(i) for i in out.images]
-        out.loras = [tuple(x) for x in out.loras]
-        out.distilled_lora = tuple(out.distilled_lora) if out.distilled_lora else None
-        return out
-
-
-def _validate(o: Options, two_stage: bool) -> None:
-    from ltx import constants as C
-
-    if o.prompt is None or not o.prompt.strip():
-        raise LtxError('--prompt is empty; describe the video to generate, e.g. --prompt "a fox in the snow"')
-    C.validate_resolution(o.height, o.width, two_stage)
-    C.validate_frames(o.num_frames)
-    C.validate_fps(o.frame_rate)
-    if not 0 <= o.seed < 2**32:
-        raise LtxError(f"--seed {o.seed} is out of range; use an integer from 0 to {2**32 - 1}")
-    for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
-        v = getattr(o, name)
-        if v is not None and not math.isfinite(v):
-            raise LtxError(f"--{name.replace('_', '-')} {v} must be a finite number")
-    for path, frame, strength in o.images:
-        C.validate_strength(strength)
-        if not 0 <= frame < o.num_frames:
-            raise LtxError(f"--image {path} frame {frame} is outside the video (0..{o.num_frames - 1})")
-        if not Path(path).is_file():
-            raise LtxError(f"--image {path} does not exist")
-    for path, strength in o.loras + ([o.distilled_lora] if o.distilled_lora else []):
-        if not math.isfinite(strength):
-            raise LtxError(f"--lora {path} strength {strength} must be a finite number")
-        if not Path(path).is_file() and path != TINY_LORA:
-            raise LtxError(f"--lora {path} does not exist")
-
-
-def resolve_options(o: Options, files: ModelFiles) -> Options:
-    """Fill defaults (the reference's, or small ones for the tiny model) and validate."""
-    from ltx import constants as C
-
-    o = dataclasses.replace(o)
-    o.pipeline = o.pipeline or "distilled"
-    if o.pipeline not in PIPELINES:
-        raise LtxError(f"--pipeline {o.pipeline!r} is unknown; choose one of {', '.join(PIPELINES)}")
-    two_stage = o.pipeline != "dev"
-    params = C.params_for_version(files.version)
-    tiny = files.tiny_variant is not None
-    default_hw = C.TWO_STAGE_RESOLUTION if two_stage else C.ONE_STAGE_RESOLUTION
-    # `is None`, not `or`: an explicit 0 is bad input to reject, not a request for the default
-    o.height = o.height if o.height is not None else (TINY_DEFAULTS["height"] if tiny else default_hw[0])
-    o.width = o.width if o.width is not None else (TINY_DEFAULTS["width"] if tiny else default_hw[1])
-    o.num_frames = (
-        o.num_frames
-        if o.num_frames is not None
-        else (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
-    )
-    o.frame_rate = o.frame_rate if o.frame_rate is not None else params.frame_rate
-    o.seed = o.seed if o.seed is not None else params.seed
-    o.image_crf = o.image_crf if o.image_crf is not None else C.DEFAULT_IMAGE_CRF
-    o.tiling = o.tiling or ("default" if two_stage else "none")
-    if o.pipeline == "distilled" and o.steps is not None:
-        raise LtxError(
-            "--steps does not apply to --pipeline distilled (fixed 8 + 3 steps); use --pipeline dev to choose"
-        )
-    if o.pipeline != "distilled":
-        o.steps = o.steps if o.steps is not None else params.num_inference_steps
-        C.validate_steps(o.steps)
-        if o.negative_prompt is None:
-            from ltx.text.encoder import DEFAULT_NEGATIVE_PROMPT
-
-            o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
-    if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
-        o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
-    if o.pipeline == "dev-two-stage" and o.distilled_lora is None:
-        raise LtxError(
-            "--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file)"
-        )
-    from stages import validate
-
-    validate.options(o, files, two_stage)  # bad input fails here, before anything is written
-    _validate(o, two_stage)
-    return o
+from stages.models import TINY_LORA, ModelFiles, resolve_model
+from stages.options import PIPELINES, TINY_DEFAULTS, Options, resolve  # noqa: F401  (re-exported)
 
 
 def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
@@ -153,11 +36,11 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     from ltx.diffusion import schedulers
 
     files = resolve_model(o.model, store)
-    o = resolve_options(o, files)
+    o = resolve(o, files)
     ckpt = {"checkpoint": files.checkpoint_digest}
     dit = {"checkpoint": files.transformer_digest}  # differs from ckpt only for a quantized conversion
     text = {**ckpt, "gemma": files.gemma_digest}
-    two_stage = o.pipeline != "dev"
+    two_stage = o.two_stage
     h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
 
     def lora_file(path: str) -> str:
@@ -170,10 +53,8 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     lora_ext = {f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(o.loras)}
     stream = False
     if o.memory_budget is not None:
-        from stages.info_cmd import budget_needs_streaming
-
         try:
-            stream = budget_needs_streaming(
+            stream = budget.budget_needs_streaming(
                 files.ready(), o.height, o.width, o.num_frames, o.frame_rate, two_stage, o.memory_budget
             )
         except ValueError as e:

@@ -70,7 +70,7 @@ def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), st
             return X0Model(load_streamed_transformer(files.checkpoint, loras=list(loras)))
         model = load_transformer(files.checkpoint)
         if loras:  # fused into float weights, applied at run time beside quantized ones
-            from ltx.weights.quantize import apply_loras
+            from ltx.weights.lora import apply_loras
 
             apply_loras(model, list(loras))
         return X0Model(model)

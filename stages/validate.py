@@ -1,8 +1,9 @@
-"""Checks of everything a user hands in, before anything is computed or written to the cache.
+"""The checks stages/options.py runs on what a user hands in: numbers, names, and the files options
+name (images, audio, weights), before anything is computed or written to the cache.
 
-Each check raises `LtxError` with one line naming the bad value and the fix. The pipeline calls
-these from `stages/pipeline.py` while it builds the graph, so a bad input fails before the first
-artifact (or digest memo, or tiny-model file) is written.
+Each check raises `LtxError` with one line naming the bad value and the fix. `options.resolve` calls
+them while the pipeline graph is built, so a bad input fails before the first artifact (or digest
+memo, or tiny-model file) is written.
 
 Files are untrusted: images and audio are probed by decoding them (imageio, soundfile), weights by
 their safetensors header only (size-checked before it is parsed; no pickle anywhere).
@@ -41,11 +42,6 @@ def strength(option: str, value: float) -> None:
         raise LtxError(
             f"{option} {value} is outside [0, 1]; use 1.0 to keep the image exactly, lower to let it change"
         )
-
-
-def seed(value: int) -> None:
-    if not isinstance(value, int) or not 0 <= value < 2**63:
-        raise LtxError(f"--seed {value} is out of range; use an integer in [0, 2^63)")
 
 
 def steps(value: int) -> None:
@@ -274,36 +270,3 @@ def lora_file(path: str | Path, shapes: dict[str, tuple[int, ...]], option: str 
                 f"{option} {path}: {module} has lora_B {b} @ lora_A {a}, which does not fit the weight "
                 f"{tuple(w)}; is the LoRA for another model?"
             )
-
-
-# ---- everything at once ---------------------------------------------------------------------------
-def options(o: Any, files: Any, two_stage: bool) -> None:
-    """The checks `stages/pipeline.py` does not do itself, on resolved options (defaults filled in)."""
-    prompt(o.prompt)
-    frames(o.num_frames)
-    resolution(o.height, o.width, two_stage)
-    seed(o.seed)
-    finite("--frame-rate", o.frame_rate)
-    if o.frame_rate is not None and o.frame_rate <= 0:
-        raise LtxError(f"--frame-rate {o.frame_rate} must be > 0 (e.g. 24)")
-    if o.steps is not None:
-        steps(o.steps)
-    for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
-        finite(f"--{name.replace('_', '-')}", getattr(o, name))
-    for path, _frame, s in o.images:
-        strength(f"--image {path} strength", s)
-        image_file(path)
-    model_files(files)
-    loras = list(o.loras)
-    from stages.pipeline import TINY_LORA
-
-    tiny_lora = (
-        files.tiny_variant is not None and o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA
-    )
-    if o.distilled_lora is not None and not tiny_lora:
-        loras.append(tuple(o.distilled_lora))
-    if loras:
-        shapes = checkpoint_shapes(files)
-        for path, s in loras:
-            finite(f"--lora {path} strength", s)
-            lora_file(path, shapes)

@@ -19,17 +19,9 @@ from test_quantize import BOUNDS, golden_inputs, write_widened  # noqa: E402
 
 from ltx.model.transformer import X0Model, load_transformer  # noqa: E402
 from ltx.text import gemma
-from ltx.weights import convert, loader, quantize, tiny  # noqa: E402
+from ltx.weights import convert, loader, tiny  # noqa: E402
 
 DIGESTS = {"checkpoint": "sha256:c0", "upsampler": "sha256:u0", "gemma": "sha256:g0"}
-
-
-@pytest.fixture(autouse=True)
-def quantized_loading(monkeypatch):
-    """Until ltx.weights.loader.load_strict calls quantize.quantize_like itself, route loads through it."""
-    if not getattr(loader.load_strict, "handles_quantized", False):
-        monkeypatch.setattr(loader, "load_strict", quantize.load_strict)
-        monkeypatch.setattr(gemma, "load_strict", quantize.load_strict)
 
 
 def _source(d: Path, digests=DIGESTS) -> convert.Source:

@@ -59,7 +59,7 @@ def test_reference_rounding_chain(model_dir):
         assert np.array_equal(np.array(_bf16(w + d_ref)), ref), key
 
 
-@pytest.mark.parametrize("fuse", ["lora.fuse_loras", "quantize.apply_loras"])
+@pytest.mark.parametrize("fuse", ["lora.fuse_loras", "lora.apply_loras"])
 def test_fusion_matches_reference(model_dir, fuse):
     variant, d = model_dir
     gold = {k: np.array(v) for k, v in mx.load(str(GOLDENS / variant / "lora.safetensors")).items()}
@@ -70,7 +70,7 @@ def test_fusion_matches_reference(model_dir, fuse):
     n = (
         lora.fuse_loras(model, [(path, strength)])
         if fuse == "lora.fuse_loras"
-        else quantize.apply_loras(model, [(path, strength)])["fused"]
+        else lora.apply_loras(model, [(path, strength)])["fused"]
     )
     assert n == len(lora.load_lora(path))
     params = dict(tree_flatten(model.parameters()))
@@ -93,7 +93,7 @@ def test_runtime_lora_on_quantized_model(tmp_path):
     lora.fuse_loras(fused, [(path, 0.8)])
     model = load_transformer(d / "model.safetensors", mx.float32)
     done = quantize.quantize_model(model, 8, 32, "transformer_blocks.")
-    counts = quantize.apply_loras(model, [(path, 0.8)])
+    counts = lora.apply_loras(model, [(path, 0.8)])
     assert counts["runtime"] == len(done) and counts["fused"] == len(lora.load_lora(path)) - len(done)
     wrapped = [k for k, m in model.named_modules() if isinstance(m, quantize.LoRAQuantizedLinear)]
     assert sorted(wrapped) == sorted(done)
@@ -104,7 +104,7 @@ def test_runtime_lora_on_quantized_model(tmp_path):
     # the run-time LoRA is really applied: without it the output moves further away
     bare = load_transformer(d / "model.safetensors", mx.float32)
     quantize.quantize_model(bare, 8, 32, "transformer_blocks.")
-    quantize.apply_loras(bare, [])
+    lora.apply_loras(bare, [])
     assert not np.allclose(np.array(X0Model(bare)(*inputs)[0]), np.array(got[0]))
 
 
@@ -114,7 +114,7 @@ def _write_lora(path: Path, tensors: dict[str, np.ndarray]) -> Path:
 
 
 @pytest.mark.parametrize(
-    "apply", [lambda m, lo: lora.fuse_loras(m, lo), lambda m, lo: quantize.apply_loras(m, lo)]
+    "apply", [lambda m, lo: lora.fuse_loras(m, lo), lambda m, lo: lora.apply_loras(m, lo)]
 )
 def test_lora_errors(tmp_path, apply):
     d = tiny.create("2.0", tmp_path / "m")

@@ -25,6 +25,7 @@ from mlx.utils import tree_flatten  # noqa: E402
 from ltx.model.block import BasicAVTransformerBlock  # noqa: E402
 from ltx.model.transformer import PREFIX, LTXModel, TransformerConfig, sanitize  # noqa: E402
 from ltx.weights import loader, quantize  # noqa: E402
+from ltx.weights.lora import apply_lora_pairs, load_lora  # noqa: E402
 
 
 class _Source:
@@ -41,7 +42,7 @@ class _Source:
         quantize.quantize_like(block, weights)
         loader.load_strict(block, weights, self.dtype, f"transformer block {idx} in {self.path}")
         if self.loras:
-            quantize.apply_lora_pairs(block, self.loras, prefix=f"transformer_blocks.{idx}.")
+            apply_lora_pairs(block, self.loras, prefix=f"transformer_blocks.{idx}.")
         self.reads += 1
         return block
 
@@ -68,8 +69,7 @@ def load_streamed_transformer(
     model_type: str = "av",
     loras: list[tuple[str | Path, float]] = (),
 ) -> LTXModel:
-    """An LTXModel whose blocks are streamed from `path` per forward pass; loras as ltx.weights.quantize.apply_loras."""
-    from ltx.weights.lora import load_lora
+    """An LTXModel whose blocks are streamed from `path` per forward pass; loras as ltx.weights.lora.apply_loras."""
 
     path = Path(path)
     weights, metadata = loader.load_checkpoint(path)
@@ -90,7 +90,7 @@ def load_streamed_transformer(
             (n, {k: ab for k, ab in p.items() if not k.startswith("transformer_blocks.")}, s)
             for n, p, s in pairs
         ]
-        quantize.apply_lora_pairs(model, top)
+        apply_lora_pairs(model, top)
         for n, p, _ in pairs:  # every block LoRA module must exist: check now, not at step 1
             bad = [
                 k for k in p if k.startswith("transformer_blocks.") and int(k.split(".")[1]) >= cfg.num_layers

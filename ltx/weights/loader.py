@@ -91,8 +91,6 @@ def load_strict(
     module.load_weights(list(weights.items()), strict=True)
 
 
-load_strict.handles_quantized = True
-
 
 def to_mlx_layout(
     weights: dict[str, mx.array],

@@ -1,5 +1,5 @@
 """Weight quantization (MLX affine, 4 or 8 bits) of the transformer's and Gemma's linear layers,
-and LoRA on quantized layers at run time.
+and the layer that keeps LoRAs beside a quantized weight at run time (applied by ltx.weights.lora).
 
 Which layers: every 2-D linear weight of a transformer block (q/k/v/out, gate logits, feed-forward;
 the reference's fp8-cast covers the same set) and every linear weight of Gemma's decoder layers,
@@ -16,13 +16,12 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 # isort: split
 
 import re
-from pathlib import Path
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from ltx.weights import loader  # noqa: E402
+from ltx.weights.header import CheckpointError  # noqa: E402
 
 BITS = (4, 8)
 GROUP_SIZES = (32, 64, 128)
@@ -80,7 +79,7 @@ def _layout(path: str, m: nn.Module, weights: dict[str, mx.array]) -> dict | boo
         or scales.ndim != 2
         or scales.shape[1] == 0
     ):
-        raise loader.CheckpointError(
+        raise CheckpointError(
             f"quantized weight {path!r} is malformed: expected uint32 weight and 2-D scales"
         )
     bits, group = packed.shape[1] * 32 // in_dims, in_dims // scales.shape[1]
@@ -91,7 +90,7 @@ def _layout(path: str, m: nn.Module, weights: dict[str, mx.array]) -> dict | boo
         or scales.shape[1] * group != in_dims
         or packed.shape[0] != m.weight.shape[0]
     ):
-        raise loader.CheckpointError(
+        raise CheckpointError(
             f"quantized weight {path!r} has packed shape {tuple(packed.shape)} and scales {tuple(scales.shape)}, "
             f"which fit no bits/group size for a layer of shape {tuple(m.weight.shape)}"
         )
@@ -117,18 +116,6 @@ def quantize_like(module: nn.Module, weights: dict[str, mx.array]) -> int:
 
     nn.quantize(module, class_predicate=predicate)
     return count
-
-
-def load_strict(
-    module: nn.Module, weights: dict[str, mx.array], dtype: mx.Dtype | None = None, what: str = "model"
-) -> None:
-    """loader.load_strict for checkpoints that may hold quantized layers (what it does once the
-    loader calls quantize_like itself)."""
-    quantize_like(module, weights)
-    _LOAD_STRICT(module, weights, dtype, what)
-
-
-_LOAD_STRICT = loader.load_strict
 
 
 def quantize_model(module: nn.Module, bits: int, group_size: int, scope: str = "") -> list[str]:
@@ -172,70 +159,3 @@ class LoRAQuantizedLinear(nn.Module):
         for a, b, s in zip(self.lora_a, self.lora_b, self.strengths, strict=True):
             y = y + s * ((x @ a.T) @ b.T)
         return y
-
-
-def _dims(m: nn.Module) -> tuple[int, int]:
-    if isinstance(m, LoRAQuantizedLinear):
-        m = m.base
-    if isinstance(m, nn.QuantizedLinear):
-        return m.weight.shape[0], m.weight.shape[1] * 32 // m.bits
-    return tuple(m.weight.shape)
-
-
-def apply_loras(model: nn.Module, loras: list[tuple[str | Path, float]]) -> dict[str, int]:
-    """Apply LoRA files (path, strength): fused into float weights exactly as ltx.weights.lora.fuse_loras
-    does (W + sum (B*s) @ A, float32 delta), kept at run time beside quantized ones.
-    Returns {"fused": n, "runtime": n}."""
-    from ltx.weights.lora import load_lora
-
-    return apply_lora_pairs(model, [(str(p), load_lora(p), s) for p, s in loras])
-
-
-def apply_lora_pairs(
-    model: nn.Module, loras: list[tuple[str, dict[str, tuple[mx.array, mx.array]], float]], prefix: str = ""
-) -> dict[str, int]:
-    """apply_loras with pairs already loaded: (name, {module path: (A, B)}, strength). With
-    `prefix`, only modules under it are applied, the prefix stripped (one streamed block)."""
-    modules = dict(model.named_modules())
-    deltas: dict[str, mx.array] = {}
-    runtime: dict[str, list] = {}
-    for path, pairs, strength in loras:
-        for full, (a, b) in pairs.items():
-            if not full.startswith(prefix):
-                continue
-            name = full[len(prefix) :]
-            m = modules.get(name)
-            if m is None or not (hasattr(m, "weight") or isinstance(m, LoRAQuantizedLinear)):
-                raise loader.CheckpointError(f"LoRA {path}: the model has no linear layer {full!r}")
-            out_dim, in_dim = _dims(m)
-            if b.shape[1] != a.shape[0] or (b.shape[0], a.shape[1]) != (out_dim, in_dim):
-                raise loader.CheckpointError(
-                    f"LoRA {path}: {full} has lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)}, "
-                    f"which does not fit the weight {(out_dim, in_dim)}"
-                )
-            if isinstance(m, (nn.QuantizedLinear, LoRAQuantizedLinear)):
-                runtime.setdefault(name, []).append((a, b, strength))
-            else:
-                d = (b.astype(mx.float32) * strength) @ a.astype(mx.float32)
-                deltas[name] = deltas[name] + d if name in deltas else d
-    fused = [
-        (f"{n}.weight", modules[n].weight + d.astype(modules[n].weight.dtype)) for n, d in deltas.items()
-    ]
-    model.load_weights(fused, strict=False)
-    wrapped = []
-    for name, items in runtime.items():
-        m = modules[name]
-        layer = m if isinstance(m, LoRAQuantizedLinear) else LoRAQuantizedLinear(m)
-        for a, b, s in items:
-            layer.add(a, b, s, layer.base.scales.dtype)
-        wrapped.append((name, layer))
-    if wrapped:
-        model.update_modules(_nest(wrapped))
-    return {"fused": len(fused), "runtime": len(runtime)}
-
-
-def _nest(items: list[tuple[str, nn.Module]]) -> dict:
-    """[("a.0.b", m)] -> {"a": [{"b": m}]}-shaped tree for Module.update_modules (lists as dicts of ints)."""
-    from mlx.utils import tree_unflatten
-
-    return tree_unflatten(items)

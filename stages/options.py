@@ -1,0 +1,135 @@
+"""What a user can choose, its defaults, and every check of it: `resolve` runs once, while the pipeline
+graph is built, before anything is computed or written to the cache.
+
+Defaults are the reference's (ltx.constants), or small ones for the tiny model. Each check raises
+`LtxError` with one line naming the bad value and the fix; files (images, LoRAs, weights) are probed
+by stages/validate.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from stages import validate
+from stages.framework import LtxError
+from stages.models import TINY_LORA, ModelFiles
+
+PIPELINES = ("distilled", "dev", "dev-two-stage")
+TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
+SEED_RANGE = 2**32
+
+
+@dataclass
+class Options:
+    """Everything a user can choose; None means "the pipeline's default"."""
+
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    frame_rate: float | None = None
+    seed: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    audio_cfg_scale: float | None = None
+    stg_scale: float | None = None
+    images: list[tuple[str, int, float]] = field(default_factory=list)
+    loras: list[tuple[str, float]] = field(default_factory=list)
+    distilled_lora: tuple[str, float] | None = None
+    model: str | None = None
+    pipeline: str | None = None
+    tiling: str | None = None
+    image_crf: int | None = None
+    enhance_prompt: bool | None = None
+    memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
+
+    def merged(self, stored: dict) -> Options:
+        """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
+        base = {f.name: stored.get(f.name) for f in dataclasses.fields(self) if f.name in stored}
+        mine = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, [])}
+        out = Options(**{**base, **mine})
+        out.images = [tuple(i) for i in out.images]
+        out.loras = [tuple(x) for x in out.loras]
+        out.distilled_lora = tuple(out.distilled_lora) if out.distilled_lora else None
+        return out
+
+    @property
+    def two_stage(self) -> bool:
+        return self.pipeline != "dev"
+
+
+def resolve(o: Options, files: ModelFiles) -> Options:
+    """`o` with every default filled in, checked: bad input fails here, before anything is written."""
+    from ltx import constants as C
+
+    o = dataclasses.replace(o)
+    o.pipeline = o.pipeline or "distilled"
+    if o.pipeline not in PIPELINES:
+        raise LtxError(f"--pipeline {o.pipeline!r} is unknown; choose one of {', '.join(PIPELINES)}")
+    params = C.params_for_version(files.version)
+    tiny = files.tiny_variant is not None
+    default_hw = C.TWO_STAGE_RESOLUTION if o.two_stage else C.ONE_STAGE_RESOLUTION
+    # `is None`, not `or`: an explicit 0 is bad input to reject, not a request for the default
+    o.height = o.height if o.height is not None else (TINY_DEFAULTS["height"] if tiny else default_hw[0])
+    o.width = o.width if o.width is not None else (TINY_DEFAULTS["width"] if tiny else default_hw[1])
+    o.num_frames = (
+        o.num_frames
+        if o.num_frames is not None
+        else (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
+    )
+    o.frame_rate = o.frame_rate if o.frame_rate is not None else params.frame_rate
+    o.seed = o.seed if o.seed is not None else params.seed
+    o.image_crf = o.image_crf if o.image_crf is not None else C.DEFAULT_IMAGE_CRF
+    o.tiling = o.tiling or ("default" if o.two_stage else "none")
+    if o.pipeline == "distilled" and o.steps is not None:
+        raise LtxError(
+            "--steps does not apply to --pipeline distilled (fixed 8 + 3 steps); use --pipeline dev to choose"
+        )
+    if o.pipeline != "distilled":
+        o.steps = o.steps if o.steps is not None else params.num_inference_steps
+        if o.negative_prompt is None:
+            from ltx.text.encoder import DEFAULT_NEGATIVE_PROMPT
+
+            o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
+    if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
+        o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
+    if o.pipeline == "dev-two-stage" and o.distilled_lora is None:
+        raise LtxError(
+            "--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file)"
+        )
+    check(o, files)
+    return o
+
+
+def check(o: Options, files: Any) -> None:
+    """Every check of resolved options (defaults filled in) and the files they name."""
+    validate.prompt(o.prompt)
+    validate.frames(o.num_frames)
+    validate.resolution(o.height, o.width, o.two_stage)
+    if not isinstance(o.seed, int) or not 0 <= o.seed < SEED_RANGE:
+        raise LtxError(f"--seed {o.seed} is out of range; use an integer from 0 to {SEED_RANGE - 1}")
+    validate.finite("--frame-rate", o.frame_rate)
+    if o.frame_rate is not None and o.frame_rate <= 0:
+        raise LtxError(f"--frame-rate {o.frame_rate} must be > 0 (e.g. 24)")
+    if o.steps is not None:
+        validate.steps(o.steps)
+    for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
+        validate.finite(f"--{name.replace('_', '-')}", getattr(o, name))
+    for path, frame, s in o.images:
+        validate.strength(f"--image {path} strength", s)
+        validate.image_file(path)
+        if not 0 <= frame < o.num_frames:
+            raise LtxError(f"--image {path} frame {frame} is outside the video (0..{o.num_frames - 1})")
+    validate.model_files(files)
+    loras = list(o.loras)
+    tiny_lora = o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA and files.tiny_variant
+    if o.distilled_lora is not None and not tiny_lora:
+        loras.append(tuple(o.distilled_lora))
+    if loras:
+        shapes = validate.checkpoint_shapes(files)
+        for path, s in loras:
+            validate.finite(f"--lora {path} strength", s)
+            validate.lora_file(path, shapes)

@@ -1,0 +1,25 @@
+"""What the `ltx` command's global options set for this process (the cache directory, --debug,
+--verbose), read by every command; and how commands talk to the user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cache.store import Store, default_root
+
+
+class State:
+    cache_dir: Path = default_root()
+    debug: bool = False
+    verbose: bool = False
+
+    @classmethod
+    def store(cls) -> Store:
+        return Store(cls.cache_dir)
+
+
+def echo(msg: str) -> None:
+    """A status line for the user, on stderr (stdout carries keys and listings)."""
+    typer.echo(msg, err=True)
