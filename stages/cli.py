@@ -12,7 +12,7 @@ import typer
 
 from cache.errors import CacheError
 from cache.store import default_root
-from stages import cache_cmd, commands, convert_cmd, info_cmd
+from stages import cache_cmd, commands, convert_cmd, info_cmd, preview_cmd
 from stages.framework import LtxError
 from stages.session import State, echo
 
@@ -48,6 +48,7 @@ def _global(
 commands.register(app)
 convert_cmd.register(app)
 info_cmd.register(app)
+preview_cmd.register(app)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from stages import progress
 from stages.framework import LtxError, Node, ensure
 from stages.session import State, echo
 
@@ -258,6 +259,44 @@ def _options(
     force: Annotated[
         bool, typer.Option("--force", help="Recompute this stage even if it is cached.")
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Progress and results as JSON lines on stdout (one event a line).")
+    ] = False,
+) -> None:
+    pass
+
+
+def _generate_only(
+    no_preview: Annotated[
+        bool, typer.Option("--no-preview", help="Do not write the contact sheet (out/x.mp4 -> out/x.png).")
+    ] = False,
+) -> None:
+    pass
+
+
+def _signature(*fns) -> inspect.Signature:
+    """One signature with the parameters of `fns`, in order (the shared options plus a command's own)."""
+    params = [p for fn in fns for p in inspect.signature(fn).parameters.values()]
+    return inspect.Signature(params)
+
+
+def _in_session(fn, extra=None):
+    """`fn` run inside a progress session (a bar, plain lines or --json events); `extra` adds --json to
+    a command whose signature lacks it."""
+
+    def command(**kw: Any) -> Any:
+        with progress.session(json=kw.pop("json_out", False)):
+            return fn(**kw)
+
+    command.__signature__ = _signature(fn, extra) if extra else inspect.signature(fn)
+    command.__doc__, command.__name__ = fn.__doc__, fn.__name__
+    return command
+
+
+def _json_only(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Results as JSON lines on stdout (one event a line).")
+    ] = False,
 ) -> None:
     pass
 
@@ -280,15 +319,17 @@ def _make_step(label: str, doc: str):
             if output_path is None:
                 raise LtxError("ltx mux needs --output-path FILE.mp4")
             _write_outputs(store, nodes, output_path, audio_path)
-            typer.echo(nodes["mux"].key)
+            progress.output({"mux": nodes["mux"].key}, name, [p for p in (output_path, audio_path) if p])
             return
         if force:
             art = ensure_inputs_then_force(store, nodes[label])
         else:
             art = ensure(store, nodes[label], echo=echo)
+        keys = {}  # printed one a line, the stage's own last; with --json one "output" event
         if label == "encode" and "encode_negative" in nodes:
-            typer.echo(ensure(store, nodes["encode_negative"], echo=echo).key)
-        typer.echo(art.key)
+            keys["encode_negative"] = ensure(store, nodes["encode_negative"], echo=echo).key
+        keys[label] = art.key
+        progress.output(keys, name)
         if files.tiny_variant is not None and (opts.model or "tiny") in TINY_NAMES and label == "decode":
             echo(f"note: {__import__('ltx.weights.tiny', fromlist=['NOTICE']).NOTICE}")
 
@@ -346,7 +387,7 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
     else:
         node = Node(vocode.STAGE, vocode.Params(), {name: key}, ckpt, files)
     _scratch_in_cache(store)
-    typer.echo(ensure(store, node, force=force, echo=echo).key)
+    progress.output({label: ensure(store, node, force=force, echo=echo).key})
 
 
 def ensure_inputs_then_force(store, node: Node) -> "Artifact":
@@ -362,8 +403,10 @@ def generate(**kw: Any) -> None:
     """Run the whole pipeline: encode, denoise, upsample, refine, decode, decode audio, vocode, mux.
     Every stage whose artifact is already cached is skipped."""
     from ltx.weights import tiny
+    from stages import preview
 
     output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
+    no_preview = kw.pop("no_preview", False)
     output_path = output_path or Path("out") / "ltx.mp4"
     store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
     _record(store, name, nodes, opts, output_path)
@@ -371,12 +414,16 @@ def generate(**kw: Any) -> None:
         for node in nodes.values():
             ensure(store, node, force=True, echo=echo)
     _write_outputs(store, nodes, output_path, audio_path)
-    echo(f"wrote {output_path} (run {name}; `ltx status {name}` shows its stages)")
+    sheet = None if no_preview else preview.beside(store, nodes, output_path)
+    also = f" and the preview {sheet}" if sheet else ""
+    echo(f"wrote {output_path}{also} (run {name}; `ltx status {name}` shows its stages)")
     if files.tiny_variant is not None:
         echo(f"note: {tiny.NOTICE}")
+    paths = [p for p in (output_path, audio_path, sheet) if p]
+    progress.output({label: n.key for label, n in nodes.items()}, name, paths, show_keys=False)
 
 
-generate.__signature__ = inspect.signature(_options)
+generate.__signature__ = _signature(_options, _generate_only)
 
 
 def status(run: Annotated[str, typer.Argument(help="Run name.")]) -> None:
@@ -396,9 +443,11 @@ def status(run: Annotated[str, typer.Argument(help="Run name.")]) -> None:
         if recorded and recorded != key:
             why = _why_stale(recipes.get(label, {}), node)
             state = f"stale    {recorded[:8]} -> {key[:8]} ({why})"
+            event = {"state": "stale", "key": key, "recorded": recorded, "why": why}
         else:
             state = f"{'cached ' if store.exists(key) else 'missing'}  {key[:8]}"
-        typer.echo(f"{label:15s} {state}")
+            event = {"state": state.split()[0], "key": key}
+        progress.line(f"{label:15s} {state}", event="status", stage=label, **event)
 
 
 def _why_stale(old: dict, node: Node) -> str:
@@ -418,10 +467,10 @@ def _why_stale(old: dict, node: Node) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate")(_in_session(generate))
     for name, (label, doc) in STEP_COMMANDS.items():
-        app.command(name)(_make_step(label, doc))
-    app.command("status")(status)
+        app.command(name)(_in_session(_make_step(label, doc)))
+    app.command("status")(_in_session(status, _json_only))
 
 
 def preprocess_argv() -> None:

@@ -20,8 +20,8 @@ class Params:
 
 def compute(ctx, params: Params, latents) -> dict:
     from ltx.diffusion.sampling import noise
-    from ltx.video.tiling import parse_tiling
-    from ltx.video.vae import to_uint8
+    from ltx.video.tiling import parse_tiling, plan_tiles
+    from ltx.video.vae import SCALE_FACTORS, to_uint8
     from stages.runtime import mx
 
     decoder = runtime.video_decoder(ctx.runtime)
@@ -33,8 +33,18 @@ def compute(ctx, params: Params, latents) -> dict:
     def decoder_noise(shape):  # timestep-conditioned decoders draw fresh noise per tile, as the reference
         return noise((params.seed + next(tiles)) % 2**32, shape, "decoder")
 
-    for chunk in decoder.decode_stream(latent, parse_tiling(params.tiling), noise=decoder_noise):
+    cfg = parse_tiling(params.tiling)
+    total = len(plan_tiles((f, h, w), cfg, SCALE_FACTORS)) if cfg is not None else 1
+    done = iter(range(1, total + 1))
+    ctx.progress(0, total, "tile")
+
+    def on_tile():
+        ctx.progress(next(done), total, "tile")
+
+    for chunk in decoder.decode_stream(latent, cfg, noise=decoder_noise, on_tile=on_tile):
         out.write(np.array(to_uint8(chunk[0])))
+    if cfg is None:
+        ctx.progress(1, 1, "tile")  # untiled: the whole video is one tile, evaluated by the write
     return {}
 
 

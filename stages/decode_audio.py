@@ -21,8 +21,11 @@ def compute(ctx, params: Params, latents) -> dict:
     from stages.runtime import mx
 
     decoder = runtime.audio_decoder(ctx.runtime)
+    ctx.progress(0, 1, "pass")
     mel = decoder.decode(mx.array(latents["audio_latent"]))  # (B, T, 64, 2) channels-last
-    return {"mel": np.array(mel.transpose(0, 3, 1, 2).astype(mx.float32))}  # (B, 2, T, 64) as the reference
+    out = {"mel": np.array(mel.transpose(0, 3, 1, 2).astype(mx.float32))}  # (B, 2, T, 64) as the reference
+    ctx.progress(1, 1, "pass")
+    return out
 
 
 STAGE = Stage(NAME, VERSION, Params, ("latents",), compute, __doc__)

@@ -23,12 +23,16 @@ def compute(ctx, params: Params) -> dict:
 
     encoder = runtime.text_encoder(ctx.runtime)
     prompt = params.prompt
+    passes = 1 if params.enhance_seed is None else 2  # Gemma generating the new prompt, then encoding it
+    ctx.progress(0, passes, "pass")
     if params.enhance_seed is not None:
         prompt = encoder.enhance_t2v(prompt, seed=params.enhance_seed).strip() or prompt
         ctx.echo(f"enhanced prompt: {prompt}")
+        ctx.progress(1, passes, "pass")
     out = encoder.encode(prompt)
     video, audio = out.video, out.audio
     mx.eval(video, audio)
+    ctx.progress(passes, passes, "pass")
     return {
         "video_context": np.array(video.astype(mx.float32)),
         "audio_context": np.array(audio.astype(mx.float32)),

@@ -22,6 +22,7 @@ from typing import Any
 from cache.errors import CacheError, CorruptArtifact, UnknownArtifact
 from cache.keys import make_key
 from cache.store import Artifact, RowWriter, Store, Writer
+from stages import progress as _progress
 
 
 class LtxError(Exception):
@@ -90,8 +91,17 @@ class Node:
 class Context:
     """What a compute function may use besides its inputs: checkpoints, streamed outputs, progress."""
 
-    def __init__(self, store: Store, node: Node, writer: Writer, echo: Callable[[str], None]):
-        self.store, self.node, self.key, self._writer, self.echo = store, node, node.key, writer, echo
+    def __init__(
+        self,
+        store: Store,
+        node: Node,
+        writer: Writer,
+        echo: Callable[[str], None],
+        reporter: _progress.Reporter | None = None,
+    ):
+        self.store, self.node, self.key, self._writer = store, node, node.key, writer
+        self._reporter = reporter or _progress.Reporter(echo)
+        self.echo = self._reporter.message
         self.runtime = node.runtime
         self._checkpoints: set[str] = set()
 
@@ -146,6 +156,11 @@ class Context:
         for key in self._checkpoints:
             self.store.remove(key)
 
+    def progress(self, done: int, total: int | None = None, unit: str = "step") -> None:
+        """`done` of `total` units of this stage's loop: the first call is the baseline (report it before
+        the loop, with the units already done, e.g. resumed steps); rates and ETAs are measured from it."""
+        self._reporter.progress(self.node.stage.name, self.key, done, total, unit)
+
     def output(self, name: str, shape: tuple[int, ...], dtype: Any) -> RowWriter:
         """Stream a large output into the artifact block by block (along axis 0)."""
         return self._writer.create(name, shape, dtype)
@@ -164,14 +179,16 @@ def ensure(
     key = node.key
     if key in done:
         return done[key]
+    rep = _progress.reporter(echo)
     if store.exists(key) and not force:
         try:
+            t0 = time.perf_counter()
             art = store.open(key, verify=os.environ.get("LTX_VERIFY", "full") != "lazy")
-            echo(f"cached {node.stage.name} {key[:8]}")
+            rep.cached(node.stage.name, key, time.perf_counter() - t0)
             done[key] = art
             return art
         except CorruptArtifact as e:
-            echo(f"corrupt {node.stage.name} {key[:8]} ({e}); removing and recomputing")
+            rep.message(f"corrupt {node.stage.name} {key[:8]} ({e}); removing and recomputing")
             store.remove(key)
         except UnknownArtifact:
             pass  # removed since the check (cache rm, gc): compute it
@@ -198,14 +215,16 @@ def run(
         "externals": dict(node.externals),
         "versions": _versions(),
     }
+    rep = _progress.reporter(echo)
+    rep.start(stage.name, key)
     t0 = time.perf_counter()
     with store.writer(key, manifest) as writer:
-        ctx = Context(store, node, writer, echo)
+        ctx = Context(store, node, writer, echo, rep)
         arrays = stage.compute(ctx, node.params, **upstream) or {}
         for name, value in arrays.items():
             writer.put(name, value)
         dt = time.perf_counter() - t0
         art = writer.commit(created=datetime.now(UTC).isoformat(), duration_s=round(dt, 3))
     ctx._clear_checkpoints()
-    echo(f"ran {stage.name} {key[:8]} in {dt:.1f} s")
+    rep.end(stage.name, key, dt)
     return art

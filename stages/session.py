@@ -21,5 +21,9 @@ class State:
 
 
 def echo(msg: str) -> None:
-    """A status line for the user, on stderr (stdout carries keys and listings)."""
-    typer.echo(msg, err=True)
+    """A status line for the user, on stderr (stdout carries keys and listings); inside a command's
+    progress session, through its reporter (above a live bar)."""
+    from stages import progress
+
+    if not progress.message(msg):
+        typer.echo(msg, err=True)

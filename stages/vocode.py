@@ -21,11 +21,14 @@ def compute(ctx, params: Params, mel) -> dict:
     from stages.runtime import mx
 
     vocoder = runtime.vocoder(ctx.runtime)
+    ctx.progress(0, 1, "pass")  # one pass, no chunks: the bar shows it running and its elapsed time
     wave = vocoder(mx.array(mel["mel"]).transpose(0, 2, 3, 1))  # (B, N, 2)
-    return {
+    out = {
         "waveform": np.array(wave[0].T.astype(mx.float32)),
         "sample_rate": np.array(vocoder.sample_rate, np.int64),
     }
+    ctx.progress(1, 1, "pass")
+    return out
 
 
 STAGE = Stage(NAME, VERSION, Params, ("mel",), compute, __doc__)

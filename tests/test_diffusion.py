@@ -314,6 +314,7 @@ def test_stage_loop_runs_inside_the_cpu_buffer_cache():
         resume=lambda total: None,
         checkpoint=lambda step, arrays: steps.append(step),
         echo=lambda text: None,
+        progress=lambda done, total, unit: None,
         node=SimpleNamespace(stage=SimpleNamespace(name="denoise")),
     )
     v, au = loop_states()

@@ -201,7 +201,8 @@ def test_generate_writes_only_cache_and_outputs(reference):
     sandbox = reference["sandbox"]
     written = sorted(str(p.relative_to(sandbox)) for p in sandbox.rglob("*") if p.is_file())
     allowed = ("cache/", MLX_JIT)
-    outside = [p for p in written if not p.startswith(allowed) and p not in ("out/fox.mp4", "out/fox.wav")]
+    outputs = ("out/fox.mp4", "out/fox.wav", "out/fox.png")  # the .png: generate's preview
+    outside = [p for p in written if not p.startswith(allowed) and p not in outputs]
     assert outside == [], outside
     for d in ("home", "cwd"):
         assert list((sandbox / d).iterdir()) == [], d

@@ -213,9 +213,11 @@ def tiled_decode(
     latent: mx.array,
     cfg: TilingConfig,
     scale: tuple[int, int, int] = (8, 32, 32),
+    on_tile: Callable[[], None] | None = None,
 ) -> Iterator[mx.array]:
     """Decode (B, F', H', W', C) tile by tile with `decode` (latent tile -> (B, T, H, W, 3) video tile) and
-    yield finished (B, T_i, H, W, 3) chunks in order. Accumulates in the latent's dtype, as the reference."""
+    yield finished (B, T_i, H, W, 3) chunks in order. Accumulates in the latent's dtype, as the reference.
+    `on_tile()` is called after each tile is decoded (progress; `plan_tiles` gives their number)."""
     b, f, h, w, _ = latent.shape
     height, width = h * scale[1], w * scale[2]
     dtype = latent.dtype
@@ -234,6 +236,8 @@ def tiled_decode(
             buf[:, :n, hs, ws] = buf[:, :n, hs, ws] + video[:, :n] * mask
             wts[:, :n, hs, ws] = wts[:, :n, hs, ws] + mx.broadcast_to(mask, (1, n) + mask.shape[2:])
             mx.eval(buf, wts)
+            if on_tile is not None:
+                on_tile()
         if prev is not None:
             if prev_t.stop > t_slice.start:
                 k = prev_t.stop - t_slice.start

@@ -226,6 +226,7 @@ class VideoDecoder(nn.Module):
         noise: mx.array | NoiseFn | None = None,
         seed: int | None = None,
         key: mx.array | None = None,
+        on_tile: Callable[[], None] | None = None,
     ) -> Iterator[mx.array]:
         """Latent (B, 128, F', H', W') -> finished frame chunks (B, T_i, H, W, 3), in order. With tiling, one
         tile is decoded at a time and only the current temporal group and its overlap are held.
@@ -233,7 +234,7 @@ class VideoDecoder(nn.Module):
         Decode noise (timestep-conditioned decoders only; ignored otherwise) is drawn as the reference does:
         one draw of the tile's latent shape per decoder pass, in tile order. `noise`: an array (untiled) or a
         function shape -> array, both in the latent layout (B, C, F', H', W'); else from `seed` / `key` (split
-        per tile) or, with neither, mx.random."""
+        per tile) or, with neither, mx.random. `on_tile()` is called after each tile (tiled decoding only)."""
         cfg = tiling_mod.parse_tiling(tiling)
         latent = latent.transpose(0, 2, 3, 4, 1)  # (B, F', H', W', C)
         draw = None
@@ -255,7 +256,7 @@ class VideoDecoder(nn.Module):
         if cfg is None:
             yield decode_tile(latent)
             return
-        yield from tiling_mod.tiled_decode(decode_tile, latent, cfg, SCALE_FACTORS)
+        yield from tiling_mod.tiled_decode(decode_tile, latent, cfg, SCALE_FACTORS, on_tile)
 
     def decode(
         self,
