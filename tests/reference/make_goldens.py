@@ -11,6 +11,8 @@ Every `golden_*.py` module beside this file contributes one component:
         loads its component from the tiny model directory through the official loading path,
         runs it on fixed inputs (noise injected, never drawn from torch's RNG) and returns inputs
         and outputs, saved to tests/goldens/<variant>/<component>.safetensors.
+    SHARED = "<file>.safetensors" (optional): a variant-independent golden, run once as
+        run(None, None) and saved to tests/goldens/<file> (golden_rope.py: the RoPE ladders).
 
 The merged manifest is written to ltx/assets/tiny/<variant>/manifest.json; ltx.weights.tiny synthesises
 the weights from it, so the tiny model used by `ltx generate --model tiny` is the one the goldens
@@ -91,12 +93,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = tiny.materialize(manifest, Path(tmp) / "model")
             for name, mod in mods.items():
-                if args.only and name not in args.only:
+                if (args.only and name not in args.only) or hasattr(mod, "SHARED"):
                     continue
                 arrays = mod.run(variant, model_dir)
                 save_goldens(GOLDENS / variant / f"{name}.safetensors", arrays)
                 size = sum(np.asarray(a).nbytes for a in arrays.values())
                 print(f"{variant} {name}: {len(arrays)} arrays, {size / 1e6:.2f} MB")
+    for name, mod in mods.items():  # variant-independent goldens, once
+        if hasattr(mod, "SHARED") and not (args.only and name not in args.only):
+            arrays = mod.run(None, None)
+            save_goldens(GOLDENS / mod.SHARED, arrays)
+            size = sum(np.asarray(a).nbytes for a in arrays.values())
+            print(f"{name}: {len(arrays)} arrays, {size / 1e3:.1f} kB")
 
 
 if __name__ == "__main__":
