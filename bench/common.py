@@ -25,8 +25,8 @@ import ltx  # noqa: E402,F401  (before numpy: ltx sets OpenBLAS's thread timeout
 
 import numpy as np  # noqa: E402
 
-# where bench/vae_bench.py writes its real-width random weights and inputs (frames_ab.py and
-# taps_ab.py read them)
+# where bench/vae_bench.py writes its real-width random weights and inputs (bench/ab.py's VAE-side
+# experiments and bench/vae_profile.py read them)
 VAE_BENCH_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "ltx-vae-bench"
 
 # stage-1 default: 121 frames at 512x768 -> latent (16, 16, 24) = 6,144 tokens; 126 audio tokens
@@ -316,80 +316,48 @@ def vae_components(cache: Path, decode: bool = True) -> dict:
     return components
 
 
-def interleaved_ab(fns: dict, variants: dict, use, runs: int) -> dict[str, dict[str, float]]:
-    """For every fns[name] (a callable returning a lazy MLX result), alternate the variants in one
-    process: use(variants[v]) then time one evaluated call, variant by variant, runs + 1 rounds (the
-    first warms up). Returns name -> variant -> median seconds. Needs the .venv (MLX)."""
+def alternate(fn, variants: dict, use, runs: int, swap: bool = False, settle: int = 0, outputs=None):
+    """One evaluated fn() (a lazy MLX result) per variant and round: use(variants[v]), `settle`
+    untimed calls (for a variant whose state builds up, as a cache does over a denoising loop's
+    steps), then the timed one; runs + 1 rounds, the first a warm-up, with swap the order reversed
+    every other round (the warm-up's first). Returns variant -> seconds per round (the i-th entries
+    of two variants are one pair); `outputs`, a dict, gets each variant's last result. Needs the .venv
+    (MLX)."""
     import mlx.core as mx
 
-    out = {}
-    for name, fn in fns.items():
-        times = {v: [] for v in variants}
-        for i in range(runs + 1):
-            for v, setting in variants.items():
-                use(setting)
-                t0 = time.perf_counter()
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(runs + 1):
+        for v in list(variants) if not swap or i % 2 else list(variants)[::-1]:
+            use(variants[v])
+            for _ in range(settle):
                 mx.eval(fn())
-                if i:
-                    times[v].append(time.perf_counter() - t0)
-        out[name] = {v: statistics.median(t) for v, t in times.items()}
-    return out
+            t0 = time.perf_counter()
+            out = fn()
+            mx.eval(out)
+            if i:  # the first round warms up
+                times[v].append(time.perf_counter() - t0)
+            if outputs is not None:
+                outputs[v] = out
+    return times
+
+
+def interleaved_ab(fns: dict, variants: dict, use, runs: int) -> dict[str, dict[str, float]]:
+    """alternate() for every fns[name], the variants in the same order every round. Returns name ->
+    variant -> median seconds."""
+    return {
+        name: {v: statistics.median(t) for v, t in alternate(fn, variants, use, runs).items()}
+        for name, fn in fns.items()
+    }
 
 
 def forward_pairs(a, variants: dict, use, settle: int = 0) -> dict[str, list[float]]:
-    """The benchmark transformer (bench/tf_prepare.py's --inputs / --weights, a.layers, a.heads) run
-    with each variant in turn: use(variants[name]), `settle` untimed forwards (for a variant whose
-    state builds up, as a cache does over a denoising loop's steps), then one timed, evaluated
-    forward, the order swapped every pair; a.runs pairs after a warm-up pair. Returns name ->
-    seconds per forward (the i-th entries of two variants are one pair). Needs the .venv (MLX)."""
-    import mlx.core as mx
+    """alternate() on the benchmark transformer's forward (bench/tf_prepare.py's a.inputs / a.weights,
+    a.layers, a.heads), the order swapped every pair, a.runs pairs, inside ltx.backend's buffer cache
+    as the denoising loops run (a variant may set its own limit). Returns name -> seconds per forward."""
     import tf_ours
 
     from ltx import backend
 
     model, video, audio = tf_ours.load(a.weights, a.inputs, a.layers, a.heads)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    with backend.cpu_buffer_cache():  # as the denoising loops run (a variant may set its own limit)
-        for i in range(a.runs + 1):
-            for name in list(variants) if i % 2 else list(variants)[::-1]:
-                use(variants[name])
-                for _ in range(settle):
-                    mx.eval(*model(video, audio))
-                t0 = time.perf_counter()
-                mx.eval(*model(video, audio))
-                if i:  # the first pair warms up
-                    times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def conv_gemm_ab(components: dict, choices: dict, runs: int, ratio: tuple[str, str]) -> None:
-    """interleaved_ab over the components with ltx.kernels.blas.gemm (the conv kernels' GEMM, asked
-    as a conv builds its graph) set to each of `choices` (label -> a _gemm replacement) in turn;
-    prints a table of the medians and ratio[0] / ratio[1]. Needs the .venv (MLX)."""
-    from ltx.kernels import blas
-
-    real = blas.gemm
-
-    def use(choice):
-        blas.gemm = choice
-
-    try:
-        med = interleaved_ab(components, choices, use, runs)
-    finally:
-        blas.gemm = real
-    num, den = ratio
-    print(f"| component | {' | '.join(choices)} | {num} / {den} |")
-    print("|---|" + "---:|" * (len(choices) + 1))
-    for name, m in med.items():
-        print(f"| {name} | {' | '.join(f'{m[c]:.3f}' for c in choices)} | {m[num] / m[den]:.2f} |")
-
-
-def vae_ab_parser(doc: str):
-    """The command line the one-process VAE-side A/Bs share (frames_ab.py, taps_ab.py, gemm_ab.py):
-    --cache (bench/vae_bench.py's weights and inputs) and --runs (pairs); each script adds its own."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=str(VAE_BENCH_CACHE))
-    ap.add_argument("--runs", type=int, default=5)
-    return ap
+    with backend.cpu_buffer_cache():
+        return alternate(lambda: model(video, audio), variants, use, a.runs, swap=True, settle=settle)

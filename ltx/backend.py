@@ -22,7 +22,7 @@ from ltx import settings
 
 BLAS = "reference"
 _blas_path: str | None = None
-KMP_BLOCKTIME = "0"  # set unless the user has (`python bench/spin_ab.py`)
+KMP_BLOCKTIME = "0"  # set unless the user has (`python bench/ab.py --what spin`)
 
 
 def _candidates() -> list[str]:
@@ -68,12 +68,12 @@ import mlx.core as mx  # noqa: E402
 # back to the OS when freed and is page-faulted in again at its next allocation (42 ms per 100 MB
 # here, against 4 ms reused). Within cpu_buffer_cache() the cache may hold this fraction of the
 # machine's memory: the benchmark's transformer forward takes 0.94x the time (`python
-# bench/tf_ab.py --what cache`, which prints the allocation times first). The denoising loops run
+# bench/ab.py --what tf_cache`, which prints the allocation times first). The denoising loops run
 # in it: every step allocates the same buffers, so the cache never holds more than one step's. The
 # decoders do not: their tiles' many
 # sizes left ~170-265 MB more resident in a streaming decode (its RSS 1.24x for 4x the frames, the
 # target 1.15x), for 0.94x of the real-width video decoder's time and ~1.0x of the audio side's
-# (`python bench/taps_ab.py --what cache`).
+# (`python bench/ab.py --what vae_cache`).
 CPU_CACHE_FRACTION = 1 / 8
 
 

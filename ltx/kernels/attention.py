@@ -43,7 +43,7 @@ BLOCKED_MIN_ELEMENTS = 1 << 15
 # SCORE_BLOCK_ELEMENTS // keys per block, within ATTENTION_ROWS: 1,024 rows x 512 keys at 6,144 keys.
 # Against whole rows of keys (170 rows x 6,144, what ran before) the GEMMs run on taller blocks (a
 # GEMM's cost per flop falls with its rows) whose scores still sit in the core's cache: the video
-# self-attention alone takes 0.91x the time, a forward 0.94x (`python bench/tf_ab.py --what keys`;
+# self-attention alone takes 0.91x the time, a forward 0.94x (`python bench/ab.py --what keys`;
 # 0.99x where the scores need the max shift, which adds a pass per block). Few keys take one block of
 # keys and taller blocks of rows: 2,048 rows x 126 audio keys run 0.82x the time of 512-row blocks,
 # while each worker still gets ATTENTION_TASKS_PER_WORKER blocks to balance.
@@ -125,7 +125,7 @@ def library() -> str | None:
     GEMMs (ltx.kernels.blas.gemm: non-Intel CPUs, or LTX_CPU_GEMM=openblas), else MKL; None with neither.
     On an AMD EPYC (Zen 4 class), where MKL's GEMMs stay below the machine's peak, a transformer
     forward takes 0.96x the time with the attention on OpenBLAS (8 pairs, 0.89-0.99), though the
-    video self-attention alone measured the same on both (`python bench/tf_ab.py --what
+    video self-attention alone measured the same on both (`python bench/ab.py --what
     attention_blas`, bench/ab_results.md)."""
     gemm = blas.gemm()
     if gemm is not None and gemm.name == "openblas" and blas.serial_openblas() is not None:
@@ -149,14 +149,14 @@ EXP_SAFE = 64.0
 # softmax's shifted scores do. So blocks whose scores are not bounded below (shifted or masked ones)
 # are raised to this floor first, one pass: a term of 2^-125 (~2e-38) next to a shifted row's
 # largest, 1 (with scores in base e the floor is -125 ln 2, the same value). The video self-attention with 5x larger q and k takes 0.35x
-# the time with it, 0.99x with 3x (`python bench/tf_ab.py --what floor`).
+# the time with it, 0.99x with 3x (`python bench/ab.py --what floor`).
 EXP2_FLOOR = -125.0
 
 
 # The blocked attention's scores are made in base 2 (times scale x log2(e)): numpy's float32
 # exp2 takes ~0.48x the time of its exp; and its row sums are one BLAS matrix-vector product with a
 # vector of ones, 0.48-0.64x the time of numpy's sum over rows (170 rows x 6,144 keys). Off: exp and
-# numpy's sum, what ran before (`python bench/tf_ab.py --what softmax`)
+# numpy's sum, what ran before (`python bench/ab.py --what softmax`)
 SOFTMAX_BASE2 = True
 
 
@@ -172,7 +172,7 @@ class _PackedHead:
     """The blocked attention's GEMMs on MKL: one head's K (times the softmax scale) and V in MKL's
     packed GEMM layout, one packed matrix per block of keys, made once per head and reused by every
     block of query rows. cblas_sgemm repacks them on every call: with both cores busy that costs up
-    to ~7% of the GEMMs' time at 6,144 keys x 128 (`python bench/gemm_pack.py`)."""
+    to ~7% of the GEMMs' time at 6,144 keys x 128 (`python bench/ab.py --what pack`)."""
 
     def __init__(self, blas: blas.Mkl, rows: int, tk: int, d: int, keys: int):
         self.blas, self.shape, self.head = blas, (rows, tk, d, keys), None
@@ -322,8 +322,8 @@ def _head_rows(x: mx.array) -> np.ndarray:
     """A numpy view of (B, H, T, D) whose heads the BLAS reads in place: rows of D contiguous floats a
     fixed stride apart, as the (B, T, H * D) projections lay them out (the GEMMs take the stride as
     their leading dimension, and K and V are packed anyway): one layer's attentions take 0.94x the
-    time of copying the heads contiguous first (`python bench/attn_layout_ab.py`, bench/ab_results.md). Other layouts are
-    copied."""
+    time of copying the heads contiguous first (`python bench/ab.py --what layout`,
+    bench/ab_results.md). Other layouts are copied."""
     view = np.array(x, copy=False)  # numpy 2: copy=False never copies
     row, col = view.strides[-2:]
     if col != view.itemsize or row < view.shape[-1] * view.itemsize or row % view.itemsize:

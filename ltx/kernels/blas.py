@@ -9,7 +9,7 @@ Two can be in the process on Linux:
 - The OpenBLAS inside numpy's wheels (scipy-openblas: symbols prefixed `scipy_`, 64-bit integers),
   loaded by every `import numpy`. On AMD CPUs MKL's sgemm stays well below the machine's peak, and
   numpy's OpenBLAS runs the conv kernels' GEMMs in 0.74-0.95x MKL's time (0.84x of the video
-  decoder's whole time; `python bench/gemm_ab.py`, bench/ab_results.md). On Intel's own CPUs MKL
+  decoder's whole time; `python bench/ab.py --what gemm`, bench/ab_results.md). On Intel's own CPUs MKL
   reaches about the machine's peak (~400 GFLOP/s on the Intel machine of earlier bench/results.md runs), so it
   stays there (OpenBLAS was not measured on Intel).
 

@@ -92,7 +92,7 @@ def conv_taps(
     With a BLAS (MKL or numpy's OpenBLAS: ltx.kernels.blas.gemm) each tap is one sgemm adding into the
     output's buffer in place (beta = 1); else an MLX addmm chain, which copies the running sum on
     every tap: the in-place path takes 0.91x the vocoder's time, 0.96x the audio decoder's, 0.98x
-    the video decoder's (`python bench/taps_ab.py`, MKL).
+    the video decoder's (`python bench/ab.py --what taps`, MKL).
 
     Where the last two kernel axes are 3x3 (the VAEs' convs) and a BLAS is there, the conv runs as
     Winograd F(4x4, 3x3) or F(2x2, 3x3) instead (ltx.kernels.winograd: 36 GEMMs per 4x4 outputs where the

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 # 36 / 16 of the input per transformed tile where F(2x2) holds 4x. Wider convs, and convs whose
 # filters are made at every call (conv.winograd_wide_applies: the 1,024-channel level), use
 # F(2x2, 3x3): their filters are 16 / 36 the size, and at 512 channels F(4x4) measured within the
-# machine's noise of F(2x2) on both decoders (`python bench/taps_ab.py --what tile`).
+# machine's noise of F(2x2) on both decoders (`python bench/ab.py --what tile`).
 TILE = 4
 TILE_MAX_CHANNELS = 256
 TILE_WIDE = 2
@@ -262,7 +262,7 @@ def conv(
 MIN_CHANNELS_1D = 128
 # Up to LTX-2.3's 768-channel vocoder level, whose kept filters (~2x the weight) add ~0.6 GB to the
 # vocode stage (well below the denoise stages' peak): its vocoder + BWE takes 0.94x the time with
-# them (`python bench/taps_ab.py --what wide1d`, bench/ab_results.md)
+# them (`python bench/ab.py --what wide1d`, bench/ab_results.md)
 MAX_CHANNELS_1D = 768
 
 
