@@ -12,7 +12,7 @@ import typer
 
 from cache.errors import CacheError
 from cache.store import default_root
-from stages import cache_cmd, commands, convert_cmd, info_cmd, preview_cmd
+from stages import cache_cmd, commands, convert_cmd, info_cmd, models_cmd, preview_cmd
 from stages.framework import LtxError
 from stages.session import State, echo
 
@@ -48,7 +48,14 @@ def _global(
 commands.register(app)
 convert_cmd.register(app)
 info_cmd.register(app)
+models_cmd.register(app)
 preview_cmd.register(app)
+
+
+def _is_click_exception(e: Exception) -> bool:
+    """Typer 0.28 bundles its own click (typer._click), so `click.ClickException` is not the class it
+    raises; match the class by name, whichever click raised it."""
+    return any(c.__name__ == "ClickException" for c in type(e).__mro__) and hasattr(e, "show")
 
 
 def main() -> None:
@@ -67,9 +74,7 @@ def main() -> None:
         echo("interrupted; finished work is kept in the cache: rerun the same command to resume")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001
-        import click
-
-        if isinstance(e, click.ClickException):
+        if _is_click_exception(e):  # a usage error: Typer's own message with the usage line, exit 2
             e.show()
             sys.exit(e.exit_code)
         if debug:

@@ -7,6 +7,7 @@ the options: `ltx decode RUN --tiling aggressive` reuses everything else from RU
 
 import dataclasses
 import inspect
+import json
 import re
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stages import progress
+from stages import progress, validate
 from stages.framework import LtxError, Node, ensure
 from stages.session import State, echo
 
@@ -42,18 +43,19 @@ def _split_multi(argv: list[str]) -> list[str]:
     reference CLI); Typer options take one, so join them as PATH::FRAME::STRENGTH."""
     out, i = [], 0
     arity = {"--image": (3, 3), "--lora": (1, 2), "--distilled-lora": (1, 2)}
+    arity |= {f"--{m}-stg-blocks": (0, 1 << 10) for m in ("video", "audio")}  # BLOCK ..., as the reference
     while i < len(argv):
         a = argv[i]
         if a in arity:
             lo, hi = arity[a]
-            vals = [argv[i + 1]] if i + 1 < len(argv) else []
+            vals = [argv[i + 1]] if i + 1 < len(argv) and (lo or not argv[i + 1].startswith("--")) else []
             j = i + 2
             while len(vals) < hi and j < len(argv) and not argv[j].startswith("--"):
                 vals.append(argv[j])
                 j += 1
             if len(vals) < lo or (a == "--image" and len(vals) != 3):
                 raise LtxError(f"{a} needs {'PATH FRAME STRENGTH' if a == '--image' else 'PATH [STRENGTH]'}")
-            out += [a, "::".join(vals)]
+            out += [a, "::".join(vals) or "none"]
             i = j
         else:
             out.append(a)
@@ -74,6 +76,15 @@ def _images(values: list[str] | None) -> list[tuple[str, int, float]]:
         path, frame, strength = v.split("::")
         out.append((path, _num(int, frame, "--image frame"), _num(float, strength, "--image strength")))
     return out
+
+
+def _blocks(value: str | None, name: str) -> tuple[int, ...] | None:
+    """`--video-stg-blocks 28 29` (joined as 28::29), `none` for no block; None if not given."""
+    if value is None:
+        return None
+    option = "--" + name.replace("_", "-")
+    parts = [v for v in value.replace(",", "::").split("::") if v and v != "none"]
+    return tuple(_num(int, v, option) for v in parts)
 
 
 def _loras(values: list[str] | None) -> list[tuple[str, float]]:
@@ -120,38 +131,35 @@ def _record(store, name: str, nodes: dict[str, Node], options, output_path: Path
     )
 
 
-def _plan(run: str | None, output_path: Path | None, **raw: Any):
+def _options_from(raw: dict[str, Any], stored: dict[str, Any]):
+    """The Options a command's raw CLI values ask for, over a run's stored options. A flag left off
+    (False) means "as the run had it", like any option not given."""
+    from stages.options import Options
+
+    fields = {f.name for f in dataclasses.fields(Options)}
+    given = {k: (v or None) if isinstance(v, bool) else v for k, v in raw.items() if k in fields}
+    given["images"] = _images(raw.get("image"))
+    given["loras"] = _loras(raw.get("lora"))
+    given["distilled_lora"] = _loras([raw["distilled_lora"]])[0] if raw.get("distilled_lora") else None
+    for name in ("video_stg_blocks", "audio_stg_blocks"):
+        given[name] = _blocks(raw.get(name), name)
+    return Options(**given).merged(stored)
+
+
+def _plan(run: str | None, output_path: Path | None, output_audio: Path | None = None, **raw: Any):
     from stages import pipeline
 
     store = State.store()
     name = _run_name(run, output_path)
     stored = (store.load_run(name) or {}).get("options", {}) if run else {}
-    opts = pipeline.Options(
-        prompt=raw["prompt"],
-        negative_prompt=raw["negative_prompt"],
-        height=raw["height"],
-        width=raw["width"],
-        num_frames=raw["num_frames"],
-        frame_rate=raw["frame_rate"],
-        seed=raw["seed"],
-        steps=raw["steps"],
-        cfg_scale=raw["cfg_scale"],
-        audio_cfg_scale=raw["audio_cfg_scale"],
-        stg_scale=raw["stg_scale"],
-        images=_images(raw["image"]),
-        loras=_loras(raw["lora"]),
-        distilled_lora=(_loras([raw["distilled_lora"]])[0] if raw["distilled_lora"] else None),
-        model=raw["model"],
-        pipeline=raw["pipeline"],
-        tiling=raw["tiling"],
-        image_crf=raw["image_crf"],
-        memory_budget=raw["memory_budget"],
-        enhance_prompt=raw["enhance_prompt"] or None,
-    ).merged(stored)
+    opts = _options_from(raw, stored)
+    validate.outputs(output_path, output_audio, bool(opts.no_audio))
     from ltx import settings
 
     settings.check()  # a bad LTX_DTYPE / LTX_CPU_GEMM fails here, before any stage runs
     nodes, resolved, files = pipeline.build(opts, store)
+    if files.tiny_variant is None:  # which files of the model folder or repo this run uses
+        echo(files.choice(resolved.distilled_lora[0] if resolved.distilled_lora else None))
     _scratch_in_cache(store)
     if State.verbose:
         from ltx import ops
@@ -172,18 +180,20 @@ def _scratch_in_cache(store) -> None:
     tempfile.tempdir = str(scratch)
 
 
-def _write_outputs(store, nodes: dict[str, Node], output_path: Path, audio_path: Path | None) -> None:
+def _write_outputs(store, nodes: dict[str, Node], output_path: Path, output_audio: Path | None) -> None:
+    """The requested files: the container follows the extension (mux.VIDEO_CONTAINERS with the cached
+    H.264 + AAC streams, mux.AUDIO_CONTAINERS for the audio alone)."""
     from stages import mux
 
-    if output_path.suffix.lower() == ".wav":
+    if output_path.suffix.lower() in mux.AUDIO_CONTAINERS:
         voc = ensure(store, nodes["vocode"], echo=echo)
-        mux.write_wav_atomic(output_path, voc["waveform"], int(voc["sample_rate"]))
+        mux.write_audio_atomic(output_path, voc["waveform"], int(voc["sample_rate"]))
     else:
         art = ensure(store, nodes["mux"], echo=echo)
-        mux.write_output(art["mp4"].tobytes(), output_path)
-    if audio_path is not None:
+        mux.write_output(mux.remux(art["mp4"].tobytes(), output_path.suffix.lower()), output_path)
+    if output_audio is not None:
         voc = ensure(store, nodes["vocode"], echo=echo)
-        mux.write_wav_atomic(audio_path, voc["waveform"], int(voc["sample_rate"]))
+        mux.write_audio_atomic(output_audio, voc["waveform"], int(voc["sample_rate"]))
 
 
 # ---- the shared option set ------------------------------------------------------------------------
@@ -207,16 +217,68 @@ def _options(
     frame_rate: Annotated[float | None, typer.Option(help="Frames per second (default 24).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 10).")] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Denoising steps (dev pipelines; default 40, 30 for LTX-2.3).")
+        int | None,
+        typer.Option(
+            "--num-inference-steps",
+            "--steps",
+            help="Denoising steps (dev pipelines; default 40, 30 for LTX-2.3).",
+        ),
     ] = None,
     cfg_scale: Annotated[
-        float | None, typer.Option(help="Video classifier-free guidance scale (dev pipelines).")
+        float | None,
+        typer.Option(
+            "--video-cfg-guidance-scale",
+            "--cfg-scale",
+            help="Video classifier-free guidance scale (dev pipelines).",
+        ),
     ] = None,
     audio_cfg_scale: Annotated[
-        float | None, typer.Option(help="Audio classifier-free guidance scale (dev pipelines).")
+        float | None,
+        typer.Option(
+            "--audio-cfg-guidance-scale", "--audio-cfg-scale", help="Audio classifier-free guidance scale."
+        ),
     ] = None,
     stg_scale: Annotated[
-        float | None, typer.Option(help="Spatio-temporal guidance scale (dev pipelines).")
+        float | None, typer.Option("--stg-scale", help="Spatio-temporal guidance scale of both modalities.")
+    ] = None,
+    video_stg_scale: Annotated[
+        float | None, typer.Option("--video-stg-guidance-scale", help="Video spatio-temporal guidance scale.")
+    ] = None,
+    audio_stg_scale: Annotated[
+        float | None, typer.Option("--audio-stg-guidance-scale", help="Audio spatio-temporal guidance scale.")
+    ] = None,
+    video_stg_blocks: Annotated[
+        str | None,
+        typer.Option(
+            "--video-stg-blocks",
+            help="BLOCK ...: the transformer blocks video STG perturbs (none: no block).",
+        ),
+    ] = None,
+    audio_stg_blocks: Annotated[
+        str | None,
+        typer.Option("--audio-stg-blocks", help="BLOCK ...: the transformer blocks audio STG perturbs."),
+    ] = None,
+    video_rescale_scale: Annotated[
+        float | None, typer.Option("--video-rescale-scale", help="Video guidance rescale (0 = off).")
+    ] = None,
+    audio_rescale_scale: Annotated[
+        float | None, typer.Option("--audio-rescale-scale", help="Audio guidance rescale (0 = off).")
+    ] = None,
+    a2v_guidance_scale: Annotated[
+        float | None,
+        typer.Option("--a2v-guidance-scale", help="Audio-to-video modality guidance (1.0 = no effect)."),
+    ] = None,
+    v2a_guidance_scale: Annotated[
+        float | None,
+        typer.Option("--v2a-guidance-scale", help="Video-to-audio modality guidance (1.0 = no effect)."),
+    ] = None,
+    video_skip_step: Annotated[
+        int | None,
+        typer.Option("--video-skip-step", help="Skip video guidance on all but every N+1-th step."),
+    ] = None,
+    audio_skip_step: Annotated[
+        int | None,
+        typer.Option("--audio-skip-step", help="Skip audio guidance on all but every N+1-th step."),
     ] = None,
     image: Annotated[
         list[str] | None,
@@ -231,7 +293,24 @@ def _options(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(envvar="LTX_MODEL", help="'tiny' (random weights), 'tiny-2.3', or a model directory."),
+        typer.Option(
+            envvar="LTX_MODEL",
+            help="'tiny' (random weights), 'tiny-2.3', a model directory, or a Hugging Face repo id in the "
+            "local cache (Lightricks/LTX-2); `ltx models` lists what is found.",
+        ),
+    ] = None,
+    checkpoint_path: Annotated[
+        str | None, typer.Option(help="The checkpoint file (default: chosen from --model by --pipeline).")
+    ] = None,
+    spatial_upsampler_path: Annotated[
+        str | None, typer.Option(help="The spatial x2 upsampler file (default: the one in --model).")
+    ] = None,
+    gemma_root: Annotated[
+        str | None,
+        typer.Option(
+            help="Gemma-3 directory or Hugging Face repo id (default: the one in --model, else "
+            "google/gemma-3-12b-it-qat-q4_0-unquantized from the Hugging Face cache)."
+        ),
     ] = None,
     pipeline: Annotated[
         str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")
@@ -255,7 +334,12 @@ def _options(
     output_path: Annotated[
         Path | None, typer.Option(help="Where to write the .mp4 (or a .wav for audio only).")
     ] = None,
-    audio_path: Annotated[Path | None, typer.Option(help="Also write the audio as a .wav here.")] = None,
+    output_audio: Annotated[
+        Path | None, typer.Option("--output-audio", help="Also write the audio here (.wav or .flac).")
+    ] = None,
+    no_audio: Annotated[
+        bool, typer.Option("--no-audio", help="Video only: no audio track (the audio is not decoded).")
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Recompute this stage even if it is cached.")
     ] = False,
@@ -293,22 +377,14 @@ def _in_session(fn, extra=None):
     return command
 
 
-def _json_only(
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Results as JSON lines on stdout (one event a line).")
-    ] = False,
-) -> None:
-    pass
-
-
 def _make_step(label: str, doc: str):
     def command(**kw: Any) -> None:
         from stages.models import TINY_NAMES
 
-        output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
+        output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
         if label in FROM_KEY and _is_key_ref(kw["run"]):
             return _step_from_key(label, kw, force)
-        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
+        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, output_audio, **kw)
         if label not in nodes:
             raise LtxError(
                 f"stage {label!r} is not part of --pipeline {opts.pipeline}"
@@ -318,8 +394,8 @@ def _make_step(label: str, doc: str):
         if label == "mux":
             if output_path is None:
                 raise LtxError("ltx mux needs --output-path FILE.mp4")
-            _write_outputs(store, nodes, output_path, audio_path)
-            progress.output({"mux": nodes["mux"].key}, name, [p for p in (output_path, audio_path) if p])
+            _write_outputs(store, nodes, output_path, output_audio)
+            progress.output({"mux": nodes["mux"].key}, name, [p for p in (output_path, output_audio) if p])
             return
         if force:
             art = ensure_inputs_then_force(store, nodes[label])
@@ -371,7 +447,14 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
             f"artifact {key[:8]} is a {manifest.get('stage')} artifact; ltx {label.replace('_', '-')} "
             f"takes one of: {', '.join(accepted)}"
         )
-    files = resolve_model(kw["model"], store)
+    files = resolve_model(
+        kw["model"],
+        store,
+        pipeline=kw["pipeline"] or "distilled",
+        checkpoint=kw["checkpoint_path"],
+        upsampler=kw["spatial_upsampler_path"],
+        gemma=kw["gemma_root"],
+    )
     made_with = manifest.get("externals", {}).get("checkpoint")
     if made_with and made_with not in (files.checkpoint_digest, files.transformer_digest):
         raise LtxError(
@@ -399,78 +482,109 @@ def ensure_inputs_then_force(store, node: Node) -> "Artifact":
     return ensure(store, node, force=True, echo=echo, _done=done)
 
 
-def generate(**kw: Any) -> None:
+def generate(**kw: Any) -> dict[str, Any]:
     """Run the whole pipeline: encode, denoise, upsample, refine, decode, decode audio, vocode, mux.
     Every stage whose artifact is already cached is skipped."""
     from ltx.weights import tiny
     from stages import preview
 
-    output_path, audio_path, force = kw.pop("output_path"), kw.pop("audio_path"), kw.pop("force")
+    output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
     no_preview = kw.pop("no_preview", False)
+    run = kw.pop("run")
+    if output_path is None and run:  # a rerun by name writes where the run wrote
+        saved = (State.store().load_run(_run_name(run, None)) or {}).get("output_path")
+        output_path = Path(saved) if saved else None
     output_path = output_path or Path("out") / "ltx.mp4"
-    store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, **kw)
+    store, name, nodes, opts, files = _plan(run, output_path, output_audio, **kw)
     _record(store, name, nodes, opts, output_path)
     if force:
         for node in nodes.values():
             ensure(store, node, force=True, echo=echo)
-    _write_outputs(store, nodes, output_path, audio_path)
+    _write_outputs(store, nodes, output_path, output_audio)
     sheet = None if no_preview else preview.beside(store, nodes, output_path)
     also = f" and the preview {sheet}" if sheet else ""
     echo(f"wrote {output_path}{also} (run {name}; `ltx status {name}` shows its stages)")
     if files.tiny_variant is not None:
         echo(f"note: {tiny.NOTICE}")
-    paths = [p for p in (output_path, audio_path, sheet) if p]
-    progress.output({label: n.key for label, n in nodes.items()}, name, paths, show_keys=False)
+    paths = [p for p in (output_path, output_audio, sheet) if p]
+    keys = {label: n.key for label, n in nodes.items()}
+    progress.output(keys, name, paths, show_keys=False)
+    return {"run": name, "paths": paths, "keys": keys}
 
 
 generate.__signature__ = _signature(_options, _generate_only)
 
 
-def status(run: Annotated[str, typer.Argument(help="Run name.")]) -> None:
-    """Show each stage of a run as cached, missing or stale, and why."""
+def status(**kw: Any) -> None:
+    """Show each stage of a run as cached, or as what would run and why; with options (those of
+    `ltx generate`), for the run changed by them. Runs nothing and writes nothing."""
     from stages import pipeline
 
+    run = kw.pop("run")
+    if not run:
+        raise LtxError("ltx status needs a run name: ltx status RUN [options]; `ltx cache ls` lists runs")
     store = State.store()
     info = store.load_run(run)
     if info is None:
         names = ", ".join(store.runs()) or "none yet"
         raise LtxError(f"no run named {run!r}; runs: {names}")
-    nodes, _, _ = pipeline.build(pipeline.Options().merged(info.get("options", {})), store)
+    nodes, _, _ = pipeline.build(_options_from(kw, info.get("options", {})), store)
+    labels = {n.key: label for label, n in nodes.items()}
     recipes = info.get("recipes", {})
     for label, node in nodes.items():
-        key = node.key
-        recorded = info.get("stages", {}).get(label)
-        if recorded and recorded != key:
-            why = _why_stale(recipes.get(label, {}), node)
-            state = f"stale    {recorded[:8]} -> {key[:8]} ({why})"
-            event = {"state": "stale", "key": key, "recorded": recorded, "why": why}
+        key, recorded = node.key, info.get("stages", {}).get(label)
+        why = _why_changed(recipes.get(label, {}), node, labels) if recorded and recorded != key else None
+        if store.exists(key):
+            state = "cached"
+            text = f"cached   {key[:8]}" + (f" (was {recorded[:8]}: {why})" if why else "")
+        elif why:
+            state, text = "stale", f"stale    {recorded[:8]} -> {key[:8]} (would run: {why})"
         else:
-            state = f"{'cached ' if store.exists(key) else 'missing'}  {key[:8]}"
-            event = {"state": state.split()[0], "key": key}
-        progress.line(f"{label:15s} {state}", event="status", stage=label, **event)
+            state, text = "missing", f"missing  {key[:8]} (would run: not in the cache)"
+        event = {"state": state, "key": key, **({"recorded": recorded, "why": why} if why else {})}
+        progress.line(f"{label:15s} {text}", event="status", stage=label, **event)
 
 
-def _why_stale(old: dict, node: Node) -> str:
+status.__signature__ = inspect.signature(_options)
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _changes(name: str, old: Any, new: Any) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):  # a guider: name its changed fields
+        keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+        return ", ".join(_changes(f"{name}.{k}", old.get(k), new.get(k)) for k in keys)
+    return f"{name} {_short(old)} -> {_short(new)}"
+
+
+def _why_changed(old: dict, node: Node, labels: dict[str, str]) -> str:
+    """What differs between a stage's recorded recipe and its new one: "seed 10 -> 11", "tiling default
+    -> aggressive", "upstream denoise changed", "stage version 1 -> 2", "the checkpoint file changed"."""
     if old.get("version") != node.stage.version:
         return f"stage version {old.get('version')} -> {node.stage.version}"
-    new_params = dataclasses.asdict(node.params)
-    changed = sorted(
-        k
-        for k in set(old.get("params", {})) | set(new_params)
-        if old.get("params", {}).get(k) != new_params.get(k)
-    )
+    before = old.get("params", {})
+    after = json.loads(json.dumps(dataclasses.asdict(node.params)))  # as recorded: tuples become lists
+    changed = [k for k in after if before.get(k) != after[k]] + [k for k in before if k not in after]
     if changed:
-        return "parameters changed: " + ", ".join(changed)
-    if old.get("externals") != node.externals:
-        return "model or input files changed"
-    return "an upstream stage changed"
+        return ", ".join(_changes(k, before.get(k), after.get(k)) for k in changed)
+    files = sorted(k for k in set(old.get("externals", {})) | set(node.externals)
+                   if old.get("externals", {}).get(k) != node.externals.get(k))  # fmt: skip
+    if files:
+        return ", ".join(f"the {k} file changed" for k in files)
+    inputs = [n for n, k in node.input_keys.items() if old.get("inputs", {}).get(n) != k]
+    if inputs:
+        return ", ".join(f"upstream {labels.get(node.input_keys[n], n)} changed" for n in inputs)
+    return "its recipe changed"
 
 
 def register(app: typer.Typer) -> None:
     app.command("generate")(_in_session(generate))
     for name, (label, doc) in STEP_COMMANDS.items():
         app.command(name)(_in_session(_make_step(label, doc)))
-    app.command("status")(_in_session(status, _json_only))
+    app.command("status")(_in_session(status))
 
 
 def preprocess_argv() -> None:

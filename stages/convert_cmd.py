@@ -14,7 +14,10 @@ from stages.session import State
 
 def convert(
     src: Annotated[
-        str, typer.Argument(help="Official model: `tiny`, `tiny-2.3`, or a directory with the LTX-2 files.")
+        str,
+        typer.Argument(
+            help="Official model: `tiny`, `tiny-2.3`, a directory with the LTX-2 files, or a Hugging Face repo id."
+        ),
     ],
     dst: Annotated[Path, typer.Argument(help="New directory for the converted model.")],
     quantize: Annotated[

@@ -16,7 +16,10 @@ def _gb(n: int) -> str:
 
 def info(
     model: Annotated[
-        str, typer.Argument(help="`tiny`, `tiny-2.3`, or a model directory (official or converted).")
+        str,
+        typer.Argument(
+            help="`tiny`, `tiny-2.3`, a model directory (official or converted), or a Hugging Face repo id."
+        ),
     ] = "tiny",
     height: Annotated[int, typer.Option("--height", help="Output height in pixels.")] = 512,
     width: Annotated[int, typer.Option("--width", help="Output width in pixels.")] = 768,

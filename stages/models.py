@@ -1,28 +1,48 @@
-"""Where model files come from: `--model tiny`, or a directory with the official LTX-2 files.
+"""Where model files come from: `--model tiny`, a folder, or a Hugging Face repo id in the local cache.
 
-A model directory holds the single-file checkpoint (transformer, text projection and connectors,
-video VAE, audio VAE, vocoder; its JSON config in the safetensors metadata), the spatial upsampler
-file, and a Gemma-3 directory. Each component's identity in cache keys is the content digest of
-the file it comes from, so swapping weights changes exactly the keys of the stages that use them.
+A model folder holds one or more single-file checkpoints (transformer, text projection and connectors,
+video VAE, audio VAE, vocoder; the JSON config in the safetensors metadata), latent upsamplers, LoRAs,
+and perhaps a Gemma-3 directory: the official repos (Lightricks/LTX-2, Lightricks/LTX-2.3) ship
+`ltx-2-19b-dev.safetensors`, `ltx-2-19b-distilled.safetensors`, fp8 variants, the distilled LoRA and
+spatial and temporal upscalers side by side. `resolve_model` picks the files a pipeline needs:
+
+- the checkpoint by name: `distilled` takes a `*distilled*` one, the dev pipelines a `*dev*` one,
+  bf16 before fp8 before fp4 (a folder with a single checkpoint uses it for every pipeline);
+- the spatial x2 upsampler by the config in each upsampler's metadata (spatial x2, spatial x1.5,
+  temporal x2; a field the config lacks takes the loader's default, ltx.video.upsampler.UpsamplerConfig);
+- the distilled LoRA (`*distilled-lora*`) that dev-two-stage fuses into stage 2;
+- Gemma: `--gemma-root PATH|REPO`, else a Gemma-3 directory inside the folder, else
+  google/gemma-3-12b-it-qat-q4_0-unquantized from the Hugging Face cache.
+
+`--checkpoint-path`, `--spatial-upsampler-path`, `--gemma-root` override each choice. Repo ids resolve
+offline from the Hugging Face cache (HF_HUB_CACHE, HF_HOME; nothing is downloaded or written there).
+Each component's identity in cache keys is the content digest of the file it comes from, so swapping
+weights changes exactly the keys of the stages that use them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from cache.keys import tree_digest
 from cache.store import Store
 from stages.framework import LtxError
 
 TINY_NAMES = {"tiny": "2.0", "tiny-2.0": "2.0", "tiny-2.3": "2.3"}
 TINY_LORA = "tiny:distilled_lora"  # the tiny model's own distilled LoRA, created with it
+GEMMA_REPOS = ("google/gemma-3-12b-it-qat-q4_0-unquantized", "google/gemma-3-12b-it")
+SPATIAL_X2 = "spatial x2"
+QUANT_RANK = {None: 0, "fp8": 1, "fp4": 2}  # bf16 before fp8 before fp4
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+# ---- safetensors metadata ---------------------------------------------------------------------------
 def _metadata(path: Path) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
@@ -30,17 +50,259 @@ def _metadata(path: Path) -> dict[str, str]:
             if n > 100 << 20 or n + 8 > path.stat().st_size:
                 return {}
             return json.loads(f.read(n)).get("__metadata__") or {}
-    except (OSError, ValueError, struct.error):
+    except (OSError, ValueError, struct.error, AttributeError):
         return {}
 
 
 def _config(path: Path) -> dict:
     try:
-        return json.loads(_metadata(path).get("config", "{}"))
-    except json.JSONDecodeError:
+        config = json.loads(_metadata(path).get("config", "{}"))
+    except (json.JSONDecodeError, TypeError):
         return {}
+    return config if isinstance(config, dict) else {}
 
 
+def upsampler_kind(path: Path) -> str:
+    """ "spatial x2", "spatial x1.5" or "temporal x2", from the config in the file's metadata.
+
+    Missing fields take ltx.video.upsampler.UpsamplerConfig's defaults (spatial, x2: without
+    `rational_resampler` the upsampler is the x2 pixel shuffle); a file with no config at all is
+    named by its file name (its load fails later, naming the missing config)."""
+    config = _config(path)
+    if not config:
+        name = path.name.lower()
+        if "temporal" in name:
+            return "temporal x2"
+        m = re.search(r"x(\d+(?:\.\d+)?)", name)
+        return f"spatial x{float(m.group(1)):g}" if m else SPATIAL_X2
+    if config.get("temporal_upsample", False) or not config.get("spatial_upsample", True):
+        return "temporal x2"
+    scale = float(config.get("spatial_scale", 2.0)) if config.get("rational_resampler", False) else 2.0
+    return f"spatial x{scale:g}"
+
+
+def _quant(name: str) -> str | None:
+    low = name.lower()
+    return "fp4" if "fp4" in low else "fp8" if "fp8" in low else None
+
+
+def _variant(name: str) -> str | None:
+    low = name.lower()
+    if "distilled" in low:
+        return "distilled"
+    return "dev" if re.search(r"(?<![a-z])dev(?![a-z])", low) else None
+
+
+# ---- what a folder holds ----------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    path: Path
+    version: str
+    variant: str | None  # "distilled", "dev" or None (from the file name)
+    quant: str | None  # "fp8", "fp4" or None (bf16/float), from the file name
+
+
+@dataclass
+class Inventory:
+    """The LTX-2 files of one folder (a Hugging Face snapshot is a folder too)."""
+
+    root: Path
+    label: str  # what the user named: the folder, or the repo id
+    repo: str | None = None  # the Hugging Face repo id, when it came from the cache
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    upsamplers: list[tuple[Path, str]] = field(default_factory=list)  # (file, kind)
+    loras: list[Path] = field(default_factory=list)
+    gemmas: list[Path] = field(default_factory=list)
+    other: list[Path] = field(default_factory=list)  # safetensors files that are none of the above
+
+    @property
+    def distilled_loras(self) -> list[Path]:
+        return [p for p in self.loras if re.search(r"distilled[-_]lora", p.name.lower())]
+
+    def hint(self, pattern: str) -> str:
+        """How to get a missing file of a Hugging Face repo."""
+        if self.repo is None:
+            return ""
+        return f" (download it with `huggingface-cli download {self.repo} --include '{pattern}'`)"
+
+
+def scan(root: Path, label: str | None = None, repo: str | None = None) -> Inventory:
+    """Classify the .safetensors files of `root` (by name for LoRAs and upsamplers, by config otherwise)."""
+    inv = Inventory(root, label or str(root), repo)
+    for p in sorted(root.glob("*.safetensors")):
+        if not p.is_file():
+            continue
+        low = p.name.lower()
+        if "lora" in low:
+            inv.loras.append(p)
+        elif "upscaler" in low or "upsampler" in low:
+            inv.upsamplers.append((p, upsampler_kind(p)))
+        elif "transformer" in _config(p):
+            version = _metadata(p).get("model_version", "2.0")
+            inv.checkpoints.append(Checkpoint(p, version, _variant(p.name), _quant(p.name)))
+        else:
+            inv.other.append(p)
+    inv.gemmas = [
+        d
+        for d in sorted(root.iterdir())
+        if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))
+    ]
+    return inv
+
+
+def choose_checkpoint(inv: Inventory, pipeline: str) -> Path:
+    names = ", ".join(c.path.name for c in inv.checkpoints)
+    if not inv.checkpoints:
+        raise LtxError(
+            f"no LTX-2 checkpoint in {inv.label}: expected a .safetensors file whose metadata 'config' has a "
+            "'transformer' section (e.g. ltx-2-19b-distilled.safetensors)"
+            + inv.hint("*distilled.safetensors")
+        )
+    if len(inv.checkpoints) == 1:
+        return inv.checkpoints[0].path
+    want = "distilled" if pipeline not in ("dev", "dev-two-stage") else "dev"
+    match = [c for c in inv.checkpoints if c.variant == want]
+    if not match:
+        raise LtxError(
+            f"{inv.label} holds several checkpoints ({names}) and none named *{want}* for --pipeline {pipeline}; "
+            f"pass --checkpoint-path FILE{inv.hint(f'*{want}.safetensors')}"
+        )
+    best = min(QUANT_RANK[c.quant] for c in match)
+    match = [c for c in match if QUANT_RANK[c.quant] == best]
+    if len(match) > 1:
+        raise LtxError(
+            f"{inv.label} holds several {want} checkpoints ({', '.join(c.path.name for c in match)}); "
+            "pass --checkpoint-path FILE"
+        )
+    return match[0].path
+
+
+def choose_upsampler(inv: Inventory) -> Path:
+    x2 = [p for p, kind in inv.upsamplers if kind == SPATIAL_X2]
+    if not x2:
+        found = ", ".join(f"{p.name} ({kind})" for p, kind in inv.upsamplers) or "none"
+        raise LtxError(
+            f"expected one spatial upsampler file (x2, e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors) in "
+            f"{inv.label}, found {found}; pass --spatial-upsampler-path FILE"
+            + inv.hint("*spatial-upscaler-x2*")
+        )
+    return x2[-1]  # of several versions, the last by name (the newest: -1.0 < -1.1)
+
+
+def choose_gemma(inv: Inventory | None, gemma: str | None) -> Path:
+    if gemma is not None:
+        return _gemma_root(gemma)
+    if inv is not None and len(inv.gemmas) > 1:
+        raise LtxError(
+            f"expected one Gemma-3 directory (tokenizer and model*.safetensors) in {inv.label}, found "
+            f"{len(inv.gemmas)}; pass --gemma-root PATH"
+        )
+    if inv is not None and inv.gemmas:
+        return inv.gemmas[0]
+    for repo in GEMMA_REPOS:
+        snapshot = hf_snapshot(repo)
+        if snapshot is not None:
+            return snapshot
+    where = f" in {inv.label}" if inv is not None else ""
+    raise LtxError(
+        f"expected one Gemma-3 directory (tokenizer and model*.safetensors){where}, found 0; pass --gemma-root "
+        f"PATH or a Hugging Face repo (download it with `huggingface-cli download {GEMMA_REPOS[0]}`)"
+    )
+
+
+def _gemma_root(gemma: str) -> Path:
+    p = Path(gemma).expanduser()
+    if p.is_dir():
+        return p
+    if is_repo_id(gemma):
+        snapshot = hf_snapshot(gemma)
+        if snapshot is None:
+            raise LtxError(_not_cached("--gemma-root", gemma))
+        return snapshot
+    raise LtxError(
+        f"--gemma-root {gemma} is not a directory; pass a Gemma-3 directory or a Hugging Face repo id"
+    )
+
+
+# ---- the Hugging Face cache (offline only) ------------------------------------------------------------
+def is_repo_id(text: str) -> bool:
+    return bool(_REPO_ID.fullmatch(text)) and ".." not in text
+
+
+def hf_cache_dir() -> Path:
+    """The hub cache as huggingface_hub finds it, read from the environment now (not at import time):
+    HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub."""
+    env = os.environ
+    hub = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if not hub:
+        home = env.get("HF_HOME") or os.path.join(
+            env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+        )
+        hub = os.path.join(home, "hub")
+    return Path(os.path.expandvars(os.path.expanduser(hub)))
+
+
+def hf_snapshot(repo: str) -> Path | None:
+    """The cached snapshot of `repo` at `main` (a partial download counts: we pick among its files), or None."""
+    cache = hf_cache_dir()
+    if not cache.is_dir():
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
+    except Exception as e:  # noqa: BLE001  (not cached, invalid id, incomplete snapshot)
+        partial = getattr(e, "snapshot_path", None)  # huggingface_hub >= 1.x: IncompleteSnapshotError
+        return Path(partial) if partial and Path(partial).is_dir() else None
+
+
+def hf_repos() -> list[tuple[str, Path]]:
+    """(repo id, snapshot) of every LTX model repo in the Hugging Face cache."""
+    cache = hf_cache_dir()
+    if not cache.is_dir():
+        return []
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir(cache)
+    except Exception:  # noqa: BLE001  (an unreadable cache lists nothing)
+        return []
+    out = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or "ltx" not in repo.repo_id.lower():
+            continue
+        snapshot = hf_snapshot(repo.repo_id)
+        if snapshot is None and repo.revisions:  # no refs/main: the newest revision
+            snapshot = max(repo.revisions, key=lambda r: r.last_modified).snapshot_path
+        if snapshot is not None:
+            out.append((repo.repo_id, Path(snapshot)))
+    return out
+
+
+def _not_cached(option: str, repo: str) -> str:
+    return (
+        f"{option} {repo} is not a directory, and the Hugging Face cache ({hf_cache_dir()}) has no {repo}; "
+        f"download it with `huggingface-cli download {repo}` (or `hf download {repo}`)"
+    )
+
+
+def locate(model: str, option: str = "--model") -> Inventory:
+    """The folder `model` names (a directory, or a repo id in the Hugging Face cache), scanned."""
+    root = Path(model).expanduser()
+    if root.is_dir():
+        return scan(root, str(root))
+    if is_repo_id(model):
+        snapshot = hf_snapshot(model)
+        if snapshot is None:
+            raise LtxError(_not_cached(option, model))
+        return scan(snapshot, model, repo=model)
+    raise LtxError(
+        f"{option} {model!r} is neither 'tiny' nor a directory nor a Hugging Face repo id; pass a directory "
+        "with the official LTX-2 files, or a repo such as Lightricks/LTX-2"
+    )
+
+
+# ---- the files of one run ---------------------------------------------------------------------------
 @dataclass
 class ModelFiles:
     """The files of one model and their content digests (memoised in the store)."""
@@ -52,12 +314,29 @@ class ModelFiles:
     store: Store
     tiny_variant: str | None = None
     recorded: dict[str, str] | None = None  # digests recorded by `ltx convert` (the source's identity)
+    distilled_lora: Path | None = None  # the model folder's distilled LoRA (dev-two-stage's default)
+    root: Path | None = None  # the model folder
+    label: str | None = None  # how the user named it (a repo id, a folder), for `choice`
 
     @cached_property
     def version(self) -> str:
         if self.tiny_variant is not None:
             return self.tiny_variant
         return _metadata(self.checkpoint).get("model_version", "2.0")
+
+    def choice(self, distilled_lora: str | None = None) -> str:
+        """One line saying which files were chosen: `model: Lightricks/LTX-2 -> ltx-2-19b-distilled...`."""
+
+        def short(p: Path | str) -> str:
+            p = Path(p)
+            return p.name if self.root is not None and p.parent == self.root else str(p)
+
+        line = (
+            f"model: {self.label or self.name} -> {short(self.checkpoint)}, upsampler {short(self.upsampler)}"
+        )
+        if distilled_lora:
+            line += f", distilled LoRA {short(distilled_lora)}"
+        return line + f", gemma {self.gemma}"
 
     def ready(self) -> ModelFiles:
         """Create the tiny model's files on first use (a real model's files just exist)."""
@@ -107,7 +386,14 @@ class ModelFiles:
             return self.recorded["gemma"]
         if self.tiny_variant is not None:
             return self._digest(self.gemma)
-        return tree_digest(self.gemma)
+        return self._tree_digest(self.gemma)
+
+    def _tree_digest(self, root: Path) -> str:
+        """cache.keys.tree_digest with each file's digest memoised in the store (a 24 GB Gemma is hashed once)."""
+        h = hashlib.sha256()
+        for p in sorted(q for q in root.rglob("*") if q.is_file()):
+            h.update(str(p.relative_to(root)).encode() + b"\0" + self.store.digest(p).encode() + b"\n")
+        return h.hexdigest()
 
 
 def _tiny(store: Store, variant: str) -> ModelFiles:
@@ -122,51 +408,85 @@ def _tiny(store: Store, variant: str) -> ModelFiles:
         root / "gemma",
         store,
         tiny_variant=variant,
+        distilled_lora=root / "distilled_lora.safetensors",
+        root=root,
     )
 
 
-def resolve_model(model: str | None, store: Store) -> ModelFiles:
-    """`tiny` (default), `tiny-2.3`, or a directory with the official files."""
-    model = model or os.environ.get("LTX_MODEL") or "tiny"
-    if model in TINY_NAMES:
-        return _tiny(store, TINY_NAMES[model])
-    root = Path(model).expanduser()
-    if not root.is_dir():
+def _file(option: str, path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
         raise LtxError(
-            f"--model {model!r} is neither 'tiny' nor a directory; pass a directory with the official "
-            "LTX-2 checkpoint, the spatial upsampler and a Gemma-3 directory"
+            f"{option} {path} {'is not a file' if p.exists() else 'does not exist'}; check the path"
         )
-    from ltx.weights.convert import converted_files, is_converted
+    return p
 
-    if is_converted(root):
-        c = converted_files(root)
-        return ModelFiles(
-            root.name, c["checkpoint"], c["upsampler"], c["gemma"], store, recorded=c["digests"]
+
+def resolve_model(
+    model: str | None,
+    store: Store,
+    *,
+    pipeline: str = "distilled",
+    checkpoint: str | None = None,
+    upsampler: str | None = None,
+    gemma: str | None = None,
+) -> ModelFiles:
+    """`tiny` (default), `tiny-2.3`, a folder, or a Hugging Face repo id; the files `pipeline` needs,
+    unless `checkpoint`, `upsampler` or `gemma` (--checkpoint-path, --spatial-upsampler-path,
+    --gemma-root) name them. Without a model, --checkpoint-path's folder is the model folder."""
+    overrides = [
+        o
+        for o, v in (
+            ("--checkpoint-path", checkpoint),
+            ("--spatial-upsampler-path", upsampler),
+            ("--gemma-root", gemma),
         )
-    files = sorted(root.glob("*.safetensors"))
-    mains = [p for p in files if "transformer" in _config(p)]
-    ups = [p for p in files if p not in mains and ("upscaler" in p.name or "upsampler" in p.name)]
-    gemmas = [
-        d
-        for d in sorted(root.iterdir())
-        if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))
+        if v is not None
     ]
-    if not mains:
-        raise LtxError(
-            f"no LTX-2 checkpoint in {root}: expected a .safetensors file whose metadata 'config' has a "
-            "'transformer' section (e.g. ltx-2-19b-distilled.safetensors)"
-        )
-    if len(mains) > 1:
-        raise LtxError(
-            f"{root} holds several checkpoints ({', '.join(p.name for p in mains)}); keep one per model directory"
-        )
-    if len(ups) != 1:
-        raise LtxError(
-            f"expected one spatial upsampler file (e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors) in {root}, "
-            f"found {len(ups)}"
-        )
-    if len(gemmas) != 1:
-        raise LtxError(
-            f"expected one Gemma-3 directory (tokenizer and model*.safetensors) in {root}, found {len(gemmas)}"
-        )
-    return ModelFiles(root.name, mains[0], ups[0], gemmas[0], store)
+    model = model or os.environ.get("LTX_MODEL") or (None if checkpoint else "tiny")
+    if model in TINY_NAMES:
+        if overrides:
+            raise LtxError(
+                f"{', '.join(overrides)} apply to real weights, not the built-in {model} model; pass --model "
+                "DIR or a Hugging Face repo (or only --checkpoint-path FILE)"
+            )
+        return _tiny(store, TINY_NAMES[model])
+    ckpt = _file("--checkpoint-path", checkpoint) if checkpoint else None
+    up = _file("--spatial-upsampler-path", upsampler) if upsampler else None
+    if model is None:
+        inv = scan(ckpt.parent, str(ckpt.parent))
+        name = ckpt.name
+    else:
+        root = Path(model).expanduser()
+        if root.is_dir():
+            from ltx.weights.convert import converted_files, is_converted
+
+            if is_converted(root):
+                if overrides:
+                    raise LtxError(
+                        f"{', '.join(overrides)} do not apply to {model}, a converted model directory (it holds "
+                        "its own files); convert the files you want with `ltx convert`"
+                    )
+                c = converted_files(root)
+                return ModelFiles(
+                    root.name,
+                    c["checkpoint"],
+                    c["upsampler"],
+                    c["gemma"],
+                    store,
+                    recorded=c["digests"],
+                    root=root,
+                )
+        inv = locate(model)
+        name = inv.repo or inv.root.name
+    loras = inv.distilled_loras
+    return ModelFiles(
+        name,
+        ckpt or choose_checkpoint(inv, pipeline),
+        up or choose_upsampler(inv),
+        choose_gemma(inv, gemma),
+        store,
+        distilled_lora=loras[0] if len(loras) == 1 else None,
+        root=inv.root,
+        label=inv.label,
+    )

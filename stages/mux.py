@@ -21,6 +21,10 @@ class Params:
     crf: int = 18
 
 
+VIDEO_CONTAINERS = (".mp4", ".mov", ".mkv")  # H.264 + AAC in each
+AUDIO_CONTAINERS = (".wav", ".flac")
+
+
 def _ffmpeg() -> str:
     import imageio_ffmpeg
 
@@ -94,11 +98,32 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
     soundfile.write(str(path), np.asarray(waveform, np.float32).T, int(sample_rate), subtype="PCM_16")
 
 
-def write_wav_atomic(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
+def write_audio_atomic(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM in the container of the path's extension (.wav or .flac), written atomically."""
+    path = Path(path)
     with tempfile.TemporaryDirectory(prefix="ltx-wav-") as tmp:
-        wav = Path(tmp) / "audio.wav"
-        write_wav(wav, waveform, sample_rate)
-        write_output(wav.read_bytes(), path)
+        out = Path(tmp) / f"audio{path.suffix.lower()}"
+        write_wav(out, waveform, sample_rate)  # soundfile picks the format from the extension
+        write_output(out.read_bytes(), path)
+
+
+def remux(mp4: bytes, suffix: str) -> bytes:
+    """The same H.264 + AAC streams in the container of `suffix` (.mp4: as they are; .mov, .mkv: copied
+    into it by ffmpeg, no re-encode)."""
+    if suffix == ".mp4":
+        return mp4
+    with tempfile.TemporaryDirectory(prefix="ltx-remux-") as tmp:
+        src, dst = Path(tmp) / "in.mp4", Path(tmp) / f"out{suffix}"
+        src.write_bytes(mp4)
+        cmd = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-i", str(src), "-map", "0", "-c", "copy"]
+        proc = subprocess.run(
+            [*cmd, "-fflags", "+bitexact", "-map_metadata", "-1", str(dst)], capture_output=True
+        )
+        if proc.returncode != 0:
+            raise LtxError(
+                f"ffmpeg failed to write {suffix}: {proc.stderr.decode(errors='replace').strip()[-300:]}"
+            )
+        return dst.read_bytes()
 
 
 def _umask() -> int:

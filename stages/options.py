@@ -19,6 +19,17 @@ from stages.models import TINY_LORA, ModelFiles
 PIPELINES = ("distilled", "dev", "dev-two-stage")
 TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
 SEED_RANGE = 2**32
+GUIDANCE_SCALES = {  # Options field -> its option (the reference's name)
+    "cfg_scale": "--video-cfg-guidance-scale",
+    "audio_cfg_scale": "--audio-cfg-guidance-scale",
+    "stg_scale": "--stg-scale",
+    "video_stg_scale": "--video-stg-guidance-scale",
+    "audio_stg_scale": "--audio-stg-guidance-scale",
+    "video_rescale_scale": "--video-rescale-scale",
+    "audio_rescale_scale": "--audio-rescale-scale",
+    "a2v_guidance_scale": "--a2v-guidance-scale",
+    "v2a_guidance_scale": "--v2a-guidance-scale",
+}
 
 
 @dataclass
@@ -36,15 +47,29 @@ class Options:
     cfg_scale: float | None = None
     audio_cfg_scale: float | None = None
     stg_scale: float | None = None
+    video_stg_scale: float | None = None
+    audio_stg_scale: float | None = None
+    video_stg_blocks: tuple[int, ...] | None = None
+    audio_stg_blocks: tuple[int, ...] | None = None
+    video_rescale_scale: float | None = None
+    audio_rescale_scale: float | None = None
+    a2v_guidance_scale: float | None = None
+    v2a_guidance_scale: float | None = None
+    video_skip_step: int | None = None
+    audio_skip_step: int | None = None
     images: list[tuple[str, int, float]] = field(default_factory=list)
     loras: list[tuple[str, float]] = field(default_factory=list)
     distilled_lora: tuple[str, float] | None = None
     model: str | None = None
+    checkpoint_path: str | None = None  # overrides of the files chosen from --model (stages/models.py)
+    spatial_upsampler_path: str | None = None
+    gemma_root: str | None = None
     pipeline: str | None = None
     tiling: str | None = None
     image_crf: int | None = None
     enhance_prompt: bool | None = None
     memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
+    no_audio: bool | None = None  # video only: the mux takes no audio track, nothing decodes audio
 
     def merged(self, stored: dict) -> Options:
         """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
@@ -54,6 +79,9 @@ class Options:
         out.images = [tuple(i) for i in out.images]
         out.loras = [tuple(x) for x in out.loras]
         out.distilled_lora = tuple(out.distilled_lora) if out.distilled_lora else None
+        for name in ("video_stg_blocks", "audio_stg_blocks"):
+            value = getattr(out, name)
+            setattr(out, name, None if value is None else tuple(value))
         return out
 
     @property
@@ -96,9 +124,12 @@ def resolve(o: Options, files: ModelFiles) -> Options:
             o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
         o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
+    elif o.pipeline == "dev-two-stage" and o.distilled_lora is None and files.distilled_lora is not None:
+        o.distilled_lora = (str(files.distilled_lora), C.DEFAULT_LORA_STRENGTH)  # the model folder's
     if o.pipeline == "dev-two-stage" and o.distilled_lora is None:
         raise LtxError(
-            "--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file)"
+            "--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file; "
+            "the model folder has no single *distilled-lora* file)"
         )
     check(o, files)
     return o
@@ -116,13 +147,26 @@ def check(o: Options, files: Any) -> None:
         raise LtxError(f"--frame-rate {o.frame_rate} must be > 0 (e.g. 24)")
     if o.steps is not None:
         validate.steps(o.steps)
-    for name in ("cfg_scale", "audio_cfg_scale", "stg_scale"):
-        validate.finite(f"--{name.replace('_', '-')}", getattr(o, name))
+    for name, option in GUIDANCE_SCALES.items():
+        validate.finite(option, getattr(o, name))
+    for m in ("video", "audio"):
+        skip = getattr(o, f"{m}_skip_step")
+        if skip is not None and (not isinstance(skip, int) or skip < 0):
+            raise LtxError(f"--{m}-skip-step {skip} must be an integer >= 0 (0 = guide every step)")
+        blocks = getattr(o, f"{m}_stg_blocks") or ()
+        if any(b < 0 for b in blocks):
+            raise LtxError(f"--{m}-stg-blocks {' '.join(map(str, blocks))}: block indices must be >= 0")
     for path, frame, s in o.images:
         validate.strength(f"--image {path} strength", s)
         validate.image_file(path)
         if not 0 <= frame < o.num_frames:
             raise LtxError(f"--image {path} frame {frame} is outside the video (0..{o.num_frames - 1})")
+    validate.tiling(o.tiling)
+    validate.crf("--image-crf", o.image_crf)
+    if o.memory_budget is not None:
+        validate.finite("--memory-budget", o.memory_budget)
+        if o.memory_budget <= 0:
+            raise LtxError(f"--memory-budget {o.memory_budget} must be > 0 (GB, e.g. 24)")
     validate.model_files(files)
     loras = list(o.loras)
     tiny_lora = o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA and files.tiny_variant

@@ -11,6 +11,10 @@ from stages.models import TINY_LORA, ModelFiles, resolve_model
 from stages.options import PIPELINES, TINY_DEFAULTS, Options, resolve  # noqa: F401  (re-exported)
 
 
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
 def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
     from ltx import constants as C
 
@@ -21,12 +25,16 @@ def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
             dataclasses.replace(video, stg_blocks=(1,)),
             dataclasses.replace(audio, stg_blocks=(1,)),
         )
-    if o.cfg_scale is not None:
-        video = dataclasses.replace(video, cfg_scale=o.cfg_scale)
-    if o.audio_cfg_scale is not None:
-        audio = dataclasses.replace(audio, cfg_scale=o.audio_cfg_scale)
-    if o.stg_scale is not None:
-        video, audio = (dataclasses.replace(g, stg_scale=o.stg_scale) for g in (video, audio))
+    given = {  # GuiderParams field -> (video's option value, audio's); --stg-scale sets both first
+        "cfg_scale": (o.cfg_scale, o.audio_cfg_scale),
+        "stg_scale": (_first(o.video_stg_scale, o.stg_scale), _first(o.audio_stg_scale, o.stg_scale)),
+        "stg_blocks": (o.video_stg_blocks, o.audio_stg_blocks),
+        "rescale_scale": (o.video_rescale_scale, o.audio_rescale_scale),
+        "modality_scale": (o.a2v_guidance_scale, o.v2a_guidance_scale),
+        "skip_step": (o.video_skip_step, o.audio_skip_step),
+    }
+    video = dataclasses.replace(video, **{k: v for k, (v, _) in given.items() if v is not None})
+    audio = dataclasses.replace(audio, **{k: a for k, (_, a) in given.items() if a is not None})
     as_dict = lambda g: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(g).items()}  # noqa: E731
     return as_dict(video), as_dict(audio)
 
@@ -35,7 +43,14 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     """The named nodes of the pipeline for options `o`, in order."""
     from ltx.diffusion import schedulers
 
-    files = resolve_model(o.model, store)
+    files = resolve_model(
+        o.model,
+        store,
+        pipeline=o.pipeline or "distilled",
+        checkpoint=o.checkpoint_path,
+        upsampler=o.spatial_upsampler_path,
+        gemma=o.gemma_root,
+    )
     o = resolve(o, files)
     ckpt = {"checkpoint": files.checkpoint_digest}
     dit = {"checkpoint": files.transformer_digest}  # differs from ckpt only for a quantized conversion
@@ -154,8 +169,9 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
     nodes["decode"] = Node(decode.STAGE, decode.Params(o.tiling, o.seed), {"latents": final}, ckpt, files)
     nodes["decode_audio"] = Node(decode_audio.STAGE, decode_audio.Params(), {"latents": final}, ckpt, files)
     nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, ckpt, files)
-    # 7. mux: H.264 + AAC
-    nodes["mux"] = Node(
-        mux.STAGE, mux.Params(float(o.frame_rate)), {"video": nodes["decode"], "audio": nodes["vocode"]}
+    # 7. mux: H.264 + AAC (video only with --no-audio)
+    streams = (
+        {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": nodes["vocode"]}
     )
+    nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), streams)
     return nodes, o, files

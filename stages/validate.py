@@ -73,6 +73,47 @@ def resolution(height: int, width: int, two_stage: bool, max_pixels: int = MAX_P
             )
 
 
+def crf(option: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 51:
+        raise LtxError(
+            f"{option} {value} must be an integer from 0 to 51 (H.264 CRF; 0 turns the round trip off)"
+        )
+
+
+def tiling(value: str) -> None:
+    """A decode tiling the video decoder can parse (ltx.video.tiling.parse_tiling)."""
+    from ltx.video.tiling import parse_tiling
+
+    try:
+        parse_tiling(value)
+    except ValueError as e:
+        raise LtxError(f"--tiling: {e}") from None
+
+
+def outputs(output_path: Path | None, output_audio: Path | None, no_audio: bool) -> None:
+    """The requested files' containers follow their extensions: video with audio, or audio alone."""
+    from stages.mux import AUDIO_CONTAINERS, VIDEO_CONTAINERS
+
+    if output_path is not None:
+        suffix = Path(output_path).suffix.lower()
+        if suffix not in VIDEO_CONTAINERS + AUDIO_CONTAINERS:
+            raise LtxError(
+                f"--output-path {output_path}: {suffix or 'no extension'} is not a container this writes; "
+                f"use {', '.join(VIDEO_CONTAINERS)} (video with audio) or {', '.join(AUDIO_CONTAINERS)} (audio only)"
+            )
+        if no_audio and suffix in AUDIO_CONTAINERS:
+            raise LtxError(f"--output-path {output_path} is audio only, but --no-audio drops the audio")
+    if output_audio is not None:
+        suffix = Path(output_audio).suffix.lower()
+        if suffix not in AUDIO_CONTAINERS:
+            raise LtxError(
+                f"--output-audio {output_audio}: {suffix or 'no extension'} is not an audio container; "
+                f"use {' or '.join(AUDIO_CONTAINERS)}"
+            )
+        if no_audio:
+            raise LtxError("--output-audio and --no-audio contradict each other; drop one")
+
+
 def run_name(name: str) -> str:
     from cache.store import check_run_name
 
@@ -161,7 +202,13 @@ def safetensors_header(path: str | Path, what: str) -> tuple[dict[str, Any], dic
 
 
 def _float_weights(header: dict[str, Any], path: Path, what: str) -> None:
+    """Every tensor is a float, or the uint32 packed weight of a layer `ltx convert --quantize` stored
+    as MLX packs it (`<m>.weight` beside float `<m>.scales` and `<m>.biases`)."""
     for name, info in header.items():
+        base = name[: -len(".weight")] if name.endswith(".weight") else None
+        packed = info["dtype"] == "U32" and base is not None
+        if packed and {f"{base}.scales", f"{base}.biases"} <= header.keys():
+            continue
         if info["dtype"] not in FLOAT_DTYPES:
             raise LtxError(
                 f"{what} {path}: tensor {name!r} has dtype {info['dtype']}, expected a float type "

@@ -80,8 +80,8 @@ CASES: list[Case] = [
     Case("steps-zero", gen("--pipeline", "dev", "--steps", "0"), "steps 0 must be an integer >= 1"),
     Case("steps-negative", gen("--pipeline", "dev", "--steps", "-3"), "steps -3 must be an integer >= 1"),
     Case("steps-distilled", gen("--steps", "4"), "--steps does not apply"),
-    Case("cfg-nan", gen("--cfg-scale", "nan"), "--cfg-scale nan must be a finite number"),
-    Case("audio-cfg-inf", gen("--audio-cfg-scale", "inf"), "--audio-cfg-scale inf"),
+    Case("cfg-nan", gen("--cfg-scale", "nan"), "--video-cfg-guidance-scale nan must be a finite number"),
+    Case("audio-cfg-inf", gen("--audio-cfg-scale", "inf"), "--audio-cfg-guidance-scale inf"),
     Case("stg-minus-inf", gen("--stg-scale", "-inf"), "--stg-scale -inf"),
     Case("frame-rate-nan", gen("--frame-rate", "nan"), "--frame-rate nan"),
     Case("frame-rate-zero", gen("--frame-rate", "0"), "--frame-rate 0"),
@@ -109,6 +109,18 @@ CASES: list[Case] = [
     Case("audio-no-samples", ["{silent_wav}"], "holds no audio samples", kind="audio"),
     # model directories
     Case("model-not-a-directory", gen("--model", "{missing}"), "is neither 'tiny' nor a directory"),
+    Case(
+        "model-repo-not-cached",
+        gen("--model", "Lightricks/LTX-2"),
+        "download it with `huggingface-cli download Lightricks/LTX-2`",
+        subprocess=True,
+    ),
+    Case("checkpoint-path-missing", gen("--checkpoint-path", "{missing}"), "--checkpoint-path"),
+    Case(
+        "checkpoint-path-with-tiny",
+        gen("--model", "tiny", "--checkpoint-path", "{lora}"),
+        "apply to real weights",
+    ),
     Case("model-missing-checkpoint", gen("--model", "{m_no_ckpt}"), "no LTX-2 checkpoint in"),
     Case("model-missing-upsampler", gen("--model", "{m_no_up}"), "spatial upsampler", subprocess=True),
     Case("model-missing-gemma", gen("--model", "{m_no_gemma}"), "Gemma-3 directory"),
@@ -410,6 +422,7 @@ def _check(case: Case, rc: int, err: str) -> None:
 def test_bad_input(case: Case, fx: dict, tmp_path: Path, capsys, monkeypatch):
     for var in ("LTX_DEBUG", "LTX_MODEL", "LTX_CACHE", "LTX_DTYPE", "LTX_CPU_GEMM"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))  # no cached Gemma to fall back on
     for var, value in case.env:
         monkeypatch.setenv(var, value)
     if case.kind == "audio":

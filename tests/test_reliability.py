@@ -93,7 +93,7 @@ def _generate_args(cache: Path, out: Path) -> list[str]:
         *RECIPE,
         "--output-path",
         str(out / "fox.mp4"),
-        "--audio-path",
+        "--output-audio",
         str(out / "fox.wav"),
     )
 

@@ -24,6 +24,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
+from ltx.constants import VIDEO_LATENT_CHANNELS  # noqa: E402
 from ltx.model.attention import AdaLayerNormSingle, TextProjection  # noqa: E402
 from ltx.model.block import (  # noqa: E402,F401  (re-exported for callers)
     SKIP_A2V_CROSS_ATTN,
@@ -108,6 +109,13 @@ class TransformerConfig:
                 )
         names = {f.name for f in dataclasses.fields(cls)} - {"model_type"}
         cfg = cls(**{k: v for k, v in config.items() if k in names}, model_type=model_type)
+        latent = {"in_channels": VIDEO_LATENT_CHANNELS, "out_channels": VIDEO_LATENT_CHANNELS}
+        for key, want in latent.items():  # the video VAE's latents: patchify reads them as 128 wide
+            if getattr(cfg, key) != want:
+                raise loader.CheckpointError(
+                    f"unsupported config value transformer.{key}={getattr(cfg, key)!r}: LTX-2 video latents "
+                    f"have {want} channels; is this an LTX-2 checkpoint?"
+                )
         cfg.validate()
         return cfg
 

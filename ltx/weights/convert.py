@@ -223,6 +223,9 @@ def convert(
     say = progress or (lambda _msg: None)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".incomplete", dir=dst.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the output folder gets the mode mkdir gives
     try:
         say(f"checkpoint {src.checkpoint.name}")
         ckpt_sha, n_tr = _convert_checkpoint(src.checkpoint, tmp / "model.safetensors", q)

@@ -29,8 +29,8 @@ VARIANTS = ("2.0", "2.3")
 SYNTH_VERSION = 2
 NOTICE = (
     "the tiny model has random weights: its video and audio are noise. For real output pass "
-    "--model DIR, a directory with the official LTX-2 (or LTX-2.3) checkpoint, the spatial "
-    "upsampler file and a Gemma-3 directory"
+    "--model Lightricks/LTX-2 (or LTX-2.3) from the Hugging Face cache, or a directory with the "
+    "official files; `ltx models` lists what is found"
 )
 
 
