@@ -166,11 +166,6 @@ def test_emulated_fma_is_correctly_rounded(dtype):
         assert np.asarray(got).tobytes() == np.asarray(want, dtype).tobytes(), (a, b, c)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #27: ltx/text/encoder.py connector_rope builds its own float32 ladder with numpy "
-    "(np.linspace / np.power); it should take ltx.model.rope.ladder(ROPE_THETA, 1, dim, False)",
-)
 def test_connector_rope_float32_uses_the_reference_ladder(golden):
     theta, axes, dim = combos(golden)["2.0/tiny/video_connector"]
     length, max_pos = 8, 4096

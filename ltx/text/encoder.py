@@ -25,6 +25,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ltx.model.rope import ladder  # noqa: E402
 from ltx.weights.loader import CheckpointError, check_config_value, load_checkpoint, load_strict, read_config  # noqa: E402
 
 NUM_REGISTERS = 128  # hard-coded in ltx-core's Embeddings1DConnector; the config key is not read there
@@ -185,14 +186,7 @@ def connector_rope(
 
     split: (1, H, T, dim/H/2); interleaved: (1, T, dim).
     """
-    n = dim // 2
-    if float64:
-        grid = (np.power(ROPE_THETA, np.linspace(0.0, 1.0, n, dtype=np.float64)) * math.pi / 2).astype(
-            np.float32
-        )
-    else:
-        ladder = np.power(np.float32(ROPE_THETA), np.linspace(0.0, 1.0, n, dtype=np.float32))
-        grid = (ladder * np.float32(math.pi / 2)).astype(np.float32)
+    grid = ladder(ROPE_THETA, 1, dim, float64)  # (dim // 2,) float32, as the reference builds it
     frac = np.arange(length, dtype=np.float32) / np.float32(max_pos)
     freqs = grid[None, :] * (frac * np.float32(2) - np.float32(1))[:, None]  # (T, n) float32
     cos, sin = np.cos(freqs), np.sin(freqs)
