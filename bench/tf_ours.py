@@ -24,21 +24,20 @@ def unfuse() -> None:
     AdaLN modulation, gated residuals and q/k RMSNorm + RoPE (one MLX kernel per elementwise op)."""
     import mlx.nn as nn
 
-    from ltx.model import attention
+    from ltx import ops
     from ltx.model import block as transformer_block
-    from ltx.model.rope import apply_rope
 
-    attention.gelu_tanh = nn.gelu_approx
-    transformer_block._modulate = lambda xn, scale, shift: xn * (1 + scale) + shift
+    ops._gelu_tanh = nn.gelu_approx
+    ops.modulate = lambda xn, scale, shift: xn * (1 + scale) + shift
     transformer_block._gated = lambda x, y, gate: x + y * gate
 
     def plain(eps):
         return (
             lambda x, w: mx.fast.rms_norm(x, w, eps),
-            lambda x, w, cos, sin: apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin)),
+            lambda x, w, cos, sin: ops.apply_rope(mx.fast.rms_norm(x, w, eps), (cos, sin)),
         )
 
-    attention._norm_rope = plain
+    ops.compiled_norms = plain
 
 
 def load(weights: str, inputs: str, layers: int, heads: int):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-AUDIO_ONLY = (".wav", ".flac")
+from stages.mux import AUDIO_CONTAINERS
 
 
 def pick(n_frames: int, n: int) -> list[int]:
@@ -75,6 +75,6 @@ def beside(store: Any, nodes: dict[str, Any], output_path: Path) -> Path | None:
     """`ltx generate`'s preview: out/x.mp4 -> out/x.png from the run's decoded frames; None for an
     audio-only output or when the decoded frames are not in the cache."""
     node = nodes.get("decode")
-    if node is None or Path(output_path).suffix.lower() in AUDIO_ONLY or not store.exists(node.key):
+    if node is None or Path(output_path).suffix.lower() in AUDIO_CONTAINERS or not store.exists(node.key):
         return None
     return contact_sheet(store, node.key, Path(output_path).with_suffix(".png"))

@@ -32,7 +32,7 @@ def test_sgemm_equals_numpy(name, beta):
     "setting, intel, missing, want",
     [
         ("auto", True, None, "mkl"),  # MKL is Intel's fastest on Intel CPUs
-        ("auto", False, None, "openblas"),  # elsewhere numpy's OpenBLAS (bench/gemm_ab.py)
+        ("auto", False, None, "openblas"),  # elsewhere numpy's OpenBLAS (bench/ab.py --what gemm)
         ("mkl", False, None, "mkl"),
         ("openblas", True, None, "openblas"),
         ("auto", False, "openblas", "mkl"),  # the other one when the picked one is not there

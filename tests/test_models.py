@@ -16,10 +16,10 @@ import shutil
 import struct
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
+from test_bad_inputs import _run_in_process
 
 from stages.mux import probe
 
@@ -171,23 +171,6 @@ def ltx(fx: dict, *args: str, hub: Path | None = None, cache: Path | None = None
     if check:
         assert r.returncode == 0, r.stderr
     return r
-
-
-def _run_in_process(argv: list[str], capsys) -> tuple[int, str]:
-    import stages.cli as cli
-
-    saved = sys.argv
-    sys.argv = ["ltx", *argv]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cli.main()
-        rc = 0
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = saved
-    return rc, capsys.readouterr().err
 
 
 def _choice(stderr: str) -> str:
