@@ -137,8 +137,8 @@ def winograd_scratch_bytes(channel_pixels: int) -> int:
     return 4 * min(WINOGRAD_CHUNK_ELEMENTS, int(per_pixel * channel_pixels))
 
 
-def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None) -> Component:
-    header, _ = read_header(path)
+def _component(path: Path, name: str, keep, itemsize: int, quant: dict | None, read=read_header) -> Component:
+    header, _ = read(path)
     params = nbytes = winograd = 0
     dtypes = set()
     for key, info in header.items():
@@ -172,9 +172,13 @@ def _prefix(*prefixes: str):
     return lambda k: k.startswith(prefixes)
 
 
-def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) -> dict[str, Component]:
-    """Parameter counts and resident bytes of every component of a model directory."""
-    _, meta = read_header(checkpoint)
+def components(
+    checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int, headers: dict | None = None
+) -> dict[str, Component]:
+    """Parameter counts and resident bytes of every component of a model directory. headers: {path:
+    (tensor infos, metadata)} to use instead of reading those files (a model not yet written to disk)."""
+    read = (lambda p: headers[Path(p)] if Path(p) in headers else read_header(p)) if headers else read_header  # noqa: E731
+    _, meta = read(checkpoint)
     quant = json.loads(meta["ltx_mlx_quantization"]) if meta.get("ltx_mlx_quantization") else None
     tr = "model.diffusion_model."
     text = (
@@ -184,16 +188,21 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
     )
     out = {
         "transformer": _component(
-            checkpoint, "transformer", lambda k: k.startswith(tr) and not k.startswith(text), itemsize, quant
+            checkpoint,
+            "transformer",
+            lambda k: k.startswith(tr) and not k.startswith(text),
+            itemsize,
+            quant,
+            read,
         ),
         "text_projection": _component(
-            checkpoint, "text projection + connectors", _prefix(*text), itemsize, None
+            checkpoint, "text projection + connectors", _prefix(*text), itemsize, None, read
         ),
         "video_encoder": _component(
-            checkpoint, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"), itemsize, None
+            checkpoint, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"), itemsize, None, read
         ),
         "video_decoder": _component(
-            checkpoint, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"), itemsize, None
+            checkpoint, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"), itemsize, None, read
         ),
         "audio_decoder": _component(
             checkpoint,
@@ -201,11 +210,12 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
             _prefix("audio_vae.decoder.", "audio_vae.per_channel"),
             itemsize,
             None,
+            read,
         ),
-        "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None),
-        "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None),
+        "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None, read),
+        "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None, read),
     }
-    header = read_header(checkpoint)[0]
+    header = read(checkpoint)[0]
     try:
         config = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError:
@@ -219,19 +229,29 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
         }
     # Widths below are read from dimension 0 (the output channels), which is the same in the PyTorch and
     # the MLX layouts of a linear or conv weight.
-    init = read_header(upsampler)[0].get("initial_conv.weight")
+    init = read(upsampler)[0].get("initial_conv.weight")
     if init is not None:
         out["upsampler"].widths = {"channels": int(init["shape"][0])}
     out["audio_decoder"].widths = _audio_decoder_widths(header, config.get("audio_vae", {}))
     out["vocoder"].widths = _vocoder_widths(header, config.get("vocoder", {}))
     out["text_projection"].widths = _connector_widths(header, config.get("transformer", {}))
-    files = sorted(Path(gemma).glob("model*.safetensors"))
+    files = sorted(
+        [
+            p
+            for p in headers
+            if p.parent == Path(gemma) and p.name.startswith("model") and p.suffix == ".safetensors"
+        ]
+        if headers and not Path(gemma).is_dir()
+        else Path(gemma).glob("model*.safetensors")
+    )
     g_quant = None
     if files:
-        _, gm = read_header(files[0])
+        _, gm = read(files[0])
         g_quant = json.loads(gm["ltx_mlx_quantization"]) if gm.get("ltx_mlx_quantization") else None
     parts = [
-        _component(f, "gemma", lambda k: "vision" not in k and "multi_modal" not in k, itemsize, g_quant)
+        _component(
+            f, "gemma", lambda k: "vision" not in k and "multi_modal" not in k, itemsize, g_quant, read
+        )
         for f in files
     ]
     out["gemma"] = Component(
@@ -239,7 +259,7 @@ def components(checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int) ->
         sum(p.parameters for p in parts),
         sum(p.bytes for p in parts),
         " + ".join(sorted({p.dtypes for p in parts})),
-        _gemma_widths(files),
+        _gemma_widths(files, read),
     )
     return out
 
@@ -311,11 +331,11 @@ def _connector_widths(header: dict, config: dict) -> dict[str, int]:
     }
 
 
-def _gemma_widths(files: list[Path]) -> dict[str, int]:
+def _gemma_widths(files: list[Path], read=read_header) -> dict[str, int]:
     """Hidden size, layers, MLP width, heads and head width of the Gemma language model, from its headers."""
     header: dict[str, Any] = {}
     for f in files:
-        header.update({k: v for k, v in read_header(f)[0].items() if "vision" not in k})
+        header.update({k: v for k, v in read(f)[0].items() if "vision" not in k})
     layer = next(
         (k[: -len("self_attn.q_proj.weight")] for k in header if k.endswith(".0.self_attn.q_proj.weight")),
         None,

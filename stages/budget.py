@@ -1,7 +1,15 @@
 """Per-stage peak memory of a model at an output size (ltx.memory's estimates with the kernels that
-run here), and whether a --memory-budget needs the transformer's blocks streamed from disk."""
+run here), whether a --memory-budget needs the transformer's blocks streamed from disk, and the
+pre-flight that refuses a run that cannot fit in this machine's memory before anything is written."""
 
 from __future__ import annotations
+
+import os
+
+from stages.framework import LtxError
+
+# ltx.memory's stage names -> the pipeline's node labels
+NODE_LABELS = {"decode-audio": "decode_audio"}
 
 
 def compute_itemsize() -> int:
@@ -9,6 +17,27 @@ def compute_itemsize() -> int:
     from ltx import backend
 
     return backend.default_dtype().size
+
+
+def machine_memory() -> int:
+    """Bytes the computation can use here: the GPU's recommended working set (Apple's unified memory) or
+    memory where MLX reports one, else the machine's physical memory."""
+    import mlx.core as mx
+
+    info = mx.device_info() if hasattr(mx, "device_info") else {}
+    for key in ("max_recommended_working_set_size", "memory_size", "total_memory"):
+        if isinstance(info.get(key), int) and info[key] > 0:
+            return int(info[key])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _headers(files) -> dict | None:
+    """The tiny model's headers from its manifest while its files are not written yet (else None: read them)."""
+    if files.tiny_variant is None or files.checkpoint.is_file():
+        return None
+    from ltx.weights import tiny
+
+    return tiny.headers(files.tiny_variant, files.checkpoint.parent)
 
 
 def estimates(
@@ -19,7 +48,8 @@ def estimates(
     from ltx.model.transformer import TransformerConfig
     from ltx.weights import loader
 
-    _, meta = loader.read_header(files.checkpoint)
+    headers = _headers(files)
+    _, meta = headers[files.checkpoint] if headers else loader.read_header(files.checkpoint)
     section = loader.read_config(meta, files.checkpoint)["transformer"]
     cfg = TransformerConfig.from_dict(section)
     block = comps["transformer"].bytes // max(cfg.num_layers, 1)  # blocks hold ~98% of the transformer
@@ -37,13 +67,54 @@ def estimates(
     return normal, streamed
 
 
-def budget_needs_streaming(
-    files, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, budget_gb: float
-) -> bool:
-    """Whether --memory-budget requires streamed transformer blocks (ValueError if nothing fits)."""
+def components(files, itemsize: int):
     from ltx import memory
 
+    return memory.components(
+        files.checkpoint, files.upsampler, files.gemma, itemsize, headers=_headers(files)
+    )
+
+
+def _stage_estimates(files, o):
     itemsize = compute_itemsize()
-    comps = memory.components(files.checkpoint, files.upsampler, files.gemma, itemsize)
-    normal, streamed = estimates(files, comps, height, width, frames, frame_rate, two_stage, itemsize)
-    return memory.plan(int(budget_gb * 1e9), normal, streamed)
+    comps = components(files, itemsize)
+    return estimates(files, comps, o.height, o.width, o.num_frames, o.frame_rate, o.two_stage, itemsize)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def preflight(files, o, pending: set[str], force: bool = False) -> bool:
+    """Whether the transformer's blocks must stream (--memory-budget). Refuses, before anything is written,
+    when a stage still to run (node labels in `pending`) is estimated above --memory-budget or, without one,
+    above this machine's memory; --force runs anyway (streaming where a budget asks for it)."""
+    from ltx import memory
+
+    normal, streamed = _stage_estimates(files, o)
+    todo = lambda es: [e for e in es if NODE_LABELS.get(e.stage, e.stage) in pending]  # noqa: E731
+    if not todo(normal):  # every estimated stage is cached
+        return False
+    if o.memory_budget is not None:
+        try:
+            return memory.plan(int(o.memory_budget * 1e9), todo(normal), todo(streamed))
+        except ValueError as e:
+            if force:
+                return True
+            raise LtxError(f"{e}; --force runs anyway") from None
+    have = machine_memory()
+    over = [e for e in todo(normal) if e.peak > have]
+    if not over or force:
+        return False
+    worst = max(over, key=lambda e: e.peak)
+    fixes = [
+        "a smaller --height/--width/--num-frames",
+        "a quantized model (ltx convert MODEL DIR --quantize 8)",
+    ]
+    fit = max((e.peak for e in todo(streamed)), default=0)
+    if fit <= have:
+        fixes.append(f"--memory-budget {have / 1e9:.0f} (streams the transformer's blocks: about {_gb(fit)})")
+    raise LtxError(
+        f"the {worst.stage} stage needs about {_gb(worst.peak)} at {o.width}x{o.height}, {o.num_frames} frames, "
+        f"but this machine has {_gb(have)}; use {', or '.join(fixes)}; --force runs anyway"
+    )

@@ -146,7 +146,13 @@ def _options_from(raw: dict[str, Any], stored: dict[str, Any]):
     return Options(**given).merged(stored)
 
 
-def _plan(run: str | None, output_path: Path | None, output_audio: Path | None = None, **raw: Any):
+def _plan(
+    run: str | None,
+    output_path: Path | None,
+    output_audio: Path | None = None,
+    force: bool = False,
+    **raw: Any,
+):
     from stages import pipeline
 
     store = State.store()
@@ -157,7 +163,7 @@ def _plan(run: str | None, output_path: Path | None, output_audio: Path | None =
     from ltx import settings
 
     settings.check()  # a bad LTX_DTYPE / LTX_CPU_GEMM fails here, before any stage runs
-    nodes, resolved, files = pipeline.build(opts, store)
+    nodes, resolved, files = pipeline.build(opts, store, force=force)
     if files.tiny_variant is None:  # which files of the model folder or repo this run uses
         echo(files.choice(resolved.distilled_lora[0] if resolved.distilled_lora else None))
     _scratch_in_cache(store)
@@ -341,7 +347,11 @@ def _options(
         bool, typer.Option("--no-audio", help="Video only: no audio track (the audio is not decoded).")
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Recompute this stage even if it is cached.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Recompute even if cached, and run even when the memory pre-flight estimates it will not fit.",
+        ),
     ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Progress and results as JSON lines on stdout (one event a line).")
@@ -384,7 +394,7 @@ def _make_step(label: str, doc: str):
         output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
         if label in FROM_KEY and _is_key_ref(kw["run"]):
             return _step_from_key(label, kw, force)
-        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, output_audio, **kw)
+        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, output_audio, force, **kw)
         if label not in nodes:
             raise LtxError(
                 f"stage {label!r} is not part of --pipeline {opts.pipeline}"
@@ -495,7 +505,7 @@ def generate(**kw: Any) -> dict[str, Any]:
         saved = (State.store().load_run(_run_name(run, None)) or {}).get("output_path")
         output_path = Path(saved) if saved else None
     output_path = output_path or Path("out") / "ltx.mp4"
-    store, name, nodes, opts, files = _plan(run, output_path, output_audio, **kw)
+    store, name, nodes, opts, files = _plan(run, output_path, output_audio, force, **kw)
     _record(store, name, nodes, opts, output_path)
     if force:
         for node in nodes.values():
@@ -528,7 +538,7 @@ def status(**kw: Any) -> None:
     if info is None:
         names = ", ".join(store.runs()) or "none yet"
         raise LtxError(f"no run named {run!r}; runs: {names}")
-    nodes, _, _ = pipeline.build(_options_from(kw, info.get("options", {})), store)
+    nodes, _, _ = pipeline.build(_options_from(kw, info.get("options", {})), store, preflight=False)
     labels = {n.key: label for label, n in nodes.items()}
     recipes = info.get("recipes", {})
     for label, node in nodes.items():

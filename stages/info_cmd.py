@@ -69,6 +69,12 @@ def info(
             f"  {e.stage:13s} {_gb(e.peak):>10s} = weights {_gb(e.weights)} + activations {_gb(e.activations)}"
             f"{extra}{note}"
         )
+    have = budget.machine_memory()
+    over = [e.stage for e in normal if e.peak > have]
+    typer.echo(
+        f"this machine: {_gb(have)}"
+        + (f"; over it: {', '.join(over)} (refused without --memory-budget or --force)" if over else "")
+    )
     if memory_budget is not None:
         try:
             need = memory.plan(int(memory_budget * 1e9), normal, streamed)

@@ -6,7 +6,7 @@ import dataclasses
 
 from cache.store import Store
 from stages import budget, condition, decode, decode_audio, denoise, encode, mux, refine, upsample, vocode
-from stages.framework import LtxError, Node
+from stages.framework import Node
 from stages.models import TINY_LORA, ModelFiles, resolve_model
 from stages.options import PIPELINES, TINY_DEFAULTS, Options, resolve  # noqa: F401  (re-exported)
 
@@ -39,8 +39,12 @@ def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
     return as_dict(video), as_dict(audio)
 
 
-def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFiles]:
-    """The named nodes of the pipeline for options `o`, in order."""
+def build(
+    o: Options, store: Store, preflight: bool = True, force: bool = False
+) -> tuple[dict[str, Node], Options, ModelFiles]:
+    """The named nodes of the pipeline for options `o`, in order. preflight: refuse (LtxError) when a stage
+    still to run is estimated not to fit in --memory-budget or this machine's memory (budget.preflight;
+    `force` runs anyway); it also decides whether the transformer's blocks stream."""
     from ltx.diffusion import schedulers
 
     files = resolve_model(
@@ -66,15 +70,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
 
     user_loras = tuple((lora_file(p), float(s)) for p, s in o.loras)
     lora_ext = {f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(o.loras)}
-    stream = False
-    if o.memory_budget is not None:
-        try:
-            stream = budget.budget_needs_streaming(
-                files.ready(), o.height, o.width, o.num_frames, o.frame_rate, two_stage, o.memory_budget
-            )
-        except ValueError as e:
-            raise LtxError(str(e)) from None
-    rt = {"files": files, "loras": user_loras, "stream": stream}
+    rt = {"files": files, "loras": user_loras, "stream": False}  # "stream": set by the pre-flight below
     frames = tuple((int(f), float(s)) for _, f, s in o.images)
     images_ext = {f"image{i}": store.digest(p) for i, (p, _, _) in enumerate(o.images)}
     nodes: dict[str, Node] = {}
@@ -162,7 +158,7 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
             ),
             inputs2,
             ext2,
-            {"files": files, "loras": loras2, "stream": stream},
+            {"files": files, "loras": loras2, "stream": False},
         )
         final = nodes["refine"]
     # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform
@@ -174,4 +170,10 @@ def build(o: Options, store: Store) -> tuple[dict[str, Node], Options, ModelFile
         {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": nodes["vocode"]}
     )
     nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), streams)
+    if preflight:
+        pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}
+        if budget.preflight(files, o, pending, force):
+            for n in nodes.values():
+                if isinstance(n.runtime, dict) and "stream" in n.runtime:
+                    n.runtime["stream"] = True
     return nodes, o, files

@@ -68,6 +68,13 @@ CASES: list[Case] = [
     Case("frames-10", gen("--num-frames", "10"), "use 9 or 17", subprocess=True),
     Case("frames-100", gen("--num-frames", "100"), "use 97 or 105"),
     Case("frames-zero", gen("--num-frames", "0"), "--num-frames 0"),
+    # the memory pre-flight: a stage estimated above the machine's memory (or --memory-budget) is refused
+    Case("frames-huge", gen("--num-frames", "1000001"), "but this machine has", subprocess=True),
+    Case(
+        "frames-over-budget",
+        gen("--num-frames", "100001", "--memory-budget", "8"),
+        "--memory-budget 8.0 GB is below the",
+    ),
     Case("frames-negative", gen("--num-frames", "-7"), "--num-frames -7"),
     # resolution: divisible by 64 (two-stage) or 32 (one-stage), and within the positional range
     Case("height-100-two-stage", gen("--height", "100"), "use 64 or 128"),

@@ -86,6 +86,7 @@ def test_no_audio_and_output_audio(made):
         (["--a2v-guidance-scale", "inf"], "--a2v-guidance-scale inf must be a finite number"),
         (["--video-stg-blocks", "1", "x"], "--video-stg-blocks 'x' is not a valid int"),
         (["--memory-budget", "0"], "--memory-budget 0.0 must be > 0"),
+        (["--num-frames", "1000001"], "stage needs about"),
     ],
 )
 def test_bad_options_fail_before_anything_is_written(tmp_path, args, message):
@@ -98,10 +99,38 @@ def test_bad_options_fail_before_anything_is_written(tmp_path, args, message):
     assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
 
 
+def test_memory_preflight_refuses_then_force_runs(tmp_path, monkeypatch, capsys):
+    """A machine too small for a stage: refused with the estimate and the fixes, nothing written; --force runs
+    anyway; once the stages are cached there is nothing left to refuse."""
+    from test_bad_inputs import _run_in_process
+
+    from stages import budget
+
+    monkeypatch.setattr(
+        budget, "machine_memory", lambda: 10**6
+    )  # 1 MB: every stage of the tiny model is over
+    cache = tmp_path / "cache"
+    argv = ["--cache-dir", str(cache), "generate", *PROMPT, *SMALL, "--output-path", str(tmp_path / "x.mp4")]
+    rc, err = _run_in_process(argv, capsys)
+    assert rc == 1 and err.count("\n") == 1, err
+    assert "but this machine has 0.0 GB" in err and "--force runs anyway" in err and "--quantize 8" in err, (
+        err
+    )
+    assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
+    rc, err = _run_in_process([*argv, "--force"], capsys)
+    assert rc == 0 and (tmp_path / "x.mp4").is_file(), err
+    rc, err = _run_in_process(argv, capsys)  # all cached: nothing is estimated to run
+    assert rc == 0, err
+
+
 def test_usage_error_shows_usage_and_exits_2(tmp_path):
     r = ltx(tmp_path / "cache", "generate", "--bogus", check=False)
     assert r.returncode == 2
-    assert r.stderr.startswith("Usage: ") and "generate [OPTIONS]" in r.stderr and "No such option: --bogus" in r.stderr
+    assert (
+        r.stderr.startswith("Usage: ")
+        and "generate [OPTIONS]" in r.stderr
+        and "No such option: --bogus" in r.stderr
+    )
 
 
 def test_status_says_why_a_stage_would_run(made):

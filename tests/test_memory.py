@@ -582,3 +582,18 @@ def test_stage_widths_from_checkpoint(dirs):
         "amp": 1,
         "winograd_channel_samples": 0,
     }
+
+
+@pytest.mark.parametrize("variant", ["2.0", "2.3"])
+def test_tiny_headers_from_the_manifest_match_the_written_files(tmp_path, variant):
+    """The pre-flight estimates a tiny model before its files exist, from headers built from its manifest:
+    they must be the headers `tiny.create` writes."""
+    from ltx.weights import tiny
+    from ltx.weights.header import read_header
+
+    root = tiny.create(variant, tmp_path / "m")
+    expected = tiny.headers(variant, root)
+    written = {p: read_header(p) for p in root.rglob("*.safetensors")}
+    assert written.keys() == expected.keys()
+    for path, (infos, meta) in written.items():
+        assert (infos, meta) == expected[path], path

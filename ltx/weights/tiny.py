@@ -145,6 +145,14 @@ def load_manifest(variant: str) -> dict:
     return json.loads(path.read_text())
 
 
+def _metadata(spec: dict) -> dict[str, str]:
+    """A file's safetensors metadata (string values; JSON for the rest, as the official files store it)."""
+    return {
+        k: v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        for k, v in spec.get("metadata", {}).items()
+    }
+
+
 def materialize(manifest: dict, dest: Path) -> Path:
     """Write every file of `manifest` into the new directory `dest` (atomically: temp dir, then rename)."""
     dest = Path(dest)
@@ -153,10 +161,7 @@ def materialize(manifest: dict, dest: Path) -> Path:
         for rel, spec in manifest["files"].items():
             out = tmp / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            meta = {
-                k: v if isinstance(v, str) else json.dumps(v, sort_keys=True)
-                for k, v in spec.get("metadata", {}).items()
-            }
+            meta = _metadata(spec)
             tensors = {k: synth(k, shape) for k, shape in spec["tensors"].items()}
             write_safetensors(out, tensors, meta, spec.get("dtype", "BF16"))
         for rel, src in manifest.get("static", {}).items():
@@ -168,6 +173,24 @@ def materialize(manifest: dict, dest: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def headers(variant: str, root: Path) -> dict[Path, tuple[dict, dict[str, str]]]:
+    """{root / file: (tensor infos, metadata)} of the tiny model's safetensors files, as
+    ltx.weights.header.read_header would read them once `create` has written them, from the manifest
+    alone (memory estimates before anything is written)."""
+    out = {}
+    for rel, spec in load_manifest(variant)["files"].items():
+        dtype = spec.get("dtype", "BF16")
+        size = 2 if dtype == "BF16" else 4
+        infos, offset = {}, 0
+        for name in sorted(spec["tensors"]):
+            shape = [int(d) for d in spec["tensors"][name]]
+            n = size * int(np.prod(shape, dtype=np.int64))
+            infos[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
+            offset += n
+        out[Path(root) / rel] = (infos, _metadata(spec))
+    return out
 
 
 def create(variant: str, dest: Path) -> Path:
