@@ -101,6 +101,14 @@ def upsampler(files: ModelFiles) -> Any:
     return _memo(("upsampler", str(files.upsampler)), lambda: load_upsampler(files.upsampler))
 
 
+def audio_encoder(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.audio.vae import load_audio_encoder
+
+    release("text", "transformer")
+    return _memo(("audio_encoder", str(files.checkpoint)), lambda: load_audio_encoder(files.checkpoint))
+
+
 def audio_decoder(files: ModelFiles) -> Any:
     files.ready()
     from ltx.audio.vae import load_audio_decoder

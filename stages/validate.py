@@ -5,7 +5,7 @@ Each check raises `LtxError` with one line naming the bad value and the fix. `op
 them while the pipeline graph is built, so a bad input fails before the first artifact (or digest
 memo, or tiny-model file) is written.
 
-Files are untrusted: images and audio are probed by decoding them (imageio, soundfile), weights by
+Files are untrusted: images and audio are probed by decoding them (imageio, PyAV), weights by
 their safetensors header only (size-checked before it is parsed; no pickle anywhere).
 """
 
@@ -147,24 +147,38 @@ def image_file(path: str | Path, option: str = "--image") -> None:
         )
 
 
-def audio_file(path: str | Path, option: str = "--audio") -> None:
-    """The file exists and decodes as audio (every frame is read: truncation is caught)."""
+def audio_file(
+    path: str | Path, option: str = "--audio-path", start_time: float = 0.0, max_duration: float | None = None
+) -> tuple[int, int]:
+    """The file exists and its first audio stream decodes from start_time (every frame read: truncation is
+    caught), as the encode_audio stage will read it; returns (samples read, sample rate)."""
     p = _existing_file(path, option)
-    try:
-        import soundfile
-
-        data, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
-    except Exception as e:  # noqa: BLE001
-        raise LtxError(
-            f"{option} {path} is not a readable audio file ({_why(e)}); pass a WAV or FLAC file"
-        ) from None
     if _wav_truncated(p):
         raise LtxError(
             f"{option} {path} is truncated (its data chunk is shorter than its header says); "
             "pass the complete file"
         )
-    if data.shape[0] == 0 or rate <= 0:
-        raise LtxError(f"{option} {path} holds no audio samples; pass a non-empty WAV or FLAC file")
+    from ltx.audio.mel import AudioDecodeError, load_audio
+
+    try:
+        wave, rate = load_audio(p, start_time, max_duration)
+    except AudioDecodeError as e:
+        if "no audio samples" not in str(e):
+            raise LtxError(
+                f"{option} {path} is not a readable audio file ({_why(e)}); {AUDIO_FORMATS}"
+            ) from None
+        after = f" after --audio-start-time {start_time:g} s" if start_time else ""
+        raise LtxError(
+            f"{option} {path} holds no audio samples{after}; pass a non-empty audio file"
+        ) from None
+    except ValueError as e:  # more than two channels
+        raise LtxError(f"{option} {e}; downmix it to stereo") from None
+    except Exception as e:  # noqa: BLE001  (any decoder failure means "not usable audio")
+        raise LtxError(f"{option} {path} is not a readable audio file ({_why(e)}); {AUDIO_FORMATS}") from None
+    return wave.shape[0], rate
+
+
+AUDIO_FORMATS = "pass a WAV, FLAC or MP3 file, or a video with an audio track"
 
 
 def _wav_truncated(p: Path) -> bool:

@@ -87,6 +87,19 @@ def resample(waveform: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     return out[:, :target].reshape(*lead, -1)
 
 
+def resampled_length(n: int, orig_sr: int, new_sr: int) -> int:
+    """The length `resample` gives for n samples: ceil(n * new / orig), the rates divided by their gcd."""
+    g = math.gcd(int(orig_sr), int(new_sr))
+    return math.ceil((int(new_sr) // g) * n / (int(orig_sr) // g))
+
+
+def latent_frames(n: int, sample_rate: int, config: MelConfig = MelConfig(), downsample: int = 4) -> int:
+    """Audio latent frames the encoder makes of n samples at sample_rate: 1 + n16 // hop mel frames (centred
+    STFT), then `downsample` x fewer along time through causal stride-2 convolutions: 1 + (T - 1) // 4."""
+    mel = resampled_length(n, sample_rate, config.sample_rate) // config.hop_length + 1
+    return (mel - 1) // downsample + 1
+
+
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
     f = np.asarray(f, np.float64)
@@ -140,31 +153,94 @@ def log_mel(waveform: np.ndarray, sample_rate: int, config: MelConfig = MelConfi
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32)
 
 
+_INT_FULL_SCALE = {
+    "u8": 128.0,
+    "u8p": 128.0,
+    "s16": 32768.0,
+    "s16p": 32768.0,
+    "s32": 2147483648.0,
+    "s32p": 2147483648.0,
+}
+
+
+class AudioDecodeError(ValueError):
+    """A file with no decodable audio stream."""
+
+
+def _frame_to_float(frame: Any) -> np.ndarray:
+    # (C, n) float32 in [-1, 1]: integer formats over their full scale, interleaved ones de-interleaved
+    arr = frame.to_ndarray().astype(np.float32)
+    fmt = frame.format.name
+    if fmt in _INT_FULL_SCALE:
+        arr = arr / _INT_FULL_SCALE[fmt]
+    if not frame.format.is_planar:
+        arr = arr.reshape(-1, len(frame.layout.channels)).T
+    return arr
+
+
+def _decode(path: Path, start_time: float, max_duration: float | None) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if stream is None:
+            raise AudioDecodeError(f"{path} has no audio stream")
+        sr, tb = stream.rate, stream.time_base
+        if max_duration is not None:
+            end_time = start_time + max_duration
+        else:
+            end_time = float(stream.duration * tb) if stream.duration is not None else math.inf
+        container.seek(int(start_time / tb), stream=stream)
+        chunks, first = [], None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * tb)
+            if t + frame.samples / frame.sample_rate < start_time:
+                continue
+            if t > end_time:
+                break
+            first = t if first is None else first
+            chunks.append(_frame_to_float(frame))
+    if not chunks:
+        raise AudioDecodeError(f"{path} has no audio samples after --audio-start-time {start_time:g} s")
+    audio = np.concatenate(chunks, axis=-1)  # (C, N)
+    # codec frames need not start at start_time: drop the samples before it, keep max_duration's worth
+    skip = round((start_time - first) * sr)
+    if skip > 0:
+        audio = audio[:, skip:]
+    if max_duration is not None:
+        audio = audio[:, : round(max_duration * sr)]
+    return audio, sr
+
+
 def load_audio(
     path: str | Path, start_time: float = 0.0, max_duration: float | None = None
 ) -> tuple[np.ndarray, int]:
-    """Read an audio file as float32 (N, 2) in [-1, 1] and its sample rate.
+    """Decode the first audio stream of any file ffmpeg reads (wav, flac, mp3, the AAC track of an mp4)
+    as float32 (N, 2) in [-1, 1], and its sample rate; as ltx_pipelines' decode_audio_from_file (PyAV):
+    seek to start_time, decode whole codec frames, trim to [start_time, start_time + max_duration].
 
-    Mono is duplicated to both channels (the encoder is stereo-only; the reference would fail on a mono file).
-    Files with more than two channels are rejected. Container formats soundfile cannot read (e.g. the audio
-    track of an mp4) need decoding to wav first.
+    Mono is duplicated to both channels (the encoder is stereo-only; the reference would fail on a
+    mono file); files with more than two channels are rejected.
     """
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist")
-    if start_time < 0 or (max_duration is not None and max_duration <= 0):
+    if not (math.isfinite(start_time) and start_time >= 0) or (
+        max_duration is not None and not (math.isfinite(max_duration) and max_duration > 0)
+    ):
         raise ValueError(f"start_time {start_time} must be >= 0 and max_duration {max_duration} > 0")
-    with sf.SoundFile(str(path)) as f:
-        sr = f.samplerate
-        f.seek(min(round(start_time * sr), f.frames))
-        frames = -1 if max_duration is None else round(max_duration * sr)
-        audio = f.read(frames, dtype="float32", always_2d=True)  # (N, C)
-    if audio.shape[1] == 1:
-        audio = np.repeat(audio, 2, axis=1)
-    elif audio.shape[1] != 2:
-        raise ValueError(f"{path} has {audio.shape[1]} channels; only mono and stereo audio are supported")
-    if audio.shape[0] == 0:
-        raise ValueError(f"{path} has no audio samples after start_time {start_time}")
-    return audio, sr
+    import av
+
+    try:
+        audio, sr = _decode(path, float(start_time), max_duration)
+    except av.FFmpegError as e:
+        raise AudioDecodeError(f"{path} cannot be decoded as audio ({e.strerror or e})") from None
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    elif audio.shape[0] != 2:
+        raise ValueError(f"{path} has {audio.shape[0]} channels; only mono and stereo audio are supported")
+    if audio.shape[1] == 0:
+        raise AudioDecodeError(f"{path} has no audio samples after --audio-start-time {start_time:g} s")
+    return np.ascontiguousarray(audio.T), int(sr)
