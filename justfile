@@ -22,6 +22,14 @@ demo:
 goldens *ARGS: ref-venv
     .venv-ref/bin/python tests/reference/make_goldens.py {{ARGS}}
 
+# the LTX-2.5 goldens with the 1.2.0 reference (its own venv: transformers 5.14)
+goldens25 *ARGS: ref12-venv
+    .venv-ref12/bin/python tests/reference/make_goldens.py --variant 2.5 {{ARGS}}
+
+# the 1.2.0 reference's virtual environment (from the wheels in ../shared/reference/)
+ref12-venv:
+    bash tests/reference/setup_ref12_venv.sh
+
 # the reference's virtual environment (torch CPU 2.13.0, ltx-core, ltx-pipelines, transformers<5)
 ref-venv:
     bash tests/reference/setup_ref_venv.sh

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 ASSETS = Path(__file__).parents[1] / "assets" / "tiny"
-VARIANTS = ("2.0", "2.3")
+VARIANTS = ("2.0", "2.3")  # goldens from the 1.0.0 reference
+VARIANTS_12 = ("2.5",)  # goldens from the 1.2.0 reference (split files, Gemma 4)
+ALL_VARIANTS = VARIANTS + VARIANTS_12
 # Bump when `synth` changes the bytes it produces: it is part of every tiny model's identity.
 SYNTH_VERSION = 2
 NOTICE = (
@@ -137,8 +139,8 @@ def write_safetensors(
 
 
 def load_manifest(variant: str) -> dict:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown tiny variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown tiny variant {variant!r}; choose one of {', '.join(ALL_VARIANTS)}")
     path = ASSETS / variant / "manifest.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; regenerate it with `just goldens`")
@@ -194,7 +196,7 @@ def headers(variant: str, root: Path) -> dict[Path, tuple[dict, dict[str, str]]]
 
 
 def create(variant: str, dest: Path) -> Path:
-    """Create the tiny model directory for `variant` ("2.0" or "2.3") at `dest`."""
+    """Create the tiny model directory for `variant` ("2.0", "2.3" or "2.5") at `dest`."""
     return materialize(load_manifest(variant), Path(dest))
 
 

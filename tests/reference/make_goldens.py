@@ -1,13 +1,16 @@
-"""Regenerate the parity goldens from the official PyTorch reference (ltx-core 1.0.0).
+"""Regenerate the parity goldens from the official PyTorch reference.
 
-Run in the reference virtual environment (`just goldens` creates it): it needs torch, ltx-core,
-ltx-pipelines and transformers<5, none of which this project's own environment has.
+Two golden sets, each from its own reference version and virtual environment (`just goldens` runs both):
+    LTX-2.0 and LTX-2.3: ltx-core/ltx-pipelines 1.0.0 in .venv-ref (transformers<5), modules golden_*.py;
+    LTX-2.5: ltx-core/ltx-pipelines 1.2.0 in .venv-ref12 (transformers 5.14), modules golden25_*.py.
+The variants default to the ones the running venv's ltx-core makes; none of these packages is in
+this project's own environment.
 
-Every `golden_*.py` module beside this file contributes one component:
+Every `golden_*.py` (`golden25_*.py`) module beside this file contributes one component:
     contribute(variant) -> {file: {"metadata": {...}, "tensors": {key: shape}, "dtype": "BF16"}, "static": {...}}
         the tiny config sections it owns (deep-merged into the file's metadata) and the official
         key names and shapes of its weights, read off the reference's own modules;
-    run(variant, model_dir) -> {name: np.ndarray}
+    run(variant, model_dir) -> {name: np.ndarray}    (optional: a module may only contribute files)
         loads its component from the tiny model directory through the official loading path,
         runs it on fixed inputs (noise injected, never drawn from torch's RNG) and returns inputs
         and outputs, saved to tests/goldens/<variant>/<component>.safetensors.
@@ -18,7 +21,7 @@ The merged manifest is written to ltx/assets/tiny/<variant>/manifest.json; ltx.w
 the weights from it, so the tiny model used by `ltx generate --model tiny` is the one the goldens
 were computed with.
 
-Usage: python tests/reference/make_goldens.py [--only NAME ...] [--variant 2.0|2.3 ...]
+Usage: python tests/reference/make_goldens.py [--only NAME ...] [--variant 2.0|2.3|2.5 ...]
 """
 
 from __future__ import annotations
@@ -54,9 +57,20 @@ def _merge(a: dict, b: dict, where: str = "") -> dict:
     return out
 
 
-def modules() -> dict[str, object]:
-    names = sorted(p.stem for p in HERE.glob("golden_*.py"))
-    return {n.removeprefix("golden_"): importlib.import_module(n) for n in names}
+def module_prefix(variant: str) -> str:
+    return "golden25_" if variant in tiny.VARIANTS_12 else "golden_"
+
+
+def modules(variant: str) -> dict[str, object]:
+    prefix = module_prefix(variant)
+    names = sorted(p.stem for p in HERE.glob(f"{prefix}*.py"))
+    return {n.removeprefix(prefix): importlib.import_module(n) for n in names}
+
+
+def default_variants() -> list[str]:
+    from importlib.metadata import version
+
+    return list(tiny.VARIANTS_12 if version("ltx-core").startswith("1.2") else tiny.VARIANTS)
 
 
 def build_manifest(variant: str, mods: dict[str, object]) -> dict:
@@ -82,10 +96,11 @@ def save_goldens(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", default=None, help="component names (default: all)")
-    ap.add_argument("--variant", nargs="*", default=list(tiny.VARIANTS))
+    ap.add_argument("--variant", nargs="*", default=None, help="default: those of this venv's ltx-core")
     args = ap.parse_args()
-    mods = modules()
-    for variant in args.variant:
+    variants = args.variant or default_variants()
+    for variant in variants:
+        mods = modules(variant)
         manifest = build_manifest(variant, mods)
         out = tiny.ASSETS / variant / "manifest.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,13 +108,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = tiny.materialize(manifest, Path(tmp) / "model")
             for name, mod in mods.items():
-                if (args.only and name not in args.only) or hasattr(mod, "SHARED"):
+                skip = hasattr(mod, "SHARED") or not hasattr(mod, "run")
+                if skip or (args.only and name not in args.only):
                     continue
                 arrays = mod.run(variant, model_dir)
                 save_goldens(GOLDENS / variant / f"{name}.safetensors", arrays)
                 size = sum(np.asarray(a).nbytes for a in arrays.values())
                 print(f"{variant} {name}: {len(arrays)} arrays, {size / 1e6:.2f} MB")
-    for name, mod in mods.items():  # variant-independent goldens, once
+    if not set(variants) & set(tiny.VARIANTS):
+        return
+    for name, mod in modules(tiny.VARIANTS[0]).items():  # variant-independent goldens, once
         if hasattr(mod, "SHARED") and not (args.only and name not in args.only):
             arrays = mod.run(None, None)
             save_goldens(GOLDENS / mod.SHARED, arrays)
