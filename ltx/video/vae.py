@@ -78,6 +78,10 @@ class VideoVAEConfig:
     latent_log_var: str = "uniform"
     causal_decoder: bool = False
     timestep_conditioning: bool | None = None  # None: absent from the metadata
+    # The decoder's widest (latent-end) width: 1.0.0 builds decoder_base_channels * 8, 1.2.0 (LTX-2.5)
+    # decoder_base_channels times the product of the upsampling multipliers; equal for the released
+    # VAEs, the loader reads it off the checkpoint's conv_in. None: decoder_base_channels * 8.
+    decoder_bottleneck: int | None = None
     spatial_padding_mode: str | None = None  # None: encoder zeros, decoder reflect (the reference defaults)
 
     @classmethod
@@ -160,7 +164,7 @@ class VideoDecoder(nn.Module):
         self.causal = cfg.causal_decoder
         self.timestep_conditioning = bool(cfg.timestep_conditioning)
         self.per_channel_statistics = PerChannelStatistics(cfg.latent_channels)
-        ch = cfg.decoder_base_channels * 8
+        ch = cfg.decoder_bottleneck or cfg.decoder_base_channels * 8
         self.conv_in = CausalConv3d(cfg.latent_channels, ch, padding_mode=pad)
         self.up_blocks = []
         for name, p in reversed(_blocks(cfg.decoder_blocks)):
@@ -316,11 +320,13 @@ def _vae_config(metadata: dict[str, str], path: str | Path) -> VideoVAEConfig:
 
 
 def _part_weights(weights: dict[str, mx.array], part: str) -> dict[str, mx.array]:
-    own = take_prefix(weights, f"vae.{part}.")
+    """`vae.<part>.*` and the statistics; a split video VAE file may store them bare (`<part>.*`)."""
+    vae = "vae." if any(k.startswith(f"vae.{part}.") for k in weights) else ""
+    own = take_prefix(weights, f"{vae}{part}.")
     own.update(
         {
             f"per_channel_statistics.{k}": v
-            for k, v in take_prefix(weights, "vae.per_channel_statistics.").items()
+            for k, v in take_prefix(weights, f"{vae}per_channel_statistics.").items()
         }
     )
     return own
@@ -373,9 +379,17 @@ def load_video_encoder(path: str | Path, dtype: mx.Dtype | None = None) -> Video
 def load_video_decoder(path: str | Path, dtype: mx.Dtype | None = None) -> VideoDecoder:
     """The video VAE decoder of an official single-file checkpoint (keys `vae.decoder.*` + statistics)."""
     weights, metadata = load_checkpoint(path)
+    if read_config(metadata, path).get("vae", {}).get("_class_name", "CausalVideoAutoencoder") != (
+        "CausalVideoAutoencoder"
+    ):
+        raise CheckpointError(
+            f"{path}: its video VAE has a diffusion decoder (ltx.video.diffusion_decoder), not a convolutional one"
+        )
     cfg = _vae_config(metadata, path)
     own = _part_weights(weights, "decoder")
     cfg = dataclasses.replace(cfg, timestep_conditioning=decoder_timestep_conditioning(cfg, list(own), path))
+    if "conv_in.conv.weight" in own:
+        cfg = dataclasses.replace(cfg, decoder_bottleneck=int(own["conv_in.conv.weight"].shape[0]))
     model = VideoDecoder(cfg)
     load_strict(
         model, model.sanitize(own), dtype or backend.default_dtype(), what=f"video VAE decoder in {path}"
