@@ -4,7 +4,6 @@ and the diffusion decoder's tile plan."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlx.core as mx
@@ -49,10 +48,19 @@ def golden():
     return load_file(str(GOLDENS / "video_decoders.safetensors"))
 
 
+def vae_files(**schedule) -> dict:
+    """The tiny 2.5's two video VAE files (optionally another decode schedule in the diffusion one's metadata)."""
+    files = {k: v for k, v in tiny.load_manifest("2.5")["files"].items() if k.startswith("vae/video_vae")}
+    if schedule:
+        vae = files["vae/video_vae.safetensors"]["metadata"]["config"]["vae"]
+        vae["model_output_type"] = schedule["output_type"]
+        vae["decoder"]["default_num_inference_steps"] = schedule["steps"]
+    return {"files": files}
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    manifest = json.loads((GOLDENS / "video_vae_files.json").read_text())
-    return tiny.materialize(manifest, tmp_path_factory.mktemp("tiny25") / "model")
+    return tiny.materialize(vae_files(), tmp_path_factory.mktemp("tiny25") / "model")
 
 
 def _tiling(golden) -> tuple:
@@ -75,19 +83,10 @@ def test_diffusion_decoder_untiled_and_tiled(golden, model_dir, pathway):
     assert rel(tiled, golden[f"{pathway}_tiled_video"]) <= TOL
 
 
-def _with_schedule(model_dir: Path, tmp: Path, output_type: str, steps: int) -> Path:
-    manifest = json.loads((GOLDENS / "video_vae_files.json").read_text())
-    spec = manifest["files"]["vae/video_vae.safetensors"]
-    vae = spec["metadata"]["config"]["vae"]
-    vae["model_output_type"] = output_type
-    vae["decoder"]["default_num_inference_steps"] = steps
-    out = tiny.materialize({"files": {"vae/video_vae.safetensors": spec}}, tmp / f"{output_type}{steps}")
-    return out / "vae/video_vae.safetensors"
-
-
 @pytest.mark.parametrize("name,output_type,steps", [("x0_3", "x0", 3), ("v_2", "v", 2)])
-def test_diffusion_decoder_schedules(golden, model_dir, tmp_path, name, output_type, steps):
-    dec = load_diffusion_decoder(_with_schedule(model_dir, tmp_path, output_type, steps), mx.float32)
+def test_diffusion_decoder_schedules(golden, tmp_path, name, output_type, steps):
+    model = tiny.materialize(vae_files(output_type=output_type, steps=steps), tmp_path / "model")
+    dec = load_diffusion_decoder(model / "vae/video_vae.safetensors", mx.float32)
     draw, _ = injected(13, golden[f"{name}_noise"])
     video = dec.decode(mx.array(golden["latent"]), None, draw)
     assert rel(np.array(video).transpose(0, 4, 1, 2, 3), golden[f"{name}_video"]) <= TOL

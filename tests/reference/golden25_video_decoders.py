@@ -2,13 +2,9 @@
 diffusion decoder (`DiffusionVideoDecoder`, neighbourhood-attention stages, x0 output) untiled and tiled,
 in both of the reference's pathways, and the convolutional decoder of the 2.5 conv VAE file.
 
-Run it in the 1.2.0 venv (tests/reference/setup_ref12_venv.sh):
-    .venv-ref12/bin/python tests/reference/golden25_video_decoders.py
-It writes tests/goldens/2.5/video_decoders.safetensors and, for the tests to rebuild the same two files without
-torch, their manifest tests/goldens/2.5/video_vae_files.json. It follows make_goldens.py's protocol
-(`contribute(variant)` -> the files and tensor shapes of the tiny 2.5 video VAE files, `run(variant,
-model_dir)` -> arrays) so the tiny-2.5 manifest can merge it; run standalone it materialises just its own
-two files with ltx.weights.tiny (same bytes as in the full tiny model: weights follow from the key names).
+A make_goldens.py module (`just goldens25 --only video_decoders`, in .venv-ref12): `contribute` gives the
+tiny 2.5's two video VAE files (tiny25.VIDEO_VAE: encoder + diffusion decoder, tiny25.VIDEO_VAE_CONV:
+encoder + conv decoder), `run` writes tests/goldens/2.5/video_decoders.safetensors.
 
 Both decoders are built through the official loader (SingleGPUModelBuilder + VideoDecoderConfigurator +
 video_decoder_sd_ops_for_checkpoint, which splits the fused `qkv` and renames the timestep MLP). The
@@ -29,19 +25,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import tiny25
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-DIFFUSION_FILE = "vae/video_vae.safetensors"  # the default 2.5 video VAE: encoder + diffusion decoder
-CONV_FILE = "vae/video_vae_conv.safetensors"  # the 2.5 conv VAE: encoder + convolutional decoder
+DIFFUSION_FILE = tiny25.VIDEO_VAE  # the default 2.5 video VAE: encoder + diffusion decoder
+CONV_FILE = tiny25.VIDEO_VAE_CONV  # the 2.5 conv VAE: encoder + convolutional decoder
 
 ENCODER = {
     "dims": 3,
@@ -278,24 +269,3 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     out["config"] = np.frombuffer(json.dumps(DIFFUSION_VAE, sort_keys=True).encode(), np.uint8).copy()
     return out
 
-
-def main() -> None:
-    from make_goldens import save_goldens
-
-    from ltx.weights import tiny
-
-    manifest = {"variant": "2.5", "files": contribute("2.5"), "static": {}}
-    files = ROOT / "tests" / "goldens" / "2.5" / "video_vae_files.json"  # the tests build these two files
-    files.parent.mkdir(parents=True, exist_ok=True)
-    files.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = tiny.materialize(manifest, Path(tmp) / "model")
-        arrays = run("2.5", model_dir)
-    path = ROOT / "tests" / "goldens" / "2.5" / "video_decoders.safetensors"
-    save_goldens(path, arrays)
-    size = sum(np.asarray(a).nbytes for a in arrays.values())
-    print(f"2.5 video_decoders: {len(arrays)} arrays, {size / 1e6:.2f} MB -> {path}")
-
-
-if __name__ == "__main__":
-    main()
