@@ -12,6 +12,7 @@ and runs a few RoPE self-attention blocks with full attention; so the output mas
 
 from __future__ import annotations  # noqa: I001  (ltx.backend must be imported before mlx)
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -72,6 +73,7 @@ class TextConfig:
     audio_connector_num_layers: int | None = None
     connector_positional_embedding_max_pos: list[int] = field(default_factory=lambda: [1])
     connector_apply_gated_attention: bool = False
+    connector_ff_bias: bool = True  # LTX-2.5: False, bias-free connector feed-forwards
     rope_type: str = "interleaved"
     frequencies_precision: str | None = None
     num_attention_heads: int | None = None
@@ -241,18 +243,18 @@ class Attention(nn.Module):
 
 
 class _GeluProj(nn.Module):
-    def __init__(self, dim: int, inner: int):
+    def __init__(self, dim: int, inner: int, bias: bool = True):
         super().__init__()
-        self.proj = nn.Linear(dim, inner)
+        self.proj = nn.Linear(dim, inner, bias=bias)
 
     def __call__(self, x: mx.array) -> mx.array:
         return nn.gelu_approx(self.proj(x))
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 4):
+    def __init__(self, dim: int, mult: int = 4, bias: bool = True):
         super().__init__()
-        self.net = [_GeluProj(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)]
+        self.net = [_GeluProj(dim, dim * mult, bias), nn.Identity(), nn.Linear(dim * mult, dim, bias=bias)]
 
     def __call__(self, x: mx.array) -> mx.array:
         for layer in self.net:
@@ -265,10 +267,12 @@ def _rms(x: mx.array) -> mx.array:
 
 
 class ConnectorBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, head_dim: int, rope_type: str, gated: bool):
+    def __init__(
+        self, dim: int, heads: int, head_dim: int, rope_type: str, gated: bool, ff_bias: bool = True
+    ):
         super().__init__()
         self.attn1 = Attention(dim, heads, head_dim, rope_type, gated)
-        self.ff = FeedForward(dim)
+        self.ff = FeedForward(dim, bias=ff_bias)
 
     def __call__(self, x: mx.array, pe: tuple[mx.array, mx.array]) -> mx.array:
         x = x + self.attn1(_rms(x), pe)
@@ -291,7 +295,8 @@ class Connector(nn.Module):
             )
         gated = cfg.connector_apply_gated_attention
         self.transformer_1d_blocks = [
-            ConnectorBlock(self.dim, heads, head_dim, cfg.rope_type, gated) for _ in range(layers)
+            ConnectorBlock(self.dim, heads, head_dim, cfg.rope_type, gated, cfg.connector_ff_bias)
+            for _ in range(layers)
         ]
         self.learnable_registers = mx.zeros((NUM_REGISTERS, self.dim))
 
@@ -405,19 +410,100 @@ class TextEncoder:
         return out
 
     def enhance_t2v(self, prompt: str, seed: int = 42, max_new_tokens: int = 512) -> str:
-        """Optional prompt enhancement with the same Gemma (needs the instruct model's chat template)."""
-        from ltx.text.enhance import enhance_t2v
+        """Prompt enhancement with the same Gemma: a Gemma 3 instruct model (LTX-2.0/2.3) only."""
+        from ltx.text.enhance import PromptEnhancer
 
-        return enhance_t2v(self.gemma, self.tokenizer, prompt, seed=seed, max_new_tokens=max_new_tokens)
+        return PromptEnhancer(self.gemma, self.tokenizer).enhance_t2v(prompt, seed, max_new_tokens)
+
+
+# ----------------------------------------------------------------------------------------------
+# Which Gemma a checkpoint needs (ltx-core 1.2.0 encoder_configurator._check_gemma_version)
+
+GEMMA_SOURCE_REQUIRED_SINCE = (2, 4, 0)  # from here a checkpoint must name its Gemma
+GEMMA3_TYPES = ("gemma3", "gemma3_text")
+
+
+def parse_model_version(version: Any) -> tuple[int, ...]:
+    """ "2.5.0" -> (2, 5, 0); parsing stops at the first part that is not an integer ("2.3.rc1" -> (2, 3))."""
+    out = []
+    for part in str(version or "").split("."):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)
+
+
+def _describe(gemma: dict[str, Any]) -> str:
+    kind = gemma.get("model_type")
+    name = (
+        "a Gemma 3 folder"
+        if kind in GEMMA3_TYPES
+        else "a Gemma 4 folder"
+        if kind == "gemma4_unified"
+        else "a folder"
+    )
+    version = gemma.get("gemma_version")
+    return f"{name} (model_type {kind!r}" + (
+        f", gemma_version {version!r})" if version else ", no gemma_version)"
+    )
+
+
+def check_gemma(metadata: dict[str, str], gemma: dict[str, Any], gemma_dir: str | Path) -> None:
+    """The Gemma folder (its config.json `gemma`) is the one the checkpoint (its safetensors metadata) needs."""
+    source = metadata.get("gemma_source_checkpoint")
+    version = metadata.get("model_version")
+    if source is not None:
+        try:
+            source = json.loads(source) if isinstance(source, str) else source
+        except json.JSONDecodeError:
+            source = None
+        if not isinstance(source, dict):
+            raise CheckpointError("the checkpoint's gemma_source_checkpoint metadata is not a JSON object")
+        expected = source.get("gemma_version")
+        if expected != gemma.get("gemma_version"):
+            raise CheckpointError(
+                f"the LTX-{version or '?'} checkpoint needs the Gemma with gemma_version {expected!r}, but "
+                f"{gemma_dir} is {_describe(gemma)}; pass --gemma-root with the checkpoint's Gemma"
+                + (" (the LTX-tuned Gemma 4 folder)" if gemma.get("model_type") != "gemma4_unified" else "")
+            )
+        return
+    if parse_model_version(version) >= GEMMA_SOURCE_REQUIRED_SINCE:
+        if gemma.get("gemma_version") is None:
+            return  # the reference warns and goes on
+        raise CheckpointError(
+            f"the checkpoint's model_version {version} needs gemma_source_checkpoint.gemma_version in its "
+            "metadata and has none; is the file complete?"
+        )
+    if gemma.get("model_type") not in GEMMA3_TYPES:
+        raise CheckpointError(
+            f"the LTX-{version or '2.0'} checkpoint needs a Gemma 3 folder, but {gemma_dir} is {_describe(gemma)}; "
+            "pass --gemma-root with the Gemma 3 folder (google/gemma-3-12b-it-qat-q4_0-unquantized)"
+        )
+
+
+def load_gemma_model(gemma_dir: str | Path, dtype: mx.Dtype | None = None) -> tuple[nn.Module, Any]:
+    """(language model, tokenizer) of a Gemma folder: Gemma 3, or LTX-2.5's Gemma 4 (gemma4_unified)."""
+    from ltx.text.gemma import gemma_folder_config
+
+    if gemma_folder_config(gemma_dir).get("model_type") == "gemma4_unified":
+        from ltx.text.gemma4 import Gemma4Tokenizer, load_gemma4
+
+        return load_gemma4(gemma_dir, dtype), Gemma4Tokenizer(gemma_dir)
+    from ltx.text.gemma import GemmaTokenizer, load_gemma
+
+    return load_gemma(gemma_dir, dtype), GemmaTokenizer(gemma_dir)
 
 
 def load_text_encoder(
     checkpoint: str | Path, gemma_dir: str | Path, dtype: mx.Dtype | None = None
 ) -> TextEncoder:
-    """The whole text path from the official single-file checkpoint and an HF Gemma 3 directory."""
-    from ltx.text.gemma import GemmaTokenizer, load_gemma
+    """The whole text path from an official checkpoint and its Gemma folder (checked to be the one it needs)."""
+    from ltx.text.gemma import gemma_folder_config
 
-    gemma = load_gemma(gemma_dir, dtype)
+    weights, metadata = load_checkpoint(checkpoint)
+    check_gemma(metadata, gemma_folder_config(gemma_dir), gemma_dir)
+    gemma, tokenizer = load_gemma_model(gemma_dir, dtype)
     c = gemma.config
-    processor = load_embeddings_processor(checkpoint, None, c.hidden_size, c.num_hidden_layers + 1, dtype)
-    return TextEncoder(GemmaTokenizer(gemma_dir), gemma, processor)
+    config = read_config(metadata, checkpoint)
+    processor = load_embeddings_processor(weights, config, c.hidden_size, c.num_hidden_layers + 1, dtype)
+    return TextEncoder(tokenizer, gemma, processor)

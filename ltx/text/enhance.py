@@ -8,6 +8,10 @@ the wording differs from the reference for the same seed; the prompt, the logits
 continuation match (tests/test_text.py). The reference also right-pads the chat to a multiple of 8
 tokens before generating (a Flash Attention alignment); that is not reproduced. Image-to-video
 enhancement (vision tower) is not implemented.
+
+LTX-2.5 encodes with a Gemma 4 that cannot generate: its enhancer is another Gemma, a Gemma 3 instruct
+folder (`--prompt-enhancer-gemma-root`, ltx-pipelines 1.2.0's option of the same name; the reference also
+takes a dense Gemma 4 instruct model there, which this port does not).
 """
 
 from __future__ import annotations  # noqa: I001  (ltx.backend must be imported before mlx)
@@ -20,7 +24,8 @@ from ltx import backend  # noqa: F401
 
 import mlx.core as mx  # noqa: E402
 
-from ltx.text.gemma import GemmaTextModel, GemmaTokenizer  # noqa: E402
+from ltx.text.gemma import GemmaTextModel, GemmaTokenizer, gemma_folder_config, load_gemma  # noqa: E402
+from ltx.weights.loader import CheckpointError  # noqa: E402
 
 PROMPTS = Path(__file__).parents[1] / "assets" / "prompts"
 _UNICODE_REPLACEMENTS = str.maketrans("\u2018\u2019\u201c\u201d\u2014\u2013\u00a0\u2032\u2212", "''\"\"-- '-")
@@ -94,3 +99,29 @@ def enhance_t2v(
     ids = t2v_chat_ids(tokenizer, prompt, system_prompt)
     tokens = generate(gemma, ids, max_new_tokens, temperature, mx.random.key(seed))
     return clean_response(tokenizer.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+class PromptEnhancer:
+    """Text-to-video prompt enhancement with a Gemma 3 instruct model."""
+
+    def __init__(self, gemma: GemmaTextModel, tokenizer: GemmaTokenizer):
+        if not isinstance(gemma, GemmaTextModel):
+            raise CheckpointError(
+                "prompt enhancement needs a Gemma 3 instruct model and LTX-2.5's Gemma 4 encoder is none; pass "
+                "--prompt-enhancer-gemma-root with a Gemma 3 folder (google/gemma-3-12b-it-qat-q4_0-unquantized)"
+            )
+        self.gemma, self.tokenizer = gemma, tokenizer
+
+    def enhance_t2v(self, prompt: str, seed: int = 42, max_new_tokens: int = 512) -> str:
+        return enhance_t2v(self.gemma, self.tokenizer, prompt, seed=seed, max_new_tokens=max_new_tokens)
+
+
+def load_prompt_enhancer(gemma_dir: str | Path, dtype: mx.Dtype | None = None) -> PromptEnhancer:
+    """A separate enhancer from a Gemma 3 folder (`--prompt-enhancer-gemma-root`)."""
+    kind = gemma_folder_config(gemma_dir).get("model_type")
+    if kind not in ("gemma3", "gemma3_text"):
+        raise CheckpointError(
+            f"--prompt-enhancer-gemma-root {gemma_dir} is model_type {kind!r}; prompt enhancement runs on a "
+            "Gemma 3 instruct folder (google/gemma-3-12b-it-qat-q4_0-unquantized)"
+        )
+    return PromptEnhancer(load_gemma(gemma_dir, dtype), GemmaTokenizer(gemma_dir))

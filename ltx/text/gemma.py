@@ -235,6 +235,20 @@ def gemma_weight_files(path: str | Path) -> list[Path]:
     return files
 
 
+def gemma_folder_config(gemma_dir: str | Path) -> dict[str, Any]:
+    """A Gemma folder's config.json."""
+    path = Path(gemma_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"the Gemma directory {gemma_dir} has no config.json")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    return config
+
+
 def load_gemma(path: str | Path, dtype: mx.Dtype | None = None) -> GemmaTextModel:
     """The Gemma 3 language model of an HF Gemma 3 directory (config.json + model*.safetensors)."""
     path = Path(path)

@@ -87,6 +87,8 @@ def synth(key: str, shape: tuple[int, ...] | list[int]) -> np.ndarray:
         return 0.1 * n
     if key.endswith("timestep_scale_multiplier"):
         return np.full(shape, 1000.0, np.float32)
+    if key.endswith("layer_scalar"):  # Gemma 4 scales each layer's output: near 1, as trained ones are
+        return (1.0 + 0.1 * n).astype(np.float32)
     if key.endswith("blur_down.kernel"):
         return _blur_kernel(shape)
     # fixed buffers a real LTX-2.3 vocoder stores: give them their real values, not noise

@@ -1,0 +1,345 @@
+"""Golden module for LTX-2.5's text path, made with the 1.2.0 reference (run it with .venv-ref12).
+
+Tokenizer ids (a leading BOS, as 1.2.0 tokenizes), Gemma 4 ("gemma4_unified") hidden states, the
+feature extractor and the video/audio embeddings connectors, on the tiny Gemma 4 folder
+`ltx/assets/tiny/gemma4/` (config.json, tokenizer and processor files committed; the weights are
+synthesised from the HF key names listed here, in the HF on-disk layout) and a checkpoint holding the
+text projection and connectors with LTX-2.5 metadata (`model_version`, `gemma_source_checkpoint`).
+
+Everything is loaded through the reference's own loaders: `get_gemma_ops` + the Gemma text-encoder
+configurator (which reads the folder's config.json, `gemma_model_config()`), and the embeddings
+processor configurator from the checkpoint's metadata (which checks the Gemma version). One module op is
+left out: the processor (image/video preprocessing for prompt enhancement). Building it needs torchvision,
+whose PyPI wheels are CUDA builds that do not load beside the CPU torch here, and encoding never uses it.
+
+Interface as the other golden modules (tests/reference/make_goldens.py): contribute("2.5") gives the
+manifest part (metadata and tensor shapes), run("2.5", model_dir) the arrays. Standalone:
+    .venv-ref12/bin/python tests/reference/ref12_text.py           # writes tests/goldens/2.5/text.safetensors
+                                                                   # and tests/goldens/2.5/text_manifest.json
+    .venv-ref12/bin/python tests/reference/ref12_text.py --assets  # rebuilds the tiny Gemma 4 tokenizer files
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from ltx.weights import tiny  # noqa: E402  (numpy-only module)
+
+GEMMA3_ASSETS = ROOT / "ltx" / "assets" / "tiny" / "gemma"
+GEMMA4_ASSETS = ROOT / "ltx" / "assets" / "tiny" / "gemma4"
+GOLDENS = ROOT / "tests" / "goldens" / "2.5"
+STATIC = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "chat_template.jinja",
+)
+GEMMA_VERSION = "tiny-gemma4-ltx-v1"  # config.json's gemma_version; the checkpoint must ask for it
+MODEL_VERSION = "2.5.0"
+PROMPT = (
+    '  A woman in a blue coat walks along a rainy street at night; she says "Let\'s go home" while '
+    "a piano plays softly and the camera slowly pans to the right.  "
+)
+# A placeholder token the model must not embed (gemma4_unified replaces it by the pad token first).
+SPECIAL_PROMPT = "a cat <|image|> sits on a mat"
+
+# config.transformer keys read by the text path: LTX-2.3's V2 feature extractor and gated connectors at the
+# tiny transformer's widths (video 2 x 8, audio 2 x 4), and LTX-2.5's bias-free connector feed-forwards.
+TRANSFORMER = {
+    "caption_channels": 32,
+    "connector_num_layers": 2,
+    "connector_positional_embedding_max_pos": [4096],
+    "connector_num_learnable_registers": 128,
+    "rope_type": "split",
+    "frequencies_precision": "float64",
+    "caption_proj_before_connector": True,
+    "caption_projection_first_linear": False,
+    "caption_proj_input_norm": False,
+    "caption_projection_second_linear": False,
+    "connector_apply_gated_attention": True,
+    "connector_ff_bias": False,
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "audio_num_attention_heads": 2,
+    "audio_attention_head_dim": 4,
+    "connector_num_attention_heads": 2,
+    "connector_attention_head_dim": 8,
+    "audio_connector_num_attention_heads": 2,
+    "audio_connector_attention_head_dim": 4,
+}
+
+
+def metadata() -> dict:
+    return {
+        "config": {"transformer": dict(TRANSFORMER)},
+        "model_version": MODEL_VERSION,
+        "gemma_source_checkpoint": {"gemma_version": GEMMA_VERSION},
+    }
+
+
+def _hf_config():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    raw = json.loads((GEMMA4_ASSETS / "config.json").read_text())
+    return CONFIG_MAPPING[raw["model_type"]].from_dict(raw)
+
+
+def _disk_key(module_key: str) -> str:
+    """A gemma4_unified module key -> the HF checkpoint key (what the reference's SDOps read back)."""
+    if module_key.startswith("model.embed_vision.multimodal_embedder."):
+        return "model.embed_vision." + module_key.removeprefix("model.embed_vision.multimodal_embedder.")
+    if module_key.startswith("model.embed_vision."):
+        return "model.vision_embedder." + module_key.removeprefix("model.embed_vision.")
+    return module_key
+
+
+def _gemma_tensors() -> dict[str, list[int]]:
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(_hf_config())
+    return {_disk_key(k): list(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+def _processor_tensors() -> dict[str, list[int]]:
+    """Checkpoint key names and shapes of the embeddings processor, as the 1.2.0 configurator builds it."""
+    from ltx_core.text_encoders.gemma.embeddings_connector import (
+        AudioEmbeddings1DConnectorConfigurator,
+        Embeddings1DConnectorConfigurator,
+    )
+    from ltx_core.text_encoders.gemma.embeddings_processor import EmbeddingsProcessor
+    from ltx_core.text_encoders.gemma.encoders.encoder_configurator import _create_feature_extractor
+
+    meta = metadata()
+    proc = EmbeddingsProcessor(
+        feature_extractor=_create_feature_extractor(TRANSFORMER, _hf_config().text_config),
+        video_connector=Embeddings1DConnectorConfigurator.from_metadata(meta),
+        audio_connector=AudioEmbeddings1DConnectorConfigurator.from_metadata(meta),
+    )
+    back = {
+        "feature_extractor.": "text_embedding_projection.",
+        "video_connector.": "model.diffusion_model.video_embeddings_connector.",
+        "audio_connector.": "model.diffusion_model.audio_embeddings_connector.",
+    }
+    out = {}
+    for k, v in proc.state_dict().items():
+        prefix = next(p for p in back if k.startswith(p))
+        out[back[prefix] + k[len(prefix) :]] = list(v.shape)
+    return out
+
+
+def contribute(variant: str) -> dict:
+    assert variant == "2.5", variant
+    return {
+        "model.safetensors": {"metadata": metadata(), "tensors": _processor_tensors(), "dtype": "BF16"},
+        "gemma/model.safetensors": {
+            "metadata": {"format": "pt"},
+            "tensors": _gemma_tensors(),
+            "dtype": "BF16",
+        },
+        "static": {f"gemma/{name}": f"gemma4/{name}" for name in STATIC},
+    }
+
+
+def _no_meta(module, what: str) -> None:
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if t.device.type == "meta":
+            raise RuntimeError(f"{what}: {name} was left on the meta device (missing weight)")
+
+
+def _builders(model_dir: Path):
+    """The reference's Gemma text encoder and embeddings processor builders (ltx_pipelines PromptEncoder's)."""
+    from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder as Builder
+    from ltx_core.text_encoders.gemma import (
+        EMBEDDINGS_PROCESSOR_KEY_OPS,
+        EmbeddingsProcessorConfigurator,
+        GemmaTextEncoderConfigurator,
+        get_gemma_ops,
+        resolve_gemma_weight_paths,
+    )
+
+    gemma_root = str(model_dir / "gemma")
+    sd_ops, module_ops = get_gemma_ops(gemma_root)
+    module_ops = tuple(op for op in module_ops if op.name != "ProcessorLoad")  # needs torchvision; see above
+    encoder = Builder(
+        model_path=resolve_gemma_weight_paths(gemma_root),
+        model_class_configurator=GemmaTextEncoderConfigurator.with_gemma_model_path(gemma_root),
+        model_sd_ops=sd_ops,
+        module_ops=module_ops,
+    )
+    processor = Builder(
+        model_path=(str(model_dir / "model.safetensors"),),
+        model_class_configurator=EmbeddingsProcessorConfigurator.with_gemma_model_path(gemma_root),
+        model_sd_ops=EMBEDDINGS_PROCESSOR_KEY_OPS,
+    )
+    return encoder, processor
+
+
+def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
+    import torch
+    from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT
+
+    assert variant == "2.5", variant
+    enc_builder, proc_builder = _builders(model_dir)
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        encoder = enc_builder.build(device=torch.device("cpu"), dtype=torch.float32).eval()
+        _no_meta(encoder.model.model.language_model, "gemma")
+        assert encoder.model.config.model_type == "gemma4_unified"
+        processor = proc_builder.build(device=torch.device("cpu"), dtype=torch.float32).eval()
+        _no_meta(processor, "embeddings processor")
+        assert type(processor.feature_extractor).__name__ == "FeatureExtractorV2", type(
+            processor.feature_extractor
+        )
+        assert processor.video_connector.transformer_1d_blocks[0].ff.net[2].bias is None  # connector_ff_bias
+
+        for tag, text in (
+            ("prompt", PROMPT),
+            ("negative", DEFAULT_NEGATIVE_PROMPT),
+            ("special", SPECIAL_PROMPT),
+        ):
+            ((states, mask),) = encoder.encode([text])
+            pairs = encoder.tokenizer.tokenize_with_weights(text)["gemma"]
+            ids = np.array([[int(t) for t, _ in pairs]], np.int32)
+            assert ids[0, int(np.argmax(mask.numpy()[0]))] == encoder.tokenizer.tokenizer.bos_token_id
+            out[f"{tag}_input_ids"] = ids
+            out[f"{tag}_attention_mask"] = mask.numpy().astype(np.int32)
+            n_valid = int(mask.sum())
+            stacked = torch.stack(states, dim=-1)[0]  # (T, D, L)
+            assert torch.isfinite(stacked[-n_valid:]).all()
+            result = processor.process_hidden_states(states, mask)
+            assert torch.equal(result.attention_mask, torch.ones_like(result.attention_mask))
+            if tag == "prompt":
+                video_f, audio_f = processor.feature_extractor(states, mask, "left")
+                out["prompt_hidden_states"] = stacked[-n_valid:].numpy()  # valid rows only (left padding)
+                out["prompt_video_features"] = video_f[0].numpy()
+                out["prompt_audio_features"] = audio_f[0].numpy()
+                out["prompt_video_context"] = result.video_encoding[0].numpy()
+                out["prompt_audio_context"] = result.audio_encoding[0].numpy()
+            elif tag == "negative":  # every 8th row: tokens, the boundary and registers, in a small file
+                out["negative_video_context_rows8"] = result.video_encoding[0, ::8].numpy()
+                out["negative_audio_context_rows8"] = result.audio_encoding[0, ::8].numpy()
+            else:
+                out["special_hidden_states"] = stacked[-n_valid:].numpy()
+        out["negative_prompt_utf8"] = np.frombuffer(DEFAULT_NEGATIVE_PROMPT.encode(), np.uint8).copy()
+        long_ids = encoder.tokenizer.tokenize_with_weights("x " * 3000)["gemma"]
+        out["long_input_ids"] = np.array([[int(t) for t, _ in long_ids]], np.int32)
+    return out
+
+
+# ---- the committed tiny Gemma 4 tokenizer files ----------------------------------------------------------------
+# Gemma 4's special tokens, on top of the tiny Gemma 3 tokenizer's BPE (ids 4-8 renamed, 512-515 added).
+RENAMED = {4: "<|turn>", 5: "<turn|>", 6: "<|image>", 7: "<image|>", 8: "<|image|>"}
+ADDED = {512: "<|audio>", 513: "<audio|>", 514: "<|audio|>", 515: "<|video|>"}
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<|turn>' + role + '\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ '<|image|>' }}{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<turn|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|turn>model\n' }}{%- endif -%}"
+)
+
+
+def build_assets() -> None:
+    """tokenizer.json (no BOS post-processor: Gemma 4's tokenizer adds none), tokenizer_config.json,
+    processor_config.json and chat_template.jinja of the tiny Gemma 4 folder."""
+    tok = json.loads((GEMMA3_ASSETS / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    for i, name in RENAMED.items():
+        old = next(a for a in tok["added_tokens"] if a["id"] == i)
+        vocab[name] = vocab.pop(old["content"])
+        old["content"] = name
+    template = dict(tok["added_tokens"][-1])
+    for i, name in ADDED.items():
+        tok["added_tokens"].append({**template, "id": i, "content": name})
+        vocab[name] = i
+    tok["post_processor"] = None
+    (GEMMA4_ASSETS / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False, indent=1) + "\n")
+    special = {
+        "image_token": "<|image|>",
+        "boi_token": "<|image>",
+        "eoi_token": "<image|>",
+        "audio_token": "<|audio|>",
+        "boa_token": "<|audio>",
+        "eoa_token": "<audio|>",
+    }
+    cfg = {
+        "tokenizer_class": "GemmaTokenizer",
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "padding_side": "left",
+        "model_max_length": 1024,
+        "extra_special_tokens": special,
+        **special,
+    }
+    (GEMMA4_ASSETS / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    processor = {
+        "processor_class": "Gemma4UnifiedProcessor",
+        "image_seq_length": 70,
+        "audio_seq_length": 750,
+        "audio_ms_per_token": 40,
+        "feature_extractor": {
+            "feature_extractor_type": "Gemma4UnifiedAudioFeatureExtractor",
+            "feature_size": 8,
+            "audio_samples_per_token": 8,
+            "sampling_rate": 16000,
+            "padding_value": 0.0,
+        },
+        "image_processor": {
+            "image_processor_type": "Gemma4UnifiedImageProcessor",
+            "patch_size": 2,
+            "pooling_kernel_size": 2,
+            "max_soft_tokens": 70,
+        },
+        "video_processor": {
+            "video_processor_type": "Gemma4UnifiedVideoProcessor",
+            "patch_size": 2,
+            "pooling_kernel_size": 2,
+            "max_soft_tokens": 70,
+        },
+    }
+    (GEMMA4_ASSETS / "processor_config.json").write_text(
+        json.dumps(processor, indent=2, sort_keys=True) + "\n"
+    )
+    (GEMMA4_ASSETS / "chat_template.jinja").write_text(CHAT_TEMPLATE + "\n")
+
+
+def main() -> None:
+    from safetensors.numpy import save_file
+
+    part = contribute("2.5")
+    manifest = {"variant": "2.5-text", "static": part.pop("static"), "files": part}
+    GOLDENS.mkdir(parents=True, exist_ok=True)
+    (GOLDENS / "text_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = tiny.materialize(manifest, Path(tmp) / "model")
+        arrays = run("2.5", model_dir)
+    clean = {
+        k: np.ascontiguousarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in arrays.items()
+    }
+    save_file(clean, str(GOLDENS / "text.safetensors"))
+    print(f"2.5 text: {len(clean)} arrays, {sum(v.nbytes for v in clean.values()) / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    build_assets() if "--assets" in sys.argv else main()
