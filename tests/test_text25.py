@@ -1,4 +1,4 @@
-"""LTX-2.5's text path against the 1.2.0 reference (tests/reference/ref12_text.py): the tiny Gemma 4's
+"""LTX-2.5's text path against the 1.2.0 reference (tests/reference/golden25_text.py): the tiny Gemma 4's
 tokenizer ids and hidden states, the V2 feature extractor and bias-free connectors; the Gemma version check;
 the separate prompt enhancer."""
 
@@ -24,6 +24,8 @@ from ltx.text.gemma4 import Gemma4Config, Gemma4TextModel  # noqa: E402
 from ltx.weights.loader import CheckpointError, load_checkpoint  # noqa: E402
 
 GOLDENS = Path(__file__).parent / "goldens" / "2.5"
+TRANSFORMER = "diffusion_models/transformer.safetensors"  # the tiny 2.5's layout (tests/reference/tiny25.py)
+GEMMA = "text_encoders/gemma4"
 PROMPT = (
     '  A woman in a blue coat walks along a rainy street at night; she says "Let\'s go home" while '
     "a piano plays softly and the camera slowly pans to the right.  "
@@ -42,8 +44,7 @@ def assert_close(name: str, got, ref: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    manifest = json.loads((GOLDENS / "text_manifest.json").read_text())
-    return tiny.materialize(manifest, tmp_path_factory.mktemp("text25") / "model")
+    return tiny.create("2.5", tmp_path_factory.mktemp("text25") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def golden() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def encoder(model_dir):
-    return load_text_encoder(model_dir / "model.safetensors", model_dir / "gemma", dtype=mx.float32)
+    return load_text_encoder(model_dir / TRANSFORMER, model_dir / GEMMA, dtype=mx.float32)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_encode_negative_prompt_matches_reference(encoder, golden):
 
 def test_gemma3_folder_with_a_25_checkpoint_is_one_line(model_dir, gemma3_dir):
     with pytest.raises(CheckpointError) as e:
-        load_text_encoder(model_dir / "model.safetensors", gemma3_dir, dtype=mx.float32)
+        load_text_encoder(model_dir / TRANSFORMER, gemma3_dir, dtype=mx.float32)
     msg = str(e.value)
     assert "\n" not in msg and "tiny-gemma4-ltx-v1" in msg and "Gemma 3" in msg and "--gemma-root" in msg
 
@@ -149,7 +150,7 @@ def test_gemma3_folder_with_a_25_checkpoint_is_one_line(model_dir, gemma3_dir):
 def test_gemma4_folder_with_a_23_checkpoint_is_one_line(model_dir, gemma3_dir):
     ckpt = gemma3_dir.parent / "model.safetensors"
     with pytest.raises(CheckpointError, match="needs a Gemma 3 folder.*gemma4_unified"):
-        load_text_encoder(ckpt, model_dir / "gemma", dtype=mx.float32)
+        load_text_encoder(ckpt, model_dir / GEMMA, dtype=mx.float32)
 
 
 def test_gemma_version_rules():
@@ -177,7 +178,7 @@ def test_gemma4_cannot_enhance(encoder, model_dir):
     with pytest.raises(CheckpointError, match="--prompt-enhancer-gemma-root"):
         encoder.enhance_t2v("a cat")
     with pytest.raises(CheckpointError, match="model_type 'gemma4_unified'"):
-        load_prompt_enhancer(model_dir / "gemma")
+        load_prompt_enhancer(model_dir / GEMMA)
 
 
 def test_separate_gemma3_enhancer_generates(gemma3_dir):
@@ -192,7 +193,7 @@ def test_separate_gemma3_enhancer_generates(gemma3_dir):
 
 
 def _config(model_dir: Path) -> dict:
-    return json.loads((model_dir / "gemma" / "config.json").read_text())
+    return json.loads((model_dir / GEMMA / "config.json").read_text())
 
 
 @pytest.mark.parametrize(
@@ -220,10 +221,10 @@ def test_unsupported_rope_is_named(model_dir):
 
 def test_missing_gemma4_weight_is_named(model_dir, tmp_path):
     gemma = tmp_path / "gemma"
-    shutil.copytree(model_dir / "gemma", gemma)
+    shutil.copytree(model_dir / GEMMA, gemma)
     weights, meta = load_checkpoint(gemma / "model.safetensors")
     weights = dict(weights)
     del weights["model.language_model.layers.1.layer_scalar"]
     mx.save_safetensors(str(gemma / "model.safetensors"), weights, meta)
     with pytest.raises(CheckpointError, match=r"layers\.1\.layer_scalar"):
-        load_text_encoder(model_dir / "model.safetensors", gemma, dtype=mx.float32)
+        load_text_encoder(model_dir / TRANSFORMER, gemma, dtype=mx.float32)

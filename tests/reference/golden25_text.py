@@ -1,41 +1,36 @@
-"""Golden module for LTX-2.5's text path, made with the 1.2.0 reference (run it with .venv-ref12).
+"""Goldens for LTX-2.5's text path (make_goldens.py protocol, 1.2.0 reference, .venv-ref12).
 
-Tokenizer ids (a leading BOS, as 1.2.0 tokenizes), Gemma 4 ("gemma4_unified") hidden states, the
-feature extractor and the video/audio embeddings connectors, on the tiny Gemma 4 folder
-`ltx/assets/tiny/gemma4/` (config.json, tokenizer and processor files committed; the weights are
-synthesised from the HF key names listed here, in the HF on-disk layout) and a checkpoint holding the
-text projection and connectors with LTX-2.5 metadata (`model_version`, `gemma_source_checkpoint`).
+Tokenizer ids (a leading BOS, as 1.2.0 tokenizes), Gemma 4 ("gemma4_unified") hidden states, the V2
+feature extractor and the video/audio embeddings connectors (bias-free feed-forwards), on the tiny Gemma 4
+folder `text_encoders/gemma4/` (config.json, tokenizer and processor files committed under
+ltx/assets/tiny/gemma4/; the weights synthesised from the HF key names listed here, in the HF on-disk
+layout). The text projection (`text_embedding_projection.*`) goes into the transformer file beside the
+connectors, as in a monolithic checkpoint: the reference reads a Gemma folder only in that arrangement
+(its split layout wants a packed single-file text encoder instead).
 
 Everything is loaded through the reference's own loaders: `get_gemma_ops` + the Gemma text-encoder
 configurator (which reads the folder's config.json, `gemma_model_config()`), and the embeddings
-processor configurator from the checkpoint's metadata (which checks the Gemma version). One module op is
-left out: the processor (image/video preprocessing for prompt enhancement). Building it needs torchvision,
-whose PyPI wheels are CUDA builds that do not load beside the CPU torch here, and encoding never uses it.
+processor configurator from the transformer file's metadata (which checks `gemma_source_checkpoint`
+against the folder's `gemma_version`). One module op is left out: the processor (image/video
+preprocessing for prompt enhancement). Building it needs torchvision, whose PyPI wheels are CUDA builds
+that do not load beside the CPU torch here, and encoding never uses it.
 
-Interface as the other golden modules (tests/reference/make_goldens.py): contribute("2.5") gives the
-manifest part (metadata and tensor shapes), run("2.5", model_dir) the arrays. Standalone:
-    .venv-ref12/bin/python tests/reference/ref12_text.py           # writes tests/goldens/2.5/text.safetensors
-                                                                   # and tests/goldens/2.5/text_manifest.json
-    .venv-ref12/bin/python tests/reference/ref12_text.py --assets  # rebuilds the tiny Gemma 4 tokenizer files
+`.venv-ref12/bin/python tests/reference/golden25_text.py --assets` rebuilds the tiny Gemma 4 tokenizer files.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+import tiny25
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from ltx.weights import tiny  # noqa: E402  (numpy-only module)
 
 GEMMA3_ASSETS = ROOT / "ltx" / "assets" / "tiny" / "gemma"
 GEMMA4_ASSETS = ROOT / "ltx" / "assets" / "tiny" / "gemma4"
-GOLDENS = ROOT / "tests" / "goldens" / "2.5"
 STATIC = (
     "config.json",
     "tokenizer.json",
@@ -43,8 +38,6 @@ STATIC = (
     "processor_config.json",
     "chat_template.jinja",
 )
-GEMMA_VERSION = "tiny-gemma4-ltx-v1"  # config.json's gemma_version; the checkpoint must ask for it
-MODEL_VERSION = "2.5.0"
 PROMPT = (
     '  A woman in a blue coat walks along a rainy street at night; she says "Let\'s go home" while '
     "a piano plays softly and the camera slowly pans to the right.  "
@@ -52,44 +45,14 @@ PROMPT = (
 # A placeholder token the model must not embed (gemma4_unified replaces it by the pad token first).
 SPECIAL_PROMPT = "a cat <|image|> sits on a mat"
 
-# config.transformer keys read by the text path: LTX-2.3's V2 feature extractor and gated connectors at the
-# tiny transformer's widths (video 2 x 8, audio 2 x 4), and LTX-2.5's bias-free connector feed-forwards.
-TRANSFORMER = {
-    "caption_channels": 32,
-    "connector_num_layers": 2,
-    "connector_positional_embedding_max_pos": [4096],
-    "connector_num_learnable_registers": 128,
-    "rope_type": "split",
-    "frequencies_precision": "float64",
-    "caption_proj_before_connector": True,
-    "caption_projection_first_linear": False,
-    "caption_proj_input_norm": False,
-    "caption_projection_second_linear": False,
-    "connector_apply_gated_attention": True,
-    "connector_ff_bias": False,
-    "num_attention_heads": 2,
-    "attention_head_dim": 8,
-    "audio_num_attention_heads": 2,
-    "audio_attention_head_dim": 4,
-    "connector_num_attention_heads": 2,
-    "connector_attention_head_dim": 8,
-    "audio_connector_num_attention_heads": 2,
-    "audio_connector_attention_head_dim": 4,
-}
-
-
-def metadata() -> dict:
-    return {
-        "config": {"transformer": dict(TRANSFORMER)},
-        "model_version": MODEL_VERSION,
-        "gemma_source_checkpoint": {"gemma_version": GEMMA_VERSION},
-    }
-
 
 def _hf_config():
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     raw = json.loads((GEMMA4_ASSETS / "config.json").read_text())
+    assert raw["gemma_version"] == tiny25.GEMMA_VERSION, raw[
+        "gemma_version"
+    ]  # what the transformer file asks for
     return CONFIG_MAPPING[raw["model_type"]].from_dict(raw)
 
 
@@ -111,8 +74,8 @@ def _gemma_tensors() -> dict[str, list[int]]:
     return {_disk_key(k): list(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}
 
 
-def _processor_tensors() -> dict[str, list[int]]:
-    """Checkpoint key names and shapes of the embeddings processor, as the 1.2.0 configurator builds it."""
+def _projection_tensors() -> dict[str, list[int]]:
+    """Checkpoint key names and shapes of the feature extractor (the connectors' are golden25_transformer's)."""
     from ltx_core.text_encoders.gemma.embeddings_connector import (
         AudioEmbeddings1DConnectorConfigurator,
         Embeddings1DConnectorConfigurator,
@@ -120,34 +83,35 @@ def _processor_tensors() -> dict[str, list[int]]:
     from ltx_core.text_encoders.gemma.embeddings_processor import EmbeddingsProcessor
     from ltx_core.text_encoders.gemma.encoders.encoder_configurator import _create_feature_extractor
 
-    meta = metadata()
+    meta = tiny25.transformer_metadata()
     proc = EmbeddingsProcessor(
-        feature_extractor=_create_feature_extractor(TRANSFORMER, _hf_config().text_config),
+        feature_extractor=_create_feature_extractor(tiny25.TRANSFORMER_CONFIG, _hf_config().text_config),
         video_connector=Embeddings1DConnectorConfigurator.from_metadata(meta),
         audio_connector=AudioEmbeddings1DConnectorConfigurator.from_metadata(meta),
     )
-    back = {
-        "feature_extractor.": "text_embedding_projection.",
-        "video_connector.": "model.diffusion_model.video_embeddings_connector.",
-        "audio_connector.": "model.diffusion_model.audio_embeddings_connector.",
+    prefix = "feature_extractor."
+    return {
+        "text_embedding_projection." + k.removeprefix(prefix): list(v.shape)
+        for k, v in proc.state_dict().items()
+        if k.startswith(prefix)
     }
-    out = {}
-    for k, v in proc.state_dict().items():
-        prefix = next(p for p in back if k.startswith(p))
-        out[back[prefix] + k[len(prefix) :]] = list(v.shape)
-    return out
 
 
 def contribute(variant: str) -> dict:
     assert variant == "2.5", variant
+    te = tiny25.TEXT_ENCODER_DIR
     return {
-        "model.safetensors": {"metadata": metadata(), "tensors": _processor_tensors(), "dtype": "BF16"},
-        "gemma/model.safetensors": {
+        tiny25.TRANSFORMER: {
+            "metadata": tiny25.transformer_metadata(),
+            "tensors": _projection_tensors(),
+            "dtype": "BF16",
+        },
+        f"{te}/model.safetensors": {
             "metadata": {"format": "pt"},
             "tensors": _gemma_tensors(),
             "dtype": "BF16",
         },
-        "static": {f"gemma/{name}": f"gemma4/{name}" for name in STATIC},
+        "static": {f"{te}/{name}": f"gemma4/{name}" for name in STATIC},
     }
 
 
@@ -168,7 +132,7 @@ def _builders(model_dir: Path):
         resolve_gemma_weight_paths,
     )
 
-    gemma_root = str(model_dir / "gemma")
+    gemma_root = str(model_dir / tiny25.TEXT_ENCODER_DIR)
     sd_ops, module_ops = get_gemma_ops(gemma_root)
     module_ops = tuple(op for op in module_ops if op.name != "ProcessorLoad")  # needs torchvision; see above
     encoder = Builder(
@@ -178,7 +142,7 @@ def _builders(model_dir: Path):
         module_ops=module_ops,
     )
     processor = Builder(
-        model_path=(str(model_dir / "model.safetensors"),),
+        model_path=(str(model_dir / tiny25.TRANSFORMER),),
         model_class_configurator=EmbeddingsProcessorConfigurator.with_gemma_model_path(gemma_root),
         model_sd_ops=EMBEDDINGS_PROCESSOR_KEY_OPS,
     )
@@ -324,22 +288,5 @@ def build_assets() -> None:
     (GEMMA4_ASSETS / "chat_template.jinja").write_text(CHAT_TEMPLATE + "\n")
 
 
-def main() -> None:
-    from safetensors.numpy import save_file
-
-    part = contribute("2.5")
-    manifest = {"variant": "2.5-text", "static": part.pop("static"), "files": part}
-    GOLDENS.mkdir(parents=True, exist_ok=True)
-    (GOLDENS / "text_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = tiny.materialize(manifest, Path(tmp) / "model")
-        arrays = run("2.5", model_dir)
-    clean = {
-        k: np.ascontiguousarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in arrays.items()
-    }
-    save_file(clean, str(GOLDENS / "text.safetensors"))
-    print(f"2.5 text: {len(clean)} arrays, {sum(v.nbytes for v in clean.values()) / 1e6:.2f} MB")
-
-
-if __name__ == "__main__":
-    build_assets() if "--assets" in sys.argv else main()
+if __name__ == "__main__" and "--assets" in sys.argv:
+    build_assets()
