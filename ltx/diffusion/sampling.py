@@ -95,6 +95,89 @@ def euler_step(
     return _round(_f32(x) + v * dt, rd).astype(x.dtype)
 
 
+# Stage 1 of the distilled pipeline on LTX-2.5 (ltx_pipelines/distilled.py): a fully ancestral Euler
+# sampler with its own noise stream, seeded from the run's seed plus this offset.
+ANCESTRAL_ETA = 1.0
+ANCESTRAL_S_NOISE = 1.0
+ANCESTRAL_NOISE_SEED_OFFSET = 10000
+
+
+def euler_ancestral_step(
+    x: mx.array,
+    denoised: mx.array,
+    sigma: float,
+    sigma_next: float,
+    eps: mx.array | None,
+    eta: float = ANCESTRAL_ETA,
+    s_noise: float = ANCESTRAL_S_NOISE,
+) -> mx.array:
+    """EulerAncestralDiffusionStep (rectified flow, alpha = 1 - sigma), in float32: an Euler step to
+    sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta), then renoised up to sigma_next with
+    the signal rescaled by alpha_next / alpha_down; the x0 prediction itself when sigma_next is 0."""
+    if sigma_next == 0:
+        return denoised.astype(x.dtype)
+    if eta > 0 and eps is None:
+        raise ValueError("the ancestral step needs a noise tensor when eta > 0")
+    s, sn = mx.array(sigma, mx.float32), mx.array(sigma_next, mx.float32)
+    sigma_down = sn * (1.0 + (sn / s - 1.0) * eta)
+    ratio = sigma_down / s
+    out = ratio * _f32(x) + (1.0 - ratio) * _f32(denoised)
+    if eta > 0:
+        alpha_next, alpha_down = 1.0 - sn, 1.0 - sigma_down
+        coeff = mx.sqrt(mx.maximum(sn**2 - sigma_down**2 * alpha_next**2 / alpha_down**2, 0.0))
+        out = (alpha_next / alpha_down) * out + _f32(eps) * s_noise * coeff
+    return out.astype(x.dtype)
+
+
+def ancestral_noise_source(seed: int) -> Callable[[int, str, tuple[int, ...]], mx.array]:
+    """draw(step, modality, shape) for euler_ancestral_loop: the stream of seed + 10000 (the
+    reference's offset keeps it apart from the initial noise), one key per (step, modality)."""
+    if not isinstance(seed, int) or not 0 <= seed < 2**32 - ANCESTRAL_NOISE_SEED_OFFSET:
+        raise ValueError(f"seed {seed!r} must be an integer in [0, 2**32 - {ANCESTRAL_NOISE_SEED_OFFSET})")
+    base = mx.random.key(seed + ANCESTRAL_NOISE_SEED_OFFSET)
+
+    def draw(step: int, modality: str, shape: tuple[int, ...]) -> mx.array:
+        idx = 2 * step + ("video", "audio").index(modality)
+        return mx.random.normal(shape, dtype=mx.float32, key=mx.random.split(base, idx + 1)[idx])
+
+    return draw
+
+
+def euler_ancestral_loop(
+    denoise: Denoise,
+    sigmas: list[float],
+    video: LatentState,
+    audio: LatentState | None,
+    draw: Callable[[int, str, tuple[int, ...]], mx.array],
+    start: int = 0,
+    eta: float = ANCESTRAL_ETA,
+    s_noise: float = ANCESTRAL_S_NOISE,
+) -> Iterator[tuple[int, LatentState, LatentState | None]]:
+    """The reference's euler_ancestral_denoising_loop; yields (step, video, audio) after each step.
+
+    Per step and stream (video first): the x0 prediction blended with the clean latent (float32), the
+    ancestral step with draw(step, stream, shape) noise, then the clean latent blended back in (so
+    conditioned tokens stay clean). The last step (sigma_next 0) takes the x0 prediction. Resumable
+    as euler_loop: each step's noise depends on the step alone.
+    """
+    _check_resume(sigmas, start)
+    for i in range(start, len(sigmas) - 1):
+        dv, da = denoise(video, audio, sigmas[i], i)
+        states = {"video": (video, dv)} | ({"audio": (audio, da)} if audio is not None else {})
+        for name, (st, d) in states.items():
+            d = _f32(d) * st.denoise_mask + _f32(st.clean_latent) * (1 - st.denoise_mask)
+            if sigmas[i + 1] == 0:
+                x = d
+            else:
+                eps = draw(i, name, tuple(st.latent.shape)) if eta > 0 else None
+                x = euler_ancestral_step(_f32(st.latent), d, sigmas[i], sigmas[i + 1], eps, eta, s_noise)
+                if eta > 0:
+                    x = x * st.denoise_mask + _f32(st.clean_latent) * (1 - st.denoise_mask)
+            states[name] = replace(st, latent=x.astype(st.latent.dtype))
+        video, audio = states["video"], states.get("audio")
+        yield i + 1, video, audio
+
+
 def _check_resume(sigmas: list[float], start: int) -> None:
     if len(sigmas) < 2:
         raise ValueError(f"sigmas {sigmas} must hold at least two values (start and target)")

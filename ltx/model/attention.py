@@ -80,15 +80,16 @@ class TextProjection(nn.Module):
 
 class _Project(nn.Module):
     # checkpoint path: ff.net.0.proj
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, bias: bool = True):
         super().__init__()
-        self.proj = Linear(dim, hidden)
+        self.proj = Linear(dim, hidden, bias=bias)
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 4):
+    # bias=False: LTX-2.5's video feed-forward (ff_bias); its audio one keeps the biases
+    def __init__(self, dim: int, mult: int = 4, bias: bool = True):
         super().__init__()
-        self.net = [_Project(dim, dim * mult), nn.Identity(), Linear(dim * mult, dim)]
+        self.net = [_Project(dim, dim * mult, bias), nn.Identity(), Linear(dim * mult, dim, bias=bias)]
 
     def __call__(self, x: mx.array) -> mx.array:
         h = self.net[0].proj(x)  # (B, T, 4D)

@@ -60,9 +60,10 @@ class StreamArgs:
     self_mask: mx.array | None = None  # additive (B, 1, T, T)
     enabled: bool = True
     cross_pe: tuple[mx.array, mx.array] | None = None
-    cross_ss: mx.array | None = None  # (B, 1, 4, dim)
+    cross_ss: mx.array | None = None  # (B, 1, 4, dim); (B, T', 4, dim) per token from LTX-2.5 on
     cross_gate: mx.array | None = None  # (B, 1, 1, dim)
     prompt: mx.array | None = None  # (B, 1, 2, dim) LTX-2.3 cross-attention AdaLN of the context
+    # (None with cross-attention AdaLN on: LTX-2.5 has no prompt AdaLN MLP, the table alone applies)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -84,7 +85,7 @@ def ada_rows(table: mx.array, s: StreamArgs, rows: slice) -> list[mx.array]:
 
 
 def cross_rows(table: mx.array, s: StreamArgs, rows: slice) -> tuple[mx.array, mx.array, mx.array]:
-    """(scale, shift, gate) of the A<->V cross-attention: (B, 1, dim) each."""
+    """(scale, shift, gate) of the A<->V cross-attention: (B, 1 or T, dim) each."""
     ss = table[:4][None, None] + s.cross_ss  # (B, 1, 4, dim)
     gate = table[4:][None, None] + s.cross_gate  # (B, 1, 1, dim)
     return ss[:, :, rows.start], ss[:, :, rows.start + 1], gate[:, :, 0]
@@ -110,7 +111,7 @@ class BasicAVTransformerBlock(nn.Module):
             h, dh = cfg.num_attention_heads, cfg.attention_head_dim
             self.attn1 = Attention(vd, h, dh, eps=cfg.norm_eps, gated=gated)
             self.attn2 = Attention(vd, h, dh, cfg.cross_attention_dim, eps=cfg.norm_eps, gated=gated)
-            self.ff = FeedForward(vd)
+            self.ff = FeedForward(vd, bias=cfg.ff_bias)
             self.scale_shift_table = mx.zeros((k, vd))
             if self.cross_attention_adaln:
                 self.prompt_scale_shift_table = mx.zeros((2, vd))
@@ -120,7 +121,7 @@ class BasicAVTransformerBlock(nn.Module):
             self.audio_attn2 = Attention(
                 ad, h, dh, cfg.audio_cross_attention_dim, eps=cfg.norm_eps, gated=gated
             )
-            self.audio_ff = FeedForward(ad)
+            self.audio_ff = FeedForward(ad, bias=cfg.audio_ff_bias)
             self.audio_scale_shift_table = mx.zeros((k, ad))
             if self.cross_attention_adaln:
                 self.audio_prompt_scale_shift_table = mx.zeros((2, ad))
@@ -147,7 +148,8 @@ class BasicAVTransformerBlock(nn.Module):
         if not self.cross_attention_adaln:
             return s.x + attn(ops.rms_norm_modulate(s.x, self.eps), s.context, mask=s.context_mask)
         shift_q, scale_q, gate = ada_rows(table, s, slice(6, 9))
-        kv = prompt_table[None, None] + s.prompt  # (B, 1, 2, dim)
+        kv = prompt_table[None, None]  # (1, 1, 2, dim), + the prompt AdaLN (B, 1, 2, dim) if any
+        kv = kv if s.prompt is None else kv + s.prompt
         ctx = s.context * (1 + kv[:, :, 1]) + kv[:, :, 0]
         xn = ops.rms_norm_modulate(s.x, self.eps, scale_q, shift_q)
         return _gated(s.x, attn(xn, ctx, mask=s.context_mask), gate)

@@ -74,7 +74,9 @@ def load_streamed_transformer(
     path = Path(path)
     weights, metadata = loader.load_checkpoint(path)
     config = loader.read_config(metadata, path)
-    cfg = TransformerConfig.from_dict(config.get("transformer", config), model_type)
+    cfg = TransformerConfig.from_dict(
+        config.get("transformer", config), model_type, metadata.get("model_version")
+    )
     dtype = dtype or backend.default_dtype()
     model = LTXModel(cfg)
     own = sanitize({k: v for k, v in weights.items() if k.startswith(PREFIX)})

@@ -91,12 +91,23 @@ class TransformerConfig:
     apply_gated_attention: bool = False  # LTX-2.3
     cross_attention_adaln: bool = False  # LTX-2.3
     caption_proj_before_connector: bool = False  # LTX-2.3: caption projection lives in the text encoder
+    use_prompt_adaln_single: bool = True  # False (LTX-2.5): no prompt AdaLN MLP, K/V per prompt only
+    ff_bias: bool = True  # False in LTX-2.5: the video feed-forward has no biases
+    audio_ff_bias: bool = True
+    use_keyframes_abs_pos_embedding: bool = False  # LTX-2.5: marks single-pixel-frame tokens
     attention_type: str = "default"
     model_type: str = "av"  # not a checkpoint key: "av", "video" or "audio"
+    # not a checkpoint key: the A-V cross-attention scale/shift AdaLN reads the stream's own per-token
+    # timesteps (the 1.2.0 reference, which LTX-2.5 is made with) instead of the other stream's sigma
+    # (1.0.0, which LTX-2.0/2.3's goldens come from); from_dict sets it from model_version
+    cross_adaln_own_timesteps: bool = False
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any], model_type: str = "av") -> TransformerConfig:
-        """From the checkpoint's `config["transformer"]`, rejecting what ltx-core rejects."""
+    def from_dict(
+        cls, config: dict[str, Any], model_type: str = "av", model_version: str | None = None
+    ) -> TransformerConfig:
+        """From the checkpoint's `config["transformer"]` (and its `model_version`), rejecting what
+        ltx-core rejects."""
         for key, expected in FIXED_VALUES.items():
             if model_type != "av" and key in ("use_audio_video_cross_attention", "av_cross_ada_norm"):
                 continue
@@ -107,8 +118,12 @@ class TransformerConfig:
                     f"unsupported config value transformer.{key}{got}; ltx-core and this implementation "
                     f"support only {expected!r}"
                 )
-        names = {f.name for f in dataclasses.fields(cls)} - {"model_type"}
-        cfg = cls(**{k: v for k, v in config.items() if k in names}, model_type=model_type)
+        names = {f.name for f in dataclasses.fields(cls)} - {"model_type", "cross_adaln_own_timesteps"}
+        cfg = cls(
+            **{k: v for k, v in config.items() if k in names},
+            model_type=model_type,
+            cross_adaln_own_timesteps=parse_model_version(model_version) >= (2, 5),
+        )
         latent = {"in_channels": VIDEO_LATENT_CHANNELS, "out_channels": VIDEO_LATENT_CHANNELS}
         for key, want in latent.items():  # the video VAE's latents: patchify reads them as 128 wide
             if getattr(cfg, key) != want:
@@ -137,6 +152,9 @@ class TransformerConfig:
             bad("audio_cross_attention_dim", f"must equal the audio inner dim {self.audio_inner_dim}")
         if not self.caption_proj_before_connector and self.caption_channels is None:
             bad("caption_channels", "required when the caption projection is in the transformer")
+        for key in ("use_prompt_adaln_single", "ff_bias", "audio_ff_bias", "use_keyframes_abs_pos_embedding"):
+            if not isinstance(getattr(self, key), bool):
+                bad(key, "must be true or false")
 
     @property
     def has_video(self) -> bool:
@@ -162,6 +180,21 @@ class TransformerConfig:
     def double_precision_rope(self) -> bool:
         return self.frequencies_precision == "float64"
 
+    @property
+    def has_prompt_adaln(self) -> bool:
+        return self.cross_attention_adaln and self.use_prompt_adaln_single
+
+
+def parse_model_version(version: str | None) -> tuple[int, ...]:
+    """ltx-core's parse_model_version (pre-release tags "2.4-rc2" read as "2.4.rc2"): the leading
+    integer components; () for none, which compares below every version."""
+    parts = []
+    for part in (version or "").replace("-", ".").split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
 
 @dataclass
 class Modality:
@@ -175,6 +208,9 @@ class Modality:
     enabled: bool = True
     context_mask: mx.array | None = None  # (B, S) 0/1, or an additive float bias
     attention_mask: mx.array | None = None  # (B, T, T) self-attention weights in [0, 1]
+    # (B, T, 1) non-zero on tokens of a single pixel frame (the first latent frame, keyframe slots):
+    # they get the keyframe embedding, on models that have one
+    keyframes_mask: mx.array | None = None
 
 
 def _host(x) -> np.ndarray:
@@ -233,6 +269,7 @@ def make_modality(
     denoise_mask: mx.array | None = None,
     attention_mask: mx.array | None = None,
     enabled: bool = True,
+    keyframes_mask: mx.array | None = None,
 ) -> Modality:
     """Modality for one step: timesteps = denoise_mask * sigma per token (float32), or sigma for
     every token when there is no mask (then the AdaLN runs once per sample)."""
@@ -242,7 +279,7 @@ def make_modality(
         timesteps = sig.reshape(b, 1, 1)
     else:
         timesteps = denoise_mask.astype(mx.float32).reshape(b, -1, 1) * sig.reshape(b, 1, 1)
-    return Modality(tokens, sig, timesteps, positions, context, enabled, None, attention_mask)
+    return Modality(tokens, sig, timesteps, positions, context, enabled, None, attention_mask, keyframes_mask)
 
 
 class LTXModel(nn.Module):
@@ -262,10 +299,12 @@ class LTXModel(nn.Module):
             if not cfg.caption_proj_before_connector:
                 setattr(self, f"{p}caption_projection", TextProjection(cfg.caption_channels, dim))
             setattr(self, f"{p}adaln_single", AdaLayerNormSingle(dim, k))
-            if cfg.cross_attention_adaln:
+            if cfg.has_prompt_adaln:
                 setattr(self, f"{p}prompt_adaln_single", AdaLayerNormSingle(dim, 2))
             setattr(self, f"{p}scale_shift_table", mx.zeros((2, dim)))
             setattr(self, f"{p}proj_out", nn.Linear(dim, c_out))
+        if cfg.has_video and cfg.use_keyframes_abs_pos_embedding:
+            self.keyframes_abs_pos_embedding = mx.zeros((1, cfg.inner_dim))
         if cfg.model_type == "av":
             self.av_ca_video_scale_shift_adaln_single = AdaLayerNormSingle(cfg.inner_dim, 4)
             self.av_ca_audio_scale_shift_adaln_single = AdaLayerNormSingle(cfg.audio_inner_dim, 4)
@@ -315,6 +354,9 @@ class LTXModel(nn.Module):
         c, dtype = self.config, self.dtype
         p = "" if stream == "video" else "audio_"
         x = getattr(self, f"{p}patchify_proj")(m.latent.astype(dtype))  # (B, T, dim)
+        if stream == "video" and m.keyframes_mask is not None and c.use_keyframes_abs_pos_embedding:
+            marked = (m.keyframes_mask > 0).astype(dtype)  # (B, T, 1)
+            x = x + marked * self.keyframes_abs_pos_embedding.astype(dtype)
         b, dim = x.shape[0], x.shape[-1]
         values, index = timestep_table(m.timesteps, b)
         ada, embedded = getattr(self, f"{p}adaln_single")(
@@ -335,7 +377,7 @@ class LTXModel(nn.Module):
             self_mask=None if m.attention_mask is None else additive_self_mask(m.attention_mask, dtype),
         )
         sigma = _sigma(m.sigma, b) * np.float32(c.timestep_scale_multiplier)
-        if c.cross_attention_adaln:
+        if c.has_prompt_adaln:
             args.prompt = getattr(self, f"{p}prompt_adaln_single")(mx.array(sigma), dtype)[0].reshape(
                 b, 1, 2, dim
             )
@@ -344,9 +386,14 @@ class LTXModel(nn.Module):
             factor = c.av_ca_timestep_scale_multiplier / c.timestep_scale_multiplier
             name = "video" if stream == "video" else "audio"
             gate = "a2v" if stream == "video" else "v2a"
-            ss, _ = getattr(self, f"av_ca_{name}_scale_shift_adaln_single")(mx.array(t), dtype)
+            ss_adaln = getattr(self, f"av_ca_{name}_scale_shift_adaln_single")
+            if c.cross_adaln_own_timesteps:  # this stream's per-token timesteps
+                ss, _ = ss_adaln(mx.array(values * np.float32(c.timestep_scale_multiplier)), dtype)
+                args.cross_ss = ss.reshape(len(values), 4, dim)[args.ada_index]  # (B, T', 4, dim)
+            else:  # the other stream's sigma
+                args.cross_ss = ss_adaln(mx.array(t), dtype)[0].reshape(b, 1, 4, dim)
             g, _ = getattr(self, f"av_ca_{gate}_gate_adaln_single")(mx.array(t) * factor, dtype)
-            args.cross_ss, args.cross_gate = ss.reshape(b, 1, 4, dim), g.reshape(b, 1, 1, dim)
+            args.cross_gate = g.reshape(b, 1, 1, dim)
             args.cross_pe = self.rope(m.positions, stream, cross=True)
         return args
 
@@ -467,7 +514,10 @@ def load_transformer(source, dtype: mx.Dtype | None = None, model_type: str = "a
         weights, config = source
         what = "transformer"
     section = config.get("transformer", config)
-    model = LTXModel(TransformerConfig.from_dict(section, model_type))
+    version = (
+        metadata.get("model_version") if isinstance(source, (str, Path)) else config.get("model_version")
+    )
+    model = LTXModel(TransformerConfig.from_dict(section, model_type, version))
     weights = sanitize(
         {k: v for k, v in weights.items() if k.startswith(PREFIX)}
         if isinstance(source, (str, Path))
