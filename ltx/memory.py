@@ -742,3 +742,33 @@ def plan(budget_bytes: int, normal: list[Estimate], streamed: list[Estimate]) ->
             f"or quantize (`ltx convert --quantize 8`)"
         )
     return True
+
+
+# live (tokens, c5)-sized values of a stage-5 block: x, norms, q/k/v and RoPE copies, the stacked key/value
+# regions of the neighbourhood attention (~5x its keys), its output, the 4x-wide SwiGLU: measured 20-21.5 on
+# decoders of c5 64 and 128 at 13K-26K stage-5 tokens (the attention's scores stay in its blocked kernel)
+DIFF_TOKEN_WIDTHS = 20
+
+
+def diffusion_decode_activations(cfg: Any, frames: int, height: int, width: int, itemsize: int) -> int:
+    """Largest live activations of the diffusion video decoder (ltx.video.diffusion_decoder) decoding one
+    untiled video: stage 5 dominates (its tokens are the pixels / patch**2 of the whole padded video, each
+    ~DIFF_TOKEN_WIDTHS c5-wide values), beside the resident stage-4 input features and the blend buffers.
+    tests/test_memory.py checks it within 25% on a 4x-widened tiny decoder."""
+    from ltx.video import diffusion_tiling as dt
+
+    lat = ((frames - 1) // 8 + 1, height // 32, width // 32)
+    lat = tuple(
+        max(n, m)
+        for n, m in zip(
+            lat, dt.stage_min_latent(cfg.stage_kernels, cfg.upsamples, cfg.stage5_kernel), strict=True
+        )
+    )
+    strides = [tuple(s) for s, _ in cfg.upsamples]
+    s4 = dt.stage4_shape(strides, lat[0] + (cfg.stage_kernels[0][0] // 2) * 2, lat[1], lat[2])
+    shape5 = ((lat[0] - 1) * 8 + 1, lat[1] * 32 // cfg.patch_size, lat[2] * 32 // cfg.patch_size)
+    tokens5 = math.prod(shape5)
+    stage5 = tokens5 * (DIFF_TOKEN_WIDTHS * cfg.c5 + cfg.stage_channels[-1])
+    feat = math.prod(s4) * cfg.stage_channels[3]
+    blend = DECODE_GROUP_FLOATS * shape5[0] * lat[1] * 32 * lat[2] * 32
+    return int(itemsize * (stage5 + feat + blend))

@@ -327,6 +327,12 @@ def _options(
             help="Video decode tiling: none, default, aggressive, conservative, or SPATIAL:OVERLAP,FRAMES:OVERLAP."
         ),
     ] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Video decoder: conv or diffusion (the default of LTX-2.5 models; others have conv only)."
+        ),
+    ] = None,
     image_crf: Annotated[
         int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")
     ] = None,
@@ -473,8 +479,12 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
         )
     ckpt = {"checkpoint": files.checkpoint_digest}
     if label == "decode":
-        params = decode.Params(kw["tiling"] or "default", kw["seed"] if kw["seed"] is not None else 10)
-        node = Node(decode.STAGE, params, {name: key}, ckpt, files)
+        kind = kw["decoder"] or files.decoders[0]
+        tiling = kw["tiling"] or "default"
+        validate.decoder(kind, tiling, files)
+        params = decode.Params(tiling, kw["seed"] if kw["seed"] is not None else 10, kind)
+        ext = ckpt if kind == "conv" else {"diffusion_vae": files.decoder_digest("diffusion")}
+        node = Node(decode.STAGE, params, {name: key}, ext, files)
     elif label == "decode_audio":
         node = Node(decode_audio.STAGE, decode_audio.Params(), {name: key}, ckpt, files)
     else:

@@ -317,6 +317,34 @@ class ModelFiles:
     distilled_lora: Path | None = None  # the model folder's distilled LoRA (dev-two-stage's default)
     root: Path | None = None  # the model folder
     label: str | None = None  # how the user named it (a repo id, a folder), for `choice`
+    conv_vae: Path | None = None  # the file with the conv video decoder (None: the checkpoint)
+    diffusion_vae: Path | None = None  # the file with the diffusion video decoder (LTX-2.5; None: none)
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        """The video decoders this model has, its default first (the diffusion one where there is one)."""
+        return ("diffusion", "conv") if self.diffusion_vae is not None else ("conv",)
+
+    def decoder_file(self, kind: str) -> Path:
+        if kind == "diffusion":
+            if self.diffusion_vae is None:
+                raise LtxError(
+                    f"--decoder diffusion: {self.label or self.name} has no diffusion video decoder (LTX-2.5 "
+                    "models do); use --decoder conv"
+                )
+            return self.diffusion_vae
+        return self.conv_vae or self.checkpoint
+
+    def decoder_digest(self, kind: str) -> str:
+        """The identity of the weights the decode stage reads (the only stage the diffusion decoder feeds)."""
+        path = self.decoder_file(kind)
+        if path == self.checkpoint:
+            return self.checkpoint_digest
+        return (
+            self.recorded[f"{kind}_vae"]
+            if self.recorded and f"{kind}_vae" in self.recorded
+            else self._digest(path)
+        )
 
     @cached_property
     def version(self) -> str:

@@ -66,6 +66,7 @@ class Options:
     gemma_root: str | None = None
     pipeline: str | None = None
     tiling: str | None = None
+    decoder: str | None = None  # conv | diffusion; None: the model's default (diffusion where it has one)
     image_crf: int | None = None
     enhance_prompt: bool | None = None
     memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
@@ -112,6 +113,7 @@ def resolve(o: Options, files: ModelFiles) -> Options:
     o.seed = o.seed if o.seed is not None else params.seed
     o.image_crf = o.image_crf if o.image_crf is not None else C.DEFAULT_IMAGE_CRF
     o.tiling = o.tiling or ("default" if o.two_stage else "none")
+    o.decoder = o.decoder or files.decoders[0]
     if o.pipeline == "distilled" and o.steps is not None:
         raise LtxError(
             "--steps does not apply to --pipeline distilled (fixed 8 + 3 steps); use --pipeline dev to choose"
@@ -162,6 +164,7 @@ def check(o: Options, files: Any) -> None:
         if not 0 <= frame < o.num_frames:
             raise LtxError(f"--image {path} frame {frame} is outside the video (0..{o.num_frames - 1})")
     validate.tiling(o.tiling)
+    validate.decoder(o.decoder, o.tiling, files)
     validate.crf("--image-crf", o.image_crf)
     if o.memory_budget is not None:
         validate.finite("--memory-budget", o.memory_budget)

@@ -162,7 +162,9 @@ def build(
         )
         final = nodes["refine"]
     # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform
-    nodes["decode"] = Node(decode.STAGE, decode.Params(o.tiling, o.seed), {"latents": final}, ckpt, files)
+    dec_ext = ckpt if o.decoder == "conv" else {"diffusion_vae": files.decoder_digest("diffusion")}
+    dec_params = decode.Params(o.tiling, o.seed, o.decoder)
+    nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
     nodes["decode_audio"] = Node(decode_audio.STAGE, decode_audio.Params(), {"latents": final}, ckpt, files)
     nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, ckpt, files)
     # 7. mux: H.264 + AAC (video only with --no-audio)

@@ -85,12 +85,18 @@ def video_encoder(files: ModelFiles) -> Any:
     return _memo(("video_encoder", str(files.checkpoint)), lambda: load_video_encoder(files.checkpoint))
 
 
-def video_decoder(files: ModelFiles) -> Any:
+def video_decoder(files: ModelFiles, kind: str = "conv") -> Any:
+    """The conv decoder (ltx.video.vae) or the diffusion decoder (ltx.video.diffusion_decoder) of the model."""
     files.ready()
+    release("text", "transformer")
+    path = files.decoder_file(kind)
+    if kind == "diffusion":
+        from ltx.video.diffusion_decoder import load_diffusion_decoder
+
+        return _memo(("video_decoder", kind, str(path)), lambda: load_diffusion_decoder(path))
     from ltx.video.vae import load_video_decoder
 
-    release("text", "transformer")
-    return _memo(("video_decoder", str(files.checkpoint)), lambda: load_video_decoder(files.checkpoint))
+    return _memo(("video_decoder", kind, str(path)), lambda: load_video_decoder(path))
 
 
 def upsampler(files: ModelFiles) -> Any:

@@ -90,6 +90,26 @@ def tiling(value: str) -> None:
         raise LtxError(f"--tiling: {e}") from None
 
 
+def decoder(kind: str, tiling_value: str, files: Any) -> None:
+    """A video decoder the model has (`files.decoder_file` says which it lacks), and a tiling it can use."""
+    from stages.decode import DECODERS
+
+    if kind not in DECODERS:
+        raise LtxError(f"--decoder {kind!r} is unknown; choose one of {', '.join(DECODERS)}")
+    path = files.decoder_file(kind)
+    if kind != "diffusion" or not path.is_file():  # the tiny model's files are written on first use
+        return
+    from ltx.video.diffusion_decoder import DiffusionDecoderConfig, tiling_for
+    from ltx.video.tiling import PRESETS, parse_tiling
+    from ltx.weights import loader
+
+    try:
+        cfg = DiffusionDecoderConfig.from_vae(loader.read_config(loader.read_header(path)[1], path)["vae"])
+        tiling_for(parse_tiling(tiling_value), cfg.overlaps, tiling_value in PRESETS)
+    except (ValueError, KeyError) as e:
+        raise LtxError(f"--decoder diffusion with --tiling {tiling_value}: {e}") from None
+
+
 def outputs(output_path: Path | None, output_audio: Path | None, no_audio: bool) -> None:
     """The requested files' containers follow their extensions: video with audio, or audio alone."""
     from stages.mux import AUDIO_CONTAINERS, VIDEO_CONTAINERS

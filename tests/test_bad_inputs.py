@@ -76,6 +76,9 @@ CASES: list[Case] = [
         "--memory-budget 8.0 GB is below the",
     ),
     Case("frames-negative", gen("--num-frames", "-7"), "--num-frames -7"),
+    # the video decoder: one the model has (LTX-2.0/2.3 have the conv decoder only)
+    Case("decoder-diffusion-on-2.0", gen("--decoder", "diffusion"), "has no diffusion video decoder"),
+    Case("decoder-unknown", gen("--decoder", "vq"), "--decoder 'vq' is unknown"),
     # resolution: divisible by 64 (two-stage) or 32 (one-stage), and within the positional range
     Case("height-100-two-stage", gen("--height", "100"), "use 64 or 128"),
     Case("width-96-two-stage", gen("--width", "96"), "divisible by 64"),

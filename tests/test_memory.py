@@ -597,3 +597,33 @@ def test_tiny_headers_from_the_manifest_match_the_written_files(tmp_path, varian
     assert written.keys() == expected.keys()
     for path, (infos, meta) in written.items():
         assert (infos, meta) == expected[path], path
+
+
+def test_diffusion_decode_estimate_within_25_percent():
+    """The diffusion video decoder (a new peak of LTX-2.5's decode) at 4x the tiny 2.5 widths, 96x128 px."""
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    from ltx.video.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
+
+    cfg = DiffusionDecoderConfig(
+        head_dim=32,
+        t_emb_dim=32,
+        stage_channels=[512, 256, 128, 128, 64],
+        stage_depths=[1, 1, 1, 1, 2],
+        stage_kernels=[[3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 5, 5], [3, 3, 3]],
+        stage5_kernel=[3, 5, 5],
+        stage5_channels=128,
+        default_num_inference_steps=1,
+        model_output_type="x0",
+    )
+    model = DiffusionVideoDecoder(cfg)
+    flat = tree_flatten(model.parameters())
+    model.update(tree_unflatten([(k, mx.array(tiny.synth("vae.decoder." + k, v.shape))) for k, v in flat]))
+    mx.eval(model.parameters())
+    latent = mx.array(np.random.RandomState(0).standard_normal((1, 128, 2, 3, 4)).astype(np.float32))
+    held = mx.get_active_memory()
+    mx.reset_peak_memory()
+    mx.eval(model.decode(latent, None, seed=0))
+    measured = mx.get_peak_memory() - held
+    est = memory.diffusion_decode_activations(cfg, 9, 96, 128, 4)
+    assert 0.75 <= est / measured <= 1.25, (est, measured)

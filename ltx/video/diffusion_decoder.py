@@ -103,6 +103,36 @@ class DiffusionDecoderConfig:
     def c5(self) -> int:
         return self.stage5_channels or self.stage_channels[-1]
 
+    @property
+    def overlaps(self) -> tuple[int, int]:
+        """The smallest (frames, pixels) tile overlap its stages 4-5 need."""
+        up3 = tuple(self.upsamples[3][0])
+        k4, k5 = self.stage_kernels[3], self.stage5_kernel
+        halos = dt.tile_halos(k4, self.stage_depths[3], k5, self.stage_depths[-1], up3)
+        return dt.required_overlaps(halos, dt.pixel_scale(up3, self.patch_size))
+
+
+def tiling_for(tiling, overlaps: tuple[int, int], preset: bool) -> tuple | None:
+    """The project's decode tiling (ltx.video.tiling.TilingConfig: spatial (px, overlap), temporal (frames,
+    overlap)) on the diffusion decoder's own grid: (frames, height, width) tiles. A preset's overlaps rise to
+    what the decoder needs; an explicit overlap below it is a ValueError."""
+    if tiling is None:
+        return None
+    out = []
+    for name, axis, need in (
+        ("frames", tiling.temporal, overlaps[0]),
+        ("spatial", tiling.spatial, overlaps[1]),
+    ):
+        if axis is not None and axis[1] < need and not preset:
+            raise ValueError(
+                f"{name} overlap {axis[1]} is below the {need} the diffusion decoder needs; use {axis[0]}:{need} "
+                "or a preset"
+            )
+        if axis is not None and preset:
+            axis = (max(axis[0], need + (8 if name == "frames" else 32)), max(axis[1], need))
+        out.append(axis)
+    return out[0], out[1], out[1]
+
 
 def rope_split(head_dim: int) -> tuple[int, int, int]:
     d_t = (head_dim // 4) // 2 * 2
