@@ -318,6 +318,13 @@ def _options(
             "google/gemma-3-12b-it-qat-q4_0-unquantized from the Hugging Face cache)."
         ),
     ] = None,
+    prompt_enhancer_gemma_root: Annotated[
+        str | None,
+        typer.Option(
+            help="Gemma-3 instruct directory or Hugging Face repo id that --enhance-prompt runs on (needed "
+            "with LTX-2.5, whose Gemma 4 encoder cannot generate; default: the encoding Gemma)."
+        ),
+    ] = None,
     pipeline: Annotated[
         str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")
     ] = None,

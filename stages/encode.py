@@ -21,15 +21,16 @@ class Params:
 def compute(ctx, params: Params) -> dict:
     from stages.runtime import mx
 
-    encoder = runtime.text_encoder(ctx.runtime)
     prompt = params.prompt
     passes = 1 if params.enhance_seed is None else 2  # Gemma generating the new prompt, then encoding it
     ctx.progress(0, passes, "pass")
-    if params.enhance_seed is not None:
-        prompt = encoder.enhance_t2v(prompt, seed=params.enhance_seed).strip() or prompt
+    if params.enhance_seed is not None:  # a separate Gemma 3 (LTX-2.5), else the encoding one
+        files = ctx.runtime
+        enhancer = runtime.prompt_enhancer(files) if files.enhancer else runtime.text_encoder(files)
+        prompt = enhancer.enhance_t2v(prompt, seed=params.enhance_seed).strip() or prompt
         ctx.echo(f"enhanced prompt: {prompt}")
         ctx.progress(1, passes, "pass")
-    out = encoder.encode(prompt)
+    out = runtime.text_encoder(ctx.runtime).encode(prompt)
     video, audio = out.video, out.audio
     mx.eval(video, audio)
     ctx.progress(passes, passes, "pass")

@@ -210,18 +210,21 @@ def choose_gemma(inv: Inventory | None, gemma: str | None) -> Path:
     )
 
 
-def _gemma_root(gemma: str) -> Path:
+def _gemma_root(gemma: str, option: str = "--gemma-root") -> Path:
     p = Path(gemma).expanduser()
     if p.is_dir():
         return p
     if is_repo_id(gemma):
         snapshot = hf_snapshot(gemma)
         if snapshot is None:
-            raise LtxError(_not_cached("--gemma-root", gemma))
+            raise LtxError(_not_cached(option, gemma))
         return snapshot
-    raise LtxError(
-        f"--gemma-root {gemma} is not a directory; pass a Gemma-3 directory or a Hugging Face repo id"
-    )
+    raise LtxError(f"{option} {gemma} is not a directory; pass a Gemma directory or a Hugging Face repo id")
+
+
+def enhancer_root(value: str) -> Path:
+    """--prompt-enhancer-gemma-root PATH|REPO: a directory, or a repo's snapshot in the Hugging Face cache."""
+    return _gemma_root(value, "--prompt-enhancer-gemma-root")
 
 
 # ---- the Hugging Face cache (offline only) ------------------------------------------------------------
@@ -319,6 +322,7 @@ class ModelFiles:
     label: str | None = None  # how the user named it (a repo id, a folder), for `choice`
     conv_vae: Path | None = None  # the file with the conv video decoder (None: the checkpoint)
     diffusion_vae: Path | None = None  # the file with the diffusion video decoder (LTX-2.5; None: none)
+    enhancer: Path | None = None  # --prompt-enhancer-gemma-root: a separate Gemma 3 for --enhance-prompt
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -415,6 +419,22 @@ class ModelFiles:
         if self.tiny_variant is not None:
             return self._digest(self.gemma)
         return self._tree_digest(self.gemma)
+
+    @cached_property
+    def enhancer_digest(self) -> str:
+        return self._tree_digest(self.enhancer)
+
+    @cached_property
+    def gemma_kind(self) -> str:
+        """The encoding Gemma's model_type: 'gemma3' or 'gemma4_unified' (LTX-2.5's), read off config.json."""
+        if self.tiny_variant is not None:  # its files may not be written yet
+            from ltx.weights import tiny
+
+            return "gemma4_unified" if self.tiny_variant in tiny.VARIANTS_12 else "gemma3"
+        try:
+            return json.loads((self.gemma / "config.json").read_text()).get("model_type", "")
+        except (OSError, ValueError):
+            return ""
 
     def _tree_digest(self, root: Path) -> str:
         """cache.keys.tree_digest with each file's digest memoised in the store (a 24 GB Gemma is hashed once)."""

@@ -64,6 +64,7 @@ class Options:
     checkpoint_path: str | None = None  # overrides of the files chosen from --model (stages/models.py)
     spatial_upsampler_path: str | None = None
     gemma_root: str | None = None
+    prompt_enhancer_gemma_root: str | None = None  # a separate Gemma 3 for --enhance-prompt (LTX-2.5)
     pipeline: str | None = None
     tiling: str | None = None
     decoder: str | None = None  # conv | diffusion; None: the model's default (diffusion where it has one)
@@ -171,6 +172,7 @@ def check(o: Options, files: Any) -> None:
         if o.memory_budget <= 0:
             raise LtxError(f"--memory-budget {o.memory_budget} must be > 0 (GB, e.g. 24)")
     validate.model_files(files)
+    validate.text_files(files, bool(o.enhance_prompt))
     loras = list(o.loras)
     tiny_lora = o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA and files.tiny_variant
     if o.distilled_lora is not None and not tiny_lora:

@@ -7,7 +7,7 @@ import dataclasses
 from cache.store import Store
 from stages import budget, condition, decode, decode_audio, denoise, encode, mux, refine, upsample, vocode
 from stages.framework import Node
-from stages.models import TINY_LORA, ModelFiles, resolve_model
+from stages.models import TINY_LORA, ModelFiles, enhancer_root, resolve_model
 from stages.options import PIPELINES, TINY_DEFAULTS, Options, resolve  # noqa: F401  (re-exported)
 
 
@@ -55,6 +55,8 @@ def build(
         upsampler=o.spatial_upsampler_path,
         gemma=o.gemma_root,
     )
+    if o.prompt_enhancer_gemma_root is not None:
+        files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
     o = resolve(o, files)
     ckpt = {"checkpoint": files.checkpoint_digest}
     dit = {"checkpoint": files.transformer_digest}  # differs from ckpt only for a quantized conversion
@@ -77,8 +79,9 @@ def build(
     # 1. text: the prompt (and the negative prompt when guidance needs it) -> contexts
     # the reference seeds enhancement with the generation seed in the TI2Vid pipelines
     enhance = o.seed if o.enhance_prompt else None
+    enhancer = {"enhancer": files.enhancer_digest} if enhance is not None and files.enhancer else {}
     nodes["encode"] = Node(
-        encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals=text, runtime=files
+        encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals={**text, **enhancer}, runtime=files
     )
     if o.pipeline != "distilled":
         nodes["encode_negative"] = Node(

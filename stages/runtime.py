@@ -47,11 +47,19 @@ def text_encoder(files: ModelFiles) -> Any:
     files.ready()
     from ltx.text.encoder import load_text_encoder
 
-    release("transformer", "video_decoder", "video_encoder", "upsampler")
+    release("transformer", "video_decoder", "video_encoder", "upsampler", "enhancer")
     return _memo(
         ("text", str(files.checkpoint), str(files.gemma)),
         lambda: load_text_encoder(files.checkpoint, files.gemma),
     )
+
+
+def prompt_enhancer(files: ModelFiles) -> Any:
+    """The separate Gemma 3 that --enhance-prompt runs on (--prompt-enhancer-gemma-root), alone in memory."""
+    from ltx.text.enhance import load_prompt_enhancer
+
+    release("transformer", "video_decoder", "video_encoder", "upsampler", "text")
+    return _memo(("enhancer", str(files.enhancer)), lambda: load_prompt_enhancer(files.enhancer))
 
 
 def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), stream: bool = False) -> Any:

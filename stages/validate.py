@@ -306,6 +306,52 @@ def model_files(files: Any) -> None:
     _component_shapes(files)
 
 
+GEMMA3_REPO = "google/gemma-3-12b-it-qat-q4_0-unquantized"
+
+
+def text_files(files: Any, enhance: bool) -> None:
+    """The Gemma folder is the one the checkpoint needs (its gemma_source_checkpoint, else a Gemma 3), and with
+    --enhance-prompt a Gemma that generates: LTX-2.5's Gemma 4 does not, --prompt-enhancer-gemma-root names one."""
+    if files.tiny_variant is None:
+        from ltx.text.encoder import check_gemma
+        from ltx.text.gemma import gemma_folder_config
+        from ltx.weights.loader import CheckpointError
+
+        _, metadata = safetensors_header(files.checkpoint, "checkpoint")
+        try:
+            check_gemma(metadata, gemma_folder_config(files.gemma), files.gemma)
+        except CheckpointError as e:
+            raise LtxError(str(e)) from None
+    if not enhance:
+        return
+    if files.enhancer is None:
+        if files.gemma_kind == "gemma4_unified":
+            raise LtxError(
+                "--enhance-prompt: LTX-2.5's Gemma 4 encoder cannot generate text; pass "
+                f"--prompt-enhancer-gemma-root PATH|REPO with a Gemma 3 instruct folder ({GEMMA3_REPO})"
+            )
+        return
+    root = Path(files.enhancer)
+    option = f"--prompt-enhancer-gemma-root {root}"
+    try:
+        kind = json.loads((root / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise LtxError(
+            f"{option} has no readable config.json; pass a Gemma 3 instruct folder ({GEMMA3_REPO})"
+        ) from None
+    if kind not in ("gemma3", "gemma3_text"):
+        raise LtxError(
+            f"{option} is model_type {kind!r}; prompt enhancement runs on a Gemma 3 instruct folder ({GEMMA3_REPO})"
+        )
+    shards = sorted(root.glob("model*.safetensors"))
+    if not any(root.glob("tokenizer*")) or not shards:
+        raise LtxError(
+            f"{option} lacks the tokenizer files or model*.safetensors; copy the whole Gemma 3 folder"
+        )
+    for shard in shards:
+        safetensors_header(shard, "enhancer Gemma weights")
+
+
 def _component_shapes(files: Any) -> None:
     """Build each component from its config and check the checkpoint's shapes against it (lazy: cheap)."""
     from ltx.model.transformer import load_transformer

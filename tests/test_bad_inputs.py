@@ -150,6 +150,29 @@ CASES: list[Case] = [
     Case("upsampler-no-config", gen("--model", "{m_up_no_config}"), "has no 'config' metadata"),
     Case("upsampler-malformed-header", gen("--model", "{m_up_bad_json}"), "malformed safetensors header"),
     Case("gemma-truncated-weights", gen("--model", "{m_gemma_trunc}"), "Gemma weights"),
+    # which Gemma: the checkpoint's own (LTX-2.0/2.3: a Gemma 3; LTX-2.5: its gemma_source_checkpoint)
+    Case(
+        "gemma4-with-a-20-checkpoint",
+        gen("--model", "{tiny_model}", "--gemma-root", "{gemma4}"),
+        "needs a Gemma 3 folder, but",
+        subprocess=True,
+    ),
+    # the prompt enhancer is a Gemma 3 instruct folder (LTX-2.5's Gemma 4 cannot generate)
+    Case(
+        "enhancer-is-gemma4",
+        gen("--enhance-prompt", "--prompt-enhancer-gemma-root", "{gemma4}"),
+        "is model_type 'gemma4_unified'; prompt enhancement runs on a Gemma 3",
+    ),
+    Case(
+        "enhancer-missing",
+        gen("--enhance-prompt", "--prompt-enhancer-gemma-root", "{missing}"),
+        "--prompt-enhancer-gemma-root",
+    ),
+    Case(
+        "enhancer-without-weights",
+        gen("--enhance-prompt", "--prompt-enhancer-gemma-root", "{m_gemma_no_weights}/gemma"),
+        "lacks the tokenizer files or model*.safetensors",
+    ),
     # LoRAs
     Case("lora-missing", gen("--lora", "{missing}.safetensors"), "does not exist"),
     Case("lora-shape-mismatch", gen("--lora", "{lora_bad_shape}"), "does not fit the weight"),
@@ -271,6 +294,8 @@ def fx(tmp_path_factory) -> dict:
     # model directories derived from the tiny model's files (official layout)
     base = root / "tiny-model"
     tiny.create("2.0", base)
+    f["tiny_model"] = str(base)
+    f["gemma4"] = str(tiny.create("2.5", root / "tiny-2.5") / "text_encoders" / "gemma4")
     models = root / "models"
     models.mkdir()
     f["m_no_ckpt"] = _model_variant(base, models, "no-ckpt", lambda d: (d / "model.safetensors").unlink())

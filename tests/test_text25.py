@@ -228,3 +228,40 @@ def test_missing_gemma4_weight_is_named(model_dir, tmp_path):
     mx.save_safetensors(str(gemma / "model.safetensors"), weights, meta)
     with pytest.raises(CheckpointError, match=r"layers\.1\.layer_scalar"):
         load_text_encoder(model_dir / TRANSFORMER, gemma, dtype=mx.float32)
+
+
+# ---- the CLI: --enhance-prompt with the encoding Gemma or a separate one ---------------------------------------
+
+
+def test_cli_enhances_with_a_separate_gemma3(gemma3_dir, tmp_path, capsys, monkeypatch):
+    """`ltx encode --enhance-prompt` runs; --prompt-enhancer-gemma-root's digest keys only the encode stage."""
+    from test_bad_inputs import _run_in_process
+
+    from cache.store import Store
+
+    for var in ("LTX_MODEL", "LTX_CACHE", "LTX_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    cache = tmp_path / "cache"
+    args = [
+        "--cache-dir",
+        str(cache),
+        "encode",
+        "--prompt",
+        "a cat plays piano",
+        "--seed",
+        "3",
+        "--enhance-prompt",
+    ]
+    rc, err = _run_in_process([*args[:3], "same", *args[3:]], capsys)
+    assert rc == 0, err
+    rc, err = _run_in_process(
+        [*args[:3], "sep", *args[3:], "--prompt-enhancer-gemma-root", str(gemma3_dir)], capsys
+    )
+    assert rc == 0, err
+    assert "enhanced prompt:" in err
+    store = Store(cache)
+    same, sep = (store.manifest(store.load_run(r)["stages"]["encode"]) for r in ("same", "sep"))
+    assert "enhancer" not in same["externals"] and "enhancer" in sep["externals"]
+    assert {k: v for k, v in sep["externals"].items() if k != "enhancer"} == same["externals"]
+    prompt = bytes(np.asarray(store.open(store.load_run("sep")["stages"]["encode"])["prompt_utf8"])).decode()
+    assert prompt and prompt != "a cat plays piano"
