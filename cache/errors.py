@@ -31,3 +31,23 @@ class PublishError(CacheError):
 
 class BadRunName(CacheError):
     """A run name is empty or contains path separators or '..'."""
+
+
+class StoreUnreachable(CacheError):
+    """An object store cannot be reached or refuses a request (network, credentials, bucket)."""
+
+
+def why(e: BaseException) -> str:
+    """A short reason for a failed I/O call: the OS's words, else the first line of the message."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    first = (str(e).strip().splitlines() or [""])[0]
+    return first[:200] if first else type(e).__name__
+
+
+def write_failed(e: BaseException) -> PublishError:
+    """The one-line error of a write that failed part-way (nothing was published)."""
+    return PublishError(
+        f"writing to the cache failed ({why(e)}); nothing was published. Free disk space or pass another "
+        "--cache-dir, then rerun: finished stages are kept"
+    )

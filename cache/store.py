@@ -1,29 +1,24 @@
-"""The artifact store: zarr v3 groups under content-addressed keys, published atomically.
+"""The artifact store: zarr v3 groups under content-addressed keys, published all-or-nothing.
 
-Layout under the store root:
-    objects/<k[:2]>/<key>/   one published artifact (a zarr group; its manifest in the group attributes)
-    tmp/<token>.lock         held (flock) by a live writer for as long as it writes
-    tmp/<token>/             the artifact being written; renamed into objects/ when complete
-    runs/<name>.json         human names: a run's stage -> key map
-    digests/                 memoised content digests of large external files
-
-The presence of objects/<k[:2]>/<key> is the only completion signal: a rename makes it appear
-whole or not at all. Every array's sha256 is in the manifest and is checked on read.
+A store is a local directory (cache.local) or an object-store URL, s3://bucket/prefix
+(cache.bucket). Both keep one contract, which this module builds on:
+- a writer stages its arrays where no other writer writes, so two writers of one key never mix;
+- an artifact appears whole or not at all, and its appearance is the only completion signal
+  (a rename of the writer's directory; one conditional put of its manifest); the first writer
+  to publish a key wins, the other discards its staging and reads the winner's artifact;
+- every array's sha256 is in the manifest and is checked on read;
+- a dead writer leaves only debris, which gc removes (its lock is free; its heartbeat is stale).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
 import os
 import re
-import secrets
-import shutil
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +30,8 @@ from cache.errors import (
     PublishError,
     StoreUnwritable,
     UnknownArtifact,
+    why,
+    write_failed,
 )
 from cache.keys import file_digest, stat_signature
 
@@ -52,10 +49,24 @@ WRITE_EMPTY_CHUNKS = True
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 _STORED = {"float16": "float32", "float64": "float32", "bfloat16": "float32"}
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
-def default_root() -> Path:
-    return Path(os.environ.get("LTX_CACHE") or Path.home() / ".cache" / "ltx")
+def is_url(root: str | Path) -> bool:
+    """Whether a --cache-dir names an object store (s3://...) rather than a directory."""
+    return isinstance(root, str) and _URL.match(root) is not None
+
+
+def default_root() -> Path | str:
+    value = os.environ.get("LTX_CACHE")
+    if value and is_url(value):
+        return value
+    return Path(value or Path.home() / ".cache" / "ltx")
+
+
+def default_local() -> Path:
+    """Where a store at a URL keeps this machine's own files (digest memos, scratch, built models)."""
+    return Path(os.environ.get("LTX_LOCAL_CACHE") or Path.home() / ".cache" / "ltx")
 
 
 def _hasher(dtype: np.dtype, shape: tuple[int, ...]) -> Any:
@@ -81,22 +92,19 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def _write_failed(e: OSError) -> str:
-    """The one-line message of a write that failed part-way (nothing was published)."""
-    why = e.strerror or type(e).__name__
-    return (
-        f"writing to the cache failed ({why}); nothing was published. Free disk space or pass another "
-        "--cache-dir, then rerun: finished stages are kept"
-    )
-
-
 class RowWriter:
     """Writes one array of an artifact block by block along axis 0, in order, hashing as it goes.
     Rows are held back until they fill whole zarr chunks, so every chunk is written once, whole
     (a partial chunk write makes zarr read the chunk back and rewrite it)."""
 
-    def __init__(self, zarray: Any, shape: tuple[int, ...], dtype: np.dtype):
-        self._z, self.shape, self.dtype = zarray, shape, dtype
+    def __init__(
+        self,
+        zarray: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        errors: tuple[type[BaseException], ...] = (OSError,),
+    ):
+        self._z, self.shape, self.dtype, self._errors = zarray, shape, dtype, errors
         self._h = _hasher(dtype, shape)
         self._next = 0  # rows received
         self._written = 0  # rows in zarr (a multiple of the chunk rows until the last flush)
@@ -124,8 +132,8 @@ class RowWriter:
         pending = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
         try:
             self._z[self._written : self._written + rows] = pending[:rows]
-        except OSError as e:
-            raise PublishError(_write_failed(e)) from None
+        except self._errors as e:
+            raise write_failed(e) from None
         self._written += rows
         self._pending = [pending[rows:].copy()] if rows < len(pending) else []
 
@@ -138,19 +146,17 @@ class RowWriter:
 
 
 class Writer:
-    """Builds one artifact under tmp/ and publishes it with a rename. Use as a context manager."""
+    """Stages one artifact where only this writer writes, then publishes it all-or-nothing (the
+    store's backend says how: a rename, a conditional put). Use as a context manager."""
 
     def __init__(self, store: Store, key: str, manifest: dict[str, Any]):
         import zarr
 
         self.store, self.key, self.manifest = store, key, dict(manifest)
-        token = f"{key[:16]}.{os.getpid()}.{secrets.token_hex(4)}"
-        self._lock_path = store.tmp / f"{token}.lock"
-        self._lock = open(self._lock_path, "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
-        self.path = store.tmp / token
+        self._staging = store._io.stage(key)
+        self.path = self._staging.path  # where the arrays are staged
         try:
-            self._group = zarr.open_group(store=str(self.path), mode="w")
+            self._group = zarr.open_group(store=self._staging.zarr_store(), mode="w")
         except BaseException:
             self.abort()
             raise
@@ -174,9 +180,9 @@ class Writer:
                 chunks=_chunks(shape, dtype.itemsize),
                 config={"write_empty_chunks": WRITE_EMPTY_CHUNKS},
             )
-        except OSError as e:
-            raise PublishError(_write_failed(e)) from None
-        rw = RowWriter(z, shape, dtype)
+        except self._staging.errors as e:
+            raise write_failed(e) from None
+        rw = RowWriter(z, shape, dtype, self._staging.errors)
         self._open[name] = rw
         self._arrays[name] = {"shape": logical, "dtype": source_dtype or dtype.name, "stored": dtype.name}
         return rw
@@ -195,39 +201,29 @@ class Writer:
         for name, rw in self._open.items():
             self._arrays[name]["sha256"] = rw.finish()
         manifest = {**self.manifest, **extra, "key": self.key, "arrays": self._arrays}
-        final = self.store.path(self.key)
         try:
-            self._group.attrs["manifest"] = manifest
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise PublishError(_write_failed(e)) from None
-        try:
-            os.rename(self.path, final)
-        except OSError as e:
-            if not final.exists():
-                raise PublishError(_write_failed(e)) from None
-            shutil.rmtree(
-                self.path, ignore_errors=True
-            )  # another writer published this key first: keep theirs
-        self._release()
-        # Not re-read from disk: the key names the content, and a concurrent writer may already have
-        # superseded (removed) a published checkpoint.
-        return Artifact(self.key, final, manifest)
+            self._staging.seal(self._group, manifest)
+        except self._staging.errors as e:
+            raise write_failed(e) from None
+        location, won = self._staging.publish(manifest)
+        if not won:
+            # Another writer published this key first: its arrays, with its manifest's checksums (two
+            # machines can compute one key with other bits). If it is gone already (a superseded
+            # checkpoint), reading says so.
+            try:
+                manifest, location = self.store._io.read_manifest(self.key)
+            except CacheError:
+                pass
+        return Artifact(self.key, location, manifest, self.store._io)
 
     def abort(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._release()
-
-    def _release(self) -> None:
-        if not self._lock.closed:
-            self._lock_path.unlink(missing_ok=True)
-            self._lock.close()
+        self._staging.abort()
 
     def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if not self._lock.closed:
+        if self._staging.live:
             self.abort()
 
 
@@ -236,25 +232,26 @@ class Artifact:
     """A published artifact. Indexing reads an array and verifies its checksum."""
 
     key: str
-    path: Path
+    path: Any  # where its arrays are: a directory, or an object store's URL of its data prefix
     manifest: dict[str, Any]
+    io: Any = field(default=None, repr=False)  # the store's backend, which opens the arrays
+    _held: dict[str, Any] = field(default_factory=dict, repr=False)  # verified, not yet read
 
     @property
     def names(self) -> list[str]:
         return sorted(self.manifest["arrays"])
 
     def _zarr(self, name: str) -> Any:
-        import zarr
-
         if name not in self.manifest["arrays"]:
             raise KeyError(f"artifact {self.key[:8]} has no array {name!r}; it has {', '.join(self.names)}")
         try:
-            return zarr.open_array(store=str(self.path / name), mode="r")
+            return self.io.open_array(self.path, name)
         except Exception as e:  # noqa: BLE001  (any decoding failure means corruption)
             raise self._unreadable(name, e) from None
 
     def _unreadable(self, name: str, e: Exception) -> CacheError:
-        if not self.path.exists():  # Store.remove renames an artifact away whole: that is not damage
+        if self.path is None or not self.io.holds(self.key, self.path):
+            # Store.remove takes an artifact away whole: that is not damage
             return UnknownArtifact(f"artifact {self.key[:8]} was removed while being read")
         return CorruptArtifact(f"artifact {self.key[:8]} array {name!r} is unreadable ({type(e).__name__})")
 
@@ -262,8 +259,13 @@ class Artifact:
         """Yield an array in blocks along axis 0; the checksum is verified when the last block is read."""
         import numpy as np
 
+        info = self.manifest["arrays"].get(name)
+        held = self._held.pop(name, None)
+        if held is not None:  # verified when the artifact was opened
+            for start in range(0, held.shape[0] if held.ndim else 1, rows):
+                yield held[start : start + rows] if info["shape"] else held
+            return
         z = self._zarr(name)
-        info = self.manifest["arrays"][name]
         shape = tuple(info["shape"]) or (1,)
         h = _hasher(np.dtype(info["stored"]), shape)
         n = shape[0]
@@ -291,62 +293,76 @@ class Artifact:
         return {name: self[name] for name in self.names}
 
     def verify(self) -> None:
-        """Read every array and check its checksum; raises CorruptArtifact."""
+        """Read every array and check its checksum; raises CorruptArtifact. A remote artifact's arrays
+        are kept (up to the backend's hold_bytes) until their first read, so they download once."""
+        budget = self.io.hold_bytes if self.io is not None else 0
         for name in self.names:
-            for _ in self.iter_rows(name, rows=self._rows(name)):
-                pass
-
-
-def _age(path: Path) -> float:
-    """Seconds since path was modified; -inf if it is gone (another process published or removed it
-    between the listing and this look, e.g. a writer renaming its tmp/ directory into place)."""
-    try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return float("-inf")
+            self._held.pop(name, None)
+            for whole in self.iter_rows(name, rows=self._rows(name)):
+                if whole.nbytes <= budget:
+                    self._held[name] = whole
+                    budget -= whole.nbytes
 
 
 class Store:
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else default_root()
-        self.objects, self.tmp, self.runs_dir = self.root / "objects", self.root / "tmp", self.root / "runs"
+    """The artifact store at a directory or an s3:// URL (`root`; default $LTX_CACHE or ~/.cache/ltx).
+    `local` is this machine's directory for files that are not shared: the root itself for a
+    directory, else $LTX_LOCAL_CACHE or ~/.cache/ltx."""
+
+    def __init__(self, root: str | Path | None = None, local: str | Path | None = None):
+        root = default_root() if root is None else root
+        if is_url(root):
+            from cache.bucket import Bucket
+
+            self._io: Any = Bucket(str(root))
+            self.root: Path | str = str(root).rstrip("/")
+            self.local = Path(local) if local is not None else default_local()
+        else:
+            from cache.local import Directory
+
+            if re.match(r"^[a-z][a-z0-9+.-]*:/[^/]", str(root)):  # a URL that went through Path()
+                raise StoreUnwritable(f"cache {root} looks like a URL that lost a '/'; pass it as a string")
+            self.root = self.local = Path(root)
+            self._io = Directory(self.root)
+
+    # a directory store's own places (tests and tools look into them)
+    @property
+    def objects(self) -> Path:
+        return self._io.objects
+
+    @property
+    def tmp(self) -> Path:
+        return self._io.tmp
+
+    @property
+    def runs_dir(self) -> Path:
+        return self._io.runs_dir
 
     def ensure_writable(self) -> Store:
-        try:
-            for d in (self.objects, self.tmp, self.runs_dir, self.root / "digests"):
-                d.mkdir(parents=True, exist_ok=True)
-            probe = self.tmp / f".probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise StoreUnwritable(
-                f"cache directory {self.root} is not writable ({e.strerror}); pass --cache-dir or set LTX_CACHE"
-            ) from None
+        self._io.ensure_writable()
         return self
 
     # ---- artifacts -------------------------------------------------------------------------
-    def path(self, key: str) -> Path:
-        return self.objects / key[:2] / key
+    def path(self, key: str) -> Path | str:
+        """Where an artifact is published: its directory, or its record's URL."""
+        return self._io.path(key)
 
     def exists(self, key: str) -> bool:
-        return self.path(key).is_dir()
+        return self._io.exists(key)
+
+    def _read(self, key: str) -> tuple[dict[str, Any], Any]:
+        manifest, location = self._io.read_manifest(key)
+        arrays = manifest.get("arrays") if isinstance(manifest, dict) else None
+        if not isinstance(arrays, dict) or manifest.get("key") != key:
+            raise CorruptArtifact(f"artifact {key[:8]} has a corrupt manifest")
+        return manifest, location
 
     def manifest(self, key: str) -> dict[str, Any]:
-        try:
-            meta = json.loads((self.path(key) / "zarr.json").read_text())
-            manifest = meta["attributes"]["manifest"]
-            if manifest.get("key") != key or not isinstance(manifest.get("arrays"), dict):
-                raise ValueError("manifest does not match its key")
-            return manifest
-        except FileNotFoundError:
-            if not self.exists(key):
-                raise UnknownArtifact(f"no artifact {key[:8]} in {self.root}") from None
-            raise CorruptArtifact(f"artifact {key[:8]} has no manifest") from None
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise CorruptArtifact(f"artifact {key[:8]} has a corrupt manifest") from None
+        return self._read(key)[0]
 
     def open(self, key: str, verify: bool = True) -> Artifact:
-        art = Artifact(key, self.path(key), self.manifest(key))
+        manifest, location = self._read(key)
+        art = Artifact(key, location, manifest, self._io)
         if verify:
             art.verify()
         return art
@@ -356,39 +372,28 @@ class Store:
         try:
             return Writer(self, key, manifest)
         except OSError as e:
-            raise PublishError(f"cannot write to {self.tmp} ({e.strerror})") from None
+            raise PublishError(f"cannot write to {self.root} ({why(e)})") from None
 
     def remove(self, key: str) -> None:
-        """Remove an artifact: rename it out of objects/ first, so readers never see half of it."""
-        path = self.path(key)
-        if not path.exists():
-            return
-        trash = self.tmp / f"trash-{key[:16]}-{secrets.token_hex(4)}"
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+        """Remove an artifact whole: readers never see half of it."""
+        self._io.remove(key)
 
     def keys(self) -> Iterator[str]:
-        if not self.objects.is_dir():
-            return
-        for sub in sorted(self.objects.iterdir()):
-            for p in sorted(sub.iterdir()) if sub.is_dir() else []:
-                if len(p.name) == 64 and _HEX.match(p.name):
-                    yield p.name
+        return self._io.keys()
 
     def size(self, key: str) -> int:
-        return sum(p.stat().st_size for p in self.path(key).rglob("*") if p.is_file())
+        return self._io.size(key)
+
+    def modified(self, key: str) -> float:
+        """When the artifact was published (seconds since the epoch)."""
+        return self._io.modified(key)
 
     def resolve(self, ref: str) -> str:
         """A full key from a full key or a unique prefix (at least 4 hex digits), as git does."""
         ref = ref.strip().lower()
         if len(ref) < 4 or not _HEX.match(ref):
             raise UnknownArtifact(f"{ref!r} is not a key or key prefix (need at least 4 hex digits)")
-        sub = self.objects / ref[:2]
-        hits = sorted(p.name for p in sub.iterdir() if p.name.startswith(ref)) if sub.is_dir() else []
+        hits = self._io.candidates(ref)
         if not hits:
             raise UnknownArtifact(f"no artifact matches {ref!r}; `ltx cache ls` lists them")
         if len(hits) > 1:
@@ -408,40 +413,33 @@ class Store:
     def save_run(self, name: str, run: dict[str, Any]) -> None:
         check_run_name(name)
         self.ensure_writable()
-        tmp = self.runs_dir / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(run, indent=1, sort_keys=True))
-        os.replace(tmp, self.runs_dir / f"{name}.json")
+        self._io.save_run(name, json.dumps(run, indent=1, sort_keys=True))
 
     def load_run(self, name: str) -> dict[str, Any] | None:
         check_run_name(name)
-        p = self.runs_dir / f"{name}.json"
-        try:
-            return json.loads(p.read_text())
-        except (FileNotFoundError, NotADirectoryError):
+        raw = self._io.load_run(name)
+        if raw is None:
             return None
-        except OSError as e:
-            raise StoreUnwritable(
-                f"cannot read run file {p} ({e.strerror}); check the permissions of "
-                f"{self.root} or pass another --cache-dir"
-            ) from None
+        try:
+            return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CorruptArtifact(f"run file {p} is corrupt; remove it and rerun") from None
+            raise CorruptArtifact(f"{self._io.run_label(name)} is corrupt; remove it and rerun") from None
 
     def runs(self) -> dict[str, dict[str, Any]]:
         out = {}
-        if self.runs_dir.is_dir():
-            for p in sorted(self.runs_dir.glob("*.json")):
-                try:
-                    out[p.stem] = json.loads(p.read_text())
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    continue
+        for name, raw in self._io.runs().items():
+            try:
+                out[name] = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
         return out
 
     # ---- external inputs -------------------------------------------------------------------
     def digest(self, path: str | Path) -> str:
-        """sha256 of a file, memoised by (path, size, mtime, inode) so a 40 GB checkpoint is hashed once."""
+        """sha256 of a file, memoised by (path, size, mtime, inode) so a 40 GB checkpoint is hashed once
+        (on this machine: the memo is under `local`)."""
         sig = hashlib.sha256(stat_signature(path).encode()).hexdigest()
-        memo = self.root / "digests" / sig
+        memo = self.local / "digests" / sig
         try:
             return memo.read_text().strip()
         except OSError:
@@ -457,42 +455,26 @@ class Store:
         return value
 
     # ---- maintenance -----------------------------------------------------------------------
+    def staging(self) -> list[str]:
+        """What writers have under way or left behind: live writers' staging and dead ones' debris."""
+        return self._io.staging()
+
     def gc(self, keep: set[str] | None = None) -> dict[str, int]:
         """Remove debris of dead writers; with `keep`, also every artifact not reachable from it."""
-        removed = {"debris": 0, "artifacts": 0}
-        if self.tmp.is_dir():
-            for lock_path in self.tmp.glob("*.lock"):
-                try:
-                    f = open(lock_path, "a")
-                except OSError:
-                    continue
-                with f:
-                    try:
-                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a live writer holds it
-                    shutil.rmtree(self.tmp / lock_path.name[: -len(".lock")], ignore_errors=True)
-                    lock_path.unlink(missing_ok=True)
-                    removed["debris"] += 1
-            for p in self.tmp.iterdir():
-                orphan = p.is_dir() and not (self.tmp / f"{p.name}.lock").exists()
-                if orphan and (p.name.startswith("trash-") or _age(p) > 5):
-                    shutil.rmtree(p, ignore_errors=True)
-                    removed["debris"] += 1
-        # leftovers of killed processes: probe files, half-written run files, half-created tiny models
-        for pattern, age in (("tmp/.probe-*", 60), ("runs/.*.tmp", 60), ("models/.tiny-*", 3600)):
-            for p in self.root.glob(pattern):
-                if _age(p) > age:
+        import shutil
+
+        from cache.local import _age
+
+        removed = {"debris": self._io.gc_debris(), "artifacts": 0}
+        # leftovers of killed processes on this machine: half-created tiny models, temporary files
+        # (ours are named ltx-*)
+        for pattern in ("models/.tiny-*", "scratch/ltx-*"):
+            for p in self.local.glob(pattern):
+                if _age(p) > 3600:
                     if p.is_dir():
                         shutil.rmtree(p, ignore_errors=True)
                     else:
                         p.unlink(missing_ok=True)
-                    removed["debris"] += 1
-        scratch = self.root / "scratch"  # processes' temporary files: ours are named ltx-*
-        if scratch.is_dir():
-            for p in scratch.glob("ltx-*"):
-                if _age(p) > 3600:
-                    shutil.rmtree(p, ignore_errors=True)
                     removed["debris"] += 1
         if keep is not None:
             live = self.reachable(keep)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cache.store import is_url
 from stages import commands, progress
 from stages.framework import LtxError, ensure
 from stages.session import State, echo
@@ -34,7 +35,7 @@ class Result:
 def _raw(options: dict[str, Any], cache_dir: str | Path | None) -> dict[str, Any]:
     """The commands' keyword arguments for these options: their defaults, then the given ones."""
     if cache_dir is not None:
-        State.cache_dir = Path(cache_dir)
+        State.cache_dir = cache_dir if is_url(cache_dir) else Path(cache_dir)
     raw = {
         name: p.default
         for name, p in inspect.signature(commands.generate).parameters.items()

@@ -70,7 +70,7 @@ def cache_ls() -> None:
             stage = m.get("stage", "?")
         except CacheError:
             stage = "CORRUPT"
-        age = now - store.path(key).stat().st_mtime
+        age = now - store.modified(key)
         rows.append((names.get(key, "-"), stage, key[:12], _size(store.size(key)), _age(age)))
     if not rows:
         typer.echo(f"no artifacts in {store.root}")

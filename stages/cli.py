@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from cache.errors import CacheError
-from cache.store import default_root
+from cache.store import default_root, is_url
 from stages import cache_cmd, commands, convert_cmd, info_cmd, models_cmd, preview_cmd
 from stages.framework import LtxError
 from stages.session import State, echo
@@ -29,9 +29,11 @@ app.add_typer(cache_cmd.app, name="cache")
 @app.callback()
 def _global(
     cache_dir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--cache-dir", envvar="LTX_CACHE", help="Artifact cache directory (default ~/.cache/ltx)."
+            "--cache-dir",
+            envvar="LTX_CACHE",
+            help="Artifact cache: a directory (default ~/.cache/ltx) or s3://BUCKET/PREFIX.",
         ),
     ] = None,
     debug: Annotated[
@@ -41,7 +43,7 @@ def _global(
         bool, typer.Option("--verbose", "-v", help="Say more (backend, BLAS, dtype).")
     ] = False,
 ) -> None:
-    State.cache_dir = cache_dir or default_root()
+    State.cache_dir = (cache_dir if is_url(cache_dir) else Path(cache_dir)) if cache_dir else default_root()
     State.debug, State.verbose = debug, verbose
 
 

@@ -181,7 +181,7 @@ def _scratch_in_cache(store) -> None:
     import tempfile
 
     store.ensure_writable()
-    scratch = store.root / "scratch"
+    scratch = store.local / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(scratch)
 

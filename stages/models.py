@@ -448,7 +448,7 @@ def _tiny(store: Store, variant: str) -> ModelFiles:
     from ltx.weights import tiny
 
     digest = tiny.manifest_digest(variant)[:16]
-    root = store.root / "models" / f"tiny-{variant}-{digest}"
+    root = store.local / "models" / f"tiny-{variant}-{digest}"
     return ModelFiles(
         f"tiny-{variant}",
         root / "model.safetensors",

@@ -11,7 +11,7 @@ from cache.store import Store, default_root
 
 
 class State:
-    cache_dir: Path = default_root()
+    cache_dir: Path | str = default_root()  # a directory or an object store's URL
     debug: bool = False
     verbose: bool = False
 

@@ -35,3 +35,25 @@ def kernels(request, monkeypatch):
         monkeypatch.setattr(activations, "RESAMPLING", False)
         monkeypatch.setattr(norms, "NORM_MIN_ELEMENTS", 1 << 62)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API on localhost for the session: moto's server mode on a free port."""
+    from stores import start_moto
+
+    server, endpoint = start_moto()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_endpoint, monkeypatch, tmp_path) -> str:
+    """s3://BUCKET/cache in a fresh bucket, with the AWS variables set as a user would (subprocesses
+    inherit them) and this machine's files of the store under tmp_path."""
+    from stores import new_bucket, s3_env
+
+    for name, value in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LTX_LOCAL_CACHE", str(tmp_path / "local"))
+    return f"s3://{new_bucket(s3_endpoint)}/cache"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,12 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import toy_stages as toy
+from stores import Raw
 
 from cache.store import Store
 from stages.framework import ensure
 
+SMALL = ["--height", "64", "--width", "128", "--num-frames", "9"]
+PROMPT = ["--prompt", "a red fox trots through fresh snow"]
 
-def ltx(cache: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+
+@pytest.fixture(params=["local", "s3"])
+def cache(request, tmp_path: Path) -> Path | str:
+    """--cache-dir: a directory, or a bucket on a real S3 API (moto's server mode on localhost)."""
+    return tmp_path / "cache" if request.param == "local" else request.getfixturevalue("s3_url")
+
+
+def ltx(cache: Path | str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args],
         capture_output=True,
@@ -43,8 +54,8 @@ def test_help_starts(tmp_path: Path):
     assert time.perf_counter() - t0 < 60  # sanity only; startup is measured by `just bench`
 
 
-def test_ls_show_verify_rm(tmp_path: Path):
-    store = Store(tmp_path).ensure_writable()
+def test_ls_show_verify_rm(cache):
+    tmp_path, store = cache, Store(cache).ensure_writable()
     art = ensure(store, toy.chain(1), echo=lambda m: None)
     store.save_run("demo", {"stages": {"make": toy.chain(1).inputs["x"].key, "scale": art.key}})
     ls = ltx(tmp_path, "cache", "ls")
@@ -54,10 +65,11 @@ def test_ls_show_verify_rm(tmp_path: Path):
     assert ltx(tmp_path, "cache", "show", art.key[:6]).returncode == 0
     ok = ltx(tmp_path, "cache", "verify")
     assert ok.returncode == 0 and "2 ok, 0 corrupt" in ok.stdout
-    chunk = next(p for p in (store.path(art.key) / "y" / "c").rglob("*") if p.is_file())
-    data = bytearray(chunk.read_bytes())
+    raw = Raw(store)
+    chunk = raw.chunks(art.key, "y")[0]
+    data = bytearray(raw.read(chunk))
     data[-1] ^= 0x01
-    chunk.write_bytes(bytes(data))
+    raw.write(chunk, bytes(data))
     bad = ltx(tmp_path, "cache", "verify")
     assert bad.returncode == 1 and f"CORRUPT {art.key[:12]}" in bad.stdout and "1 corrupt" in bad.stdout
     rm = ltx(tmp_path, "cache", "rm", art.key[:10])
@@ -66,8 +78,8 @@ def test_ls_show_verify_rm(tmp_path: Path):
     assert np.isfinite(again["y"]).all()
 
 
-def test_gc_unreferenced_keeps_named_runs(tmp_path: Path):
-    store = Store(tmp_path).ensure_writable()
+def test_gc_unreferenced_keeps_named_runs(cache):
+    tmp_path, store = cache, Store(cache).ensure_writable()
     kept = ensure(store, toy.chain(1), echo=lambda m: None)
     dropped = ensure(store, toy.chain(2), echo=lambda m: None)
     store.save_run("keep", {"stages": {"scale": kept.key}})
@@ -77,7 +89,8 @@ def test_gc_unreferenced_keeps_named_runs(tmp_path: Path):
     assert not store.exists(dropped.key)
 
 
-def test_errors_are_one_line_with_exit_1(tmp_path: Path):
+def test_errors_are_one_line_with_exit_1(cache):
+    tmp_path = cache
     for args in (["cache", "show", "abcd"], ["cache", "show", "zz"], ["cache", "rm", "nope/stage"]):
         r = ltx(tmp_path, *args)
         assert r.returncode == 1, (args, r.stderr)
@@ -97,3 +110,70 @@ def test_unwritable_cache_dir(tmp_path: Path):
         assert "not writable" in str(e) and "--cache-dir" in str(e)
     else:
         raise AssertionError("expected StoreUnwritable")
+
+
+def test_generate_on_s3_then_every_cache_command(s3_url, tmp_path: Path, monkeypatch):
+    """`ltx generate --cache-dir s3://...` (moto on localhost) writes the same bits as a local cache;
+    `ltx cache ls/show/verify/gc` work on the bucket; nothing is cached on this machine but its own
+    files (built tiny model, digests, scratch); re-decoding downloads the latents artifact, once,
+    and no other artifact's arrays."""
+    import cache.bucket as bucket
+    from stages import api
+    from stages.session import State
+
+    out, here = tmp_path / "fox.mp4", tmp_path / "here.mp4"
+    r = ltx(s3_url, "generate", "--model", "tiny", *PROMPT, *SMALL, "--output-path", str(out))
+    assert r.returncode == 0, r.stderr
+    ran = re.findall(r"^ran (\S+) ", r.stderr, flags=re.M)
+    assert ran == ["encode", "denoise", "upsample", "refine", "decode", "decode_audio", "vocode", "mux"]
+    local = ltx(
+        tmp_path / "cache", "generate", "--model", "tiny", *PROMPT, *SMALL, "--output-path", str(here)
+    )
+    assert local.returncode == 0 and out.read_bytes() == here.read_bytes()
+    again = ltx(s3_url, "generate", "fox")  # by run name: all cached
+    assert again.returncode == 0 and "ran " not in again.stderr and "cached mux" in again.stderr
+    assert {p.name for p in (tmp_path / "local").iterdir()} <= {"digests", "models", "scratch"}
+
+    store = Store(s3_url)
+    keys = store.load_run("fox")["stages"]
+    ls = ltx(s3_url, "cache", "ls")
+    assert ls.returncode == 0 and "fox/mux" in ls.stdout and keys["refine"][:12] in ls.stdout, ls.stderr
+    assert len(ls.stdout.strip().splitlines()) == 1 + len(list(store.keys())) == 9
+    show = ltx(s3_url, "cache", "show", "fox/decode")
+    assert show.returncode == 0 and '"stage": "decode"' in show.stdout and "latents: refine" in show.stdout
+    ok = ltx(s3_url, "cache", "verify")
+    assert ok.returncode == 0 and "verified 8 artifacts: 8 ok, 0 corrupt" in ok.stdout, ok.stdout
+
+    monkeypatch.setattr(State, "cache_dir", State.cache_dir)
+    bucket.READS["bytes"] = 0
+    redecoded = api.decode("fox", tiling="aggressive", cache_dir=s3_url)
+    assert store.manifest(redecoded)["inputs"]["latents"] == keys["refine"]
+    assert 0.9 * store.size(keys["refine"]) < bucket.READS["bytes"] <= store.size(keys["refine"])
+
+    # a writer killed mid-publish: its staging is debris once its heartbeat is stale
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(toy.__file__)), s3_url, "5", "--sleep", "0.2", "--rows", "50"]
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline and Raw(store).staged_chunks() < 1:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    time.sleep(4)  # past the heartbeat's stale age (tests renew every 0.25 s: 3 s)
+    gc = ltx(s3_url, "cache", "gc")
+    assert gc.returncode == 0 and "removed 1 debris and 0 artifacts" in gc.stdout, gc.stdout + gc.stderr
+    assert store.staging() == [] and len(list(store.keys())) == 9
+
+    chunk = Raw(store).chunks(keys["decode"], "frames")[0]
+    Raw(store).write(chunk, Raw(store).read(chunk)[:-1])
+    bad = ltx(s3_url, "cache", "verify")
+    assert bad.returncode == 1 and f"CORRUPT {keys['decode'][:12]}" in bad.stdout
+
+
+def test_unreachable_bucket_is_one_line(s3_url):
+    missing = s3_url.replace("s3://ltx-", "s3://nope-")
+    for args in (["cache", "ls"], ["generate", *PROMPT, *SMALL, "--output-path", "x.mp4"]):
+        r = ltx(missing, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "nope-" in lines[0], r.stderr
