@@ -61,6 +61,9 @@ class Component:
     widths: dict[str, int] = field(default_factory=dict)  # layer widths the activation models need
     # float32 bytes of the Winograd filters the CPU path keeps beside the weights (winograd_filter_bytes)
     winograd_bytes: int = 0
+    config: Any = (
+        None  # the diffusion decoder's DiffusionDecoderConfig (its activation model needs the whole)
+    )
 
 
 WINOGRAD_MAX_CHANNELS = conv.TAPS_MAX_CHANNELS  # the convs that run as conv_taps
@@ -173,10 +176,16 @@ def _prefix(*prefixes: str):
 
 
 def components(
-    checkpoint: Path, upsampler: Path, gemma: Path, itemsize: int, headers: dict | None = None
+    checkpoint: Path,
+    upsampler: Path,
+    gemma: Path,
+    itemsize: int,
+    headers: dict | None = None,
+    diffusion_vae: Path | None = None,
 ) -> dict[str, Component]:
     """Parameter counts and resident bytes of every component of a model directory. headers: {path:
-    (tensor infos, metadata)} to use instead of reading those files (a model not yet written to disk)."""
+    (tensor infos, metadata)} to use instead of reading those files (a model not yet written to disk);
+    diffusion_vae: the file of an LTX-2.5 diffusion video decoder ("diffusion_decoder")."""
     read = (lambda p: headers[Path(p)] if Path(p) in headers else read_header(p)) if headers else read_header  # noqa: E731
     _, meta = read(checkpoint)
     quant = json.loads(meta["ltx_mlx_quantization"]) if meta.get("ltx_mlx_quantization") else None
@@ -215,6 +224,15 @@ def components(
         "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None, read),
         "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None, read),
     }
+    if diffusion_vae is not None:
+        from ltx.video.diffusion_decoder import DiffusionDecoderConfig
+
+        keep = _prefix("vae.decoder.", "decoder.", "vae.per_channel", "per_channel")
+        out["diffusion_decoder"] = _component(
+            diffusion_vae, "diffusion video decoder", keep, itemsize, None, read
+        )
+        vae = json.loads(read(diffusion_vae)[1].get("config", "{}")).get("vae", {})
+        out["diffusion_decoder"].config = DiffusionDecoderConfig.from_vae(vae)
     header = read(checkpoint)[0]
     try:
         config = json.loads(meta.get("config", "{}"))
@@ -630,13 +648,15 @@ def estimate_stages(
     frame_convs: bool = False,
     winograd: bool = False,
     resampling: bool = False,
+    decoder: str = "conv",
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
     transformer_activations; cpu_norms, frame_convs: see upsample_activations; winograd: the CPU's
     Winograd convs, whose filters the VAE decoders and the vocoder keep beside their weights
     (Component.winograd_bytes) and whose scratch adds to their activations; resampling: the CPU's
-    band-GEMM anti-aliased activations (BigVGAN vocoders, vocode_activations)."""
+    band-GEMM anti-aliased activations (BigVGAN vocoders, vocode_activations); decoder: "diffusion"
+    estimates decode with the model's diffusion decoder (comps["diffusion_decoder"]), else the conv one."""
     extra = lambda name: comps[name].winograd_bytes if winograd else 0  # noqa: E731
     h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
@@ -697,23 +717,32 @@ def estimate_stages(
     # the default tiling (ltx.video.tiling.PRESETS["default"]): 512 px spatial, 64 frames temporal tiles
     tile_frames = min(frames, 65)
     dec = comps["video_decoder"].widths or {"channels": 128, "patch_pixels": 16}  # the official decoder
-    out += [
-        Estimate(
-            "decode",
-            comps["video_decoder"].bytes + extra("video_decoder"),
-            decode_activations(
-                dec["channels"],
-                dec["patch_pixels"],
-                tile_frames,
-                min(512, height),
-                min(512, width),
-                height,
-                width,
-                itemsize,
-                winograd,
-            ),
-            "tiled",
+    conv_decode = Estimate(
+        "decode",
+        comps["video_decoder"].bytes + extra("video_decoder"),
+        decode_activations(
+            dec["channels"],
+            dec["patch_pixels"],
+            tile_frames,
+            min(512, height),
+            min(512, width),
+            height,
+            width,
+            itemsize,
+            winograd,
         ),
+        "tiled",
+    )
+    if decoder == "diffusion":
+        from ltx.video.diffusion_decoder import tiling_for
+        from ltx.video.tiling import PRESETS
+
+        diff = comps["diffusion_decoder"]
+        tiles = tiling_for(PRESETS["default"], diff.config.overlaps, preset=True)
+        acts = diffusion_decode_activations(diff.config, frames, height, width, itemsize, tiles)
+        conv_decode = Estimate("decode", diff.bytes, acts, "diffusion decoder, tiled")
+    out += [
+        conv_decode,
         Estimate(
             "decode-audio",
             comps["audio_decoder"].bytes + extra("audio_decoder"),
@@ -750,11 +779,14 @@ def plan(budget_bytes: int, normal: list[Estimate], streamed: list[Estimate]) ->
 DIFF_TOKEN_WIDTHS = 20
 
 
-def diffusion_decode_activations(cfg: Any, frames: int, height: int, width: int, itemsize: int) -> int:
-    """Largest live activations of the diffusion video decoder (ltx.video.diffusion_decoder) decoding one
-    untiled video: stage 5 dominates (its tokens are the pixels / patch**2 of the whole padded video, each
-    ~DIFF_TOKEN_WIDTHS c5-wide values), beside the resident stage-4 input features and the blend buffers.
-    tests/test_memory.py checks it within 25% on a 4x-widened tiny decoder."""
+def diffusion_decode_activations(
+    cfg: Any, frames: int, height: int, width: int, itemsize: int, tiling: tuple | None = None
+) -> int:
+    """Largest live activations of the diffusion video decoder (ltx.video.diffusion_decoder): the larger of
+    its whole-volume stages 1-3 and one stage-5 tile (the largest of `tiling`'s plan; the whole padded video
+    untiled), each token ~DIFF_TOKEN_WIDTHS values of its stage's width, beside the resident stage-4 input
+    features and the temporal group's blend buffers. tests/test_memory.py checks it within 25% on a
+    4x-widened tiny decoder."""
     from ltx.video import diffusion_tiling as dt
 
     lat = ((frames - 1) // 8 + 1, height // 32, width // 32)
@@ -766,9 +798,24 @@ def diffusion_decode_activations(cfg: Any, frames: int, height: int, width: int,
     )
     strides = [tuple(s) for s, _ in cfg.upsamples]
     s4 = dt.stage4_shape(strides, lat[0] + (cfg.stage_kernels[0][0] // 2) * 2, lat[1], lat[2])
-    shape5 = ((lat[0] - 1) * 8 + 1, lat[1] * 32 // cfg.patch_size, lat[2] * 32 // cfg.patch_size)
-    tokens5 = math.prod(shape5)
-    stage5 = tokens5 * (DIFF_TOKEN_WIDTHS * cfg.c5 + cfg.stage_channels[-1])
+    full = ((lat[0] - 1) * 8 + 1, lat[1] * 32, lat[2] * 32)
+    up3 = strides[3]
+    min_tile = dt.tile_min_sizes(cfg.stage_kernels[3], cfg.stage5_kernel, up3)
+    plan = dt.plan_tiles(dt.stage4_shape(strides, *lat), tiling, up3, cfg.patch_size, min_tile, cfg.overlaps)
+    extent = [max(len(range(*t.out[a].indices(full[a]))) for t in plan) for a in range(3)]
+    extent[0] = max(extent[0], cfg.stage5_kernel[0])
+    stage5 = (
+        extent[0]
+        * extent[1]
+        * extent[2]
+        // cfg.patch_size**2
+        * (DIFF_TOKEN_WIDTHS * cfg.c5 + cfg.stage_channels[-1])
+    )
+    t, h, w, det = lat[0] + (cfg.stage_kernels[0][0] // 2) * 2, lat[1], lat[2], 0
+    for i in range(3):  # stages 1-3 on the whole volume (at each stage's input)
+        det = max(det, t * h * w * DIFF_TOKEN_WIDTHS * cfg.stage_channels[i])
+        st, sh, sw = strides[i]
+        t, h, w = t * st - (1 if st == 2 else 0), h * sh, w * sw
     feat = math.prod(s4) * cfg.stage_channels[3]
-    blend = DECODE_GROUP_FLOATS * shape5[0] * lat[1] * 32 * lat[2] * 32
-    return int(itemsize * (stage5 + feat + blend))
+    blend = DECODE_GROUP_FLOATS * extent[0] * full[1] * full[2]
+    return int(itemsize * (max(stage5, det) + feat + blend))

@@ -41,9 +41,18 @@ def _headers(files) -> dict | None:
 
 
 def estimates(
-    files, comps, height: int, width: int, frames: int, frame_rate: float, two_stage: bool, itemsize: int
+    files,
+    comps,
+    height: int,
+    width: int,
+    frames: int,
+    frame_rate: float,
+    two_stage: bool,
+    itemsize: int,
+    decoder: str | None = None,
 ):
-    """(normal, streamed) per-stage peak estimates of a model at a size."""
+    """(normal, streamed) per-stage peak estimates of a model at a size (decode with `decoder`, default
+    the model's own: the diffusion decoder where it has one)."""
     from ltx import memory, ops
     from ltx.model.transformer import TransformerConfig
     from ltx.weights import loader
@@ -60,6 +69,7 @@ def estimates(
         fps=frame_rate,
         itemsize=itemsize,
         two_stage=two_stage,
+        decoder=decoder or files.decoders[0],
         **ops.memory_paths(itemsize),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
@@ -71,14 +81,21 @@ def components(files, itemsize: int):
     from ltx import memory
 
     return memory.components(
-        files.checkpoint, files.upsampler, files.gemma, itemsize, headers=_headers(files)
+        files.checkpoint,
+        files.upsampler,
+        files.gemma,
+        itemsize,
+        headers=_headers(files),
+        diffusion_vae=files.diffusion_vae,
     )
 
 
 def _stage_estimates(files, o):
     itemsize = compute_itemsize()
     comps = components(files, itemsize)
-    return estimates(files, comps, o.height, o.width, o.num_frames, o.frame_rate, o.two_stage, itemsize)
+    return estimates(
+        files, comps, o.height, o.width, o.num_frames, o.frame_rate, o.two_stage, itemsize, o.decoder
+    )
 
 
 def _gb(n: int) -> str:

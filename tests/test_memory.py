@@ -599,8 +599,15 @@ def test_tiny_headers_from_the_manifest_match_the_written_files(tmp_path, varian
         assert (infos, meta) == expected[path], path
 
 
-def test_diffusion_decode_estimate_within_25_percent():
-    """The diffusion video decoder (a new peak of LTX-2.5's decode) at 4x the tiny 2.5 widths, 96x128 px."""
+@pytest.mark.parametrize(
+    "latent,tiling",
+    [
+        ((2, 3, 4), None),
+        ((3, 4, 6), ((16, 8), None, (64, 32))),
+    ],  # 9 x 96 x 128 whole; 17 x 128 x 192 in 10 tiles
+)
+def test_diffusion_decode_estimate_within_25_percent(latent, tiling):
+    """The diffusion video decoder (a new peak of LTX-2.5's decode) at 4x the tiny 2.5 widths."""
     from mlx.utils import tree_flatten, tree_unflatten
 
     from ltx.video.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
@@ -620,10 +627,44 @@ def test_diffusion_decode_estimate_within_25_percent():
     flat = tree_flatten(model.parameters())
     model.update(tree_unflatten([(k, mx.array(tiny.synth("vae.decoder." + k, v.shape))) for k, v in flat]))
     mx.eval(model.parameters())
-    latent = mx.array(np.random.RandomState(0).standard_normal((1, 128, 2, 3, 4)).astype(np.float32))
+    z = mx.array(np.random.RandomState(0).standard_normal((1, 128, *latent)).astype(np.float32))
     held = mx.get_active_memory()
     mx.reset_peak_memory()
-    mx.eval(model.decode(latent, None, seed=0))
+    mx.eval(model.decode(z, tiling, seed=0))
     measured = mx.get_peak_memory() - held
-    est = memory.diffusion_decode_activations(cfg, 9, 96, 128, 4)
+    f, h, w = latent
+    est = memory.diffusion_decode_activations(cfg, (f - 1) * 8 + 1, 32 * h, 32 * w, 4, tiling)
     assert 0.75 <= est / measured <= 1.25, (est, measured)
+
+
+def test_decode_estimate_with_the_diffusion_decoder(models, tmp_path):
+    """`ltx info` / the pre-flight estimate decode with the diffusion decoder when it is the one chosen:
+    its weights (from its own file's header) plus diffusion_decode_activations at the default tiling."""
+    from ltx.video.diffusion_decoder import tiling_for
+    from ltx.video.tiling import PRESETS
+
+    vae = tiny.headers("2.5", tmp_path)
+    path = tmp_path / "vae/video_vae.safetensors"
+    headers = {**vae, models["tiny"]: loader.read_header(models["tiny"])}
+    comps = memory.components(
+        models["tiny"], models["tiny"], tmp_path / "none", 4, headers, diffusion_vae=path
+    )
+    diff = comps["diffusion_decoder"]
+    assert diff.parameters == sum(
+        math.prod(i["shape"]) for k, i in vae[path][0].items() if "encoder" not in k
+    )
+    cfg = TransformerConfig.from_dict(
+        json.loads(loader.read_header(models["tiny"])[1]["config"])["transformer"]
+    )
+    by = {
+        d: {e.stage: e for e in memory.estimate_stages(comps, cfg, 256, 384, 33, decoder=d)}
+        for d in ("conv", "diffusion")
+    }
+    assert by["conv"]["decode"].weights == comps["video_decoder"].bytes
+    est = by["diffusion"]["decode"]
+    tiles = tiling_for(PRESETS["default"], diff.config.overlaps, preset=True)
+    assert est.weights == diff.bytes and est.note == "diffusion decoder, tiled"
+    assert est.activations == memory.diffusion_decode_activations(diff.config, 33, 256, 384, 4, tiles) > 0
+    # with tiling, stage 5 holds one tile: a long video costs less than decoding it whole
+    long = memory.diffusion_decode_activations(diff.config, 257, 256, 384, 4, tiles)
+    assert long < memory.diffusion_decode_activations(diff.config, 257, 256, 384, 4, None) / 2
