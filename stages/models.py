@@ -212,8 +212,8 @@ def choose_gemma(inv: Inventory | None, gemma: str | None) -> Path:
 
 def _gemma_root(gemma: str, option: str = "--gemma-root") -> Path:
     p = Path(gemma).expanduser()
-    if p.is_dir():
-        return p
+    if p.is_dir() or (option == "--gemma-root" and p.is_file() and p.suffix == ".safetensors"):
+        return p  # a folder, or LTX-2.5's packed text-encoder file
     if is_repo_id(gemma):
         snapshot = hf_snapshot(gemma)
         if snapshot is None:
@@ -416,7 +416,7 @@ class ModelFiles:
     def gemma_digest(self) -> str:
         if self.recorded:
             return self.recorded["gemma"]
-        if self.tiny_variant is not None:
+        if self.tiny_variant is not None or self.gemma.is_file():  # a packed text encoder is one file
             return self._digest(self.gemma)
         return self._tree_digest(self.gemma)
 
@@ -431,6 +431,12 @@ class ModelFiles:
             from ltx.weights import tiny
 
             return "gemma4_unified" if self.tiny_variant in tiny.VARIANTS_12 else "gemma3"
+        if self.gemma.is_file():  # a packed text encoder: the config is in its metadata
+            meta = _metadata(self.gemma)
+            try:
+                return json.loads(meta.get("gemma_config", "{}")).get("model_type", "")
+            except (ValueError, AttributeError):
+                return ""
         try:
             return json.loads((self.gemma / "config.json").read_text()).get("model_type", "")
         except (OSError, ValueError):

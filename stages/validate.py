@@ -294,6 +294,15 @@ def model_files(files: Any) -> None:
     _config(up_meta, up, "upsampler", "")
     _float_weights(up_header, up, "upsampler")
     gemma = Path(files.gemma)
+    if gemma.is_file():  # LTX-2.5's packed text encoder: Gemma 4, its tokenizer and the text projection
+        _, meta = safetensors_header(gemma, "text encoder")
+        if "gemma_config" not in meta:
+            raise LtxError(
+                f"--gemma-root {gemma} has no 'gemma_config' metadata; pass a Gemma folder or LTX-2.5's packed "
+                "text-encoder file (text_encoders/gemma4-*.safetensors)"
+            )
+        _component_shapes(files)
+        return
     if not (gemma / "config.json").is_file() or not any(gemma.glob("tokenizer*")):
         raise LtxError(
             f"Gemma directory {gemma} lacks config.json or the tokenizer files; copy the whole Gemma-3 directory"
@@ -317,11 +326,17 @@ def text_files(files: Any, enhance: bool) -> None:
         from ltx.text.gemma import gemma_folder_config
         from ltx.weights.loader import CheckpointError
 
-        _, metadata = safetensors_header(files.checkpoint, "checkpoint")
+        header, metadata = safetensors_header(files.checkpoint, "checkpoint")
         try:
             check_gemma(metadata, gemma_folder_config(files.gemma), files.gemma)
         except CheckpointError as e:
             raise LtxError(str(e)) from None
+        if Path(files.gemma).is_dir() and not any(k.startswith("text_embedding_projection.") for k in header):
+            raise LtxError(
+                f"{files.checkpoint} holds no text projection (text_embedding_projection.*) and --gemma-root "
+                f"{files.gemma} is a folder; LTX-2.5 ships it in the packed text-encoder file "
+                "(text_encoders/gemma4-*.safetensors): pass that file as --gemma-root"
+            )
     if not enhance:
         return
     if files.enhancer is None:

@@ -157,6 +157,11 @@ CASES: list[Case] = [
         "needs a Gemma 3 folder, but",
         subprocess=True,
     ),
+    Case(
+        "gemma-root-not-a-text-encoder-file",
+        gen("--model", "{tiny_model}", "--gemma-root", "{lora}"),
+        "has no 'gemma_config' metadata",
+    ),
     # the prompt enhancer is a Gemma 3 instruct folder (LTX-2.5's Gemma 4 cannot generate)
     Case(
         "enhancer-is-gemma4",

@@ -265,3 +265,53 @@ def test_cli_enhances_with_a_separate_gemma3(gemma3_dir, tmp_path, capsys, monke
     assert {k: v for k, v in sep["externals"].items() if k != "enhancer"} == same["externals"]
     prompt = bytes(np.asarray(store.open(store.load_run("sep")["stages"]["encode"])["prompt_utf8"])).decode()
     assert prompt and prompt != "a cat plays piano"
+
+
+# ---- the release's packed text-encoder file (Gemma 4 + text projection + tokenizer in one safetensors) --------
+
+_COMFY = (  # HF key prefix -> the packed file's (ltx-core's _flatten_gemma4_unified_keys_for_comfy)
+    ("model.language_model.", "model."),
+    ("model.vision_embedder.", "vision_model."),
+    ("model.embed_vision.", "multi_modal_projector."),
+    ("model.embed_audio.", "audio_projector."),
+)
+
+
+def _pack(model_dir: Path, out: Path) -> tuple[Path, Path]:
+    """(a transformer file without the text projection, a packed text encoder holding it), as the release ships."""
+    folder = model_dir / GEMMA
+    tensors = {}
+    for k, v in load_checkpoint(folder / "model.safetensors")[0].items():
+        src, dst = next((s, d) for s, d in _COMFY if k.startswith(s))
+        tensors[dst + k[len(src) :]] = v
+    dit, meta = load_checkpoint(model_dir / TRANSFORMER)
+    proj = {k: v for k, v in dit.items() if k.startswith("text_embedding_projection.")}
+    as_u8 = lambda p: mx.array(np.frombuffer(p.read_bytes(), np.uint8))  # noqa: E731
+    tensors.update(proj, tokenizer_json=as_u8(folder / "tokenizer.json"))
+    for name in ("tokenizer_config.json", "processor_config.json", "chat_template.jinja"):
+        tensors[f"hf_asset__{name}"] = as_u8(folder / name)
+    out.mkdir()
+    te, transformer = out / "text_encoder.safetensors", out / "transformer.safetensors"
+    config = json.dumps(json.loads((folder / "config.json").read_text()))
+    mx.save_safetensors(str(te), tensors, {"format": "pt", "gemma_config": config})
+    mx.save_safetensors(str(transformer), {k: v for k, v in dit.items() if k not in proj}, meta)
+    return transformer, te
+
+
+def test_packed_text_encoder_matches_reference(model_dir, golden, tmp_path):
+    transformer, te = _pack(model_dir, tmp_path / "packed")
+    ref = json.loads(bytes(golden["packed_header_json"]).decode())  # what the reference's packer writes
+    weights, meta = load_checkpoint(te)
+    names = {"bfloat16": "BF16", "uint8": "U8", "float32": "F32"}
+    ours = {k: [names[str(v.dtype).removeprefix("mlx.core.")], list(v.shape)] for k, v in weights.items()}
+    assert sorted(meta) == ref["metadata"] and ours == ref["tensors"]
+    encoder = load_text_encoder(transformer, te, dtype=mx.float32)
+    assert isinstance(encoder.gemma, Gemma4TextModel)
+    states, ids, mask = encoder.hidden_states(PROMPT)
+    np.testing.assert_array_equal(np.array(ids), golden["prompt_input_ids"])
+    assert_close("packed gemma4 hidden states", _valid_rows(states, mask), golden["prompt_hidden_states"])
+    out = encoder.processor(states, mask)
+    assert_close("packed video context", out.video[0], golden["prompt_video_context"])
+    assert_close("packed audio context", out.audio[0], golden["prompt_audio_context"])
+    with pytest.raises(CheckpointError, match="holds no text projection"):  # the folder has none
+        load_text_encoder(transformer, model_dir / GEMMA, dtype=mx.float32)

@@ -482,25 +482,47 @@ def check_gemma(metadata: dict[str, str], gemma: dict[str, Any], gemma_dir: str 
 
 
 def load_gemma_model(gemma_dir: str | Path, dtype: mx.Dtype | None = None) -> tuple[nn.Module, Any]:
-    """(language model, tokenizer) of a Gemma folder: Gemma 3, or LTX-2.5's Gemma 4 (gemma4_unified)."""
+    """(language model, tokenizer) of a Gemma folder: Gemma 3, or LTX-2.5's Gemma 4 (gemma4_unified; also
+    the release's packed text-encoder file)."""
     from ltx.text.gemma import gemma_folder_config
 
-    if gemma_folder_config(gemma_dir).get("model_type") == "gemma4_unified":
+    kind = gemma_folder_config(gemma_dir).get("model_type")
+    if kind == "gemma4_unified":
         from ltx.text.gemma4 import Gemma4Tokenizer, load_gemma4
 
         return load_gemma4(gemma_dir, dtype), Gemma4Tokenizer(gemma_dir)
     from ltx.text.gemma import GemmaTokenizer, load_gemma
 
+    if Path(gemma_dir).is_file():
+        raise CheckpointError(
+            f"{gemma_dir} is a packed text encoder of model_type {kind!r}; only LTX-2.5's Gemma 4 is read "
+            "packed: pass the Gemma 3 folder"
+        )
     return load_gemma(gemma_dir, dtype), GemmaTokenizer(gemma_dir)
 
 
 def load_text_encoder(
     checkpoint: str | Path, gemma_dir: str | Path, dtype: mx.Dtype | None = None
 ) -> TextEncoder:
-    """The whole text path from an official checkpoint and its Gemma folder (checked to be the one it needs)."""
+    """The whole text path from an official checkpoint and its Gemma folder (checked to be the one it needs).
+
+    `gemma_dir` may be LTX-2.5's packed text-encoder file: its text projection then replaces any in the
+    checkpoint (the release's transformer file holds only the connectors)."""
     from ltx.text.gemma import gemma_folder_config
 
     weights, metadata = load_checkpoint(checkpoint)
+    if Path(gemma_dir).is_file():
+        packed, _ = load_checkpoint(gemma_dir)
+        weights = {
+            **weights,
+            **{k: v for k, v in packed.items() if k.startswith("text_embedding_projection.")},
+        }
+    if not any(k.startswith("text_embedding_projection.") for k in weights):
+        raise CheckpointError(
+            f"{checkpoint} holds no text projection (text_embedding_projection.*) and {gemma_dir} is a folder; "
+            "LTX-2.5 ships it in the packed text-encoder file (text_encoders/gemma4-*.safetensors): pass that "
+            "file as --gemma-root"
+        )
     check_gemma(metadata, gemma_folder_config(gemma_dir), gemma_dir)
     gemma, tokenizer = load_gemma_model(gemma_dir, dtype)
     c = gemma.config

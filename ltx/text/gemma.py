@@ -235,17 +235,34 @@ def gemma_weight_files(path: str | Path) -> list[Path]:
     return files
 
 
+PACKED_CONFIG_KEY = (
+    "gemma_config"  # a packed text-encoder file's HF config.json (ltx-core 1.2.0 gemma_assets)
+)
+
+
 def gemma_folder_config(gemma_dir: str | Path) -> dict[str, Any]:
-    """A Gemma folder's config.json."""
-    path = Path(gemma_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"the Gemma directory {gemma_dir} has no config.json")
+    """A Gemma folder's config.json, or a packed text-encoder file's (its `gemma_config` metadata)."""
+    path = Path(gemma_dir)
+    if path.is_file():
+        from ltx.weights.header import read_header
+
+        _, metadata = read_header(path)
+        if PACKED_CONFIG_KEY not in metadata:
+            raise CheckpointError(
+                f"{path} has no '{PACKED_CONFIG_KEY}' metadata; is it a packed LTX text-encoder file? "
+                "(else pass the Gemma folder)"
+            )
+        text, where = metadata[PACKED_CONFIG_KEY], f"{path}: '{PACKED_CONFIG_KEY}' metadata"
+    else:
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"the Gemma directory {gemma_dir} has no config.json")
+        text, where = (path / "config.json").read_text(), str(path / "config.json")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(text)
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+        raise CheckpointError(f"{where} is not valid JSON ({e})") from None
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path} is not a JSON object")
+        raise CheckpointError(f"{where} is not a JSON object")
     return config
 
 

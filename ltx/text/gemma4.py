@@ -15,6 +15,12 @@ The vision and audio embedders are not used for text and are not loaded.
 
 The tokenizer follows ltx-core 1.2.0's LTXGemmaTokenizer: the folder's tokenizer.json as it is, a leading
 BOS (Gemma 4's tokenizer adds none), truncation to 1024 tokens, left padding.
+
+Besides an HF folder, the release's packed text-encoder file is read (text_encoders/gemma4-12b-with-proj-
+ltx-2.5-bf16.safetensors, written by ltx-core's `build_text_encoder_tensors_from_gemma_root`): the HF config
+in its `gemma_config` metadata, the language model in ComfyUI's flat keys (`model.layers.*`), the
+tokenizer.json and the sidecar files (tokenizer_config.json, chat_template.jinja, ...) as uint8 tensors
+`tokenizer_json` and `hf_asset__<name>`, and the text projection (`text_embedding_projection.*`).
 """
 
 from __future__ import annotations  # noqa: I001  (ltx.backend must be imported before mlx)
@@ -31,10 +37,11 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
 from mlx_vlm.models.gemma4.language import DecoderLayer  # noqa: E402
 from mlx_vlm.models.gemma4_unified.config import TextConfig as _VlmTextConfig  # noqa: E402
 
-from ltx.text.gemma import MAX_LENGTH, attention_masks, gemma_weight_files  # noqa: E402
+from ltx.text.gemma import MAX_LENGTH, attention_masks, gemma_folder_config, gemma_weight_files  # noqa: E402
 from ltx.weights.loader import CheckpointError, check_config_value, load_strict  # noqa: E402
 
 MODEL_TYPE = "gemma4_unified"
@@ -49,7 +56,12 @@ _IGNORED_PREFIXES = (
     "multi_modal_projector.",
     "audio_projector.",
     "lm_head.",
+    "text_embedding_projection.",  # a packed file's text projection: the embeddings processor's
+    "hf_asset__",  # a packed file's tokenizer and sidecar files
+    "tokenizer_json",
 )
+PACKED_TOKENIZER = "tokenizer_json"
+PACKED_ASSET = "hf_asset__"
 # ltx-core 1.2.0 builds the tokenizer from tokenizer_config.json minus these (gemma_assets.py).
 _TOKENIZER_CONFIG_SKIP = frozenset(
     {
@@ -235,6 +247,25 @@ class Gemma4TextModel(nn.Module):
         return out
 
 
+def _tokenizer_files(path: Path) -> tuple[str, dict[str, str]]:
+    """(tokenizer.json, {sidecar name: text}) of a Gemma 4 folder or a packed text-encoder file."""
+    if path.is_file():
+        weights, metadata = mx.load(str(path), return_metadata=True)
+        if PACKED_TOKENIZER not in weights:
+            raise CheckpointError(f"the packed text encoder {path} has no '{PACKED_TOKENIZER}' tensor")
+        as_text = lambda a: bytes(memoryview(np.array(a, dtype=np.uint8))).decode()  # noqa: E731
+        side = {k[len(PACKED_ASSET) :]: as_text(v) for k, v in weights.items() if k.startswith(PACKED_ASSET)}
+        for name in ("tokenizer_config.json", "chat_template.jinja"):  # older packs: metadata strings
+            if name not in side and name in metadata:
+                side[name] = metadata[name]
+        return as_text(weights[PACKED_TOKENIZER]), side
+    tok_file = path / "tokenizer.json"
+    if not tok_file.is_file():
+        raise CheckpointError(f"the Gemma 4 directory {path} has no tokenizer.json")
+    names = ("tokenizer_config.json", "chat_template.jinja")
+    return tok_file.read_text(), {n: (path / n).read_text() for n in names if (path / n).is_file()}
+
+
 class Gemma4Tokenizer:
     """ltx-core 1.2.0's LTXGemmaTokenizer: strip, truncate, a leading BOS, left padding to `max_length`."""
 
@@ -243,17 +274,13 @@ class Gemma4Tokenizer:
         from transformers import PreTrainedTokenizerFast
 
         path = Path(path)
-        tok_file = path / "tokenizer.json"
-        if not tok_file.is_file():
-            raise CheckpointError(f"the Gemma 4 directory {path} has no tokenizer.json")
-        cfg_file = path / "tokenizer_config.json"
-        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-        chat = path / "chat_template.jinja"
+        tokenizer_json, side = _tokenizer_files(path)
+        cfg = json.loads(side.get("tokenizer_config.json", "{}"))
         kwargs = {k: v for k, v in cfg.items() if k not in _TOKENIZER_CONFIG_SKIP}
-        if chat.is_file():
-            kwargs.setdefault("chat_template", chat.read_text())
+        if "chat_template.jinja" in side:
+            kwargs.setdefault("chat_template", side["chat_template.jinja"])
         self.tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=Tokenizer.from_file(str(tok_file)), model_max_length=max_length, **kwargs
+            tokenizer_object=Tokenizer.from_str(tokenizer_json), model_max_length=max_length, **kwargs
         )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -276,14 +303,12 @@ class Gemma4Tokenizer:
 
 
 def load_gemma4(path: str | Path, dtype: mx.Dtype | None = None) -> Gemma4TextModel:
-    """The Gemma 4 language model of an HF gemma4_unified directory (config.json + model*.safetensors)."""
+    """The Gemma 4 language model of an HF gemma4_unified directory (config.json + model*.safetensors) or of
+    a packed text-encoder file."""
     path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"the Gemma directory {path} has no config.json")
-    config = Gemma4Config.from_dict(json.loads(config_path.read_text()))
+    config = Gemma4Config.from_dict(gemma_folder_config(path))
     weights: dict[str, mx.array] = {}
-    for f in gemma_weight_files(path):
+    for f in [path] if path.is_file() else gemma_weight_files(path):
         weights.update(mx.load(str(f)))
     model = Gemma4TextModel(config)
     dtype = backend.default_dtype() if dtype is None else dtype

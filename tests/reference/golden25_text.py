@@ -121,8 +121,10 @@ def _no_meta(module, what: str) -> None:
             raise RuntimeError(f"{what}: {name} was left on the meta device (missing weight)")
 
 
-def _builders(model_dir: Path):
-    """The reference's Gemma text encoder and embeddings processor builders (ltx_pipelines PromptEncoder's)."""
+def _builders(gemma_root: str, embeddings_paths: tuple[str, ...]):
+    """The reference's Gemma text encoder and embeddings processor builders (ltx_pipelines PromptEncoder's):
+    `gemma_root` a Gemma folder or a packed text-encoder file, `embeddings_paths` the files holding the text
+    projection and connectors (their metadata from the first)."""
     from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder as Builder
     from ltx_core.text_encoders.gemma import (
         EMBEDDINGS_PROCESSOR_KEY_OPS,
@@ -132,7 +134,6 @@ def _builders(model_dir: Path):
         resolve_gemma_weight_paths,
     )
 
-    gemma_root = str(model_dir / tiny25.TEXT_ENCODER_DIR)
     sd_ops, module_ops = get_gemma_ops(gemma_root)
     module_ops = tuple(op for op in module_ops if op.name != "ProcessorLoad")  # needs torchvision; see above
     encoder = Builder(
@@ -142,7 +143,7 @@ def _builders(model_dir: Path):
         module_ops=module_ops,
     )
     processor = Builder(
-        model_path=(str(model_dir / tiny25.TRANSFORMER),),
+        model_path=embeddings_paths,
         model_class_configurator=EmbeddingsProcessorConfigurator.with_gemma_model_path(gemma_root),
         model_sd_ops=EMBEDDINGS_PROCESSOR_KEY_OPS,
     )
@@ -154,7 +155,8 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT
 
     assert variant == "2.5", variant
-    enc_builder, proc_builder = _builders(model_dir)
+    folder = str(model_dir / tiny25.TEXT_ENCODER_DIR)
+    enc_builder, proc_builder = _builders(folder, (str(model_dir / tiny25.TRANSFORMER),))
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode():
         encoder = enc_builder.build(device=torch.device("cpu"), dtype=torch.float32).eval()
@@ -198,7 +200,60 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
         out["negative_prompt_utf8"] = np.frombuffer(DEFAULT_NEGATIVE_PROMPT.encode(), np.uint8).copy()
         long_ids = encoder.tokenizer.tokenize_with_weights("x " * 3000)["gemma"]
         out["long_input_ids"] = np.array([[int(t) for t, _ in long_ids]], np.int32)
+        out.update(_packed(model_dir, out))
     return out
+
+
+def _packed(model_dir: Path, folder_out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The release's layout: the text encoder packed into one file by the reference's own packer (Gemma in
+    ComfyUI's flat keys + the text projection + tokenizer and sidecar files as uint8 tensors), the transformer
+    file without the projection, loaded in split mode (embeddings from both files). Asserts the same contexts
+    as from the folder; returns the packed file's header (names, dtypes, shapes, metadata keys) for our packer."""
+    import safetensors
+    import torch
+    from ltx_core.text_encoders.gemma.gemma_assets import (
+        build_text_encoder_tensors_from_gemma_root,
+        save_text_encoder_safetensors,
+    )
+    from safetensors.torch import load_file, save_file
+
+    with safetensors.safe_open(str(model_dir / tiny25.TRANSFORMER), framework="pt") as f:
+        meta = f.metadata()
+    dit = load_file(str(model_dir / tiny25.TRANSFORMER))
+    proj = {k: v for k, v in dit.items() if k.startswith("text_embedding_projection.")}
+    tmp = model_dir / "packed"
+    tmp.mkdir()
+    save_file(
+        {k: v for k, v in dit.items() if k not in proj}, str(tmp / "transformer.safetensors"), metadata=meta
+    )
+    tensors, te_meta = build_text_encoder_tensors_from_gemma_root(
+        str(model_dir / tiny25.TEXT_ENCODER_DIR), proj, gemma_version=tiny25.GEMMA_VERSION
+    )
+    save_text_encoder_safetensors(tmp / "text_encoder.safetensors", tensors, te_meta)
+    te = str(tmp / "text_encoder.safetensors")
+    enc_builder, proc_builder = _builders(te, (str(tmp / "transformer.safetensors"), te))
+    encoder = enc_builder.build(device=torch.device("cpu"), dtype=torch.float32).eval()
+    _no_meta(encoder.model.model.language_model, "packed gemma")
+    processor = proc_builder.build(device=torch.device("cpu"), dtype=torch.float32).eval()
+    _no_meta(processor, "packed embeddings processor")
+    ((states, mask),) = encoder.encode([PROMPT])
+    result = processor.process_hidden_states(states, mask)
+    np.testing.assert_array_equal(mask.numpy(), folder_out["prompt_attention_mask"])
+    np.testing.assert_allclose(
+        result.video_encoding[0].numpy(), folder_out["prompt_video_context"], rtol=0, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        result.audio_encoding[0].numpy(), folder_out["prompt_audio_context"], rtol=0, atol=1e-6
+    )
+    with safetensors.safe_open(te, framework="pt") as f:
+        header = {
+            "metadata": sorted((f.metadata() or {}).keys()),
+            "tensors": {
+                k: [str(f.get_slice(k).get_dtype()), list(f.get_slice(k).get_shape())] for k in f.keys()
+            },  # noqa: SIM118
+        }
+    blob = json.dumps(header, sort_keys=True).encode()
+    return {"packed_header_json": np.frombuffer(blob, np.uint8).copy()}
 
 
 # ---- the committed tiny Gemma 4 tokenizer files ----------------------------------------------------------------
