@@ -196,9 +196,10 @@ class Bucket:
     def __init__(self, url: str):
         m = _URL.match(url.rstrip("/"))
         if not m:
+            what = "a bucket name of 3-63 lowercase letters, digits, '.' and '-'"
             raise StoreUnwritable(
-                f"cache {url!r} is neither a directory nor an s3://BUCKET/PREFIX URL; pass --cache-dir "
-                "with a local path or an S3 URL"
+                f"cache {url!r} is not a directory or an s3://BUCKET/PREFIX URL with {what}; "
+                "pass another --cache-dir"
             )
         try:
             import obstore  # noqa: F401

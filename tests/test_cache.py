@@ -206,7 +206,8 @@ def test_exception_in_compute_leaves_nothing(store: Store, monkeypatch):
 def test_sigkill_mid_publish_leaves_no_artifact(store: Store):
     raw = Raw(store)
     proc = _run_toy(store.root, 5, "--sleep", "0.2", "--rows", "50")
-    _until(lambda: raw.staged_chunks() >= 1)  # some rows are written, the publish is in progress
+    _until(raw.staged)
+    time.sleep(0.5)  # some rows are written, the publish is in progress
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     node = toy.chain(5, rows=50, sleep=0.2)
@@ -222,14 +223,14 @@ def test_sigkill_mid_publish_leaves_no_artifact(store: Store):
 
 
 def test_gc_beside_a_live_writer_keeps_its_work(store: Store):
-    proc = _run_toy(store.root, 6, "--sleep", "0.2", "--rows", "30")
-    _until(lambda: Raw(store).staged_chunks() >= 1)
-    for _ in range(8):  # for longer than a bucket's stale age: the heartbeat keeps it alive
+    proc = _run_toy(store.root, 6, "--sleep", "0.25", "--rows", "24")
+    _until(Raw(store).staged)
+    for _ in range(10):  # for longer than a bucket's stale age: the heartbeat keeps it alive
         assert store.gc()["debris"] == 0
         time.sleep(0.5)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert store.open(out.strip())["y"].shape == (30, 64)
+    assert store.open(out.strip())["y"].shape == (24, 64)
 
 
 def test_gc_when_a_writer_publishes_during_its_listing(local_store: Store, monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import toy_stages as toy
-from stores import Raw
+from stores import HEARTBEAT_S, Raw
 
 from cache.store import Store
 from stages.framework import ensure
@@ -136,7 +136,13 @@ def test_generate_on_s3_then_every_cache_command(s3_url, tmp_path: Path, monkeyp
 
     store = Store(s3_url)
     keys = store.load_run("fox")["stages"]
-    ls = ltx(s3_url, "cache", "ls")
+    ls = subprocess.run(  # LTX_CACHE instead of --cache-dir
+        [sys.executable, "-m", "stages.cli", "cache", "ls"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LTX_CACHE": s3_url},
+        timeout=120,
+    )
     assert ls.returncode == 0 and "fox/mux" in ls.stdout and keys["refine"][:12] in ls.stdout, ls.stderr
     assert len(ls.stdout.strip().splitlines()) == 1 + len(list(store.keys())) == 9
     show = ltx(s3_url, "cache", "show", "fox/decode")
@@ -155,11 +161,12 @@ def test_generate_on_s3_then_every_cache_command(s3_url, tmp_path: Path, monkeyp
         [sys.executable, str(Path(toy.__file__)), s3_url, "5", "--sleep", "0.2", "--rows", "50"]
     )
     deadline = time.time() + 30
-    while time.time() < deadline and Raw(store).staged_chunks() < 1:
+    while time.time() < deadline and not Raw(store).staged():
         time.sleep(0.05)
+    time.sleep(0.5)  # mid-publish
     proc.kill()
     proc.wait()
-    time.sleep(4)  # past the heartbeat's stale age (tests renew every 0.25 s: 3 s)
+    time.sleep(bucket.stale_after(float(HEARTBEAT_S)) + 1.5)  # past the heartbeat's stale age
     gc = ltx(s3_url, "cache", "gc")
     assert gc.returncode == 0 and "removed 1 debris and 0 artifacts" in gc.stdout, gc.stdout + gc.stderr
     assert store.staging() == [] and len(list(store.keys())) == 9
@@ -170,10 +177,17 @@ def test_generate_on_s3_then_every_cache_command(s3_url, tmp_path: Path, monkeyp
     assert bad.returncode == 1 and f"CORRUPT {keys['decode'][:12]}" in bad.stdout
 
 
-def test_unreachable_bucket_is_one_line(s3_url):
+def test_unreachable_bucket_or_bad_url_is_one_line(s3_url, tmp_path: Path):
     missing = s3_url.replace("s3://ltx-", "s3://nope-")
-    for args in (["cache", "ls"], ["generate", *PROMPT, *SMALL, "--output-path", "x.mp4"]):
-        r = ltx(missing, *args)
+    out = str(tmp_path / "x.mp4")
+    for cache, args, says in (
+        (missing, ["cache", "ls"], "nope-"),
+        (missing, ["generate", *PROMPT, *SMALL, "--output-path", out], "no bucket 'nope-"),
+        ("gs://bucket/x", ["cache", "ls"], "s3://BUCKET/PREFIX"),
+        ("s3://Bad_Bucket/x", ["generate", *PROMPT, "--output-path", out], "s3://BUCKET/PREFIX"),
+    ):
+        r = ltx(cache, *args)
         assert r.returncode == 1, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "nope-" in lines[0], r.stderr
+        assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr
+    assert not Path(out).exists()
