@@ -52,6 +52,7 @@ READS = {"bytes": 0, "gets": 0}
 
 _URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_REMEDY = "Check the bucket, the AWS credentials and AWS_ENDPOINT_URL, or pass another --cache-dir"
 
 
 def heartbeat_interval() -> float:
@@ -96,6 +97,9 @@ class Staging:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat {key[:8]}")
         self._thread.start()
+
+    def failed(self, e: BaseException) -> PublishError:
+        return write_failed(e, _REMEDY)
 
     def _put_beat(self, mode: Any) -> str:
         import obstore as obs
@@ -142,7 +146,7 @@ class Staging:
         try:
             self._renew()  # the last renewal, just before the commit: fails if gc took us for dead
         except self.errors as e:
-            raise write_failed(e) from None
+            raise self.failed(e) from None
         if self._lost:
             raise PublishError(
                 f"writing to the cache failed (its gc took this writer for dead: no heartbeat for "
@@ -160,7 +164,7 @@ class Staging:
             except CacheError:
                 won = False
             if not won and not self.b.exists(self.key):
-                raise write_failed(e) from None
+                raise self.failed(e) from None
         if won:
             self._drop_beat()
             self.live = False
@@ -236,10 +240,7 @@ class Bucket:
 
     # ---- requests ----------------------------------------------------------------------------
     def _failed(self, what: str, e: BaseException) -> StoreUnreachable:
-        return StoreUnreachable(
-            f"cannot {what} {self.url} ({why(e)}); check the bucket, the AWS credentials and "
-            "AWS_ENDPOINT_URL, or pass another --cache-dir"
-        )
+        return StoreUnreachable(f"cannot {what} {self.url} ({why(e)}); {_REMEDY[0].lower()}{_REMEDY[1:]}")
 
     def get(self, path: str) -> bytes | None:
         import obstore as obs
@@ -340,6 +341,15 @@ class Bucket:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise CorruptArtifact(f"artifact {key[:8]} has a corrupt manifest") from None
         return manifest, f"{self.url}/data/{token}"
+
+    def failure(self, e: BaseException) -> StoreUnreachable | None:
+        """A read's exception that is the store's, not the artifact's: a missing object is damage
+        (the record names it), anything else (network, credentials) is not."""
+        import obstore.exceptions as oe
+
+        if isinstance(e, (OSError, oe.BaseError)) and not isinstance(e, FileNotFoundError):
+            return self._failed("read from", e)
+        return None
 
     def open_array(self, location: str, name: str) -> Any:
         import zarr

@@ -45,9 +45,11 @@ def why(e: BaseException) -> str:
     return first[:200] if first else type(e).__name__
 
 
-def write_failed(e: BaseException) -> PublishError:
+def write_failed(
+    e: BaseException, remedy: str = "Free disk space or pass another --cache-dir"
+) -> PublishError:
     """The one-line error of a write that failed part-way (nothing was published)."""
     return PublishError(
-        f"writing to the cache failed ({why(e)}); nothing was published. Free disk space or pass another "
-        "--cache-dir, then rerun: finished stages are kept"
+        f"writing to the cache failed ({why(e)}); nothing was published. {remedy}, then rerun: "
+        "finished stages are kept"
     )

@@ -41,6 +41,7 @@ class Staging:
     """One writer's directory under tmp/, held by its lock until published (renamed) or aborted."""
 
     errors: tuple[type[BaseException], ...] = (OSError,)
+    failed = staticmethod(write_failed)  # the PublishError of a write that raised one of `errors`
 
     def __init__(self, directory: Directory, key: str):
         token = f"{key[:16]}.{os.getpid()}.{secrets.token_hex(4)}"
@@ -125,6 +126,10 @@ class Directory:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise CorruptArtifact(f"artifact {key[:8]} has a corrupt manifest") from None
         return manifest, self.path(key)
+
+    def failure(self, e: BaseException) -> None:
+        """A read's exception that is not the artifact's fault (none here: the disk is the artifact)."""
+        return None
 
     def open_array(self, location: Path, name: str) -> Any:
         import zarr

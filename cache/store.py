@@ -103,8 +103,9 @@ class RowWriter:
         shape: tuple[int, ...],
         dtype: np.dtype,
         errors: tuple[type[BaseException], ...] = (OSError,),
+        failed: Any = write_failed,
     ):
-        self._z, self.shape, self.dtype, self._errors = zarray, shape, dtype, errors
+        self._z, self.shape, self.dtype, self._errors, self._failed = zarray, shape, dtype, errors, failed
         self._h = _hasher(dtype, shape)
         self._next = 0  # rows received
         self._written = 0  # rows in zarr (a multiple of the chunk rows until the last flush)
@@ -133,7 +134,7 @@ class RowWriter:
         try:
             self._z[self._written : self._written + rows] = pending[:rows]
         except self._errors as e:
-            raise write_failed(e) from None
+            raise self._failed(e) from None
         self._written += rows
         self._pending = [pending[rows:].copy()] if rows < len(pending) else []
 
@@ -181,8 +182,8 @@ class Writer:
                 config={"write_empty_chunks": WRITE_EMPTY_CHUNKS},
             )
         except self._staging.errors as e:
-            raise write_failed(e) from None
-        rw = RowWriter(z, shape, dtype, self._staging.errors)
+            raise self._staging.failed(e) from None
+        rw = RowWriter(z, shape, dtype, self._staging.errors, self._staging.failed)
         self._open[name] = rw
         self._arrays[name] = {"shape": logical, "dtype": source_dtype or dtype.name, "stored": dtype.name}
         return rw
@@ -204,7 +205,7 @@ class Writer:
         try:
             self._staging.seal(self._group, manifest)
         except self._staging.errors as e:
-            raise write_failed(e) from None
+            raise self._staging.failed(e) from None
         location, won = self._staging.publish(manifest)
         if not won:
             # Another writer published this key first: its arrays, with its manifest's checksums (two
@@ -250,6 +251,8 @@ class Artifact:
             raise self._unreadable(name, e) from None
 
     def _unreadable(self, name: str, e: Exception) -> CacheError:
+        if (trouble := self.io.failure(e)) is not None:  # the network, not the artifact
+            return trouble
         if self.path is None or not self.io.holds(self.key, self.path):
             # Store.remove takes an artifact away whole: that is not damage
             return UnknownArtifact(f"artifact {self.key[:8]} was removed while being read")

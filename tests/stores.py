@@ -35,6 +35,8 @@ def s3_env(endpoint: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
         "LTX_CACHE_HEARTBEAT_S": HEARTBEAT_S,
+        # never the instance-metadata address for credentials: a refused port on localhost instead
+        "AWS_METADATA_ENDPOINT": "http://127.0.0.1:9",
     }
 
 

@@ -21,6 +21,7 @@ from cache.errors import (
     CorruptArtifact,
     PublishError,
     RecipeError,
+    StoreUnreachable,
     UnknownArtifact,
 )
 from cache.keys import canonical_json, make_key
@@ -401,3 +402,32 @@ def test_remote_reads_are_chunked_and_download_an_artifact_once(s3_url):
     bucket.READS["bytes"] = 0
     first = next(store.open(key, verify=False).iter_rows("video", rows=8))  # a range of rows
     assert np.array_equal(first, video[:8]) and bucket.READS["bytes"] < size // 2  # only its chunk
+
+
+def test_remote_write_or_read_failure_is_the_stores_not_the_artifacts(s3_url, monkeypatch):
+    """A request that fails (connection reset, timeout) while writing publishes nothing and leaves no
+    staging; while reading it is the store's trouble, not corruption: the artifact is kept."""
+    import obstore.exceptions as oe
+    import zarr
+
+    store = Store(s3_url).ensure_writable()
+    node = toy.chain(11, rows=16)
+    ensure(store, node.inputs["x"], echo=lambda m: None)
+
+    def reset(self, *a):
+        raise oe.GenericError("Generic S3 error: connection reset by peer")
+
+    setitem, getitem = zarr.Array.__setitem__, zarr.Array.__getitem__
+    monkeypatch.setattr(zarr.Array, "__setitem__", reset)
+    with pytest.raises(PublishError) as e:
+        ensure(store, node, echo=lambda m: None)
+    assert "connection reset by peer" in str(e.value) and "AWS_ENDPOINT_URL" in str(e.value)
+    assert "nothing was published" in str(e.value) and "\n" not in str(e.value)
+    monkeypatch.setattr(zarr.Array, "__setitem__", setitem)  # (not undo(): it would drop the AWS variables)
+    assert not store.exists(node.key) and store.staging() == []
+    good = ensure(store, node, echo=lambda m: None)["y"]
+    monkeypatch.setattr(zarr.Array, "__getitem__", reset)
+    with pytest.raises(StoreUnreachable, match="connection reset by peer"):
+        ensure(store, node, echo=lambda m: None)
+    monkeypatch.setattr(zarr.Array, "__getitem__", getitem)
+    assert np.array_equal(store.open(node.key)["y"], good)
