@@ -260,20 +260,29 @@ def components(
             if p.parent == Path(gemma) and p.name.startswith("model") and p.suffix == ".safetensors"
         ]
         if headers and not Path(gemma).is_dir()
+        else [Path(gemma)]  # LTX-2.5's packed text encoder: one file
+        if Path(gemma).is_file()
         else Path(gemma).glob("model*.safetensors")
+    )
+    lm_only = (
+        "vision",
+        "multi_modal",
+        "embed_audio",
+        "audio_projector",
+        "text_embedding_projection",
+        "hf_asset__",
+        "tokenizer_json",
     )
     g_quant = None
     if files:
         _, gm = read(files[0])
         g_quant = json.loads(gm["ltx_mlx_quantization"]) if gm.get("ltx_mlx_quantization") else None
     parts = [
-        _component(
-            f, "gemma", lambda k: "vision" not in k and "multi_modal" not in k, itemsize, g_quant, read
-        )
+        _component(f, "gemma", lambda k: not any(s in k for s in lm_only), itemsize, g_quant, read)
         for f in files
     ]
     out["gemma"] = Component(
-        "Gemma 3 (language model)",
+        "Gemma (language model)",
         sum(p.parameters for p in parts),
         sum(p.bytes for p in parts),
         " + ".join(sorted({p.dtypes for p in parts})),

@@ -315,3 +315,18 @@ def test_packed_text_encoder_matches_reference(model_dir, golden, tmp_path):
     assert_close("packed audio context", out.audio[0], golden["prompt_audio_context"])
     with pytest.raises(CheckpointError, match="holds no text projection"):  # the folder has none
         load_text_encoder(transformer, model_dir / GEMMA, dtype=mx.float32)
+
+
+def test_memory_counts_the_packed_gemma_as_the_folder(model_dir, tmp_path):
+    """`ltx info`'s Gemma component: the language model alone, from a folder or from the packed file."""
+    from ltx import memory
+
+    transformer, te = _pack(model_dir, tmp_path / "packed")
+    up = model_dir / "latent_upscale_models" / "spatial_upscaler_x2.safetensors"
+    folder = memory.components(model_dir / TRANSFORMER, up, model_dir / GEMMA, 4)["gemma"]
+    packed = memory.components(transformer, up, te, 4)["gemma"]
+    cfg = Gemma4Config.from_dict(_config(model_dir))
+    shapes = tiny.load_manifest("2.5")["files"][f"{GEMMA}/model.safetensors"]["tensors"]
+    lm = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith("model.language_model."))
+    assert folder.parameters == packed.parameters == lm
+    assert folder.widths["hidden"] == packed.widths["hidden"] == cfg.hidden_size
