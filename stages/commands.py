@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 STEP_COMMANDS = {
     "encode": ("encode", "Encode the prompt (and negative prompt) into text contexts."),
     "condition": ("condition", "Encode the --image files into conditioning latents."),
+    "encode-video": (
+        "encode_video",
+        "Encode a video file into latents (the --video-conditioning reference of --pipeline ic-lora).",
+    ),
     "denoise": (
         "denoise",
         "Stage 1: denoise video and audio latents (half resolution for two-stage pipelines).",
@@ -43,6 +47,7 @@ def _split_multi(argv: list[str]) -> list[str]:
     reference CLI); Typer options take one, so join them as PATH::FRAME::STRENGTH."""
     out, i = [], 0
     arity = {"--image": (3, 3), "--lora": (1, 2), "--distilled-lora": (1, 2)}
+    arity |= {"--video-conditioning": (2, 2), "--conditioning-attention-mask": (2, 2)}  # PATH STRENGTH
     arity |= {f"--{m}-stg-blocks": (0, 1 << 10) for m in ("video", "audio")}  # BLOCK ..., as the reference
     while i < len(argv):
         a = argv[i]
@@ -54,7 +59,10 @@ def _split_multi(argv: list[str]) -> list[str]:
                 vals.append(argv[j])
                 j += 1
             if len(vals) < lo or (a == "--image" and len(vals) != 3):
-                raise LtxError(f"{a} needs {'PATH FRAME STRENGTH' if a == '--image' else 'PATH [STRENGTH]'}")
+                want = {"--image": "PATH FRAME STRENGTH"}.get(
+                    a, "PATH STRENGTH" if lo == 2 else "PATH [STRENGTH]"
+                )
+                raise LtxError(f"{a} needs {want}")
             out += [a, "::".join(vals) or "none"]
             i = j
         else:
@@ -93,6 +101,13 @@ def _loras(values: list[str] | None) -> list[tuple[str, float]]:
         path, _, strength = v.partition("::")
         out.append((path, _num(float, strength, "--lora strength") if strength else 1.0))
     return out
+
+
+def _path_strength(value: str | None, option: str) -> tuple[str, float] | None:
+    if value is None:
+        return None
+    path, _, strength = value.partition("::")
+    return path, _num(float, strength, f"{option} strength")
 
 
 def _run_name(run: str | None, output_path: Path | None) -> str:
@@ -141,6 +156,11 @@ def _options_from(raw: dict[str, Any], stored: dict[str, Any]):
     given["images"] = _images(raw.get("image"))
     given["loras"] = _loras(raw.get("lora"))
     given["distilled_lora"] = _loras([raw["distilled_lora"]])[0] if raw.get("distilled_lora") else None
+    given["video_conditioning"] = [
+        _path_strength(v, "--video-conditioning") for v in raw.get("video_conditioning") or []
+    ]
+    mask = raw.get("conditioning_attention_mask")
+    given["conditioning_attention_mask"] = _path_strength(mask, "--conditioning-attention-mask")
     for name in ("video_stg_blocks", "audio_stg_blocks"):
         given[name] = _blocks(raw.get(name), name)
     return Options(**given).merged(stored)
@@ -151,6 +171,7 @@ def _plan(
     output_path: Path | None,
     output_audio: Path | None = None,
     force: bool = False,
+    need: str | None = None,
     **raw: Any,
 ):
     from stages import pipeline
@@ -164,6 +185,12 @@ def _plan(
 
     settings.check()  # a bad LTX_DTYPE / LTX_CPU_GEMM fails here, before any stage runs
     nodes, resolved, files = pipeline.build(opts, store, force=force)
+    if need is not None and need not in nodes:  # a step the pipeline has not: say so before writing anything
+        raise LtxError(
+            f"stage {need!r} is not part of --pipeline {resolved.pipeline}"
+            + (" without --image" if need.startswith("condition") else "")
+            + (" (it encodes the --video-conditioning of ic-lora)" if need == "encode_video" else "")
+        )
     if files.tiny_variant is None:  # which files of the model folder or repo this run uses
         echo(files.choice(resolved.distilled_lora[0] if resolved.distilled_lora else None))
     _scratch_in_cache(store)
@@ -326,8 +353,30 @@ def _options(
         ),
     ] = None,
     pipeline: Annotated[
-        str | None, typer.Option(help="distilled (default), dev (one stage, guided) or dev-two-stage.")
+        str | None,
+        typer.Option(
+            help="distilled (default), dev (one stage, guided), dev-two-stage, keyframes (--image tokens at "
+            "any frame) or ic-lora (--video-conditioning with an IC-LoRA)."
+        ),
     ] = None,
+    video_conditioning: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--video-conditioning", help="REF.mp4 STRENGTH: the reference video of --pipeline ic-lora."
+        ),
+    ] = None,
+    conditioning_attention_mask: Annotated[
+        str | None,
+        typer.Option(
+            "--conditioning-attention-mask",
+            help="MASK.mp4 STRENGTH: weigh the reference video's attention per region (ic-lora; grey levels "
+            "in [0, 1] times STRENGTH).",
+        ),
+    ] = None,
+    skip_stage_2: Annotated[
+        bool,
+        typer.Option("--skip-stage-2", help="ic-lora: no upsample and refine; the output is half size."),
+    ] = False,
     tiling: Annotated[
         str | None,
         typer.Option(
@@ -407,12 +456,7 @@ def _make_step(label: str, doc: str):
         output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
         if label in FROM_KEY and _is_key_ref(kw["run"]):
             return _step_from_key(label, kw, force)
-        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, output_audio, force, **kw)
-        if label not in nodes:
-            raise LtxError(
-                f"stage {label!r} is not part of --pipeline {opts.pipeline}"
-                + (" without --image" if label.startswith("condition") else "")
-            )
+        store, name, nodes, opts, files = _plan(kw.pop("run"), output_path, output_audio, force, label, **kw)
         _record(store, name, nodes, opts, output_path)
         if label == "mux":
             if output_path is None:

@@ -1,8 +1,10 @@
-"""text contexts (+ negative contexts, + image latents) -> stage-1 video and audio latents."""
+"""text contexts (+ negative contexts, + image latents, + a reference video latent) -> stage-1 video and audio latents."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from stages import diffuse, runtime
 from stages.framework import Stage
@@ -22,9 +24,32 @@ class Params:
     audio_guider: dict | None = None
     images: tuple[tuple[int, float], ...] = ()  # (frame, strength) of each image latent in `images`
     loras: tuple[float, ...] = ()  # strengths; the LoRA files' digests are externals
+    keyframes: bool = False  # every image as appended keyframe tokens (--pipeline keyframes), frame 0 too
+    # ic-lora: {"strength", "downscale", "attention", "mask"} of the reference video latent in `reference`;
+    # with "mask" the --conditioning-attention-mask video (an external) weighs its attention
+    reference: dict | None = None
 
 
-def initial_states(params, images_art, stream: str):
+def reference_conditioning(params, reference_art, mask_path: str | None):
+    """The IC-LoRA reference video's appended tokens, with the attention weights the reference gives them:
+    the mask video's latent-grid weights times the attention strength, else the strength if below 1."""
+    from ltx.diffusion.conditioning import VideoConditionByReferenceLatent
+    from ltx.video.media import load_mask_video, mask_to_latent, round_bf16
+    from stages.runtime import mx
+
+    ref = params.reference
+    latent = mx.array(reference_art["video_latent"])
+    attention = None
+    if ref["mask"]:
+        mask = load_mask_video(mask_path, params.height, params.width, params.num_frames)
+        weights = mask_to_latent(mask, *latent.shape[2:])
+        attention = mx.array(round_bf16(weights * np.float32(ref["attention"])))  # bfloat16 there too
+    elif ref["attention"] < 1.0:
+        attention = float(ref["attention"])
+    return VideoConditionByReferenceLatent(latent, int(ref["downscale"]), float(ref["strength"]), attention)
+
+
+def initial_states(params, images_art, stream: str, reference_art=None, mask_path: str | None = None):
     from ltx.constants import audio_latent_frames, video_latent_shape
     from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
     from ltx.diffusion.sampling import add_noise, noise
@@ -33,7 +58,11 @@ def initial_states(params, images_art, stream: str):
     f, h, w = video_latent_shape(params.num_frames, params.height, params.width)
     video = video_state(mx.zeros((1, 128, f, h, w), mx.float32), params.frame_rate)
     if images_art is not None:
-        video = apply_conditionings(video, diffuse.image_conditionings(images_art, params.images))
+        video = apply_conditionings(
+            video, diffuse.image_conditionings(images_art, params.images, params.keyframes)
+        )
+    if reference_art is not None:
+        video = apply_conditionings(video, [reference_conditioning(params, reference_art, mask_path)])
     audio = audio_state(
         mx.zeros((1, 8, audio_latent_frames(params.num_frames, params.frame_rate), 16), mx.float32)
     )
@@ -42,16 +71,16 @@ def initial_states(params, images_art, stream: str):
     return video, audio
 
 
-def compute(ctx, params: Params, context, negative=None, images=None) -> dict:
+def compute(ctx, params: Params, context, negative=None, images=None, reference=None) -> dict:
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
     model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))
     neg = diffuse.contexts(negative) if negative is not None else None
     denoise = diffuse.make_denoiser(
         model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider
     )
-    video, audio = initial_states(params, images, "stage1")
+    video, audio = initial_states(params, images, "stage1", reference, ctx.runtime.get("mask"))
     video, audio = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio)
     return diffuse.finish(video, audio)
 
 
-STAGE = Stage(NAME, VERSION, Params, ("context", "negative?", "images?"), compute, __doc__)
+STAGE = Stage(NAME, VERSION, Params, ("context", "negative?", "images?", "reference?"), compute, __doc__)

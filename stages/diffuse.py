@@ -105,15 +105,19 @@ def finish(video: Any, audio: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def image_conditionings(images_art: Any, images: tuple[tuple[int, float], ...]) -> list:
-    """Frame 0 replaces the first latent frame; other frames are appended as keyframe tokens."""
+def image_conditionings(
+    images_art: Any, images: tuple[tuple[int, float], ...], keyframes: bool = False
+) -> list:
+    """Frame 0 replaces the first latent frame, other frames are appended as keyframe tokens (the reference's
+    combined_image_conditionings); with `keyframes` every image is appended, frame 0 too
+    (image_conditionings_by_adding_guiding_latent, the keyframe interpolation pipeline)."""
     from ltx.diffusion.conditioning import VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
     from stages.runtime import mx
 
     items = []
     for i, (frame, strength) in enumerate(images):
         latent = mx.array(images_art[f"latent{i}"])
-        if frame == 0:
+        if frame == 0 and not keyframes:
             items.append(VideoConditionByLatentIndex(latent, strength, 0))
         else:
             items.append(VideoConditionByKeyframeIndex(latent, frame, strength))

@@ -36,6 +36,8 @@ from stages.framework import LtxError
 
 TINY_NAMES = {"tiny": "2.0", "tiny-2.0": "2.0", "tiny-2.3": "2.3"}
 TINY_LORA = "tiny:distilled_lora"  # the tiny model's own distilled LoRA, created with it
+TINY_IC_LORA = "tiny:ic_lora"  # the tiny model's own IC-LoRA (reference_downscale_factor 2)
+TINY_LORAS = {TINY_LORA: "distilled_lora.safetensors", TINY_IC_LORA: "ic_lora.safetensors"}
 GEMMA_REPOS = ("google/gemma-3-12b-it-qat-q4_0-unquantized", "google/gemma-3-12b-it")
 SPATIAL_X2 = "spatial x2"
 QUANT_RANK = {None: 0, "fp8": 1, "fp4": 2}  # bf16 before fp8 before fp4
@@ -160,7 +162,7 @@ def choose_checkpoint(inv: Inventory, pipeline: str) -> Path:
         )
     if len(inv.checkpoints) == 1:
         return inv.checkpoints[0].path
-    want = "distilled" if pipeline not in ("dev", "dev-two-stage") else "dev"
+    want = "dev" if pipeline in ("dev", "dev-two-stage", "keyframes") else "distilled"
     match = [c for c in inv.checkpoints if c.variant == want]
     if not match:
         raise LtxError(
@@ -408,9 +410,17 @@ class ModelFiles:
     def upsampler_digest(self) -> str:
         return self.recorded["upsampler"] if self.recorded else self._digest(self.upsampler)
 
-    def lora_digest(self) -> str:
-        """The tiny model's own distilled LoRA."""
-        return self._digest(self.checkpoint.parent / "distilled_lora.safetensors")
+    def lora_digest(self, name: str = TINY_LORA) -> str:
+        """One of the tiny model's own LoRAs (TINY_LORAS)."""
+        return self._digest(self.tiny_lora(name))
+
+    def tiny_lora(self, name: str) -> Path:
+        return self.checkpoint.parent / TINY_LORAS[name]
+
+    def tiny_lora_metadata(self, name: str) -> dict:
+        from ltx.weights import tiny
+
+        return tiny.load_manifest(self.tiny_variant)["files"][TINY_LORAS[name]].get("metadata", {})
 
     @cached_property
     def gemma_digest(self) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 
 from stages import validate
 from stages.framework import LtxError
-from stages.models import TINY_LORA, ModelFiles
+from stages.models import TINY_IC_LORA, TINY_LORA, TINY_LORAS, ModelFiles
 
-PIPELINES = ("distilled", "dev", "dev-two-stage")
+PIPELINES = ("distilled", "dev", "dev-two-stage", "keyframes", "ic-lora")
+DEV_PIPELINES = ("dev", "dev-two-stage", "keyframes")  # guided stage 1 with a dev checkpoint
 TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
 SEED_RANGE = 2**32
 GUIDANCE_SCALES = {  # Options field -> its option (the reference's name)
@@ -72,6 +73,9 @@ class Options:
     enhance_prompt: bool | None = None
     memory_budget: float | None = None  # GB; streams transformer blocks when needed (never changes the bits)
     no_audio: bool | None = None  # video only: the mux takes no audio track, nothing decodes audio
+    video_conditioning: list[tuple[str, float]] = field(default_factory=list)  # ic-lora: (REF.mp4, strength)
+    conditioning_attention_mask: tuple[str, float] | None = None  # ic-lora: (MASK.mp4, attention strength)
+    skip_stage_2: bool | None = None  # ic-lora: decode stage 1 (half resolution)
 
     def merged(self, stored: dict) -> Options:
         """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
@@ -81,6 +85,9 @@ class Options:
         out.images = [tuple(i) for i in out.images]
         out.loras = [tuple(x) for x in out.loras]
         out.distilled_lora = tuple(out.distilled_lora) if out.distilled_lora else None
+        out.video_conditioning = [tuple(v) for v in out.video_conditioning]
+        mask = out.conditioning_attention_mask
+        out.conditioning_attention_mask = tuple(mask) if mask else None
         for name in ("video_stg_blocks", "audio_stg_blocks"):
             value = getattr(out, name)
             setattr(out, name, None if value is None else tuple(value))
@@ -119,21 +126,32 @@ def resolve(o: Options, files: ModelFiles) -> Options:
         raise LtxError(
             "--steps does not apply to --pipeline distilled (fixed 8 + 3 steps); use --pipeline dev to choose"
         )
-    if o.pipeline != "distilled":
+    if o.pipeline == "ic-lora" and o.steps is not None:
+        raise LtxError("--steps does not apply to --pipeline ic-lora (distilled: fixed 8 + 3 steps)")
+    if o.pipeline in DEV_PIPELINES:
         o.steps = o.steps if o.steps is not None else params.num_inference_steps
         if o.negative_prompt is None:
             from ltx.text.encoder import DEFAULT_NEGATIVE_PROMPT
 
             o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
-    if o.pipeline == "dev-two-stage" and o.distilled_lora is None and tiny:
+    two_stage_lora = o.pipeline in ("dev-two-stage", "keyframes")
+    if two_stage_lora and o.distilled_lora is None and tiny:
         o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
-    elif o.pipeline == "dev-two-stage" and o.distilled_lora is None and files.distilled_lora is not None:
+    elif two_stage_lora and o.distilled_lora is None and files.distilled_lora is not None:
         o.distilled_lora = (str(files.distilled_lora), C.DEFAULT_LORA_STRENGTH)  # the model folder's
-    if o.pipeline == "dev-two-stage" and o.distilled_lora is None:
+    if two_stage_lora and o.distilled_lora is None:
         raise LtxError(
-            "--pipeline dev-two-stage needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file; "
+            f"--pipeline {o.pipeline} needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file; "
             "the model folder has no single *distilled-lora* file)"
         )
+    if o.pipeline == "ic-lora" and not o.loras and tiny:
+        o.loras = [(TINY_IC_LORA, 1.0)]  # the tiny model's own IC-LoRA, created with it
+    if o.pipeline == "ic-lora" and not o.loras:
+        raise LtxError(
+            "--pipeline ic-lora needs --lora IC_LORA.safetensors [STRENGTH] (an IC-LoRA for this model)"
+        )
+    if o.pipeline == "ic-lora":
+        o.skip_stage_2 = bool(o.skip_stage_2)
     check(o, files)
     return o
 
@@ -159,6 +177,11 @@ def check(o: Options, files: Any) -> None:
         blocks = getattr(o, f"{m}_stg_blocks") or ()
         if any(b < 0 for b in blocks):
             raise LtxError(f"--{m}-stg-blocks {' '.join(map(str, blocks))}: block indices must be >= 0")
+    if o.pipeline == "keyframes" and not o.images:
+        raise LtxError(
+            "--pipeline keyframes needs at least one --image PATH FRAME STRENGTH (e.g. --image a.png 0 1.0 "
+            f"--image b.png {o.num_frames - 1} 1.0)"
+        )
     for path, frame, s in o.images:
         validate.strength(f"--image {path} strength", s)
         validate.image_file(path)
@@ -177,8 +200,74 @@ def check(o: Options, files: Any) -> None:
     tiny_lora = o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA and files.tiny_variant
     if o.distilled_lora is not None and not tiny_lora:
         loras.append(tuple(o.distilled_lora))
+    loras = [(p, s) for p, s in loras if not (p in TINY_LORAS and files.tiny_variant)]
     if loras:
         shapes = validate.checkpoint_shapes(files)
         for path, s in loras:
             validate.finite(f"--lora {path} strength", s)
             validate.lora_file(path, shapes)
+    check_ic_lora(o, files)
+
+
+def reference_scale(o: Options, files: Any) -> int:
+    """The reference videos' downscale factor: the IC-LoRAs' `reference_downscale_factor` (one value)."""
+    scale = 1
+    for path, _ in o.loras:
+        if path in TINY_LORAS and files.tiny_variant is not None:  # from the manifest: nothing is created
+            s = int(files.tiny_lora_metadata(path).get("reference_downscale_factor", 1))
+        else:
+            s = validate.lora_reference_scale(path)
+        if s != 1 and scale not in (1, s):
+            raise LtxError(
+                f"--lora {path} has reference_downscale_factor {s} but another LoRA has {scale}; "
+                "IC-LoRAs with different reference scales cannot be combined"
+            )
+        scale = s if s != 1 else scale
+    return scale
+
+
+def check_ic_lora(o: Options, files: Any) -> None:
+    """--video-conditioning, --conditioning-attention-mask and --skip-stage-2 (ic-lora only), the videos
+    they name, and the reference size the IC-LoRA asks for."""
+    if o.pipeline != "ic-lora":
+        for given, option in (
+            (o.video_conditioning, "--video-conditioning"),
+            (o.conditioning_attention_mask, "--conditioning-attention-mask"),
+            (o.skip_stage_2, "--skip-stage-2"),
+        ):
+            if given:
+                raise LtxError(f"{option} applies to --pipeline ic-lora only (this run is {o.pipeline})")
+        return
+    if not o.video_conditioning:
+        raise LtxError(
+            "--pipeline ic-lora needs a reference video: --video-conditioning REF.mp4 STRENGTH (e.g. 1.0)"
+        )
+    if len(o.video_conditioning) > 1:
+        raise LtxError(
+            "--video-conditioning is given more than once; this port takes one reference video a run"
+        )
+    scale = reference_scale(o, files)
+    h1, w1 = o.height // 2, o.width // 2
+    if h1 % scale or w1 % scale or (h1 // scale) % 32 or (w1 // scale) % 32:
+        raise LtxError(
+            f"--height {o.height} --width {o.width}: the IC-LoRA's reference videos are encoded at "
+            f"{h1 // scale}x{w1 // scale} (half size / reference_downscale_factor {scale}), which is not a "
+            f"multiple of 32; use a height and width divisible by {64 * scale}"
+        )
+    ref_frames = []
+    for path, s in o.video_conditioning:
+        validate.strength(f"--video-conditioning {path} strength", s)
+        _, frames, _, _ = validate.video_file(path, "--video-conditioning")
+        ref_frames.append(1 + (min(frames, o.num_frames) - 1) // 8 * 8)
+    if o.conditioning_attention_mask is not None:
+        path, s = o.conditioning_attention_mask
+        validate.strength(f"--conditioning-attention-mask {path} strength", s)
+        _, frames, _, _ = validate.video_file(path, "--conditioning-attention-mask")
+        f_pix = min(frames, o.num_frames)
+        for ref in ref_frames:
+            f_lat = 1 + (ref - 1) // 8
+            if f_lat > 1 and (f_pix == 1 or (f_pix - 1) % (f_lat - 1)):
+                raise LtxError(
+                    f"--conditioning-attention-mask {path}: its {f_pix} frames do not fit a reference video of "
+                    f"{ref} frames ({f_lat} latent frames); use a mask of {ref} frames"
+                )

@@ -5,10 +5,22 @@ from __future__ import annotations
 import dataclasses
 
 from cache.store import Store
-from stages import budget, condition, decode, decode_audio, denoise, encode, mux, refine, upsample, vocode
+from stages import (
+    budget,
+    condition,
+    decode,
+    decode_audio,
+    denoise,
+    encode,
+    encode_video,
+    mux,
+    refine,
+    upsample,
+    vocode,
+)
 from stages.framework import Node
-from stages.models import TINY_LORA, ModelFiles, enhancer_root, resolve_model
-from stages.options import PIPELINES, TINY_DEFAULTS, Options, resolve  # noqa: F401  (re-exported)
+from stages.models import TINY_LORAS, ModelFiles, enhancer_root, resolve_model
+from stages.options import DEV_PIPELINES, PIPELINES, TINY_DEFAULTS, Options, reference_scale, resolve  # noqa: F401
 
 
 def _first(*values):
@@ -65,10 +77,10 @@ def build(
     h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
 
     def lora_file(path: str) -> str:
-        return str(files.checkpoint.parent / "distilled_lora.safetensors") if path == TINY_LORA else path
+        return str(files.tiny_lora(path)) if path in TINY_LORAS else path
 
     def lora_digest(path: str) -> str:
-        return files.lora_digest() if path == TINY_LORA else store.digest(path)
+        return files.lora_digest(path) if path in TINY_LORAS else store.digest(path)
 
     user_loras = tuple((lora_file(p), float(s)) for p, s in o.loras)
     lora_ext = {f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(o.loras)}
@@ -83,7 +95,7 @@ def build(
     nodes["encode"] = Node(
         encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals={**text, **enhancer}, runtime=files
     )
-    if o.pipeline != "distilled":
+    if o.pipeline in DEV_PIPELINES:
         nodes["encode_negative"] = Node(
             encode.STAGE, encode.Params(o.negative_prompt.strip()), externals=text, runtime=files
         )
@@ -96,8 +108,21 @@ def build(
             externals={**ckpt, **images_ext},
             runtime=img_rt,
         )
+    # 2b. ic-lora: the reference video -> latents at the stage-1 size / the IC-LoRA's downscale factor
+    reference = None
+    if o.video_conditioning:
+        (path, strength), scale = o.video_conditioning[0], reference_scale(o, files)
+        nodes["encode_video"] = Node(
+            encode_video.STAGE,
+            encode_video.Params(h1 // scale, w1 // scale, 0, o.num_frames),
+            externals={**ckpt, "video": store.digest(path)},
+            runtime={"files": files, "path": path},
+        )
+        mask = o.conditioning_attention_mask
+        reference = {"strength": float(strength), "downscale": scale, "mask": mask is not None}
+        reference["attention"] = float(mask[1]) if mask else 1.0
     # 3. stage 1: noise -> video and audio latents (guided for dev pipelines)
-    if o.pipeline == "distilled":
+    if o.pipeline not in DEV_PIPELINES:
         sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
     else:
         (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps)
@@ -106,6 +131,13 @@ def build(
         inputs["negative"] = nodes["encode_negative"]
     if o.images:
         inputs["images"] = nodes["condition"]
+    ext1 = {**dit, **lora_ext}
+    if reference is not None:
+        inputs["reference"] = nodes["encode_video"]
+        rt["mask"] = o.conditioning_attention_mask[0] if reference["mask"] else None
+        if reference["mask"]:
+            ext1["attention_mask"] = store.digest(o.conditioning_attention_mask[0])
+    keyframes = o.pipeline == "keyframes"  # every image as appended keyframe tokens, frame 0 too
     nodes["denoise"] = Node(
         denoise.STAGE,
         denoise.Params(
@@ -119,13 +151,15 @@ def build(
             ag,
             frames,
             tuple(s for _, s in user_loras),
+            keyframes,
+            reference,
         ),
         inputs,
-        {**dit, **lora_ext},
+        ext1,
         rt,
     )
     final = nodes["denoise"]
-    if two_stage:
+    if two_stage and not o.skip_stage_2:
         # 4. x2 latent upsampler
         nodes["upsample"] = Node(
             upsample.STAGE,
@@ -134,8 +168,10 @@ def build(
             {**ckpt, "upsampler": files.upsampler_digest},
             files,
         )
-        # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage)
-        named2 = list(o.loras) + ([o.distilled_lora] if o.distilled_lora else [])
+        # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage and
+        # keyframes; ic-lora's stage 2 runs the plain distilled model, as the reference)
+        named2 = [] if o.pipeline == "ic-lora" else list(o.loras)
+        named2 += [o.distilled_lora] if o.distilled_lora else []
         loras2 = tuple((lora_file(p), float(s)) for p, s in named2)
         ext2 = {**dit, **{f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named2)}}
         inputs2 = {"latents": nodes["upsample"], "stage1": final, "context": nodes["encode"]}
@@ -158,6 +194,7 @@ def build(
                 tuple(schedulers.distilled_sigmas(2)),
                 frames,
                 tuple(s for _, s in loras2),
+                keyframes,
             ),
             inputs2,
             ext2,

@@ -20,6 +20,7 @@ class Params:
     sigmas: tuple[float, ...]  # stage-2 sigmas; the first is also the re-noising scale
     images: tuple[tuple[int, float], ...] = ()
     loras: tuple[float, ...] = ()  # strengths (the distilled LoRA for dev-two-stage); digests are externals
+    keyframes: bool = False  # every image as appended keyframe tokens (--pipeline keyframes)
 
 
 def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
@@ -32,7 +33,9 @@ def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
     denoise = diffuse.make_denoiser(model, diffuse.contexts(context), None, None, None)
     video = video_state(mx.array(latents["video_latent"]), params.frame_rate)
     if images is not None:
-        video = apply_conditionings(video, diffuse.image_conditionings(images, params.images))
+        video = apply_conditionings(
+            video, diffuse.image_conditionings(images, params.images, params.keyframes)
+        )
     audio = audio_state(mx.array(stage1["audio_latent"]))
     scale = float(params.sigmas[0])
     video = add_noise(video, noise(params.seed, video.latent.shape, "stage2_video"), noise_scale=scale)

@@ -201,6 +201,23 @@ def audio_file(
 AUDIO_FORMATS = "pass a WAV, FLAC or MP3 file, or a video with an audio track"
 
 
+def video_file(path: str | Path, option: str) -> tuple[float, int, int, int]:
+    """The file exists, has a video stream and its first frame decodes: (fps, frames, width, height)."""
+    p = _existing_file(path, option)
+    try:
+        from ltx.video.media import decode_video_frames, probe_video
+
+        fps, frames, width, height = probe_video(p)
+        decode_video_frames(p, 0, 1)
+    except Exception as e:  # noqa: BLE001  (any decoder failure means "not a usable video")
+        raise LtxError(
+            f"{option} {path} is not a readable video ({_why(e)}); pass an MP4, MOV, MKV or WebM file"
+        ) from None
+    if frames < 1 or width < 1 or height < 1:
+        raise LtxError(f"{option} {path} holds no video frames; pass a non-empty video file")
+    return fps, frames, width, height
+
+
 def _wav_truncated(p: Path) -> bool:
     """libsndfile reads a truncated WAV without complaint: compare the data chunk's declared size with the file."""
     with open(p, "rb") as f:
@@ -378,6 +395,19 @@ def _component_shapes(files: Any) -> None:
         load_upsampler(str(files.upsampler))
     except CheckpointError as e:
         raise LtxError(f"{e}; is this the right file for this model?") from None
+
+
+def lora_reference_scale(path: str | Path, option: str = "--lora") -> int:
+    """An IC-LoRA's `reference_downscale_factor` metadata (1 when absent), as the reference reads it."""
+    _, metadata = safetensors_header(_existing_file(path, option), option)
+    value = metadata.get("reference_downscale_factor", "1")
+    try:
+        scale = int(value)
+    except (TypeError, ValueError):
+        raise LtxError(f"{option} {path}: reference_downscale_factor {value!r} is not an integer") from None
+    if scale < 1:
+        raise LtxError(f"{option} {path}: reference_downscale_factor {scale} must be >= 1")
+    return scale
 
 
 def lora_file(path: str | Path, shapes: dict[str, tuple[int, ...]], option: str = "--lora") -> None:

@@ -23,6 +23,8 @@ import pytest
 
 PROMPT = ["--prompt", "a red fox trots through fresh snow"]
 SMALL = ["--height", "64", "--width", "128", "--num-frames", "9"]
+IC = ["--pipeline", "ic-lora", "--video-conditioning"]
+IC_SIZE = ["--height", "128", "--width", "256"]  # the tiny IC-LoRA's references: a quarter size, 32x64
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,48 @@ CASES: list[Case] = [
     Case("lora-truncated", gen("--lora", "{lora_trunc}"), "lies outside the file"),
     Case("lora-huge-header", gen("--lora", "{lora_huge}"), "header claims"),
     Case("lora-not-safetensors", gen("--lora", "{text_png}"), "header claims"),
+    # keyframes and ic-lora (issue #28)
+    Case("keyframes-no-image", gen("--pipeline", "keyframes"), "needs at least one --image"),
+    Case(
+        "keyframes-frame-outside",
+        gen("--pipeline", "keyframes", "--image", "{png}", "0", "1.0", "--image", "{png}", "9", "1.0"),
+        "frame 9 is outside the video (0..8)",
+    ),
+    Case("iclora-no-reference", gen("--pipeline", "ic-lora"), "needs a reference video", subprocess=True),
+    Case("iclora-reference-missing", gen(*IC, "{missing}.mp4", "1.0", *IC_SIZE), "does not exist"),
+    Case("iclora-reference-text", gen(*IC, "{text_mp4}", "1.0", *IC_SIZE), "is not a readable video"),
+    Case(
+        "iclora-reference-truncated",
+        gen(*IC, "{trunc_mp4}", "1.0", *IC_SIZE),
+        "is not a readable video",
+        subprocess=True,
+    ),
+    Case("iclora-reference-off-grid", gen(*IC, "{mp4}", "1.0"), "is not a multiple of 32"),
+    Case("iclora-reference-strength", gen(*IC, "{mp4}", "1.5", *IC_SIZE), "strength 1.5 is outside [0, 1]"),
+    Case("iclora-reference-no-strength", gen(*IC, "{mp4}"), "--video-conditioning needs PATH STRENGTH"),
+    Case(
+        "iclora-two-references",
+        gen(*IC, "{mp4}", "1.0", *IC, "{mp4}", "0.5", *IC_SIZE),
+        "is given more than once",
+    ),
+    Case(
+        "iclora-mask-frames",
+        gen(*IC, "{mp4}", "1.0", "--conditioning-attention-mask", "{png}", "0.5", *IC_SIZE),
+        "do not fit a reference video of 9 frames",
+    ),
+    Case(
+        "iclora-mask-undecodable",
+        gen(*IC, "{mp4}", "1.0", "--conditioning-attention-mask", "{text_mp4}", "0.5", *IC_SIZE),
+        "is not a readable video",
+    ),
+    Case("iclora-steps", gen(*IC, "{mp4}", "1.0", *IC_SIZE, "--steps", "4"), "--steps does not apply"),
+    Case(
+        "video-conditioning-distilled",
+        gen("--video-conditioning", "{mp4}", "1.0"),
+        "applies to --pipeline ic-lora",
+    ),
+    Case("skip-stage-2-distilled", gen("--skip-stage-2"), "--skip-stage-2 applies to --pipeline ic-lora"),
+    Case("encode-video-distilled", arg("encode-video", *PROMPT), "is not part of --pipeline distilled"),
     # the cache
     Case(
         "cache-unwritable",
@@ -292,6 +336,21 @@ def fx(tmp_path_factory) -> dict:
         silent_wav=str(root / "silent.wav"),
         text_wav=str(root / "text.wav"),
     )
+    import av
+
+    with av.open(str(root / "ok.mp4"), "w", format="mp4") as container:  # 9 frames of H.264
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for t in range(9):
+            img = np.full((48, 64, 3), 20 * t, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = (root / "ok.mp4").read_bytes()
+    (root / "trunc.mp4").write_bytes(data[: len(data) // 2])
+    (root / "text.mp4").write_text("not a video\n")
+    f.update(mp4=str(root / "ok.mp4"), trunc_mp4=str(root / "trunc.mp4"), text_mp4=str(root / "text.mp4"))
     blocker = root / "blocker"
     blocker.write_text("a file where the cache directory should be")
     f["blocker"] = str(blocker)

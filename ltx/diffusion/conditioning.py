@@ -192,11 +192,7 @@ class VideoConditionByKeyframeIndex:
         )
         # The reference builds this mask in the keyframe's dtype, so 1 - strength is rounded to it.
         mask = mx.full((b, tokens.shape[1], 1), 1.0 - self.strength, self.keyframes.dtype).astype(mx.float32)
-        attn = state.attention_mask
-        if attn is not None:  # keep full attention for the new tokens
-            n, m = attn.shape[1], tokens.shape[1]
-            grown = mx.ones((b, n + m, n + m), attn.dtype)
-            attn = mx.concatenate([mx.concatenate([attn, grown[:, :n, n:]], axis=2), grown[:, n:]], axis=1)
+        attn = grow_attention_mask(state, tokens.shape[1], None)
         pos_dtype = mx.float32 if state.positions.dtype != mx.float64 else mx.float64
         return replace(
             state,
@@ -208,6 +204,71 @@ class VideoConditionByKeyframeIndex:
             positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
             attention_mask=attn,
         )
+
+
+@dataclass(frozen=True)
+class VideoConditionByReferenceLatent:
+    """Append a reference video's latent (B, C, F_r, H_r, W_r) as extra tokens (IC-LoRA), as the reference's
+    VideoConditionByReferenceLatent, wrapped in ConditioningItemAttentionStrengthWrapper when `attention`
+    is given: a scalar or (B, F_r*H_r*W_r) weights of the attention between these and the generated tokens.
+
+    Positions are the reference's own grid (causal fix on) with the spatial axes scaled by
+    `downscale_factor`, so a half-size reference lines up with the target's coordinates."""
+
+    latent: mx.array
+    downscale_factor: int = 1
+    strength: float = 1.0
+    attention: float | mx.array | None = None
+
+    def apply(self, state: LatentState) -> LatentState:
+        validate_strength(self.strength)
+        b, c, f, h, w = self.latent.shape
+        if (b, c) != state.shape[:2]:
+            raise ValueError(
+                f"reference latent shape {tuple(self.latent.shape)} does not match video {state.shape}"
+            )
+        tokens = patchify_video(self.latent)
+        pos = video_positions(f, h, w, state.fps, batch=b, causal_fix=True)
+        if self.downscale_factor != 1:
+            pos = mx.concatenate([pos[:, :1], pos[:, 1:] * float(self.downscale_factor)], axis=1)
+        mask = mx.full((b, tokens.shape[1], 1), 1.0 - self.strength, self.latent.dtype).astype(mx.float32)
+        attn = grow_attention_mask(state, tokens.shape[1], self.attention)
+        pos_dtype = mx.float32 if state.positions.dtype != mx.float64 else mx.float64
+        return replace(
+            state,
+            latent=mx.concatenate([state.latent, tokens.astype(state.latent.dtype)], axis=1),
+            clean_latent=mx.concatenate(
+                [state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1
+            ),
+            denoise_mask=mx.concatenate([state.denoise_mask, mask], axis=1),
+            positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
+            attention_mask=attn,
+        )
+
+
+def grow_attention_mask(state: LatentState, num_new: int, cross: float | mx.array | None) -> mx.array | None:
+    """The (B, N+M, N+M) self-attention mask once M tokens are appended to the N of `state`, as the
+    reference's update_attention_mask: None stays None when no mask exists yet; otherwise the existing
+    block is kept (all ones if there was none), the new tokens attend to each other fully, to and from
+    the generated tokens with weight `cross` (scalar or (B, M); None = 1), and not at all to and from
+    earlier conditioning tokens."""
+    old = state.attention_mask
+    if cross is None and old is None:
+        return None
+    b, n, g = state.latent.shape[0], state.latent.shape[1], state.num_tokens
+    cross = mx.ones((b, num_new), mx.float32) if cross is None else cross
+    if not isinstance(cross, mx.array) or cross.ndim == 0:
+        cross = mx.full((b, num_new), float(cross), mx.float32)
+    if cross.ndim != 2 or cross.shape[1] != num_new or cross.shape[0] not in (1, b):
+        raise ValueError(f"attention weights of shape {tuple(cross.shape)} do not fit {num_new} new tokens")
+    cross = mx.broadcast_to(cross.astype(mx.float32), (b, num_new))
+    old = mx.ones((b, n, n), mx.float32) if old is None else old.astype(mx.float32)
+    right = mx.concatenate([mx.broadcast_to(cross[:, None, :], (b, g, num_new)),
+                            mx.zeros((b, n - g, num_new), mx.float32)], axis=1)  # fmt: skip
+    bottom = mx.concatenate(
+        [cross[:, :, None] * mx.ones((b, num_new, g), mx.float32), mx.zeros((b, num_new, n - g), mx.float32),
+         mx.ones((b, num_new, num_new), mx.float32)], axis=2)  # fmt: skip
+    return mx.concatenate([mx.concatenate([old, right], axis=2), bottom], axis=1)
 
 
 def apply_conditionings(state: LatentState, items: list) -> LatentState:
