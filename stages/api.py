@@ -8,8 +8,8 @@
     api.decode(result.run, tiling="aggressive")   # the key of a re-decode of the saved latents
 
 Options are those of `ltx generate`, by their Python names (`height`, `num_frames`, `cfg_scale`,
-`pipeline`, `model`, `tiling`, ...); `images` takes (path, frame, strength) tuples and `loras`
-(path, strength) ones. Bad input raises `stages.framework.LtxError` before anything is written.
+`pipeline`, `model`, `tiling`, ...); `images` takes (path, frame, strength) tuples, `loras` and
+`video_conditioning` (path, strength) ones, `conditioning_attention_mask` one (path, strength). Bad input raises `stages.framework.LtxError` before anything is written.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def _raw(options: dict[str, Any], cache_dir: str | Path | None) -> dict[str, Any
     images = options.pop("images", None)
     loras = options.pop("loras", None)
     distilled_lora = options.pop("distilled_lora", None)
+    references = options.pop("video_conditioning", None)
+    mask = options.pop("conditioning_attention_mask", None)
     unknown = sorted(set(options) - set(raw))
     if unknown:
         raise TypeError(
@@ -53,6 +55,8 @@ def _raw(options: dict[str, Any], cache_dir: str | Path | None) -> dict[str, Any
     raw["image"] = ["::".join(map(str, i)) for i in images] if images else None
     raw["lora"] = ["::".join(map(str, x)) for x in loras] if loras else None
     raw["distilled_lora"] = "::".join(map(str, distilled_lora)) if distilled_lora else None
+    raw["video_conditioning"] = ["::".join(map(str, v)) for v in references] if references else None
+    raw["conditioning_attention_mask"] = "::".join(map(str, mask)) if mask else None
     for name in ("video_stg_blocks", "audio_stg_blocks"):
         if raw.get(name) is not None and not isinstance(raw[name], str):
             raw[name] = "::".join(map(str, raw[name])) or "none"

@@ -554,7 +554,8 @@ def ensure_inputs_then_force(store, node: Node) -> "Artifact":
 
 
 def generate(**kw: Any) -> dict[str, Any]:
-    """Run the whole pipeline: encode, denoise, upsample, refine, decode, decode audio, vocode, mux.
+    """Run the whole pipeline: encode (and encode-video, condition), denoise, upsample, refine, decode,
+    decode audio, vocode, mux.
     Every stage whose artifact is already cached is skipped."""
     from ltx.weights import tiny
     from stages import preview

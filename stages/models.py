@@ -420,7 +420,10 @@ class ModelFiles:
     def tiny_lora_metadata(self, name: str) -> dict:
         from ltx.weights import tiny
 
-        return tiny.load_manifest(self.tiny_variant)["files"][TINY_LORAS[name]].get("metadata", {})
+        spec = tiny.load_manifest(self.tiny_variant)["files"].get(TINY_LORAS[name])
+        if spec is None:
+            raise LtxError(f"the tiny-{self.tiny_variant} model has no {TINY_LORAS[name]}; pass --lora PATH")
+        return spec.get("metadata", {})
 
     @cached_property
     def gemma_digest(self) -> str:

@@ -43,12 +43,12 @@ def _pipelines(inv) -> tuple[list[str], list[str]]:
             models.choose_checkpoint(inv, p)
             models.choose_upsampler(inv)
             models.choose_gemma(inv, None)
-            if p == "dev-two-stage" and len(inv.distilled_loras) != 1:
+            if p in ("dev-two-stage", "keyframes") and len(inv.distilled_loras) != 1:
                 raise LtxError("no single *distilled-lora* file: pass --distilled-lora PATH")
         except LtxError as e:
             why.append(f"{p}: {e}")
         else:
-            ok.append(p)
+            ok.append(p + (" (with --lora IC_LORA --video-conditioning REF)" if p == "ic-lora" else ""))
     return ok, why
 
 
@@ -84,7 +84,10 @@ def _show_converted(label: str, root: Path) -> None:
     typer.echo(f"{label}  (converted by `ltx convert`, {what})")
     for k in ("checkpoint", "upsampler", "gemma"):
         typer.echo(f"  {k:11s} {m['files'][k]}")
-    typer.echo("  pipelines   distilled, dev, dev-two-stage (with --distilled-lora)")
+    typer.echo(
+        "  pipelines   distilled, dev, dev-two-stage and keyframes (with --distilled-lora), ic-lora (with --lora "
+        "IC_LORA --video-conditioning REF)"
+    )
 
 
 def list_models(
@@ -104,7 +107,7 @@ def list_models(
         version = m["files"]["model.safetensors"]["metadata"].get("model_version", variant)
         typer.echo(
             f"{name}  (built in: LTX {version}, random weights, made in the cache on first use)\n"
-            "  pipelines   distilled, dev, dev-two-stage"
+            "  pipelines   distilled, dev, dev-two-stage, keyframes, ic-lora (its own IC-LoRA)"
         )
     seen: set[Path] = set()
     located = []

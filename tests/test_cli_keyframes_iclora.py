@@ -100,3 +100,17 @@ def test_ic_lora_writes_playable_mp4_and_reuses_the_encoded_reference(media, tmp
     assert {"encode", "encode_video"} <= set(cached(r.stderr)), r.stderr
     assert "refine" not in ran(r.stderr) and "upsample" not in ran(r.stderr), r.stderr
     assert re.search(r"Video: h264.*128x64", probe(half)), probe(half)
+
+
+def test_ic_lora_from_python(media, tmp_path):
+    """stages.api takes the reference video and the mask as (path, strength) tuples."""
+    from stages import api
+
+    out = tmp_path / "api.mp4"
+    result = api.generate(
+        cache_dir=tmp_path / "cache", pipeline="ic-lora", prompt="a fox", height=128, width=256, num_frames=9,
+        video_conditioning=[(media["ref"], 1.0)], conditioning_attention_mask=(media["mask"], 0.5),
+        skip_stage_2=True, output_path=out, no_preview=True,
+    )  # fmt: skip
+    assert result.paths == [out] and "encode_video" in result.keys and "refine" not in result.keys
+    assert re.search(r"Video: h264.*128x64", probe(out))
