@@ -330,3 +330,23 @@ def test_memory_counts_the_packed_gemma_as_the_folder(model_dir, tmp_path):
     lm = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith("model.language_model."))
     assert folder.parameters == packed.parameters == lm
     assert folder.widths["hidden"] == packed.widths["hidden"] == cfg.hidden_size
+
+
+def test_quantized_gemma4_loads_and_encodes(model_dir, encoder, tmp_path):
+    """A Gemma 4 folder whose decoder linears are stored 8-bit (as `ltx convert --quantize 8` writes them)."""
+    from ltx.weights import quantize
+    from ltx.weights.convert import METADATA_KEY
+
+    gemma = tmp_path / "gemma"
+    shutil.copytree(model_dir / GEMMA, gemma)
+    weights, modules = quantize.quantize_weights(
+        dict(mx.load(str(gemma / "model.safetensors"))), 8, 32, quantize.GEMMA_KEYS
+    )
+    assert len(modules) == 26  # 4 layers x (q, k, o, 3 MLP) + v on the 2 sliding ones (K=V on full layers)
+    meta = {"format": "pt", METADATA_KEY: json.dumps({"bits": 8, "group_size": 32, "modules": len(modules)})}
+    mx.save_safetensors(str(gemma / "model.safetensors"), weights, meta)
+    quantized = load_text_encoder(model_dir / TRANSFORMER, gemma, dtype=mx.float32)
+    assert all(type(layer.self_attn.o_proj).__name__ == "QuantizedLinear" for layer in quantized.gemma.layers)
+    a, b = quantized.encode(PROMPT), encoder.encode(PROMPT)
+    err, ref = float(mx.abs(a.video - b.video).max()), float(mx.abs(b.video).max())
+    assert 0 < err < 0.25 * ref  # random tiny widths: a loose bound, but the same model
