@@ -138,3 +138,16 @@ def test_tile_plan_masks_sum_to_one():
     assert {(t.out[0].start, t.out[0].stop) for t in tiles} == {(0, 15), (7, 17)}
     with pytest.raises(ValueError, match="overlap >= 32"):
         dt.plan_tiles((9, 8, 16), (None, None, (64, 16)), (2, 2, 2), 4, (3, 5, 5), (8, 32))
+
+
+def test_released_configuration_parameter_count():
+    """The 1.2.0 defaults (the released decoder's architecture) build lazily with the reference's count:
+    104,751,536 parameters (VideoDecoderConfigurator on the meta device) + the 2 x 128 latent statistics."""
+    from ltx.video.diffusion_decoder import DiffusionDecoderConfig, parameter_count
+
+    vae = {
+        "_class_name": "CausalDiffusionVAE",
+        "model_output_type": "x0",
+        "decoder": {"default_num_inference_steps": 1},
+    }
+    assert parameter_count(DiffusionDecoderConfig.from_vae(vae)) == 104_751_536 + 256
