@@ -123,6 +123,20 @@ def test_redecode_a_run_with_other_tiling(first_run):
     assert forced.stdout.split()[-1] == r.stdout.split()[-1]  # the same key
 
 
+def test_redecode_decoder_choice_on_a_conv_only_model(first_run):
+    """LTX-2.0 has the conv decoder only: `--decoder conv` is its default (the same decode, cached);
+    `--decoder diffusion` is a one-line error and writes nothing."""
+    root, _, _ = first_run
+    r = ltx(root / "cache", "decode", "fox", "--decoder", "conv", "--tiling", "default")
+    assert cached(r.stderr) == ["decode"] and not ran(r.stderr), r.stderr
+    before = sorted(p.name for p in (root / "cache").rglob("*"))
+    bad = ltx(root / "cache", "decode", "fox", "--decoder", "diffusion", check=False)
+    assert bad.returncode == 1
+    lines = [x for x in bad.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "has no diffusion video decoder" in lines[0] and "--decoder conv" in lines[0]
+    assert sorted(p.name for p in (root / "cache").rglob("*")) == before
+
+
 def test_kill_during_denoise_resumes_bit_identical(first_run, tmp_path):
     root, _, _ = first_run
     cache = tmp_path / "cache"
