@@ -464,11 +464,14 @@ def _make_step(label: str, doc: str):
             _write_outputs(store, nodes, output_path, output_audio)
             progress.output({"mux": nodes["mux"].key}, name, [p for p in (output_path, output_audio) if p])
             return
+        keys = {}  # printed one a line, the stage's own last; with --json one "output" event
+        for more in [k for k in nodes if label == "encode_video" and k.startswith("encode_video_")]:
+            node = nodes[more]
+            keys[more] = (ensure_inputs_then_force(store, node) if force else ensure(store, node, echo=echo)).key
         if force:
             art = ensure_inputs_then_force(store, nodes[label])
         else:
             art = ensure(store, nodes[label], echo=echo)
-        keys = {}  # printed one a line, the stage's own last; with --json one "output" event
         if label == "encode" and "encode_negative" in nodes:
             keys["encode_negative"] = ensure(store, nodes["encode_negative"], echo=echo).key
         keys[label] = art.key

@@ -1,4 +1,4 @@
-"""text contexts (+ negative contexts, + image latents, + a reference video latent) -> stage-1 video and audio latents."""
+"""text contexts (+ negative contexts, + image latents, + reference video latents) -> stage-1 video and audio latents."""
 
 from __future__ import annotations
 
@@ -25,31 +25,39 @@ class Params:
     images: tuple[tuple[int, float], ...] = ()  # (frame, strength) of each image latent in `images`
     loras: tuple[float, ...] = ()  # strengths; the LoRA files' digests are externals
     keyframes: bool = False  # every image as appended keyframe tokens (--pipeline keyframes), frame 0 too
-    # ic-lora: {"strength", "downscale", "attention", "mask"} of the reference video latent in `reference`;
-    # with "mask" the --conditioning-attention-mask video (an external) weighs its attention
+    # ic-lora: {"strengths" (one per reference video latent: inputs reference, reference2, ...), "downscale",
+    # "attention", "mask"}; with "mask" the --conditioning-attention-mask video (an external) weighs their attention
     reference: dict | None = None
 
 
-def reference_conditioning(params, reference_art, mask_path: str | None):
-    """The IC-LoRA reference video's appended tokens, with the attention weights the reference gives them:
-    the mask video's latent-grid weights times the attention strength, else the strength if below 1."""
+def reference_conditionings(params, reference_arts: list, mask_path: str | None) -> list:
+    """The IC-LoRA reference videos' appended tokens, in order, with the attention weights the reference
+    gives them: the mask video's weights on each reference's latent grid times the attention strength,
+    else the strength if below 1."""
     from ltx.diffusion.conditioning import VideoConditionByReferenceLatent
     from ltx.video.media import load_mask_video, mask_to_latent, round_bf16
     from stages.runtime import mx
 
     ref = params.reference
-    latent = mx.array(reference_art["video_latent"])
-    attention = None
+    mask = None
     if ref["mask"]:
         mask = load_mask_video(mask_path, params.height, params.width, params.num_frames)
-        weights = mask_to_latent(mask, *latent.shape[2:])
-        attention = mx.array(round_bf16(weights * np.float32(ref["attention"])))  # bfloat16 there too
-    elif ref["attention"] < 1.0:
-        attention = float(ref["attention"])
-    return VideoConditionByReferenceLatent(latent, int(ref["downscale"]), float(ref["strength"]), attention)
+    items = []
+    for art, strength in zip(reference_arts, ref["strengths"], strict=True):
+        latent = mx.array(art["video_latent"])
+        attention = None
+        if mask is not None:
+            weights = mask_to_latent(mask, *latent.shape[2:])
+            attention = mx.array(round_bf16(weights * np.float32(ref["attention"])))  # bfloat16 there too
+        elif ref["attention"] < 1.0:
+            attention = float(ref["attention"])
+        items.append(
+            VideoConditionByReferenceLatent(latent, int(ref["downscale"]), float(strength), attention)
+        )
+    return items
 
 
-def initial_states(params, images_art, stream: str, reference_art=None, mask_path: str | None = None):
+def initial_states(params, images_art, stream: str, reference_arts=(), mask_path: str | None = None):
     from ltx.constants import audio_latent_frames, video_latent_shape
     from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
     from ltx.diffusion.sampling import add_noise, noise
@@ -61,8 +69,8 @@ def initial_states(params, images_art, stream: str, reference_art=None, mask_pat
         video = apply_conditionings(
             video, diffuse.image_conditionings(images_art, params.images, params.keyframes)
         )
-    if reference_art is not None:
-        video = apply_conditionings(video, [reference_conditioning(params, reference_art, mask_path)])
+    if reference_arts:
+        video = apply_conditionings(video, reference_conditionings(params, list(reference_arts), mask_path))
     audio = audio_state(
         mx.zeros((1, 8, audio_latent_frames(params.num_frames, params.frame_rate), 16), mx.float32)
     )
@@ -71,16 +79,26 @@ def initial_states(params, images_art, stream: str, reference_art=None, mask_pat
     return video, audio
 
 
-def compute(ctx, params: Params, context, negative=None, images=None, reference=None) -> dict:
+def compute(ctx, params: Params, context, negative=None, images=None, **references) -> dict:
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
     model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))
     neg = diffuse.contexts(negative) if negative is not None else None
     denoise = diffuse.make_denoiser(
         model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider
     )
-    video, audio = initial_states(params, images, "stage1", reference, ctx.runtime.get("mask"))
+    refs = [references[n] for n in REFERENCES if references.get(n) is not None]
+    video, audio = initial_states(params, images, "stage1", refs, ctx.runtime.get("mask"))
     video, audio = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio)
     return diffuse.finish(video, audio)
 
 
-STAGE = Stage(NAME, VERSION, Params, ("context", "negative?", "images?", "reference?"), compute, __doc__)
+MAX_REFERENCES = 4  # --video-conditioning files a run takes
+REFERENCES = ("reference", *(f"reference{i}" for i in range(2, MAX_REFERENCES + 1)))
+STAGE = Stage(
+    NAME,
+    VERSION,
+    Params,
+    ("context", "negative?", "images?", *(f"{n}?" for n in REFERENCES)),
+    compute,
+    __doc__,
+)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stages import validate
+from stages.denoise import MAX_REFERENCES
 from stages.framework import LtxError
 from stages.models import TINY_IC_LORA, TINY_LORA, TINY_LORAS, ModelFiles
 
@@ -242,9 +243,9 @@ def check_ic_lora(o: Options, files: Any) -> None:
         raise LtxError(
             "--pipeline ic-lora needs a reference video: --video-conditioning REF.mp4 STRENGTH (e.g. 1.0)"
         )
-    if len(o.video_conditioning) > 1:
+    if len(o.video_conditioning) > MAX_REFERENCES:
         raise LtxError(
-            "--video-conditioning is given more than once; this port takes one reference video a run"
+            f"--video-conditioning is given {len(o.video_conditioning)} times; at most {MAX_REFERENCES} a run"
         )
     scale = reference_scale(o, files)
     h1, w1 = o.height // 2, o.width // 2

@@ -108,19 +108,23 @@ def build(
             externals={**ckpt, **images_ext},
             runtime=img_rt,
         )
-    # 2b. ic-lora: the reference video -> latents at the stage-1 size / the IC-LoRA's downscale factor
-    reference = None
+    # 2b. ic-lora: each reference video -> latents at the stage-1 size / the IC-LoRA's downscale factor
+    reference, refs = None, {}  # refs: denoise's input name -> the encode_video node
     if o.video_conditioning:
-        (path, strength), scale = o.video_conditioning[0], reference_scale(o, files)
-        nodes["encode_video"] = Node(
-            encode_video.STAGE,
-            encode_video.Params(h1 // scale, w1 // scale, 0, o.num_frames),
-            externals={**ckpt, "video": store.digest(path)},
-            runtime={"files": files, "path": path},
-        )
+        scale = reference_scale(o, files)
+        for i, (path, _) in enumerate(o.video_conditioning):
+            label, name = (
+                ("encode_video", "reference") if i == 0 else (f"encode_video_{i + 1}", f"reference{i + 1}")
+            )
+            nodes[label] = refs[name] = Node(
+                encode_video.STAGE,
+                encode_video.Params(h1 // scale, w1 // scale, 0, o.num_frames),
+                externals={**ckpt, "video": store.digest(path)},
+                runtime={"files": files, "path": path},
+            )
         mask = o.conditioning_attention_mask
-        reference = {"strength": float(strength), "downscale": scale, "mask": mask is not None}
-        reference["attention"] = float(mask[1]) if mask else 1.0
+        reference = {"strengths": [float(s) for _, s in o.video_conditioning], "downscale": scale}
+        reference |= {"mask": mask is not None, "attention": float(mask[1]) if mask else 1.0}
     # 3. stage 1: noise -> video and audio latents (guided for dev pipelines)
     if o.pipeline not in DEV_PIPELINES:
         sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
@@ -133,7 +137,7 @@ def build(
         inputs["images"] = nodes["condition"]
     ext1 = {**dit, **lora_ext}
     if reference is not None:
-        inputs["reference"] = nodes["encode_video"]
+        inputs |= refs
         rt["mask"] = o.conditioning_attention_mask[0] if reference["mask"] else None
         if reference["mask"]:
             ext1["attention_mask"] = store.digest(o.conditioning_attention_mask[0])

@@ -209,9 +209,9 @@ CASES: list[Case] = [
     Case("iclora-reference-strength", gen(*IC, "{mp4}", "1.5", *IC_SIZE), "strength 1.5 is outside [0, 1]"),
     Case("iclora-reference-no-strength", gen(*IC, "{mp4}"), "--video-conditioning needs PATH STRENGTH"),
     Case(
-        "iclora-two-references",
-        gen(*IC, "{mp4}", "1.0", *IC, "{mp4}", "0.5", *IC_SIZE),
-        "is given more than once",
+        "iclora-five-references",
+        gen(*[a for s in ("1.0", "0.9", "0.8", "0.7", "0.6") for a in (*IC, "{mp4}", s)], *IC_SIZE),
+        "is given 5 times; at most 4",
     ),
     Case(
         "iclora-mask-frames",

@@ -30,7 +30,7 @@ MODELS = {"2.0": "tiny", "2.3": "tiny-2.3"}
 PROMPT = "a red fox trots through fresh snow"
 # golden_keyframes.py / golden_iclora.py
 KEYFRAMES = [(0, 1.0), (5, 0.8), (16, 1.0)]
-RUNS = {"keyframes": None, "ic-lora a": "a", "ic-lora b": "b"}
+RUNS = {"keyframes": None, "ic-lora a": "a", "ic-lora b": "b", "ic-lora c": "c"}
 
 
 def _golden(variant: str, name: str) -> dict[str, np.ndarray]:
@@ -56,12 +56,17 @@ def _options(run: str, g: dict, d: Path, model: str):
     (d / "ref.mp4").write_bytes(g["ref_mp4"].tobytes())
     (d / "mask.mp4").write_bytes(g["mask_mp4"].tobytes())
     Image.fromarray(g["image0"]).save(d / "image0.png")
-    a = run.endswith("a")
+    ref, mask = str(d / "ref.mp4"), str(d / "mask.mp4")
+    refs, attention = {
+        "a": ([(ref, 0.9)], 0.7),
+        "b": ([(ref, 1.0)], None),
+        "c": ([(ref, 1.0), (mask, 0.6)], 0.8),
+    }[run[-1]]
     return Options(
         prompt=PROMPT, height=128, width=256, num_frames=17, frame_rate=24, pipeline="ic-lora", model=model,
-        tiling="default", image_crf=0, images=[(str(d / "image0.png"), 0, 1.0)] if a else [],
-        video_conditioning=[(str(d / "ref.mp4"), 0.9 if a else 1.0)],
-        conditioning_attention_mask=(str(d / "mask.mp4"), 0.7) if a else None, skip_stage_2=not a,
+        tiling="default", image_crf=0, images=[(str(d / "image0.png"), 0, 1.0)] if run[-1] == "a" else [],
+        video_conditioning=refs, conditioning_attention_mask=None if attention is None else (mask, attention),
+        skip_stage_2=run[-1] != "a",
     )  # fmt: skip
 
 
@@ -113,6 +118,13 @@ def test_graph(run):
         assert set(ev.externals) == {"checkpoint", "video"}
         assert nodes["denoise"].inputs["reference"] is ev
         assert nodes["denoise"].params.reference["downscale"] == 2
+        n_refs = len(o.video_conditioning)
+        assert (
+            len(nodes["denoise"].params.reference["strengths"]) == n_refs == (2 if name.endswith("c") else 1)
+        )
+        if n_refs == 2:  # one encode_video per file, each keyed by its own file only
+            assert nodes["denoise"].inputs["reference2"] is nodes["encode_video_2"]
+            assert nodes["encode_video_2"].externals["video"] != ev.externals["video"]
         assert ("refine" in labels) == name.endswith("a")
         if name.endswith("a"):  # the mask video is an external of stage 1 only
             assert "attention_mask" in nodes["denoise"].externals
@@ -140,8 +152,9 @@ def _initial(run):
             state, diffuse.image_conditionings(arts["condition"], p.images, p.keyframes)
         )
     if p.reference is not None:
-        item = denoise.reference_conditioning(p, arts["encode_video"], nodes["denoise"].runtime.get("mask"))
-        state = apply_conditionings(state, [item])
+        refs = [arts[k] for k in sorted(arts) if k.startswith("encode_video")]
+        items = denoise.reference_conditionings(p, refs, nodes["denoise"].runtime.get("mask"))
+        state = apply_conditionings(state, items)
     return state
 
 
@@ -170,8 +183,10 @@ def test_attention_mask_video(run):
     p = nodes["denoise"].params
     mask = load_mask_video(nodes["denoise"].runtime["mask"], p.height, p.width, p.num_frames)
     check(f"{variant} {name} mask pixels", mask[:, ::4, ::4], g["mask_pixels_every4"], 1e-4)
-    latent = arts["encode_video"]["video_latent"]
-    weights = round_bf16(mask_to_latent(mask, *latent.shape[2:]) * np.float32(0.7))
+    latent = arts[max(k for k in arts if k.startswith("encode_video"))][
+        "video_latent"
+    ]  # the last reference's
+    weights = round_bf16(mask_to_latent(mask, *latent.shape[2:]) * np.float32(p.reference["attention"]))
     check(f"{variant} {name} mask latent weights", weights, g["mask_latent"], 1e-4)
 
 

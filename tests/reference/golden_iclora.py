@@ -14,7 +14,8 @@ reference's stage-2 ledger has no LoRA), the images again at full size, no refer
 Two runs:
   a  an image at frame 0, the reference video (strength 0.9) and a mask video (attention strength 0.7),
      both stages;
-  b  the reference video only (strength 1.0, no attention mask), --skip-stage-2: stage 1 is decoded.
+  b  the reference video only (strength 1.0, no attention mask), --skip-stage-2: stage 1 is decoded;
+  c  two reference videos (the reference at 1.0, the mask video at 0.6) and the mask (0.8), --skip-stage-2.
 The videos (H.264, made with golden_encode_video.make_video) are saved as bytes: ref_mp4, mask_mp4.
 
 Saved per run ("a." / "b."): init.positions, init.denoise_mask, init.attention_mask (a only), init.tokens
@@ -37,8 +38,9 @@ NOISE_SEED = 5678
 RANK, SCALE = 4, 2
 REF = (13, 72, 100)  # frames, height, width of the reference video (cut to 9 frames by the encoder)
 MASK = (9, 40, 60)
-RUNS = {"a": dict(ref_strength=0.9, mask_strength=0.7, image=True, skip_stage_2=False),
-        "b": dict(ref_strength=1.0, mask_strength=None, image=False, skip_stage_2=True)}  # fmt: skip
+RUNS = {"a": dict(refs=(("ref", 0.9),), mask_strength=0.7, image=True, skip_stage_2=False),
+        "b": dict(refs=(("ref", 1.0),), mask_strength=None, image=False, skip_stage_2=True),
+        "c": dict(refs=(("ref", 1.0), ("mask", 0.6)), mask_strength=0.8, image=False, skip_stage_2=True)}  # fmt: skip
 _ATTN = re.compile(
     r"^model\.diffusion_model\.(transformer_blocks\.\d+\.(?:attn1|attn2)\.(?:to_q|to_k|to_v|to_out\.0))\.weight$"
 )
@@ -97,6 +99,7 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
         Image.fromarray(out["image0"]).save(img)
         out["ref_mp4"] = np.frombuffer(Path(ref).read_bytes(), np.uint8).copy()
         out["mask_mp4"] = np.frombuffer(Path(mask).read_bytes(), np.uint8).copy()
+        videos = {"ref": ref, "mask": mask}
         for name, cfg in RUNS.items():
             images = [ImageConditioningInput(img, 0, 1.0, crf=0)] if cfg["image"] else []
             pixel_mask, strength = None, 1.0
@@ -105,7 +108,7 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
                 pixel_mask = ic_lora._load_mask_video(mask, s1.height, s1.width, NUM_FRAMES)
                 out[f"{name}.mask_pixels_every4"] = pixel_mask[0, 0, :, ::4, ::4].float().numpy()
             conds = pipe._create_conditionings(
-                images=images, video_conditioning=[(ref, cfg["ref_strength"])], height=s1.height,
+                images=images, video_conditioning=[(videos[v], st) for v, st in cfg["refs"]], height=s1.height,
                 width=s1.width, num_frames=NUM_FRAMES, video_encoder=encoder,
                 conditioning_attention_strength=strength, conditioning_attention_mask=pixel_mask,
             )  # fmt: skip
