@@ -7,6 +7,7 @@ re-decoding the same latent beside it.
     .venv/bin/python bench/diffdec_bench.py            # latent (2, 7, 7): 9 frames of 224x224 (the decoder's
                                                        # smallest: its stage-1 kernel needs 7x7 latents)
     .venv/bin/python bench/diffdec_bench.py --runs 3 --latent 2,8,8
+    .venv/bin/python bench/diffdec_bench.py --na 17,56,56   # stage 5's attention alone (that latent's), ~1 min
 
 Each repetition runs the reference in a fresh .venv-ref12 process (this file with --worker: it loads the
 weights through the official loader, decodes once to warm up, then times one decode) and then ours in this
@@ -124,14 +125,67 @@ def worker(path: Path, latent_path: Path, out_path: Path) -> None:
     print("@@" + json.dumps({"seconds": times[-1], "threads": torch.get_num_threads()}))
 
 
+def na_worker(shape: str, out: Path) -> None:
+    """The reference's eager neighbourhood attention alone (stage 5's 3x7x7, 2 heads of 64), warm, best of 2."""
+    import torch
+    from ltx_core.model.video_vae.transformer.fallback_na.eager import na3d
+
+    t, h, w = (int(x) for x in shape.split(","))
+    q, k, v = (torch.from_numpy(noise_draw(i, (1, t, h, w, 2, 64))) for i in range(3))
+    na3d(q, k, v, [3, 7, 7], scale=0.125)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        o = na3d(q, k, v, [3, 7, 7], scale=0.125)
+        times.append(time.perf_counter() - t0)
+    np.save(out, o.numpy())
+    print("@@" + json.dumps({"seconds": min(times)}))
+
+
+def na_only(shape: str) -> None:
+    """Stage 5's attention alone at `shape` (T, H, W tokens), ours against the reference's eager fallback."""
+    from ltx import backend  # noqa: F401  (before mlx: the BLAS)
+
+    import mlx.core as mx
+
+    from ltx.video.neighborhood import na3d
+
+    py = ROOT / ".venv-ref12" / "bin" / "python"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(
+        [str(py), __file__, "--na-worker", shape, str(CACHE / "na.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ref_s = json.loads(out.stdout.split("@@")[-1])["seconds"]
+    t, h, w = (int(x) for x in shape.split(","))
+    q, k, v = (mx.array(noise_draw(i, (1, t, h, w, 2, 64)).reshape(1, t, h, w, 128)) for i in range(3))
+    mine = min(common.timed(lambda: mx.eval(na3d(q, k, v, (3, 7, 7), 2, 0.125)), runs=2))
+    o = np.array(na3d(q, k, v, (3, 7, 7), 2, 0.125)).reshape(1, t, h, w, 2, 64)
+    ref = np.load(CACHE / "na.npy")
+    print(f"machine: {common.machine()}")
+    print(f"neighbourhood attention 3x7x7, 2 heads of 64, {t}x{h}x{w} tokens, best of 2:")
+    print(
+        f"  reference eager na3d {ref_s:.2f} s, ours {mine:.2f} s, ratio {mine / ref_s:.2f}"
+        f" (max rel. diff {float(np.abs(o - ref).max() / np.abs(ref).max()):.1e})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--latent", default="2,7,7", help="frames', height', width' of the latent")
+    ap.add_argument("--na", metavar="T,H,W", help="stage 5's attention alone at T,H,W tokens (e.g. 17,56,56)")
     ap.add_argument("--worker", nargs=3, metavar=("MODEL", "LATENT", "OUT"))
+    ap.add_argument("--na-worker", nargs=2, metavar=("SHAPE", "OUT"))
     args = ap.parse_args()
     if args.worker:
         return worker(*(Path(a) for a in args.worker))
+    if args.na_worker:
+        return na_worker(args.na_worker[0], Path(args.na_worker[1]))
+    if args.na:
+        return na_only(args.na)
 
     from ltx import backend  # noqa: F401  (before mlx: the BLAS)
 
