@@ -175,7 +175,7 @@ class Staging:
     def _named_by_record(self) -> bool:
         try:
             return self.b.read_manifest(self.key)[1] == self.path
-        except UnknownArtifact:
+        except (UnknownArtifact, CorruptArtifact):
             return False
 
     def _drop_beat(self) -> None:

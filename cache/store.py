@@ -158,6 +158,9 @@ class Writer:
         self.path = self._staging.path  # where the arrays are staged
         try:
             self._group = zarr.open_group(store=self._staging.zarr_store(), mode="w")
+        except self._staging.errors as e:
+            self.abort()
+            raise self._staging.failed(e) from None
         except BaseException:
             self.abort()
             raise
