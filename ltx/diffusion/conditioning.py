@@ -193,17 +193,7 @@ class VideoConditionByKeyframeIndex:
         # The reference builds this mask in the keyframe's dtype, so 1 - strength is rounded to it.
         mask = mx.full((b, tokens.shape[1], 1), 1.0 - self.strength, self.keyframes.dtype).astype(mx.float32)
         attn = grow_attention_mask(state, tokens.shape[1], None)
-        pos_dtype = mx.float32 if state.positions.dtype != mx.float64 else mx.float64
-        return replace(
-            state,
-            latent=mx.concatenate([state.latent, tokens.astype(state.latent.dtype)], axis=1),
-            clean_latent=mx.concatenate(
-                [state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1
-            ),
-            denoise_mask=mx.concatenate([state.denoise_mask, mask], axis=1),
-            positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
-            attention_mask=attn,
-        )
+        return append_tokens(state, tokens, pos, mask, attn)
 
 
 @dataclass(frozen=True)
@@ -233,17 +223,23 @@ class VideoConditionByReferenceLatent:
             pos = mx.concatenate([pos[:, :1], pos[:, 1:] * float(self.downscale_factor)], axis=1)
         mask = mx.full((b, tokens.shape[1], 1), 1.0 - self.strength, self.latent.dtype).astype(mx.float32)
         attn = grow_attention_mask(state, tokens.shape[1], self.attention)
-        pos_dtype = mx.float32 if state.positions.dtype != mx.float64 else mx.float64
-        return replace(
-            state,
-            latent=mx.concatenate([state.latent, tokens.astype(state.latent.dtype)], axis=1),
-            clean_latent=mx.concatenate(
-                [state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1
-            ),
-            denoise_mask=mx.concatenate([state.denoise_mask, mask], axis=1),
-            positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
-            attention_mask=attn,
-        )
+        return append_tokens(state, tokens, pos, mask, attn)
+
+
+def append_tokens(
+    state: LatentState, tokens: mx.array, pos: mx.array, mask: mx.array, attn: mx.array | None
+) -> LatentState:
+    """`state` with conditioning tokens appended: their latent (also the clean latent), positions,
+    denoise mask and the grown attention mask (positions stay float64 where the state's are)."""
+    pos_dtype = mx.float32 if state.positions.dtype != mx.float64 else mx.float64
+    return replace(
+        state,
+        latent=mx.concatenate([state.latent, tokens.astype(state.latent.dtype)], axis=1),
+        clean_latent=mx.concatenate([state.clean_latent, tokens.astype(state.clean_latent.dtype)], axis=1),
+        denoise_mask=mx.concatenate([state.denoise_mask, mask], axis=1),
+        positions=mx.concatenate([state.positions.astype(pos_dtype), pos.astype(pos_dtype)], axis=2),
+        attention_mask=attn,
+    )
 
 
 def grow_attention_mask(state: LatentState, num_new: int, cross: float | mx.array | None) -> mx.array | None:

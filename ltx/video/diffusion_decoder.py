@@ -39,13 +39,14 @@ from ltx import ops  # noqa: E402
 from ltx.video import diffusion_tiling as dt  # noqa: E402
 from ltx.video.blocks import PerChannelStatistics, TimestepEmbedder, patchify, unpatchify  # noqa: E402
 from ltx.video.neighborhood import na3d  # noqa: E402
+from ltx.video.tiling import groups_by_time  # noqa: E402
+from ltx.video.vae import NoiseFn  # noqa: E402
 from ltx.weights.loader import CheckpointError, load_checkpoint, load_strict, read_config  # noqa: E402
 
 CONV_CLASS = "CausalVideoAutoencoder"
 SCALE_FACTORS = (8, 32, 32)
 PATHWAYS = ("chunked", "combined")
 GATES = {".gate_msa": (".attn.proj.",), ".gate_mlp": (".mlp.w_down.",), ".gate_ctx": (".context_proj.",)}
-NoiseFn = Callable[[tuple[int, ...]], mx.array]
 
 
 @dataclass
@@ -403,7 +404,7 @@ class DiffusionVideoDecoder(nn.Module):
         crop_h = slice(pads[1] * SCALE_FACTORS[1], pads[1] * SCALE_FACTORS[1] + height)
         crop_w = slice(pads[2] * SCALE_FACTORS[2], pads[2] * SCALE_FACTORS[2] + width)
         prev = prev_w = prev_t = None
-        for group in _groups(tiles):
+        for group in groups_by_time(tiles):
             t_slice = _resolve(group[0].out[0], full[0])
             buf = mx.zeros((b, t_slice.stop - t_slice.start, full[1], full[2], 3), mx.float32)
             wts = mx.zeros((1, t_slice.stop - t_slice.start, full[1], full[2], 1), mx.float32)
@@ -508,16 +509,6 @@ class DiffusionVideoDecoder(nn.Module):
 
 def _resolve(s: slice, n: int) -> slice:
     return slice(*s.indices(n)[:2])
-
-
-def _groups(tiles: list[dt.DiffTile]) -> list[list[dt.DiffTile]]:
-    groups: list[list[dt.DiffTile]] = []
-    for tile in tiles:
-        if groups and groups[-1][0].out[0] == tile.out[0]:
-            groups[-1].append(tile)
-        else:
-            groups.append([tile])
-    return groups
 
 
 def _channels_last(x: mx.array) -> mx.array:

@@ -198,8 +198,9 @@ def plan_tiles(
     ]
 
 
-def _groups(tiles: list[Tile]) -> list[list[Tile]]:
-    groups: list[list[Tile]] = []
+def groups_by_time(tiles: list) -> list[list]:
+    """Consecutive tiles sharing one output time range (`tile.out[0]`), each group blended before the next."""
+    groups: list[list] = []
     for tile in tiles:
         if groups and groups[-1][0].out[0] == tile.out[0]:
             groups[-1].append(tile)
@@ -222,7 +223,7 @@ def tiled_decode(
     height, width = h * scale[1], w * scale[2]
     dtype = latent.dtype
     prev = prev_w = prev_t = None
-    for group in _groups(plan_tiles((f, h, w), cfg, scale)):
+    for group in groups_by_time(plan_tiles((f, h, w), cfg, scale)):
         t_slice = group[0].out[0]
         t_len = t_slice.stop - t_slice.start
         buf = mx.zeros((b, t_len, height, width, 3), dtype)
