@@ -3,7 +3,7 @@
 LTX-2.5 ships one file per component (Lightricks/LTX-2.5: diffusion_models/, text_encoders/, vae/,
 latent_upscale_models/, loras/, model_patches/); the tiny model mirrors that layout so that the split
 loading path is the one exercised. Each file carries the metadata its own loader reads (1.2.0's
-configurators take the whole metadata: `from_metadata`). numpy-free and torch-free: safe to import
+configurators take the whole metadata: `from_metadata`). torch-free: safe to import
 from either venv and from make_goldens.py.
 
 Owners: the transformer file (DiT + connectors), audio VAE, upsampler, distilled LoRA and duration head
@@ -31,26 +31,7 @@ DURATION_HEAD = "model_patches/duration_head.safetensors"
 # The checkpoint's assertion of which Gemma it was trained with (a mismatch is an error).
 GEMMA_SOURCE = {"gemma_version": GEMMA_VERSION}
 
-_FIXED = {
-    "dropout": 0.0,
-    "attention_bias": True,
-    "num_vector_embeds": None,
-    "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False,
-    "only_cross_attention": False,
-    "cross_attention_norm": True,
-    "double_self_attention": False,
-    "upcast_attention": False,
-    "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False,
-    "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope",
-    "use_audio_video_cross_attention": True,
-    "share_ff": False,
-    "av_cross_ada_norm": True,
-    "use_middle_indices_grid": True,
-}
+from golden_transformer import FIXED as _FIXED  # noqa: E402  (the settings 1.0.0 and 1.2.0 share)
 
 # config.transformer of the tiny 2.5: the 2.3 layout (gated attention, cross-attention AdaLN, feature
 # extractor V2 projecting to the inner widths, connectors at those widths) plus the 2.5 switches:
