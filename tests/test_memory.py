@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from test_quantize import golden_inputs, write_widened  # noqa: E402
 
 from ltx import memory, ops
-from ltx.kernels import activations, conv, winograd
+from ltx.kernels import activations, conv, threads, winograd
 from ltx.kernels import attention as attention_kernels  # noqa: E402
 from ltx.model import patchify
 from ltx.model import streaming as lowmem
@@ -66,7 +66,7 @@ def _with_numpy(peak: int, run) -> int:
     are numpy's, freed first so that this run allocates them as a stage's first run does."""
     if not conv.winograd_applies(mx.float32):
         return peak(run)
-    winograd.release_scratch()
+    threads.release_scratch()  # every thread's kernel scratch: Winograd, the resampled activations
     tracemalloc.start()
     try:
         return peak(run) + tracemalloc.get_traced_memory()[1]

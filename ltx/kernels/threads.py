@@ -53,17 +53,25 @@ def run(fn, tasks: list) -> None:
         job.result()
 
 
-_scratch = threading.local()
+# (thread id, name) -> that thread's buffer: every thread's buffers in one place, so that
+# release_scratch frees the pool workers' too (distinct keys per thread: no lock needed under the GIL)
+_scratch: dict[tuple[int, str], np.ndarray] = {}
 
 
 def scratch_floats(name: str, n: int) -> np.ndarray:
     """This thread's float32 scratch buffer `name` with at least n elements (grown, never shrunk;
     pages the BLAS or numpy never touch are never resident)."""
-    buf = getattr(_scratch, name, None)
+    key = (threading.get_ident(), name)
+    buf = _scratch.get(key)
     if buf is None or buf.size < n:
         buf = np.empty(n, np.float32)
-        setattr(_scratch, name, buf)
+        _scratch[key] = buf
     return buf
+
+
+def release_scratch() -> None:
+    """Free every thread's scratch buffers (the next kernel call allocates them again)."""
+    _scratch.clear()
 
 
 def scratch_rows(name: str, rows: int, c: int) -> np.ndarray:

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 from functools import cache
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 from ltx.kernels import blas as cpu_blas
+from ltx.kernels import threads
 
 # isort: split
 
@@ -98,23 +98,11 @@ def transform_weight(weight: mx.array, m: int | None = None) -> np.ndarray:
     return out.reshape(gg.shape[0], t, o, c)
 
 
-_local = threading.local()
-
-
 def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
     """This thread's float32 buffer `name` viewed as shape, grown as needed and kept between calls:
     fresh pages for every call's transformed inputs and products would each cost a page fault."""
     n = math.prod(shape)
-    buf = getattr(_local, name, None)
-    if buf is None or buf.size < n:
-        buf = np.empty(n, np.float32)
-        setattr(_local, name, buf)
-    return buf[:n].reshape(shape)
-
-
-def release_scratch() -> None:
-    """Free this thread's scratch buffers (the next conv allocates them again)."""
-    _local.__dict__.clear()
+    return threads.scratch_floats("winograd_" + name, n)[:n].reshape(shape)
 
 
 class Filters:
