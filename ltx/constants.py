@@ -17,6 +17,7 @@ DEFAULT_SEED = 10
 DEFAULT_FPS = 24.0
 DEFAULT_NUM_FRAMES = 121
 DEFAULT_IMAGE_CRF = 33
+LTX_2_4_IMAGE_CRF = 18  # from LTX-2.4 on: the CRF the model was trained with (1.2.0's detect_params)
 DEFAULT_LORA_STRENGTH = 1.0
 HQ_DISTILLED_LORA_STRENGTHS = (0.25, 0.5)  # stage 1, stage 2 of the HQ pipeline
 
@@ -82,6 +83,7 @@ class PipelineParams:
     num_frames: int = DEFAULT_NUM_FRAMES
     frame_rate: float = DEFAULT_FPS
     num_inference_steps: int = 40
+    default_image_crf: int = DEFAULT_IMAGE_CRF
     video_guider: GuiderParams = field(
         default_factory=lambda: GuiderParams(3.0, 1.0, (29,), rescale_scale=0.7, modality_scale=3.0)
     )
@@ -114,9 +116,42 @@ LTX_2_3_HQ_PARAMS = PipelineParams(
 )
 
 
+# 2.4 and 2.5 continue the 2.3 lineage (30 steps, STG block 28) with the trained image CRF
+LTX_2_4_PARAMS = replace(LTX_2_3_PARAMS, default_image_crf=LTX_2_4_IMAGE_CRF)
+
+# 1.2.0's default negative prompt (LTX-2.5's): 1.0.0's, led by the caption tags 2.5 was trained with
+NEGATIVE_PROMPT_2_5_TAGS = (
+    "has_subtitles, has_blurbox, transition from black, transition to black, speech_ending_short, "
+)
+
+
+def parse_model_version(version: str | None) -> tuple[int, ...]:
+    """ltx-core's parse_model_version after detect_model_version's separator normalisation ("2.4-rc2" ->
+    (2, 4)): the leading integer components, () for none (below every version)."""
+    parts = []
+    for part in str(version or "").replace("-", ".").split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
 def params_for_version(model_version: str | None) -> PipelineParams:
-    """The reference's detect_params: `model_version` starting with "2.3" gives LTX_2_3_PARAMS."""
-    return LTX_2_3_PARAMS if (model_version or "").startswith("2.3") else LTX_2_PARAMS
+    """The reference's detect_params: the params of the newest generation `model_version` is at or above
+    (2.4 and later: LTX_2_4_PARAMS; 2.3: LTX_2_3_PARAMS; older or unset: LTX_2_PARAMS)."""
+    v = parse_model_version(model_version)
+    return LTX_2_4_PARAMS if v >= (2, 4) else LTX_2_3_PARAMS if v >= (2, 3) else LTX_2_PARAMS
+
+
+def default_negative_prompt(model_version: str | None, base: str) -> str:
+    """The negative prompt of the reference that made the model's goldens: 1.2.0's for LTX-2.5 on, else
+    `base` (1.0.0's DEFAULT_NEGATIVE_PROMPT)."""
+    return NEGATIVE_PROMPT_2_5_TAGS + base if parse_model_version(model_version) >= (2, 5) else base
+
+
+def uses_ancestral_stage1(model_version: str | None) -> bool:
+    """1.2.0's distilled pipeline samples stage 1 with Euler ancestral from LTX-2.5 on."""
+    return parse_model_version(model_version) >= (2, 5)
 
 
 # ---------------------------------------------------------------------------------------------------

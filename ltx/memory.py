@@ -182,11 +182,17 @@ def components(
     itemsize: int,
     headers: dict | None = None,
     diffusion_vae: Path | None = None,
+    video_vae: Path | None = None,
+    audio_vae: Path | None = None,
+    conv_vae: Path | None = None,
 ) -> dict[str, Component]:
     """Parameter counts and resident bytes of every component of a model directory. headers: {path:
     (tensor infos, metadata)} to use instead of reading those files (a model not yet written to disk);
-    diffusion_vae: the file of an LTX-2.5 diffusion video decoder ("diffusion_decoder")."""
+    diffusion_vae: the file of an LTX-2.5 diffusion video decoder ("diffusion_decoder"); video_vae,
+    audio_vae, conv_vae: a split model's component files (None: in the checkpoint)."""
     read = (lambda p: headers[Path(p)] if Path(p) in headers else read_header(p)) if headers else read_header  # noqa: E731
+    video_vae, audio_vae = video_vae or checkpoint, audio_vae or checkpoint
+    conv_vae = conv_vae or (video_vae if video_vae != diffusion_vae else checkpoint)
     _, meta = read(checkpoint)
     quant = json.loads(meta["ltx_mlx_quantization"]) if meta.get("ltx_mlx_quantization") else None
     tr = "model.diffusion_model."
@@ -208,20 +214,20 @@ def components(
             checkpoint, "text projection + connectors", _prefix(*text), itemsize, None, read
         ),
         "video_encoder": _component(
-            checkpoint, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"), itemsize, None, read
+            video_vae, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"), itemsize, None, read
         ),
         "video_decoder": _component(
-            checkpoint, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"), itemsize, None, read
+            conv_vae, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"), itemsize, None, read
         ),
         "audio_decoder": _component(
-            checkpoint,
+            audio_vae,
             "audio VAE decoder",
             _prefix("audio_vae.decoder.", "audio_vae.per_channel"),
             itemsize,
             None,
             read,
         ),
-        "vocoder": _component(checkpoint, "vocoder", _prefix("vocoder."), itemsize, None, read),
+        "vocoder": _component(audio_vae, "vocoder", _prefix("vocoder."), itemsize, None, read),
         "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None, read),
     }
     if diffusion_vae is not None:
@@ -234,12 +240,17 @@ def components(
         vae = json.loads(read(diffusion_vae)[1].get("config", "{}")).get("vae", {})
         out["diffusion_decoder"].config = DiffusionDecoderConfig.from_vae(vae)
     header = read(checkpoint)[0]
-    try:
-        config = json.loads(meta.get("config", "{}"))
-    except json.JSONDecodeError:
-        config = {}
-    config = config if isinstance(config, dict) else {}
-    conv_out = header.get("vae.decoder.conv_out.conv.weight")
+
+    def config_of(path) -> dict:
+        try:
+            c = json.loads(read(path)[1].get("config", "{}"))
+        except json.JSONDecodeError:
+            c = {}
+        return c if isinstance(c, dict) else {}
+
+    config = config_of(checkpoint)
+    v_header, a_header, a_config = read(video_vae)[0], read(audio_vae)[0], config_of(audio_vae)
+    conv_out = v_header.get("vae.decoder.conv_out.conv.weight")
     if conv_out is not None:  # PyTorch layout (O, C, 3, 3, 3): O = 3 * patch**2, C = the last level's width
         out["video_decoder"].widths = {
             "channels": int(conv_out["shape"][1]),
@@ -250,8 +261,8 @@ def components(
     init = read(upsampler)[0].get("initial_conv.weight")
     if init is not None:
         out["upsampler"].widths = {"channels": int(init["shape"][0])}
-    out["audio_decoder"].widths = _audio_decoder_widths(header, config.get("audio_vae", {}))
-    out["vocoder"].widths = _vocoder_widths(header, config.get("vocoder", {}))
+    out["audio_decoder"].widths = _audio_decoder_widths(a_header, a_config.get("audio_vae", {}))
+    out["vocoder"].widths = _vocoder_widths(a_header, a_config.get("vocoder", {}))
     out["text_projection"].widths = _connector_widths(header, config.get("transformer", {}))
     files = sorted(
         [

@@ -37,7 +37,7 @@ def _headers(files) -> dict | None:
         return None
     from ltx.weights import tiny
 
-    return tiny.headers(files.tiny_variant, files.checkpoint.parent)
+    return tiny.headers(files.tiny_variant, files.root or files.checkpoint.parent)
 
 
 def estimates(
@@ -87,15 +87,26 @@ def components(files, itemsize: int):
         itemsize,
         headers=_headers(files),
         diffusion_vae=files.diffusion_vae,
+        video_vae=files.video_vae,
+        audio_vae=files.audio_vae,
+        conv_vae=files.conv_vae,
     )
 
 
 def _stage_estimates(files, o):
     itemsize = compute_itemsize()
     comps = components(files, itemsize)
-    return estimates(
-        files, comps, o.height, o.width, o.num_frames, o.frame_rate, o.two_stage, itemsize, o.decoder
-    )
+    frames = o.num_frames if o.num_frames is not None else _max_frames(o)
+    return estimates(files, comps, o.height, o.width, frames, o.frame_rate, o.two_stage, itemsize, o.decoder)
+
+
+def _max_frames(o) -> int:
+    """The longest video --auto-duration can predict: the estimate must hold for it."""
+    from ltx.text.duration import seconds_to_frames
+
+    lo, hi = o.auto_duration
+    fps = float(o.frame_rate)
+    return seconds_to_frames(hi, fps, round(lo * fps), round(hi * fps))
 
 
 def _gb(n: int) -> str:

@@ -46,7 +46,7 @@ def _split_multi(argv: list[str]) -> list[str]:
     """`--image PATH FRAME STRENGTH` and `--lora PATH [STRENGTH]` take several values (as in the
     reference CLI); Typer options take one, so join them as PATH::FRAME::STRENGTH."""
     out, i = [], 0
-    arity = {"--image": (3, 3), "--lora": (1, 2), "--distilled-lora": (1, 2)}
+    arity = {"--image": (3, 3), "--lora": (1, 2), "--distilled-lora": (1, 2), "--auto-duration": (2, 2)}
     arity |= {"--video-conditioning": (2, 2), "--conditioning-attention-mask": (2, 2)}  # PATH STRENGTH
     arity |= {f"--{m}-stg-blocks": (0, 1 << 10) for m in ("video", "audio")}  # BLOCK ..., as the reference
     while i < len(argv):
@@ -59,7 +59,7 @@ def _split_multi(argv: list[str]) -> list[str]:
                 vals.append(argv[j])
                 j += 1
             if len(vals) < lo or (a == "--image" and len(vals) != 3):
-                want = {"--image": "PATH FRAME STRENGTH"}.get(
+                want = {"--image": "PATH FRAME STRENGTH", "--auto-duration": "MIN_SECONDS MAX_SECONDS"}.get(
                     a, "PATH STRENGTH" if lo == 2 else "PATH [STRENGTH]"
                 )
                 raise LtxError(f"{a} needs {want}")
@@ -163,6 +163,12 @@ def _options_from(raw: dict[str, Any], stored: dict[str, Any]):
     given["conditioning_attention_mask"] = _path_strength(mask, "--conditioning-attention-mask")
     for name in ("video_stg_blocks", "audio_stg_blocks"):
         given[name] = _blocks(raw.get(name), name)
+    if raw.get("auto_duration"):
+        lo, hi = raw["auto_duration"].split("::")
+        given["auto_duration"] = (
+            _num(float, lo, "--auto-duration MIN"),
+            _num(float, hi, "--auto-duration MAX"),
+        )
     return Options(**given).merged(stored)
 
 
@@ -245,7 +251,17 @@ def _options(
     ] = None,
     width: Annotated[int | None, typer.Option(help="Output width in pixels.")] = None,
     num_frames: Annotated[
-        int | None, typer.Option(help="Frames, 1 + 8k (default 121; 25 for the tiny model).")
+        int | None,
+        typer.Option(
+            help="Frames, 1 + 8k (default 121; 25 for the tiny models; LTX-2.5: predicted from the prompt)."
+        ),
+    ] = None,
+    auto_duration: Annotated[
+        str | None,
+        typer.Option(
+            "--auto-duration",
+            help="MIN MAX: seconds the duration predicted from the prompt is clamped to (LTX-2.5; default 1 20).",
+        ),
     ] = None,
     frame_rate: Annotated[float | None, typer.Option(help="Frames per second (default 24).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 10).")] = None,
@@ -328,8 +344,8 @@ def _options(
         str | None,
         typer.Option(
             envvar="LTX_MODEL",
-            help="'tiny' (random weights), 'tiny-2.3', a model directory, or a Hugging Face repo id in the "
-            "local cache (Lightricks/LTX-2); `ltx models` lists what is found.",
+            help="'tiny' (random weights), 'tiny-2.3', 'tiny-2.5', a model directory, or a Hugging Face repo id "
+            "in the local cache (Lightricks/LTX-2); `ltx models` lists what is found.",
         ),
     ] = None,
     checkpoint_path: Annotated[
@@ -351,6 +367,22 @@ def _options(
             help="Gemma-3 instruct directory or Hugging Face repo id that --enhance-prompt runs on (needed "
             "with LTX-2.5, whose Gemma 4 encoder cannot generate; default: the encoding Gemma)."
         ),
+    ] = None,
+    transformer_path: Annotated[
+        str | None, typer.Option(help="Split checkpoint: the transformer file (LTX-2.5 diffusion_models/).")
+    ] = None,
+    text_encoder_path: Annotated[
+        str | None, typer.Option(help="Split checkpoint: the text encoder (the Gemma folder).")
+    ] = None,
+    video_vae_path: Annotated[
+        str | None,
+        typer.Option(help="Split checkpoint: the video VAE file (vae/; diffusion or conv decoder)."),
+    ] = None,
+    audio_vae_path: Annotated[
+        str | None, typer.Option(help="Split checkpoint: the audio VAE + vocoder file (vae/).")
+    ] = None,
+    duration_head_path: Annotated[
+        str | None, typer.Option(help="Split checkpoint: the duration head file (model_patches/).")
     ] = None,
     pipeline: Annotated[
         str | None,
@@ -390,7 +422,10 @@ def _options(
         ),
     ] = None,
     image_crf: Annotated[
-        int | None, typer.Option(help="H.264 CRF of the conditioning-image round trip (0 = off; default 33).")
+        int | None,
+        typer.Option(
+            help="H.264 CRF of the conditioning-image round trip (0 = off; default 33, 18 from LTX-2.4)."
+        ),
     ] = None,
     enhance_prompt: Annotated[
         bool, typer.Option("--enhance-prompt", help="Rewrite the prompt with Gemma first (seeded by --seed).")
@@ -467,7 +502,9 @@ def _make_step(label: str, doc: str):
         keys = {}  # printed one a line, the stage's own last; with --json one "output" event
         for more in [k for k in nodes if label == "encode_video" and k.startswith("encode_video_")]:
             node = nodes[more]
-            keys[more] = (ensure_inputs_then_force(store, node) if force else ensure(store, node, echo=echo)).key
+            keys[more] = (
+                ensure_inputs_then_force(store, node) if force else ensure(store, node, echo=echo)
+            ).key
         if force:
             art = ensure_inputs_then_force(store, nodes[label])
         else:
@@ -506,7 +543,7 @@ def _is_key_ref(ref: str | None) -> bool:
 def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
     """`ltx decode 3f2a9c1e --tiling aggressive`: run one step on an artifact given by key or prefix."""
     from stages import decode, decode_audio, vocode
-    from stages.models import resolve_model
+    from stages.models import SPLIT_OPTIONS, resolve_model
 
     store = State.store()
     key = store.resolve(kw["run"])
@@ -524,6 +561,7 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
         checkpoint=kw["checkpoint_path"],
         upsampler=kw["spatial_upsampler_path"],
         gemma=kw["gemma_root"],
+        split={o: kw[o[2:].replace("-", "_")] for o in SPLIT_OPTIONS},
     )
     made_with = manifest.get("externals", {}).get("checkpoint")
     if made_with and made_with not in (files.checkpoint_digest, files.transformer_digest):
@@ -531,7 +569,7 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
             f"artifact {key[:8]} was made with another model than --model {kw['model'] or 'tiny'}; "
             "pass the --model it was made with"
         )
-    ckpt = {"checkpoint": files.checkpoint_digest}
+    ckpt, audio_ext = files.externals("video_vae"), files.externals("audio_vae")
     if label == "decode":
         kind = kw["decoder"] or files.decoders[0]
         tiling = kw["tiling"] or "default"
@@ -540,9 +578,9 @@ def _step_from_key(label: str, kw: dict[str, Any], force: bool) -> None:
         ext = ckpt if kind == "conv" else {"diffusion_vae": files.decoder_digest("diffusion")}
         node = Node(decode.STAGE, params, {name: key}, ext, files)
     elif label == "decode_audio":
-        node = Node(decode_audio.STAGE, decode_audio.Params(), {name: key}, ckpt, files)
+        node = Node(decode_audio.STAGE, decode_audio.Params(), {name: key}, audio_ext, files)
     else:
-        node = Node(vocode.STAGE, vocode.Params(), {name: key}, ckpt, files)
+        node = Node(vocode.STAGE, vocode.Params(), {name: key}, audio_ext, files)
     _scratch_in_cache(store)
     progress.output({label: ensure(store, node, force=force, echo=echo).key})
 

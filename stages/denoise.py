@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ NAME, VERSION = "denoise", 1
 class Params:
     height: int  # of this stage's output: half the target for two-stage pipelines
     width: int
-    num_frames: int
+    num_frames: int | None  # None: the frame count the encode stage predicted (LTX-2.5's duration head)
     frame_rate: float
     seed: int
     sigmas: tuple[float, ...]
@@ -28,6 +29,7 @@ class Params:
     # ic-lora: {"strengths" (one per reference video latent: inputs reference, reference2, ...), "downscale",
     # "attention", "mask"}; with "mask" the --conditioning-attention-mask video (an external) weighs their attention
     reference: dict | None = None
+    sampler: str = "euler"  # or "euler_ancestral": LTX-2.5's distilled stage 1 (its own noise stream)
 
 
 def reference_conditionings(params, reference_arts: list, mask_path: str | None) -> list:
@@ -57,13 +59,27 @@ def reference_conditionings(params, reference_arts: list, mask_path: str | None)
     return items
 
 
-def initial_states(params, images_art, stream: str, reference_arts=(), mask_path: str | None = None):
+def num_frames(params, context) -> int:
+    """The frame count: given, or predicted by the encode stage from the prompt."""
+    return params.num_frames if params.num_frames is not None else int(context["num_frames"])
+
+
+def initial_states(
+    params,
+    images_art,
+    stream: str,
+    reference_arts=(),
+    mask_path: str | None = None,
+    frames: int | None = None,
+):
     from ltx.constants import audio_latent_frames, video_latent_shape
     from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
     from ltx.diffusion.sampling import add_noise, noise
     from stages.runtime import mx
 
-    f, h, w = video_latent_shape(params.num_frames, params.height, params.width)
+    frames = params.num_frames if frames is None else frames
+    params = dataclasses.replace(params, num_frames=frames)  # the predicted count where it was None
+    f, h, w = video_latent_shape(frames, params.height, params.width)
     video = video_state(mx.zeros((1, 128, f, h, w), mx.float32), params.frame_rate)
     if images_art is not None:
         video = apply_conditionings(
@@ -71,9 +87,7 @@ def initial_states(params, images_art, stream: str, reference_arts=(), mask_path
         )
     if reference_arts:
         video = apply_conditionings(video, reference_conditionings(params, list(reference_arts), mask_path))
-    audio = audio_state(
-        mx.zeros((1, 8, audio_latent_frames(params.num_frames, params.frame_rate), 16), mx.float32)
-    )
+    audio = audio_state(mx.zeros((1, 8, audio_latent_frames(frames, params.frame_rate), 16), mx.float32))
     video = add_noise(video, noise(params.seed, video.latent.shape, f"{stream}_video"))
     audio = add_noise(audio, noise(params.seed, audio.latent.shape, f"{stream}_audio"))
     return video, audio
@@ -87,8 +101,11 @@ def compute(ctx, params: Params, context, negative=None, images=None, **referenc
         model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider
     )
     refs = [references[n] for n in REFERENCES if references.get(n) is not None]
-    video, audio = initial_states(params, images, "stage1", refs, ctx.runtime.get("mask"))
-    video, audio = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio)
+    frames = num_frames(params, context)
+    video, audio = initial_states(params, images, "stage1", refs, ctx.runtime.get("mask"), frames)
+    video, audio = diffuse.run_loop(
+        ctx, denoise, list(params.sigmas), video, audio, params.sampler, params.seed
+    )
     return diffuse.finish(video, audio)
 
 

@@ -23,9 +23,14 @@ def make_forward(model: Any, positive: tuple, negative: tuple | None):
     """forward(video, audio, sigma, guidance_pass) -> (x0_video, x0_audio): one transformer pass."""
     from ltx.diffusion.conditioning import timesteps
     from ltx.model.transformer import Modality
+    from stages.runtime import mx
 
     def forward(video, audio, sigma, gpass):
         v_ctx, a_ctx = negative if gpass.negative else positive
+        # the first latent frame encodes a single pixel frame: LTX-2.5's keyframe embedding marks its tokens
+        # (appended conditioning tokens are not marked, as in the reference); other models ignore the mask
+        marked = video.shape[3] * video.shape[4]
+        keyframes = (mx.arange(video.latent.shape[1]) < marked).astype(mx.float32).reshape(1, -1, 1)
         vm = Modality(
             latent=video.latent,
             sigma=sigma,
@@ -34,6 +39,7 @@ def make_forward(model: Any, positive: tuple, negative: tuple | None):
             context=v_ctx,
             enabled=gpass.video_enabled,
             attention_mask=video.attention_mask,
+            keyframes_mask=keyframes,
         )
         am = None
         if audio is not None:
@@ -64,11 +70,21 @@ def make_denoiser(
     )
 
 
-def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any) -> tuple[Any, Any]:
-    """Euler over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
+def run_loop(
+    ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any, sampler: str = "euler", seed: int = 0
+) -> tuple[Any, Any]:
+    """Euler (or Euler ancestral, with the noise stream of `seed`) over `sigmas` with a checkpoint after
+    every step; resumes from the last checkpoint."""
     from ltx import backend
-    from ltx.diffusion.sampling import euler_loop
+    from ltx.diffusion.sampling import ancestral_noise_source, euler_ancestral_loop, euler_loop
     from stages.runtime import mx
+
+    def loop(start):
+        if sampler == "euler_ancestral":
+            return euler_ancestral_loop(
+                denoise, sigmas, video, audio, ancestral_noise_source(seed), start=start
+            )
+        return euler_loop(denoise, sigmas, video, audio, start=start)
 
     total, start = len(sigmas) - 1, 0
     resumed = ctx.resume(total)
@@ -83,7 +99,7 @@ def run_loop(ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any
         return video, audio
     ctx.progress(start, total, "step")  # the baseline: rates and the ETA count from here
     with backend.cpu_buffer_cache():  # every step reuses the last one's buffers
-        for step, v, a in euler_loop(denoise, sigmas, video, audio, start=start):
+        for step, v, a in loop(start):
             mx.eval(v.latent, *([a.latent] if a is not None else []))
             arrays = {"video": np.array(v.latent)}
             if a is not None:

@@ -45,7 +45,7 @@ def info(
 
     be = ops.describe()
     itemsize = budget.compute_itemsize()
-    typer.echo(f"model {files.name} (LTX-{files.version}) at {files.checkpoint.parent}")
+    typer.echo(f"model {files.name} (LTX-{files.version}) at {files.root or files.checkpoint.parent}")
     typer.echo(f"backend: mlx {be['mlx']}, {be['device']}, BLAS {be['blas']}, compute dtype {be['dtype']}")
     typer.echo(f"conv kernels' GEMM: {be['conv_gemm']}; VAE 3x3 convs: {be['vae_convs']}")
     typer.echo(f"vocoder convs: {be['vocoder_convs']}")
@@ -54,7 +54,7 @@ def info(
         m = convert.read_manifest(files.checkpoint.parent)
         q = m["quantization"]
         typer.echo("converted: " + ("float" if q is None else f"{q['bits']}-bit, group {q['group_size']}"))
-    comps = memory.components(files.checkpoint, files.upsampler, files.gemma, itemsize)
+    comps = budget.components(files, itemsize)  # a split model: each component from its own file
     typer.echo("components:")
     for c in comps.values():
         typer.echo(f"  {c.name:32s} {c.parameters:>16,d} params  {_gb(c.bytes):>10s}  {c.dtypes}")

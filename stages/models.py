@@ -34,7 +34,7 @@ from pathlib import Path
 from cache.store import Store
 from stages.framework import LtxError
 
-TINY_NAMES = {"tiny": "2.0", "tiny-2.0": "2.0", "tiny-2.3": "2.3"}
+TINY_NAMES = {"tiny": "2.0", "tiny-2.0": "2.0", "tiny-2.3": "2.3", "tiny-2.5": "2.5"}
 TINY_LORA = "tiny:distilled_lora"  # the tiny model's own distilled LoRA, created with it
 TINY_IC_LORA = "tiny:ic_lora"  # the tiny model's own IC-LoRA (reference_downscale_factor 2)
 TINY_LORAS = {TINY_LORA: "distilled_lora.safetensors", TINY_IC_LORA: "ic_lora.safetensors"}
@@ -62,6 +62,34 @@ def _config(path: Path) -> dict:
     except (json.JSONDecodeError, TypeError):
         return {}
     return config if isinstance(config, dict) else {}
+
+
+def _keys(path: Path) -> set[str]:
+    """The tensor names of a safetensors file (its header only)."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100 << 20 or n + 8 > path.stat().st_size:
+                return set()
+            return {k for k in json.loads(f.read(n)) if k != "__metadata__"}
+    except (OSError, ValueError, struct.error, AttributeError):
+        return set()
+
+
+def _holds(path: Path, prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in _keys(path))
+
+
+def vae_kind(path: Path) -> str | None:
+    """What a vae/ file of a split model holds: "diffusion" or "conv" (video VAE), "audio", or None."""
+    config = _config(path)
+    if "vae" in config:
+        return (
+            "conv"
+            if config["vae"].get("_class_name", "CausalVideoAutoencoder") == "CausalVideoAutoencoder"
+            else "diffusion"
+        )
+    return "audio" if "audio_vae" in config else None
 
 
 def upsampler_kind(path: Path) -> str:
@@ -116,6 +144,10 @@ class Inventory:
     loras: list[Path] = field(default_factory=list)
     gemmas: list[Path] = field(default_factory=list)
     other: list[Path] = field(default_factory=list)  # safetensors files that are none of the above
+    # the split layout of LTX-2.5 (diffusion_models/, text_encoders/, vae/, latent_upscale_models/, loras/,
+    # model_patches/): the component files found in vae/ and model_patches/
+    vaes: dict[str, list[Path]] = field(default_factory=dict)  # "diffusion" / "conv" / "audio" -> files
+    duration_heads: list[Path] = field(default_factory=list)
 
     @property
     def distilled_loras(self) -> list[Path]:
@@ -128,10 +160,23 @@ class Inventory:
         return f" (download it with `huggingface-cli download {self.repo} --include '{pattern}'`)"
 
 
+SPLIT_DIRS = ("diffusion_models", "latent_upscale_models", "loras", "vae", "model_patches")
+
+
 def scan(root: Path, label: str | None = None, repo: str | None = None) -> Inventory:
-    """Classify the .safetensors files of `root` (by name for LoRAs and upsamplers, by config otherwise)."""
+    """Classify the .safetensors files of `root` (by name for LoRAs and upsamplers, by config otherwise),
+    and of the split layout's subfolders; Gemma folders in `root` and in text_encoders/."""
     inv = Inventory(root, label or str(root), repo)
-    for p in sorted(root.glob("*.safetensors")):
+    files = sorted(root.glob("*.safetensors")) + [
+        p for d in SPLIT_DIRS if (root / d).is_dir() for p in sorted((root / d).glob("*.safetensors"))
+    ]
+    for p in files:
+        if p.parent.name == "vae" and p.parent != root and p.is_file() and vae_kind(p):
+            inv.vaes.setdefault(vae_kind(p), []).append(p)
+            continue
+        if p.parent.name == "model_patches" and p.parent != root and _holds(p, "duration_head."):
+            inv.duration_heads.append(p)
+            continue
         if not p.is_file():
             continue
         low = p.name.lower()
@@ -144,10 +189,11 @@ def scan(root: Path, label: str | None = None, repo: str | None = None) -> Inven
             inv.checkpoints.append(Checkpoint(p, version, _variant(p.name), _quant(p.name)))
         else:
             inv.other.append(p)
+    folders = sorted(root.iterdir()) + (
+        sorted((root / "text_encoders").iterdir()) if (root / "text_encoders").is_dir() else []
+    )
     inv.gemmas = [
-        d
-        for d in sorted(root.iterdir())
-        if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))
+        d for d in folders if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))
     ]
     return inv
 
@@ -322,9 +368,54 @@ class ModelFiles:
     distilled_lora: Path | None = None  # the model folder's distilled LoRA (dev-two-stage's default)
     root: Path | None = None  # the model folder
     label: str | None = None  # how the user named it (a repo id, a folder), for `choice`
-    conv_vae: Path | None = None  # the file with the conv video decoder (None: the checkpoint)
+    # Split checkpoints (LTX-2.5 ships one file per component): each None means "in `checkpoint`", the
+    # transformer file (which also holds the text projection and connectors, and names the version).
+    video_vae: Path | None = None  # the video VAE encoder (+ its default decoder)
+    audio_vae: Path | None = None  # the audio VAE and the vocoder
+    duration_head: Path | None = None  # LTX-2.5's duration head; None: the model has none
+    conv_vae: Path | None = None  # the file with the conv video decoder (None: the video VAE file)
     diffusion_vae: Path | None = None  # the file with the diffusion video decoder (LTX-2.5; None: none)
     enhancer: Path | None = None  # --prompt-enhancer-gemma-root: a separate Gemma 3 for --enhance-prompt
+
+    def component(self, kind: str) -> Path:
+        """The file a component comes from: transformer, text (projection + connectors), video_vae, audio_vae,
+        duration_head."""
+        if kind in ("transformer", "text"):
+            return self.checkpoint
+        path = {
+            "video_vae": self.video_vae,
+            "audio_vae": self.audio_vae,
+            "duration_head": self.duration_head,
+        }[kind]
+        if kind == "duration_head" and path is None:
+            raise LtxError(
+                f"{self.label or self.name} has no duration head (LTX-2.5's model_patches/*duration-head*); pass "
+                "--num-frames, or --duration-head-path FILE"
+            )
+        return path or self.checkpoint
+
+    def externals(self, *kinds: str) -> dict[str, str]:
+        """The content digests that key the stages reading `kinds`: the checkpoint's for what is in it (so a
+        single-file model keeps its keys), else one per split component file."""
+        out = {}
+        for kind in kinds:
+            path = self.component(kind)
+            if path == self.checkpoint:
+                out["checkpoint"] = (
+                    self.transformer_digest if kind == "transformer" else self.checkpoint_digest
+                )
+            else:
+                out[kind] = self._component_digest(kind, path)
+        return out
+
+    def _component_digest(self, kind: str, path: Path) -> str:
+        if self.recorded and kind in self.recorded:
+            return self.recorded[kind]
+        return self._digest(path)
+
+    @property
+    def is_split(self) -> bool:
+        return any(p is not None for p in (self.video_vae, self.audio_vae))
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -374,7 +465,9 @@ class ModelFiles:
 
     def ready(self) -> ModelFiles:
         """Create the tiny model's files on first use (a real model's files just exist)."""
-        root = self.checkpoint.parent
+        root = (
+            self.root if self.tiny_variant is not None and self.root is not None else self.checkpoint.parent
+        )
         if self.tiny_variant is not None and not root.is_dir():
             from ltx.weights import tiny
 
@@ -390,7 +483,8 @@ class ModelFiles:
         if self.tiny_variant is not None:
             from ltx.weights import tiny
 
-            return f"tiny-{self.tiny_variant}-{tiny.manifest_digest(self.tiny_variant)}:{path.relative_to(self.checkpoint.parent)}"
+            rel = path.relative_to(self.root if self.root is not None else self.checkpoint.parent)
+            return f"tiny-{self.tiny_variant}-{tiny.manifest_digest(self.tiny_variant)}:{rel}"
         return self.store.digest(path)
 
     @cached_property
@@ -414,13 +508,18 @@ class ModelFiles:
         """One of the tiny model's own LoRAs (TINY_LORAS)."""
         return self._digest(self.tiny_lora(name))
 
+    def _tiny_lora_rel(self, name: str) -> str:
+        if name == TINY_LORA and self.distilled_lora is not None and self.root is not None:
+            return str(self.distilled_lora.relative_to(self.root))  # the tiny 2.5's loras/ file
+        return TINY_LORAS[name]
+
     def tiny_lora(self, name: str) -> Path:
-        return self.checkpoint.parent / TINY_LORAS[name]
+        return (self.root or self.checkpoint.parent) / self._tiny_lora_rel(name)
 
     def tiny_lora_metadata(self, name: str) -> dict:
         from ltx.weights import tiny
 
-        spec = tiny.load_manifest(self.tiny_variant)["files"].get(TINY_LORAS[name])
+        spec = tiny.load_manifest(self.tiny_variant)["files"].get(self._tiny_lora_rel(name))
         if spec is None:
             raise LtxError(f"the tiny-{self.tiny_variant} model has no {TINY_LORAS[name]}; pass --lora PATH")
         return spec.get("metadata", {})
@@ -463,11 +562,41 @@ class ModelFiles:
         return h.hexdigest()
 
 
+# The tiny LTX-2.5's split files (tests/reference/tiny25.py: the release's layout)
+TINY25 = {
+    "transformer": "diffusion_models/transformer.safetensors",
+    "gemma": "text_encoders/gemma4",
+    "video_vae": "vae/video_vae.safetensors",
+    "conv_vae": "vae/video_vae_conv.safetensors",
+    "audio_vae": "vae/audio_vae.safetensors",
+    "upsampler": "latent_upscale_models/spatial_upscaler_x2.safetensors",
+    "distilled_lora": "loras/distilled_lora.safetensors",
+    "duration_head": "model_patches/duration_head.safetensors",
+}
+
+
 def _tiny(store: Store, variant: str) -> ModelFiles:
     from ltx.weights import tiny
 
     digest = tiny.manifest_digest(variant)[:16]
     root = store.local / "models" / f"tiny-{variant}-{digest}"
+    if variant in tiny.VARIANTS_12:
+        f = {k: root / v for k, v in TINY25.items()}
+        return ModelFiles(
+            f"tiny-{variant}",
+            f["transformer"],
+            f["upsampler"],
+            f["gemma"],
+            store,
+            tiny_variant=variant,
+            distilled_lora=f["distilled_lora"],
+            root=root,
+            video_vae=f["video_vae"],
+            audio_vae=f["audio_vae"],
+            duration_head=f["duration_head"],
+            conv_vae=f["conv_vae"],
+            diffusion_vae=f["video_vae"],
+        )
     return ModelFiles(
         f"tiny-{variant}",
         root / "model.safetensors",
@@ -489,6 +618,15 @@ def _file(option: str, path: str) -> Path:
     return p
 
 
+SPLIT_OPTIONS = {  # split-checkpoint option -> the ModelFiles component it names
+    "--transformer-path": "transformer",
+    "--text-encoder-path": "text",
+    "--video-vae-path": "video_vae",
+    "--audio-vae-path": "audio_vae",
+    "--duration-head-path": "duration_head",
+}
+
+
 def resolve_model(
     model: str | None,
     store: Store,
@@ -497,16 +635,82 @@ def resolve_model(
     checkpoint: str | None = None,
     upsampler: str | None = None,
     gemma: str | None = None,
+    split: dict[str, str | None] | None = None,
 ) -> ModelFiles:
-    """`tiny` (default), `tiny-2.3`, a folder, or a Hugging Face repo id; the files `pipeline` needs,
-    unless `checkpoint`, `upsampler` or `gemma` (--checkpoint-path, --spatial-upsampler-path,
-    --gemma-root) name them. Without a model, --checkpoint-path's folder is the model folder."""
+    """`tiny` (default), `tiny-2.3`, `tiny-2.5`, a folder, or a Hugging Face repo id; the files `pipeline`
+    needs, unless `checkpoint`, `upsampler` or `gemma` (--checkpoint-path, --spatial-upsampler-path,
+    --gemma-root) name them, and the split components `split` names (option -> path: SPLIT_OPTIONS), which
+    replace the model's own. Without a model, --checkpoint-path's (--transformer-path's) folder is the model
+    folder. Every component a generation reads must be found: else one line naming the option to pass."""
+    split = {k: v for k, v in (split or {}).items() if v is not None}
+    if "--transformer-path" in split and checkpoint is not None:
+        raise LtxError("--transformer-path and --checkpoint-path both name the transformer; pass one of them")
+    if "--text-encoder-path" in split and gemma is not None:
+        raise LtxError("--text-encoder-path and --gemma-root both name the text encoder; pass one of them")
+    checkpoint = split.pop("--transformer-path", checkpoint)
+    gemma = split.pop("--text-encoder-path", gemma)
+    files = _resolve_base(model, store, pipeline, checkpoint, upsampler, gemma, split)
+    return _with_components(files, split)
+
+
+def _with_components(files: ModelFiles, split: dict[str, str]) -> ModelFiles:
+    """`files` with the split components the options name, then every component checked to be there."""
+    for option, path in split.items():
+        p = _file(option, path)
+        kind = SPLIT_OPTIONS[option]
+        if kind == "video_vae":
+            what = vae_kind(p)
+            if what not in ("conv", "diffusion"):
+                raise LtxError(
+                    f"{option} {path} holds no video VAE (its metadata 'config' has no 'vae' section)"
+                )
+            files.video_vae = p
+            if what == "conv":  # the other decoder kind, if the model has one, stays available
+                files.conv_vae = p
+            else:
+                files.diffusion_vae = p
+        elif kind == "audio_vae":
+            if not _holds(p, "audio_vae."):
+                raise LtxError(f"{option} {path} holds no audio VAE (no 'audio_vae.*' weights)")
+            files.audio_vae = p
+        elif kind == "duration_head":
+            if not _holds(p, "duration_head."):
+                raise LtxError(f"{option} {path} holds no duration head (no 'duration_head.*' weights)")
+            files.duration_head = p
+    if files.tiny_variant is not None:
+        return files
+    needs = (
+        ("video_vae", "vae.encoder.", "the video VAE", "--video-vae-path"),
+        ("audio_vae", "audio_vae.decoder.", "the audio VAE", "--audio-vae-path"),
+    )
+    for kind, prefix, what, option in needs:
+        path = files.component(kind)
+        if not _holds(path, prefix):
+            raise LtxError(
+                f"{path.name} holds no {what} ('{prefix}*' weights) and none was given: it is a split checkpoint's "
+                f"{'transformer' if path == files.checkpoint else 'component'} file; pass {option} FILE"
+            )
+    if files.duration_head is None and _holds(files.checkpoint, "duration_head."):
+        files.duration_head = files.checkpoint
+    return files
+
+
+def _resolve_base(
+    model: str | None,
+    store: Store,
+    pipeline: str,
+    checkpoint: str | None,
+    upsampler: str | None,
+    gemma: str | None,
+    split: dict[str, str],
+) -> ModelFiles:
     overrides = [
         o
         for o, v in (
             ("--checkpoint-path", checkpoint),
             ("--spatial-upsampler-path", upsampler),
             ("--gemma-root", gemma),
+            *split.items(),
         )
         if v is not None
     ]
@@ -520,8 +724,9 @@ def resolve_model(
         return _tiny(store, TINY_NAMES[model])
     ckpt = _file("--checkpoint-path", checkpoint) if checkpoint else None
     up = _file("--spatial-upsampler-path", upsampler) if upsampler else None
-    if model is None:
-        inv = scan(ckpt.parent, str(ckpt.parent))
+    if model is None:  # the checkpoint's folder, or the split model holding its diffusion_models/
+        folder = ckpt.parent.parent if ckpt.parent.name == "diffusion_models" else ckpt.parent
+        inv = scan(folder, str(folder))
         name = ckpt.name
     else:
         root = Path(model).expanduser()
@@ -547,7 +752,7 @@ def resolve_model(
         inv = locate(model)
         name = inv.repo or inv.root.name
     loras = inv.distilled_loras
-    return ModelFiles(
+    files = ModelFiles(
         name,
         ckpt or choose_checkpoint(inv, pipeline),
         up or choose_upsampler(inv),
@@ -557,3 +762,11 @@ def resolve_model(
         root=inv.root,
         label=inv.label,
     )
+    # a split model's own components (one of each kind; a choice among several is an option's job)
+    diffusion, conv, audio = (inv.vaes.get(k, []) for k in ("diffusion", "conv", "audio"))
+    files.diffusion_vae = diffusion[0] if len(diffusion) == 1 else None
+    files.conv_vae = conv[0] if len(conv) == 1 else None
+    files.video_vae = files.diffusion_vae or files.conv_vae
+    files.audio_vae = audio[0] if len(audio) == 1 else None
+    files.duration_head = inv.duration_heads[0] if len(inv.duration_heads) == 1 else None
+    return files

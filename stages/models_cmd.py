@@ -104,9 +104,11 @@ def list_models(
         if name == "tiny-2.0":  # an alias of tiny
             continue
         m = tiny.load_manifest(variant)
-        version = m["files"]["model.safetensors"]["metadata"].get("model_version", variant)
+        main = models.TINY25["transformer"] if variant in tiny.VARIANTS_12 else "model.safetensors"
+        version = m["files"][main]["metadata"].get("model_version", variant)
+        split = " (split: one file per component, Gemma 4)" if variant in tiny.VARIANTS_12 else ""
         typer.echo(
-            f"{name}  (built in: LTX {version}, random weights, made in the cache on first use)\n"
+            f"{name}  (built in: LTX {version}, random weights, made in the cache on first use){split}\n"
             "  pipelines   distilled, dev, dev-two-stage, keyframes, ic-lora (its own IC-LoRA)"
         )
     seen: set[Path] = set()

@@ -67,6 +67,15 @@ class Options:
     spatial_upsampler_path: str | None = None
     gemma_root: str | None = None
     prompt_enhancer_gemma_root: str | None = None  # a separate Gemma 3 for --enhance-prompt (LTX-2.5)
+    # split checkpoints: one file per component (stages.models.SPLIT_OPTIONS), over --model's own
+    transformer_path: str | None = None
+    text_encoder_path: str | None = None
+    video_vae_path: str | None = None
+    audio_vae_path: str | None = None
+    duration_head_path: str | None = None
+    # (MIN, MAX) seconds: predict the duration from the prompt (LTX-2.5's duration head); the default when
+    # --num-frames is omitted on a model that has one
+    auto_duration: tuple[float, float] | None = None
     pipeline: str | None = None
     tiling: str | None = None
     decoder: str | None = None  # conv | diffusion; None: the model's default (diffusion where it has one)
@@ -89,6 +98,11 @@ class Options:
         out.video_conditioning = [tuple(v) for v in out.video_conditioning]
         mask = out.conditioning_attention_mask
         out.conditioning_attention_mask = tuple(mask) if mask else None
+        out.auto_duration = tuple(out.auto_duration) if out.auto_duration else None
+        if "num_frames" in mine and "auto_duration" not in mine:
+            out.auto_duration = None  # --num-frames on the command line replaces the run's predicted duration
+        if "auto_duration" in mine and "num_frames" not in mine:
+            out.num_frames = None
         for name in ("video_stg_blocks", "audio_stg_blocks"):
             value = getattr(out, name)
             setattr(out, name, None if value is None else tuple(value))
@@ -97,6 +111,16 @@ class Options:
     @property
     def two_stage(self) -> bool:
         return self.pipeline != "dev"
+
+    def split_paths(self) -> dict[str, str | None]:
+        """The split-checkpoint options by option name (stages.models.resolve_model's `split`)."""
+        return {
+            "--transformer-path": self.transformer_path,
+            "--text-encoder-path": self.text_encoder_path,
+            "--video-vae-path": self.video_vae_path,
+            "--audio-vae-path": self.audio_vae_path,
+            "--duration-head-path": self.duration_head_path,
+        }
 
 
 def resolve(o: Options, files: ModelFiles) -> Options:
@@ -113,14 +137,26 @@ def resolve(o: Options, files: ModelFiles) -> Options:
     # `is None`, not `or`: an explicit 0 is bad input to reject, not a request for the default
     o.height = o.height if o.height is not None else (TINY_DEFAULTS["height"] if tiny else default_hw[0])
     o.width = o.width if o.width is not None else (TINY_DEFAULTS["width"] if tiny else default_hw[1])
-    o.num_frames = (
-        o.num_frames
-        if o.num_frames is not None
-        else (TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES)
-    )
+    if o.num_frames is not None and o.auto_duration is not None:
+        raise LtxError(
+            f"--num-frames {o.num_frames} and --auto-duration {' '.join(map(str, o.auto_duration))} both set the "
+            "duration; pass one of them"
+        )
+    if o.num_frames is None and (o.auto_duration is not None or files.duration_head is not None):
+        from ltx.text.duration import AUTO_DURATION
+
+        o.auto_duration = tuple(float(x) for x in (o.auto_duration or AUTO_DURATION))
+        validate.auto_duration(o.auto_duration, files)
+    elif o.num_frames is None and C.parse_model_version(files.version) >= (2, 5):
+        raise LtxError(
+            f"{files.label or files.name} has no duration head to predict the duration from the prompt "
+            "(LTX-2.5's model_patches/*duration-head*); pass --num-frames, or --duration-head-path FILE"
+        )
+    elif o.num_frames is None:
+        o.num_frames = TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES
     o.frame_rate = o.frame_rate if o.frame_rate is not None else params.frame_rate
     o.seed = o.seed if o.seed is not None else params.seed
-    o.image_crf = o.image_crf if o.image_crf is not None else C.DEFAULT_IMAGE_CRF
+    o.image_crf = o.image_crf if o.image_crf is not None else params.default_image_crf  # 18 from LTX-2.4
     o.tiling = o.tiling or ("default" if o.two_stage else "none")
     o.decoder = o.decoder or files.decoders[0]
     if o.pipeline == "distilled" and o.steps is not None:
@@ -134,7 +170,7 @@ def resolve(o: Options, files: ModelFiles) -> Options:
         if o.negative_prompt is None:
             from ltx.text.encoder import DEFAULT_NEGATIVE_PROMPT
 
-            o.negative_prompt = DEFAULT_NEGATIVE_PROMPT
+            o.negative_prompt = C.default_negative_prompt(files.version, DEFAULT_NEGATIVE_PROMPT)
     two_stage_lora = o.pipeline in ("dev-two-stage", "keyframes")
     if two_stage_lora and o.distilled_lora is None and tiny:
         o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
@@ -160,7 +196,8 @@ def resolve(o: Options, files: ModelFiles) -> Options:
 def check(o: Options, files: Any) -> None:
     """Every check of resolved options (defaults filled in) and the files they name."""
     validate.prompt(o.prompt)
-    validate.frames(o.num_frames)
+    if o.num_frames is not None or o.auto_duration is None:
+        validate.frames(o.num_frames)
     validate.resolution(o.height, o.width, o.two_stage)
     if not isinstance(o.seed, int) or not 0 <= o.seed < SEED_RANGE:
         raise LtxError(f"--seed {o.seed} is out of range; use an integer from 0 to {SEED_RANGE - 1}")
@@ -186,7 +223,12 @@ def check(o: Options, files: Any) -> None:
     for path, frame, s in o.images:
         validate.strength(f"--image {path} strength", s)
         validate.image_file(path)
-        if not 0 <= frame < o.num_frames:
+        if o.num_frames is None and frame > 0:
+            raise LtxError(
+                f"--image {path} frame {frame}: a conditioning frame after 0 needs --num-frames (the predicted "
+                "duration is known only after the prompt is encoded)"
+            )
+        if o.num_frames is not None and not 0 <= frame < o.num_frames:
             raise LtxError(f"--image {path} frame {frame} is outside the video (0..{o.num_frames - 1})")
     validate.tiling(o.tiling)
     validate.decoder(o.decoder, o.tiling, files)

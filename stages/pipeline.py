@@ -66,13 +66,22 @@ def build(
         checkpoint=o.checkpoint_path,
         upsampler=o.spatial_upsampler_path,
         gemma=o.gemma_root,
+        split=o.split_paths(),
     )
     if o.prompt_enhancer_gemma_root is not None:
         files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
     o = resolve(o, files)
-    ckpt = {"checkpoint": files.checkpoint_digest}
-    dit = {"checkpoint": files.transformer_digest}  # differs from ckpt only for a quantized conversion
-    text = {**ckpt, "gemma": files.gemma_digest}
+    from ltx import constants as C
+
+    # each stage is keyed by the files it reads: one checkpoint's digest, or a split model's component files
+    ckpt = files.externals("video_vae")  # the video VAE encoder (conditioning, the upsampler's statistics)
+    dit = files.externals("transformer")  # differs from the checkpoint only for a quantized conversion
+    text = {**files.externals("text"), "gemma": files.gemma_digest}
+    audio_ext = files.externals("audio_vae")
+    duration, duration_ext = None, {}
+    if o.auto_duration is not None:  # the encode stage predicts the frame count from the prompt
+        duration_ext = files.externals("duration_head")
+        duration = (*o.auto_duration, float(o.frame_rate))
     two_stage = o.two_stage
     h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
 
@@ -93,7 +102,10 @@ def build(
     enhance = o.seed if o.enhance_prompt else None
     enhancer = {"enhancer": files.enhancer_digest} if enhance is not None and files.enhancer else {}
     nodes["encode"] = Node(
-        encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals={**text, **enhancer}, runtime=files
+        encode.STAGE,
+        encode.Params(o.prompt.strip(), enhance, duration),
+        externals={**text, **duration_ext, **enhancer},
+        runtime=files,
     )
     if o.pipeline in DEV_PIPELINES:
         nodes["encode_negative"] = Node(
@@ -126,8 +138,11 @@ def build(
         reference = {"strengths": [float(s) for _, s in o.video_conditioning], "downscale": scale}
         reference |= {"mask": mask is not None, "attention": float(mask[1]) if mask else 1.0}
     # 3. stage 1: noise -> video and audio latents (guided for dev pipelines)
+    sampler = "euler"
     if o.pipeline not in DEV_PIPELINES:
         sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
+        if o.pipeline == "distilled" and C.uses_ancestral_stage1(files.version):
+            sampler = "euler_ancestral"
     else:
         (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps)
     inputs = {"context": nodes["encode"]}
@@ -157,6 +172,7 @@ def build(
             tuple(s for _, s in user_loras),
             keyframes,
             reference,
+            sampler,
         ),
         inputs,
         ext1,
@@ -206,11 +222,21 @@ def build(
         )
         final = nodes["refine"]
     # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform
-    dec_ext = ckpt if o.decoder == "conv" else {"diffusion_vae": files.decoder_digest("diffusion")}
+    if o.decoder == "conv":
+        conv = files.decoder_file("conv")
+        dec_ext = (
+            {"checkpoint": files.checkpoint_digest}
+            if conv == files.checkpoint
+            else {"conv_vae": files.decoder_digest("conv")}
+        )
+    else:
+        dec_ext = {"diffusion_vae": files.decoder_digest("diffusion")}
     dec_params = decode.Params(o.tiling, o.seed, o.decoder)
     nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
-    nodes["decode_audio"] = Node(decode_audio.STAGE, decode_audio.Params(), {"latents": final}, ckpt, files)
-    nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, ckpt, files)
+    nodes["decode_audio"] = Node(
+        decode_audio.STAGE, decode_audio.Params(), {"latents": final}, audio_ext, files
+    )
+    nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, audio_ext, files)
     # 7. mux: H.264 + AAC (video only with --no-audio)
     streams = (
         {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": nodes["vocode"]}

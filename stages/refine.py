@@ -14,7 +14,7 @@ NAME, VERSION = "refine", 1
 class Params:
     height: int
     width: int
-    num_frames: int
+    num_frames: int | None  # None: predicted by the encode stage (the upsampled latents carry the shape)
     frame_rate: float
     seed: int
     sigmas: tuple[float, ...]  # stage-2 sigmas; the first is also the re-noising scale

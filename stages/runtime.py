@@ -86,11 +86,20 @@ def transformer(files: ModelFiles, loras: tuple[tuple[str, float], ...] = (), st
     return _memo(("transformer", str(files.checkpoint), loras, stream), build)
 
 
+def duration_head(files: ModelFiles) -> Any:
+    files.ready()
+    from ltx.text.duration import load_duration_head
+
+    path = files.component("duration_head")
+    return _memo(("duration_head", str(path)), lambda: load_duration_head(path))
+
+
 def video_encoder(files: ModelFiles) -> Any:
     files.ready()
     from ltx.video.vae import load_video_encoder
 
-    return _memo(("video_encoder", str(files.checkpoint)), lambda: load_video_encoder(files.checkpoint))
+    path = files.component("video_vae")
+    return _memo(("video_encoder", str(path)), lambda: load_video_encoder(path))
 
 
 def video_decoder(files: ModelFiles, kind: str = "conv") -> Any:
@@ -120,7 +129,8 @@ def audio_encoder(files: ModelFiles) -> Any:
     from ltx.audio.vae import load_audio_encoder
 
     release("text", "transformer")
-    return _memo(("audio_encoder", str(files.checkpoint)), lambda: load_audio_encoder(files.checkpoint))
+    path = files.component("audio_vae")
+    return _memo(("audio_encoder", str(path)), lambda: load_audio_encoder(path))
 
 
 def audio_decoder(files: ModelFiles) -> Any:
@@ -128,7 +138,8 @@ def audio_decoder(files: ModelFiles) -> Any:
     from ltx.audio.vae import load_audio_decoder
 
     release("text", "transformer")
-    return _memo(("audio_decoder", str(files.checkpoint)), lambda: load_audio_decoder(files.checkpoint))
+    path = files.component("audio_vae")
+    return _memo(("audio_decoder", str(path)), lambda: load_audio_decoder(path))
 
 
 def vocoder(files: ModelFiles) -> Any:
@@ -136,4 +147,5 @@ def vocoder(files: ModelFiles) -> Any:
     from ltx.audio.vocoder import load_vocoder
 
     release("text", "transformer")
-    return _memo(("vocoder", str(files.checkpoint)), lambda: load_vocoder(files.checkpoint))
+    path = files.component("audio_vae")
+    return _memo(("vocoder", str(path)), lambda: load_vocoder(path))

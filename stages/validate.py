@@ -291,7 +291,8 @@ def checkpoint_shapes(files: Any) -> dict[str, tuple[int, ...]]:
     if files.tiny_variant is not None:
         from ltx.weights import tiny
 
-        tensors = tiny.load_manifest(files.tiny_variant)["files"]["model.safetensors"]["tensors"]
+        rel = files.checkpoint.relative_to(files.root) if files.root else Path("model.safetensors")
+        tensors = tiny.load_manifest(files.tiny_variant)["files"][str(rel)]["tensors"]
         return {k: tuple(v) for k, v in tensors.items()}
     header, _ = safetensors_header(files.checkpoint, "checkpoint")
     return {k: tuple(v["shape"]) for k, v in header.items()}
@@ -442,3 +443,18 @@ def lora_file(path: str | Path, shapes: dict[str, tuple[int, ...]], option: str 
                 f"{option} {path}: {module} has lora_B {b} @ lora_A {a}, which does not fit the weight "
                 f"{tuple(w)}; is the LoRA for another model?"
             )
+
+
+def auto_duration(value, files) -> None:
+    """--auto-duration MIN MAX: seconds, 0 < MIN <= MAX, on a model with a duration head (LTX-2.5)."""
+    lo, hi = value
+    for name, v in (("MIN", lo), ("MAX", hi)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise LtxError(f"--auto-duration {name} {v!r} must be a number of seconds > 0 (e.g. 1 20)")
+    if lo > hi:
+        raise LtxError(f"--auto-duration MIN {lo:g} must be <= MAX {hi:g} (seconds)")
+    if files.duration_head is None:
+        raise LtxError(
+            f"--auto-duration: {files.label or files.name} has no duration head to predict the duration from the "
+            "prompt (LTX-2.5 has one); pass --num-frames"
+        )

@@ -25,6 +25,17 @@ PROMPT = ["--prompt", "a red fox trots through fresh snow"]
 SMALL = ["--height", "64", "--width", "128", "--num-frames", "9"]
 IC = ["--pipeline", "ic-lora", "--video-conditioning"]
 IC_SIZE = ["--height", "128", "--width", "256"]  # the tiny IC-LoRA's references: a quarter size, 32x64
+# the tiny LTX-2.5's transformer, audio VAE, upsampler and duration head as split files (fixture names)
+SPLIT25 = [
+    "--transformer-path",
+    "{t25_lone}",
+    "--audio-vae-path",
+    "{t25_audio_vae}",
+    "--spatial-upsampler-path",
+    "{t25_upsampler}",
+    "--duration-head-path",
+    "{t25_duration}",
+]
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,104 @@ CASES: list[Case] = [
         "gemma-root-not-a-text-encoder-file",
         gen("--model", "{tiny_model}", "--gemma-root", "{lora}"),
         "has no 'gemma_config' metadata",
+    ),
+    Case(
+        "gemma3-with-a-25-checkpoint",
+        gen(*SPLIT25, "--text-encoder-path", "{tiny_model}/gemma", "--video-vae-path", "{t25_video_vae}"),
+        "needs the Gemma with gemma_version 'tiny-gemma4-ltx-v1', but",
+        subprocess=True,
+    ),
+    # split checkpoints (LTX-2.5): every component a run reads is found, each file holds its component
+    Case(
+        "split-missing-video-vae",
+        gen(*SPLIT25, "--text-encoder-path", "{gemma4}"),
+        "pass --video-vae-path FILE",
+    ),
+    Case(
+        "split-missing-audio-vae",
+        gen(
+            *SPLIT25[:2],
+            *SPLIT25[4:],
+            "--text-encoder-path",
+            "{gemma4}",
+            "--video-vae-path",
+            "{t25_video_vae}",
+        ),
+        "pass --audio-vae-path FILE",
+    ),
+    Case(
+        "split-audio-vae-is-another-file",
+        gen("--transformer-path", "{t25_transformer}", "--audio-vae-path", "{t25_duration}"),
+        "holds no audio VAE",
+    ),
+    Case(
+        "split-video-vae-is-another-file",
+        gen("--transformer-path", "{t25_transformer}", "--video-vae-path", "{t25_audio_vae}"),
+        "holds no video VAE",
+    ),
+    Case(
+        "split-transformer-and-checkpoint",
+        gen("--transformer-path", "{t25_transformer}", "--checkpoint-path", "{t25_transformer}"),
+        "both name the transformer",
+    ),
+    Case(
+        "split-25-without-duration-head",
+        lambda fx: [
+            "generate",
+            *PROMPT,
+            *[a.format(**fx) for a in SPLIT25[:6]],  # no --duration-head-path
+            "--text-encoder-path",
+            fx["gemma4"],
+            "--video-vae-path",
+            fx["t25_video_vae"],
+            "--height",
+            "64",
+            "--width",
+            "128",
+            "--output-path",
+            fx["out"],
+        ],
+        "pass --num-frames, or --duration-head-path FILE",
+    ),
+    # the duration predicted from the prompt (LTX-2.5's duration head)
+    Case(
+        "auto-duration-and-num-frames",
+        gen("--model", "tiny-2.5", "--auto-duration", "1", "5"),
+        "pass one of them",
+    ),
+    Case(
+        "auto-duration-without-head",
+        lambda fx: ["generate", *PROMPT, "--auto-duration", "1", "2", "--output-path", fx["out"]],
+        "has no duration head",
+    ),
+    Case(
+        "auto-duration-min-above-max",
+        lambda fx: [
+            "generate",
+            *PROMPT,
+            "--model",
+            "tiny-2.5",
+            "--auto-duration",
+            "5",
+            "1",
+            "--output-path",
+            fx["out"],
+        ],
+        "MIN 5 must be <= MAX 1",
+    ),
+    Case(
+        "auto-duration-one-value",
+        lambda fx: [
+            "generate",
+            *PROMPT,
+            "--model",
+            "tiny-2.5",
+            "--auto-duration",
+            "5",
+            "--output-path",
+            fx["out"],
+        ],
+        "--auto-duration needs MIN_SECONDS MAX_SECONDS",
     ),
     # the prompt enhancer is a Gemma 3 instruct folder (LTX-2.5's Gemma 4 cannot generate)
     Case(
@@ -359,7 +468,20 @@ def fx(tmp_path_factory) -> dict:
     base = root / "tiny-model"
     tiny.create("2.0", base)
     f["tiny_model"] = str(base)
-    f["gemma4"] = str(tiny.create("2.5", root / "tiny-2.5") / "text_encoders" / "gemma4")
+    t25 = tiny.create("2.5", root / "tiny-2.5")
+    f["gemma4"] = str(t25 / "text_encoders" / "gemma4")
+    # the tiny 2.5's split files, named as the options take them
+    f.update(
+        t25_transformer=str(t25 / "diffusion_models" / "transformer.safetensors"),
+        t25_video_vae=str(t25 / "vae" / "video_vae.safetensors"),
+        t25_audio_vae=str(t25 / "vae" / "audio_vae.safetensors"),
+        t25_upsampler=str(t25 / "latent_upscale_models" / "spatial_upscaler_x2.safetensors"),
+        t25_duration=str(t25 / "model_patches" / "duration_head.safetensors"),
+    )
+    lone = root / "lone-transformer"  # a split transformer file without its model folder around it
+    lone.mkdir()
+    shutil.copyfile(f["t25_transformer"], lone / "transformer.safetensors")
+    f["t25_lone"] = str(lone / "transformer.safetensors")
     models = root / "models"
     models.mkdir()
     f["m_no_ckpt"] = _model_variant(base, models, "no-ckpt", lambda d: (d / "model.safetensors").unlink())

@@ -125,3 +125,24 @@ def test_keyframe_embedding_changes_only_marked_tokens(setup):
     diff = np.abs(np.array(with_kf.x) - np.array(without.x)).max(axis=-1)[0]
     marked = g["in.keyframes_mask"][0, :, 0] > 0
     assert (diff[marked] > 0).all() and (diff[~marked] == 0).all()
+
+
+def test_released_configuration_parameter_count():
+    """The released 2.5 architecture builds lazily (no weights allocated) with the reference's exact count."""
+    import sys
+
+    from mlx.utils import tree_flatten
+
+    from ltx.model.transformer import count_parameters
+    from ltx.text.duration import DurationHead, DurationHeadConfig
+
+    sys.path.insert(0, str(Path(__file__).parent / "reference"))
+    import tiny25  # numpy- and torch-free
+
+    g = {k: np.array(v) for k, v in mx.load(str(GOLDENS / "transformer.safetensors")).items()}
+    released = tiny25.RELEASED_TRANSFORMER_CONFIG
+    assert count_parameters(released) == int(g["released.parameters"].reshape(-1)[0]) == 18_923_347_200
+    with_prompt = {**released, "use_prompt_adaln_single": True}
+    assert count_parameters(with_prompt) == int(g["released.parameters_prompt_adaln"].reshape(-1)[0])
+    head = sum(v.size for _, v in tree_flatten(DurationHead(DurationHeadConfig()).parameters()))
+    assert head == int(g["released.duration_head_parameters"].reshape(-1)[0])

@@ -86,6 +86,21 @@ class VideoVAEConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> VideoVAEConfig:
+        if isinstance(config.get("encoder"), dict):  # LTX-2.5's CausalDiffusionVAE: encoder fields nest
+            enc = config["encoder"]
+            keep = (
+                "dims",
+                "in_channels",
+                "patch_size",
+                "norm_layer",
+                "latent_log_var",
+                "spatial_padding_mode",
+            )
+            config = {
+                **{k: enc[k] for k in keep if k in enc},
+                "latent_channels": enc.get("out_channels", config.get("latent_channels", 128)),
+                "encoder_blocks": enc.get("blocks", enc.get("encoder_blocks", [])),
+            }
         names = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in config.items() if k in names})
         check_config_value(config, "dims", 3, "vae")

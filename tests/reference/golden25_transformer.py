@@ -163,4 +163,27 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
         out[f"x0.{name}.video"] = dv.numpy()
         if da is not None:
             out[f"x0.{name}.audio"] = da.numpy()
+    out.update(released_parameters())
+    return out
+
+
+def released_parameters() -> dict[str, np.ndarray]:
+    """Parameter counts the reference builds (on the meta device) from the released 2.5 configuration,
+    with and without the prompt AdaLN MLP; and the duration head at its defaults."""
+    import torch
+    from ltx_core.duration_head import DurationHeadConfigurator
+    from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
+
+    out = {}
+    for tag, extra in (("", {}), ("_prompt_adaln", {"use_prompt_adaln_single": True})):
+        meta = {
+            "config": {"transformer": {**tiny25.RELEASED_TRANSFORMER_CONFIG, **extra}},
+            "model_version": "2.5.0",
+        }
+        with torch.device("meta"):
+            model = LTXModelConfigurator.from_metadata(meta)
+        out[f"released.parameters{tag}"] = np.array(sum(p.numel() for p in model.parameters()), np.int64)
+    with torch.device("meta"):
+        head = DurationHeadConfigurator.from_metadata({"config": {}})
+    out["released.duration_head_parameters"] = np.array(sum(p.numel() for p in head.parameters()), np.int64)
     return out

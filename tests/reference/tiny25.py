@@ -92,3 +92,38 @@ def transformer_metadata() -> dict:
         "model_version": MODEL_VERSION,
         "gemma_source_checkpoint": GEMMA_SOURCE,
     }
+
+
+# The released LTX-2.5 (22B) transformer's architecture as this code knows it: the reference's defaults at
+# full width (48 layers, 32 x 128 video and 32 x 64 audio heads, 4096 / 2048 cross-attention), the 2.3
+# layout (gated attention, cross-attention AdaLN, the caption projection in the text encoder) and the 2.5
+# switches; connectors at the reference's defaults for 2.3-style widths. Its parameter count is a golden.
+RELEASED_TRANSFORMER_CONFIG = {
+    **_FIXED,
+    "num_layers": 48,
+    "num_attention_heads": 32,
+    "attention_head_dim": 128,
+    "in_channels": 128,
+    "out_channels": 128,
+    "audio_num_attention_heads": 32,
+    "audio_attention_head_dim": 64,
+    "audio_in_channels": 128,
+    "audio_out_channels": 128,
+    "cross_attention_dim": 4096,
+    "audio_cross_attention_dim": 2048,
+    "positional_embedding_max_pos": [20, 2048, 2048],
+    "audio_positional_embedding_max_pos": [20],
+    "av_ca_timestep_scale_multiplier": 1000.0,
+    "rope_type": "split",
+    "frequencies_precision": "float64",
+    "apply_gated_attention": True,
+    "cross_attention_adaln": True,
+    "caption_proj_before_connector": True,
+    "caption_projection_first_linear": False,
+    "caption_proj_input_norm": False,
+    "caption_projection_second_linear": False,
+    "ff_bias": False,
+    "audio_ff_bias": True,
+    "use_keyframes_abs_pos_embedding": True,
+    "use_prompt_adaln_single": False,
+}

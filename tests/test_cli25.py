@@ -1,0 +1,121 @@
+"""The tiny LTX-2.5 from the command line: generate end to end with the duration predicted from the prompt,
+re-decode with the other decoder, and split checkpoints (one file per component, mixed freely, each file's
+digest keying only the stages that read it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltx.weights import tiny
+
+PROMPT = "a red fox trots through fresh snow"
+
+
+def ltx(cache: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("LTX_MODEL", "LTX_DEBUG", "LTX_CACHE")}
+    return subprocess.run(
+        [sys.executable, "-m", "stages.cli", "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def test_generate_tiny25_end_to_end(tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "out" / "fox.mp4"
+    r = ltx(cache, "generate", "--model", "tiny-2.5", "--prompt", PROMPT, "--height", "64", "--width", "128",
+            "--output-path", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 1000 and out.with_suffix(".png").is_file()
+    assert "predicted duration:" in r.stdout + r.stderr
+    from cache.store import Store
+
+    run = Store(cache).load_run("fox")
+    assert run["options"]["num_frames"] is None and run["options"]["auto_duration"] == [1.0, 20.0]
+    assert run["recipes"]["denoise"]["params"]["sampler"] == "euler_ancestral"
+    assert run["recipes"]["decode"]["params"]["decoder"] == "diffusion"  # the 2.5 default
+    assert "duration_head" in run["recipes"]["encode"]["externals"]
+    # the same latents re-decoded with the conv decoder: only decode (and mux) run
+    r = ltx(cache, "generate", "fox", "--decoder", "conv", "--output-path", str(out))
+    assert r.returncode == 0, r.stderr
+    ran = [line.split()[1] for line in (r.stdout + r.stderr).splitlines() if line.startswith("ran ")]
+    assert ran == ["decode", "mux"], ran
+
+
+@pytest.fixture(scope="module")
+def split_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("split25")
+    model = tiny.create("2.5", root / "tiny-2.5")
+    return root, model
+
+
+def _build(store, **kw):
+    from stages import pipeline
+
+    opts = pipeline.Options(prompt=PROMPT, height=64, width=128, **kw)
+    nodes, _, _ = pipeline.build(opts, store, preflight=False)
+    return nodes
+
+
+def _split_options(model: Path, **override) -> dict:
+    paths = {
+        "transformer_path": model / "diffusion_models/transformer.safetensors",
+        "text_encoder_path": model / "text_encoders/gemma4",
+        "video_vae_path": model / "vae/video_vae.safetensors",
+        "audio_vae_path": model / "vae/audio_vae.safetensors",
+        "duration_head_path": model / "model_patches/duration_head.safetensors",
+        "spatial_upsampler_path": model / "latent_upscale_models/spatial_upscaler_x2.safetensors",
+    }
+    return {k: str(v) for k, v in {**paths, **override}.items()}
+
+
+def test_split_paths_are_the_model_folder(split_model, tmp_path):
+    """--model FOLDER (the release's layout) and the same files named one by one build the same graph."""
+    from cache.store import Store
+
+    _, model = split_model
+    store = Store(tmp_path)
+    folder = _build(store, model=str(model))
+    flags = _build(store, **_split_options(model))
+    assert {k: n.key for k, n in folder.items()} == {k: n.key for k, n in flags.items()}
+    # the transformer alone: the rest is found around its diffusion_models/ folder
+    alone = _build(store, transformer_path=str(model / "diffusion_models/transformer.safetensors"))
+    assert {k: n.key for k, n in alone.items()} == {k: n.key for k, n in folder.items()}
+
+
+# component option -> the stages whose own externals hold its digest
+READERS = {
+    "transformer_path": {"encode", "denoise", "refine"},  # the transformer file holds the connectors too
+    "video_vae_path": {"upsample", "decode"},  # the encoder's statistics; the diffusion decoder
+    "audio_vae_path": {"decode_audio", "vocode"},
+    "duration_head_path": {"encode"},
+}
+
+
+@pytest.mark.parametrize("option", sorted(READERS))
+def test_each_component_keys_only_its_stages(split_model, tmp_path, option):
+    """Another file for one component: its digest changes the externals of exactly the stages reading it."""
+    from cache.store import Store
+
+    root, model = split_model
+    base = _split_options(model)
+    src = Path(base[option])
+    other = root / f"other-{option}" / src.name
+    other.parent.mkdir(exist_ok=True)
+    if not other.exists():
+        shutil.copyfile(src, other)
+        data = bytearray(other.read_bytes())
+        data[-1] ^= 1  # one bit of the last weight: another file, same header
+        other.write_bytes(bytes(data))
+    store = Store(tmp_path)
+    a = _build(store, **base)
+    b = _build(store, **{**base, option: str(other)})
+    changed = {k for k in a if a[k].externals != b[k].externals}
+    assert changed == READERS[option]
