@@ -40,6 +40,7 @@ def convert(
 
     if conv.is_converted(files.checkpoint.parent):
         raise LtxError(f"{src} is already converted; convert the official files instead")
+    parts = {k: getattr(files, k) for k in conv.PARTS if getattr(files, k) is not None}  # a split model's
     source = conv.Source(
         files.checkpoint,
         files.upsampler,
@@ -48,7 +49,9 @@ def convert(
             "checkpoint": files.checkpoint_digest,
             "upsampler": files.upsampler_digest,
             "gemma": files.gemma_digest,
+            **files.part_digests(),
         },
+        parts,
     )
     start = time.perf_counter()
     try:

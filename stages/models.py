@@ -192,8 +192,13 @@ def scan(root: Path, label: str | None = None, repo: str | None = None) -> Inven
     folders = sorted(root.iterdir()) + (
         sorted((root / "text_encoders").iterdir()) if (root / "text_encoders").is_dir() else []
     )
-    inv.gemmas = [
-        d for d in folders if d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors"))
+    inv.gemmas = [  # Gemma folders, and LTX-2.5's packed text-encoder files (text_encoders/*.safetensors)
+        d
+        for d in folders
+        if (d.is_dir() and any(d.glob("tokenizer*")) and any(d.rglob("model*.safetensors")))
+        or (
+            d.parent.name == "text_encoders" and d.suffix == ".safetensors" and "gemma_config" in _metadata(d)
+        )
     ]
     return inv
 
@@ -412,6 +417,20 @@ class ModelFiles:
         if self.recorded and kind in self.recorded:
             return self.recorded[kind]
         return self._digest(path)
+
+    def part_digests(self) -> dict[str, str]:
+        """The content digests of a split model's component files besides the transformer (by field name,
+        as `ltx convert` records them: a converted model keeps every cache key)."""
+        out = {}
+        for kind in ("video_vae", "audio_vae", "duration_head"):
+            path = getattr(self, kind)
+            if path is not None and path != self.checkpoint:
+                out[kind] = self._component_digest(kind, path)
+        for kind in ("conv", "diffusion"):
+            path = getattr(self, f"{kind}_vae")
+            if path is not None and path != self.checkpoint:
+                out[f"{kind}_vae"] = self.decoder_digest(kind)
+        return out
 
     @property
     def is_split(self) -> bool:
@@ -748,6 +767,7 @@ def _resolve_base(
                     store,
                     recorded=c["digests"],
                     root=root,
+                    **c["parts"],  # a split model's components (video_vae, audio_vae, ...)
                 )
         inv = locate(model)
         name = inv.repo or inv.root.name

@@ -119,3 +119,54 @@ def test_each_component_keys_only_its_stages(split_model, tmp_path, option):
     b = _build(store, **{**base, option: str(other)})
     changed = {k for k in a if a[k].externals != b[k].externals}
     assert changed == READERS[option]
+
+
+def test_readme_commands_build(split_model, tmp_path):
+    """The README's LTX-2.5 commands: a 2.5 folder with --auto-duration 2 8, the components one by one with
+    --num-frames 121; `ltx info tiny-2.5`."""
+    from cache.store import Store
+
+    _, model = split_model
+    store = Store(tmp_path)
+    from stages import pipeline
+
+    nodes, o, _ = pipeline.build(
+        pipeline.Options(prompt=PROMPT, model=str(model), auto_duration=(2.0, 8.0)), store, preflight=False
+    )
+    assert o.num_frames is None and nodes["encode"].params.duration == (2.0, 8.0, 24.0)
+    opts = {k: v for k, v in _split_options(model).items() if k != "duration_head_path"}
+    nodes, o, _ = pipeline.build(
+        pipeline.Options(prompt=PROMPT, num_frames=121, **opts), store, preflight=False
+    )
+    assert o.num_frames == 121 and nodes["encode"].params.duration is None
+    r = ltx(tmp_path / "cache", "info", "tiny-2.5")
+    assert r.returncode == 0, r.stderr
+    assert "model tiny-2.5 (LTX-2.5)" in r.stdout and "estimated peak memory" in r.stdout
+
+
+def test_convert_and_quantize_tiny25(tmp_path):
+    """`ltx convert` on the split 2.5 keeps every component (and, as float, every cache key); --quantize 8
+    changes only the keys of the stages that read the transformer, and generates."""
+    from cache.store import Store
+    from stages import pipeline
+
+    cache = tmp_path / "cache"
+    for dst, extra in (("f", ()), ("q8", ("--quantize", "8"))):
+        r = ltx(cache, "convert", "tiny-2.5", str(tmp_path / dst), *extra)
+        assert r.returncode == 0, r.stderr
+    store = Store(cache)
+
+    def nodes(model):
+        opts = pipeline.Options(prompt=PROMPT, height=64, width=128, model=model)
+        return pipeline.build(opts, store, preflight=False)[0]
+
+    tiny25, flt, q8 = nodes("tiny-2.5"), nodes(str(tmp_path / "f")), nodes(str(tmp_path / "q8"))
+    assert {k: n.key for k, n in flt.items()} == {k: n.key for k, n in tiny25.items()}
+    # quantized: the transformer's identity changes (the stages after it follow through their inputs)
+    assert {k for k in tiny25 if tiny25[k].externals != q8[k].externals} == {"denoise", "refine"}
+    assert q8["encode"].key == tiny25["encode"].key
+    out = tmp_path / "q8.mp4"
+    r = ltx(cache, "generate", "--model", str(tmp_path / "q8"), "--prompt", PROMPT, "--height", "64",
+            "--width", "128", "--output-path", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 1000

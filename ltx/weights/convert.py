@@ -47,7 +47,13 @@ class Source:
     checkpoint: Path
     upsampler: Path
     gemma: Path
-    digests: dict[str, str] = field(default_factory=dict)  # "checkpoint", "upsampler", "gemma"
+    digests: dict[str, str] = field(default_factory=dict)  # "checkpoint", "upsampler", "gemma" (+ PARTS)
+    # a split model's (LTX-2.5) other component files, copied as they are: PARTS kind -> file
+    parts: dict[str, Path] = field(default_factory=dict)
+
+
+# a split model's component files besides the transformer (stages.models.ModelFiles' fields)
+PARTS = ("video_vae", "conv_vae", "diffusion_vae", "audio_vae", "duration_head")
 
 
 def is_converted(path: str | Path) -> bool:
@@ -76,6 +82,7 @@ def converted_files(path: str | Path) -> dict[str, Any]:
     root = Path(path)
     m = read_manifest(root)
     out = {k: root / m["files"][k] for k in ("checkpoint", "upsampler", "gemma")}
+    out["parts"] = {k: root / v for k, v in m["files"].get("parts", {}).items()}
     out["digests"] = dict(m["digests"])
     return out
 
@@ -200,6 +207,13 @@ def _convert_gemma(src: Path, dst: Path, q: dict | None) -> tuple[str, int]:
     return write_streamed(dst / "model.safetensors", weights, meta), len(modules)
 
 
+def _gemma_type(root: Path) -> str | None:
+    try:
+        return json.loads((Path(root) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def convert(
     src: Source,
     dst: str | Path,
@@ -232,7 +246,19 @@ def convert(
         say(f"upsampler {src.upsampler.name}")
         shutil.copyfile(src.upsampler, tmp / "upsampler.safetensors")
         say(f"gemma {src.gemma.name}")
-        gemma_sha, n_gemma = _convert_gemma(src.gemma, tmp / "gemma", q)
+        # LTX-2.5's Gemma 4 stays float: only the transformer is quantized
+        gemma4 = _gemma_type(src.gemma) == "gemma4_unified"
+        gemma_sha, n_gemma = _convert_gemma(src.gemma, tmp / "gemma", None if gemma4 else q)
+        copied, part_sha, aliases = {}, {}, {}
+        for kind, path in sorted(src.parts.items()):  # split components: copied as they are
+            if path == src.checkpoint:
+                continue
+            if path not in copied:
+                say(f"{kind} {path.name}")
+                rel = f"{kind}.safetensors"
+                shutil.copyfile(path, tmp / rel)
+                copied[path], part_sha[rel] = rel, _file_sha256(tmp / rel)
+            aliases[kind] = copied[path]  # video_vae and diffusion_vae may be one file
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -243,11 +269,13 @@ def convert(
                 "checkpoint": "model.safetensors",
                 "upsampler": "upsampler.safetensors",
                 "gemma": "gemma",
+                "parts": aliases,
             },
             "sha256": {
                 "model.safetensors": ckpt_sha,
                 "upsampler.safetensors": _file_sha256(tmp / "upsampler.safetensors"),
                 "gemma/model.safetensors": gemma_sha,
+                **part_sha,
             },
             "source": {
                 "checkpoint": {"name": src.checkpoint.name, "digest": src.digests["checkpoint"]},
@@ -259,6 +287,7 @@ def convert(
                 "transformer": _derived(src.digests["checkpoint"], q if n_tr else None),
                 "upsampler": src.digests["upsampler"],
                 "gemma": _derived(src.digests["gemma"], q if n_gemma else None),
+                **{k: src.digests[k] for k in aliases if k in src.digests},
             },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
