@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 STEP_COMMANDS = {
     "encode": ("encode", "Encode the prompt (and negative prompt) into text contexts."),
+    "encode-audio": (
+        "encode_audio",
+        "Encode --audio-path into audio latents (a2v): decode, resample, log-mel, audio VAE encoder.",
+    ),
     "condition": ("condition", "Encode the --image files into conditioning latents."),
     "encode-video": (
         "encode_video",
@@ -33,7 +37,7 @@ STEP_COMMANDS = {
         "denoise",
         "Stage 1: denoise video and audio latents (half resolution for two-stage pipelines).",
     ),
-    "upsample": ("upsample", "Upsample stage-1 video latents x2 with the latent upsampler."),
+    "upsample": ("upsample", "Upsample stage-1 video latents (x2, or x1.5) with the latent upsampler."),
     "refine": ("refine", "Stage 2: refine the upsampled latents at full resolution."),
     "decode": ("decode", "Decode video latents to frames (tiled: --tiling)."),
     "decode-audio": ("decode_audio", "Decode audio latents to a mel spectrogram."),
@@ -223,15 +227,16 @@ def _write_outputs(store, nodes: dict[str, Node], output_path: Path, output_audi
     """The requested files: the container follows the extension (mux.VIDEO_CONTAINERS with the cached
     H.264 + AAC streams, mux.AUDIO_CONTAINERS for the audio alone)."""
     from stages import mux
+    from stages.pipeline import audio_node
 
     if output_path.suffix.lower() in mux.AUDIO_CONTAINERS:
-        voc = ensure(store, nodes["vocode"], echo=echo)
+        voc = ensure(store, audio_node(nodes), echo=echo)
         mux.write_audio_atomic(output_path, voc["waveform"], int(voc["sample_rate"]))
     else:
         art = ensure(store, nodes["mux"], echo=echo)
         mux.write_output(mux.remux(art["mp4"].tobytes(), output_path.suffix.lower()), output_path)
     if output_audio is not None:
-        voc = ensure(store, nodes["vocode"], echo=echo)
+        voc = ensure(store, audio_node(nodes), echo=echo)
         mux.write_audio_atomic(output_audio, voc["waveform"], int(voc["sample_rate"]))
 
 
@@ -338,7 +343,7 @@ def _options(
         typer.Option("--lora", help="PATH [STRENGTH]: apply a LoRA (ComfyUI keys; repeatable)."),
     ] = None,
     distilled_lora: Annotated[
-        str | None, typer.Option(help="PATH [STRENGTH]: the distilled LoRA for dev-two-stage.")
+        str | None, typer.Option(help="PATH [STRENGTH]: the distilled LoRA for dev-two-stage, hq, a2v.")
     ] = None,
     model: Annotated[
         str | None,
@@ -352,7 +357,11 @@ def _options(
         str | None, typer.Option(help="The checkpoint file (default: chosen from --model by --pipeline).")
     ] = None,
     spatial_upsampler_path: Annotated[
-        str | None, typer.Option(help="The spatial x2 upsampler file (default: the one in --model).")
+        str | None,
+        typer.Option(
+            help="The spatial upsampler file, x2 or x1.5: stage 1 runs at 1/2 or 2/3 of the size (default: the "
+            "x2 in --model; the tiny models: tiny:x2 or tiny:x1.5)."
+        ),
     ] = None,
     gemma_root: Annotated[
         str | None,
@@ -388,7 +397,33 @@ def _options(
         str | None,
         typer.Option(
             help="distilled (default), dev (one stage, guided), dev-two-stage, keyframes (--image tokens at "
-            "any frame) or ic-lora (--video-conditioning with an IC-LoRA)."
+            "any frame), ic-lora (--video-conditioning with an IC-LoRA), hq (res_2s sampler) or a2v (audio to "
+            "video: --audio-path)."
+        ),
+    ] = None,
+    audio_path: Annotated[
+        str | None,
+        typer.Option(help="a2v: the audio to make the video for (wav, flac, mp3, or a video's audio track)."),
+    ] = None,
+    audio_start_time: Annotated[
+        float | None, typer.Option(help="a2v: seconds into --audio-path to start reading (default 0).")
+    ] = None,
+    audio_max_duration: Annotated[
+        float | None,
+        typer.Option(help="a2v: seconds of audio to read (default: the video's length, frames / fps)."),
+    ] = None,
+    distilled_lora_strength_stage_1: Annotated[
+        float | None,
+        typer.Option(
+            "--distilled-lora-strength-stage-1",
+            help="hq: the distilled LoRA's strength in stage 1 (default 0.25).",
+        ),
+    ] = None,
+    distilled_lora_strength_stage_2: Annotated[
+        float | None,
+        typer.Option(
+            "--distilled-lora-strength-stage-2",
+            help="hq: the distilled LoRA's strength in stage 2 (default 0.5).",
         ),
     ] = None,
     video_conditioning: Annotated[
@@ -595,8 +630,8 @@ def ensure_inputs_then_force(store, node: Node) -> "Artifact":
 
 
 def generate(**kw: Any) -> dict[str, Any]:
-    """Run the whole pipeline: encode (and encode-video, condition), denoise, upsample, refine, decode,
-    decode audio, vocode, mux.
+    """Run the whole pipeline: encode (and encode-video, condition, encode-audio), denoise, upsample, refine,
+    decode, decode audio, vocode, mux.
     Every stage whose artifact is already cached is skipped."""
     from ltx.weights import tiny
     from stages import preview

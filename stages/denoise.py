@@ -1,4 +1,10 @@
-"""text contexts (+ negative contexts, + image latents, + reference video latents) -> stage-1 video and audio latents."""
+"""text contexts (+ negative contexts, + image latents, + reference video latents, + frozen audio latents)
+-> stage-1 video and audio latents.
+
+With `audio` (a2v: the encode_audio artifact) the audio latent is that one, never noised, with a zero
+denoise mask (the reference's denoise_video_only): only the video is denoised, and, as the reference's
+A2V audio guider has no negative context, the unconditional pass keeps the positive audio context.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +35,9 @@ class Params:
     # ic-lora: {"strengths" (one per reference video latent: inputs reference, reference2, ...), "downscale",
     # "attention", "mask"}; with "mask" the --conditioning-attention-mask video (an external) weighs their attention
     reference: dict | None = None
-    sampler: str = "euler"  # or "euler_ancestral": LTX-2.5's distilled stage 1 (its own noise stream)
+    # "euler", "euler_ancestral" (LTX-2.5's distilled stage 1, its own noise stream) or "res2s" (hq: second
+    # order with SDE re-noising); diffuse.run_loop
+    sampler: str = "euler"
 
 
 def reference_conditionings(params, reference_arts: list, mask_path: str | None) -> list:
@@ -71,6 +79,7 @@ def initial_states(
     reference_arts=(),
     mask_path: str | None = None,
     frames: int | None = None,
+    audio_art=None,
 ):
     from ltx.constants import audio_latent_frames, video_latent_shape
     from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
@@ -87,26 +96,30 @@ def initial_states(
         )
     if reference_arts:
         video = apply_conditionings(video, reference_conditionings(params, list(reference_arts), mask_path))
-    audio = audio_state(mx.zeros((1, 8, audio_latent_frames(frames, params.frame_rate), 16), mx.float32))
     video = add_noise(video, noise(params.seed, video.latent.shape, f"{stream}_video"))
+    if audio_art is not None:
+        return video, diffuse.frozen_audio(audio_art)
+    audio = audio_state(mx.zeros((1, 8, audio_latent_frames(frames, params.frame_rate), 16), mx.float32))
     audio = add_noise(audio, noise(params.seed, audio.latent.shape, f"{stream}_audio"))
     return video, audio
 
 
-def compute(ctx, params: Params, context, negative=None, images=None, **references) -> dict:
+def compute(ctx, params: Params, context, negative=None, images=None, audio=None, **references) -> dict:
     files, loras = ctx.runtime["files"], ctx.runtime.get("loras", ())
     model = runtime.transformer(files, loras, ctx.runtime.get("stream", False))
+    pos = diffuse.contexts(context)
     neg = diffuse.contexts(negative) if negative is not None else None
-    denoise = diffuse.make_denoiser(
-        model, diffuse.contexts(context), neg, params.video_guider, params.audio_guider
-    )
+    if neg is not None and audio is not None:
+        neg = (neg[0], pos[1])
+    denoise = diffuse.make_denoiser(model, pos, neg, params.video_guider, params.audio_guider)
     refs = [references[n] for n in REFERENCES if references.get(n) is not None]
     frames = num_frames(params, context)
-    video, audio = initial_states(params, images, "stage1", refs, ctx.runtime.get("mask"), frames)
-    video, audio = diffuse.run_loop(
-        ctx, denoise, list(params.sigmas), video, audio, params.sampler, params.seed
+    mask = ctx.runtime.get("mask")
+    video, audio_s = initial_states(params, images, "stage1", refs, mask, frames, audio)
+    video, audio_s = diffuse.run_loop(
+        ctx, denoise, list(params.sigmas), video, audio_s, params.sampler, params.seed
     )
-    return diffuse.finish(video, audio)
+    return diffuse.finish(video, audio_s)
 
 
 MAX_REFERENCES = 4  # --video-conditioning files a run takes
@@ -115,7 +128,7 @@ STAGE = Stage(
     NAME,
     VERSION,
     Params,
-    ("context", "negative?", "images?", *(f"{n}?" for n in REFERENCES)),
+    ("context", "negative?", "images?", *(f"{n}?" for n in REFERENCES), "audio?"),
     compute,
     __doc__,
 )

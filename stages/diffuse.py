@@ -70,23 +70,47 @@ def make_denoiser(
     )
 
 
+RES2S_NOISE_SEED = 0  # the reference seeds its res_2s SDE noise (-1, 9999) whatever --seed is: fixed here too
+SAMPLERS = ("euler", "euler_ancestral", "res2s")
+
+
+def frozen_audio(art: Any) -> Any:
+    """The audio state of an encode_audio artifact's latent, not to be denoised: zero denoise mask, so every
+    step returns it unchanged (its clean latent)."""
+    from ltx.diffusion.conditioning import audio_state
+    from stages.runtime import mx
+
+    state = audio_state(mx.array(art["audio_latent"]))
+    return replace(state, denoise_mask=mx.zeros_like(state.denoise_mask))
+
+
+def _total(sampler: str, sigmas: list[float]) -> int:
+    """Steps of a sampler over `sigmas`: res_2s's final denoise to a terminal 0 counts as one."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r} must be one of {', '.join(SAMPLERS)}")
+    return len(sigmas) - 1 + (sampler == "res2s" and sigmas[-1] == 0)
+
+
+def _loop(sampler: str, denoise: Any, sigmas: list[float], video: Any, audio: Any, start: int, seed: int):
+    from ltx.diffusion import sampling
+
+    if sampler == "euler":
+        return sampling.euler_loop(denoise, sigmas, video, audio, start=start)
+    if sampler == "euler_ancestral":  # LTX-2.5's distilled stage 1: the noise stream of `seed`
+        draw = sampling.ancestral_noise_source(seed)
+        return sampling.euler_ancestral_loop(denoise, sigmas, video, audio, draw, start=start)
+    draw = sampling.res2s_noise_source(RES2S_NOISE_SEED)
+    return sampling.res2s_loop(denoise, sigmas, video, audio, draw, start=start)
+
+
 def run_loop(
     ctx: Any, denoise: Any, sigmas: list[float], video: Any, audio: Any, sampler: str = "euler", seed: int = 0
 ) -> tuple[Any, Any]:
-    """Euler (or Euler ancestral, with the noise stream of `seed`) over `sigmas` with a checkpoint after
-    every step; resumes from the last checkpoint."""
+    """`sampler` over `sigmas` with a checkpoint after every step; resumes from the last checkpoint."""
     from ltx import backend
-    from ltx.diffusion.sampling import ancestral_noise_source, euler_ancestral_loop, euler_loop
     from stages.runtime import mx
 
-    def loop(start):
-        if sampler == "euler_ancestral":
-            return euler_ancestral_loop(
-                denoise, sigmas, video, audio, ancestral_noise_source(seed), start=start
-            )
-        return euler_loop(denoise, sigmas, video, audio, start=start)
-
-    total, start = len(sigmas) - 1, 0
+    total, start = _total(sampler, sigmas), 0
     resumed = ctx.resume(total)
     if resumed is not None:
         start, arrays = resumed
@@ -99,7 +123,7 @@ def run_loop(
         return video, audio
     ctx.progress(start, total, "step")  # the baseline: rates and the ETA count from here
     with backend.cpu_buffer_cache():  # every step reuses the last one's buffers
-        for step, v, a in loop(start):
+        for step, v, a in _loop(sampler, denoise, sigmas, video, audio, start, seed):
             mx.eval(v.latent, *([a.latent] if a is not None else []))
             arrays = {"video": np.array(v.latent)}
             if a is not None:

@@ -38,6 +38,9 @@ TINY_NAMES = {"tiny": "2.0", "tiny-2.0": "2.0", "tiny-2.3": "2.3", "tiny-2.5": "
 TINY_LORA = "tiny:distilled_lora"  # the tiny model's own distilled LoRA, created with it
 TINY_IC_LORA = "tiny:ic_lora"  # the tiny model's own IC-LoRA (reference_downscale_factor 2)
 TINY_LORAS = {TINY_LORA: "distilled_lora.safetensors", TINY_IC_LORA: "ic_lora.safetensors"}
+# --spatial-upsampler-path for the tiny models: their own upsamplers, created with them
+TINY_UPSAMPLERS = {"tiny:x2": "upsampler.safetensors", "tiny:x1.5": "upsampler_x1.5.safetensors"}
+DEV_CHECKPOINT = ("dev", "dev-two-stage", "keyframes", "hq", "a2v")  # the pipelines of a *dev* checkpoint
 GEMMA_REPOS = ("google/gemma-3-12b-it-qat-q4_0-unquantized", "google/gemma-3-12b-it")
 SPATIAL_X2 = "spatial x2"
 QUANT_RANK = {None: 0, "fp8": 1, "fp4": 2}  # bf16 before fp8 before fp4
@@ -105,6 +108,10 @@ def upsampler_kind(path: Path) -> str:
             return "temporal x2"
         m = re.search(r"x(\d+(?:\.\d+)?)", name)
         return f"spatial x{float(m.group(1)):g}" if m else SPATIAL_X2
+    return _kind(config)
+
+
+def _kind(config: dict) -> str:
     if config.get("temporal_upsample", False) or not config.get("spatial_upsample", True):
         return "temporal x2"
     scale = float(config.get("spatial_scale", 2.0)) if config.get("rational_resampler", False) else 2.0
@@ -213,7 +220,7 @@ def choose_checkpoint(inv: Inventory, pipeline: str) -> Path:
         )
     if len(inv.checkpoints) == 1:
         return inv.checkpoints[0].path
-    want = "dev" if pipeline in ("dev", "dev-two-stage", "keyframes") else "distilled"
+    want = "dev" if pipeline in DEV_CHECKPOINT else "distilled"
     match = [c for c in inv.checkpoints if c.variant == want]
     if not match:
         raise LtxError(
@@ -520,6 +527,23 @@ class ModelFiles:
         )
 
     @cached_property
+    def upsampler_scale(self) -> float:
+        """The spatial upsampler's scale (2.0 or 1.5, ...) from its config; stage 1 is sized from it."""
+        if self.tiny_variant is not None:
+            from ltx.weights import tiny
+
+            spec = tiny.load_manifest(self.tiny_variant)["files"][self.upsampler.name]
+            kind = _kind(spec.get("metadata", {}).get("config", {}))
+        else:
+            kind = upsampler_kind(self.upsampler)
+        if not kind.startswith("spatial x"):
+            raise LtxError(
+                f"--spatial-upsampler-path {self.upsampler} is a {kind} upsampler; pass a spatial one "
+                "(x2 or x1.5)"
+            )
+        return float(kind.removeprefix("spatial x"))
+
+    @cached_property
     def upsampler_digest(self) -> str:
         return self.recorded["upsampler"] if self.recorded else self._digest(self.upsampler)
 
@@ -735,12 +759,22 @@ def _resolve_base(
     ]
     model = model or os.environ.get("LTX_MODEL") or (None if checkpoint else "tiny")
     if model in TINY_NAMES:
+        if upsampler in TINY_UPSAMPLERS:
+            overrides.remove("--spatial-upsampler-path")
+        elif upsampler is not None and upsampler.startswith("tiny:"):
+            raise LtxError(
+                f"--spatial-upsampler-path {upsampler} is not one of the tiny model's upsamplers; use "
+                f"{' or '.join(TINY_UPSAMPLERS)}"
+            )
         if overrides:
             raise LtxError(
                 f"{', '.join(overrides)} apply to real weights, not the built-in {model} model; pass --model "
                 "DIR or a Hugging Face repo (or only --checkpoint-path FILE)"
             )
-        return _tiny(store, TINY_NAMES[model])
+        files = _tiny(store, TINY_NAMES[model])
+        if upsampler in TINY_UPSAMPLERS:
+            files.upsampler = files.checkpoint.parent / TINY_UPSAMPLERS[upsampler]
+        return files
     ckpt = _file("--checkpoint-path", checkpoint) if checkpoint else None
     up = _file("--spatial-upsampler-path", upsampler) if upsampler else None
     if model is None:  # the checkpoint's folder, or the split model holding its diffusion_models/

@@ -35,7 +35,7 @@ def _dtype(path: Path) -> str:
 def _pipelines(inv) -> tuple[list[str], list[str]]:
     """(pipelines it can run, why not for the others), as `--model` with no overrides would choose."""
     from stages import models
-    from stages.options import PIPELINES
+    from stages.options import PIPELINES, WITH_DISTILLED_LORA
 
     ok, why = [], []
     for p in PIPELINES:
@@ -43,7 +43,7 @@ def _pipelines(inv) -> tuple[list[str], list[str]]:
             models.choose_checkpoint(inv, p)
             models.choose_upsampler(inv)
             models.choose_gemma(inv, None)
-            if p in ("dev-two-stage", "keyframes") and len(inv.distilled_loras) != 1:
+            if p in WITH_DISTILLED_LORA and len(inv.distilled_loras) != 1:
                 raise LtxError("no single *distilled-lora* file: pass --distilled-lora PATH")
         except LtxError as e:
             why.append(f"{p}: {e}")
@@ -85,8 +85,8 @@ def _show_converted(label: str, root: Path) -> None:
     for k in ("checkpoint", "upsampler", "gemma"):
         typer.echo(f"  {k:11s} {m['files'][k]}")
     typer.echo(
-        "  pipelines   distilled, dev, dev-two-stage and keyframes (with --distilled-lora), ic-lora (with --lora "
-        "IC_LORA --video-conditioning REF)"
+        "  pipelines   distilled, dev, dev-two-stage, keyframes, hq and a2v (with --distilled-lora), ic-lora "
+        "(with --lora IC_LORA --video-conditioning REF)"
     )
 
 
@@ -109,7 +109,8 @@ def list_models(
         split = " (split: one file per component, Gemma 4)" if variant in tiny.VARIANTS_12 else ""
         typer.echo(
             f"{name}  (built in: LTX {version}, random weights, made in the cache on first use){split}\n"
-            "  pipelines   distilled, dev, dev-two-stage, keyframes, ic-lora (its own IC-LoRA)"
+            "  pipelines   distilled, dev, dev-two-stage, keyframes, ic-lora (its own IC-LoRA), hq, a2v "
+            "(--audio-path); upscalers tiny:x2, tiny:x1.5"
         )
     seen: set[Path] = set()
     located = []

@@ -17,8 +17,13 @@ from stages.denoise import MAX_REFERENCES
 from stages.framework import LtxError
 from stages.models import TINY_IC_LORA, TINY_LORA, TINY_LORAS, ModelFiles
 
-PIPELINES = ("distilled", "dev", "dev-two-stage", "keyframes", "ic-lora")
-DEV_PIPELINES = ("dev", "dev-two-stage", "keyframes")  # guided stage 1 with a dev checkpoint
+PIPELINES = ("distilled", "dev", "dev-two-stage", "keyframes", "ic-lora", "hq", "a2v")
+DEV_PIPELINES = ("dev", "dev-two-stage", "keyframes", "hq", "a2v")  # guided stage 1 with a dev checkpoint
+# audio guidance: a2v's audio is frozen and unguided (the reference's MultiModalGuiderParams())
+A2V_UNUSED = ("audio_cfg_scale", "audio_stg_scale", "audio_stg_blocks", "audio_rescale_scale",
+              "v2a_guidance_scale", "audio_skip_step")  # fmt: skip
+# stage 2 fuses the distilled LoRA (hq: stage 1 too)
+WITH_DISTILLED_LORA = ("dev-two-stage", "keyframes", "hq", "a2v")
 TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
 SEED_RANGE = 2**32
 GUIDANCE_SCALES = {  # Options field -> its option (the reference's name)
@@ -86,6 +91,11 @@ class Options:
     video_conditioning: list[tuple[str, float]] = field(default_factory=list)  # ic-lora: (REF.mp4, strength)
     conditioning_attention_mask: tuple[str, float] | None = None  # ic-lora: (MASK.mp4, attention strength)
     skip_stage_2: bool | None = None  # ic-lora: decode stage 1 (half resolution)
+    audio_path: str | None = None  # a2v: the audio the video is generated for (frozen while denoising)
+    audio_start_time: float | None = None  # a2v: seconds into --audio-path (default 0)
+    audio_max_duration: float | None = None  # a2v: seconds read (default: the video's length)
+    distilled_lora_strength_stage_1: float | None = None  # hq: the distilled LoRA in stage 1 (default 0.25)
+    distilled_lora_strength_stage_2: float | None = None  # hq: and in stage 2 (default 0.5)
 
     def merged(self, stored: dict) -> Options:
         """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
@@ -131,9 +141,11 @@ def resolve(o: Options, files: ModelFiles) -> Options:
     o.pipeline = o.pipeline or "distilled"
     if o.pipeline not in PIPELINES:
         raise LtxError(f"--pipeline {o.pipeline!r} is unknown; choose one of {', '.join(PIPELINES)}")
-    params = C.params_for_version(files.version)
+    params = C.LTX_2_3_HQ_PARAMS if o.pipeline == "hq" else C.params_for_version(files.version)
     tiny = files.tiny_variant is not None
     default_hw = C.TWO_STAGE_RESOLUTION if o.two_stage else C.ONE_STAGE_RESOLUTION
+    if o.pipeline == "hq":
+        default_hw = C.HQ_RESOLUTION
     # `is None`, not `or`: an explicit 0 is bad input to reject, not a request for the default
     o.height = o.height if o.height is not None else (TINY_DEFAULTS["height"] if tiny else default_hw[0])
     o.width = o.width if o.width is not None else (TINY_DEFAULTS["width"] if tiny else default_hw[1])
@@ -142,12 +154,18 @@ def resolve(o: Options, files: ModelFiles) -> Options:
             f"--num-frames {o.num_frames} and --auto-duration {' '.join(map(str, o.auto_duration))} both set the "
             "duration; pass one of them"
         )
-    if o.num_frames is None and (o.auto_duration is not None or files.duration_head is not None):
+    if o.pipeline == "a2v" and o.num_frames is None and o.auto_duration is not None:
+        raise LtxError(
+            f"--auto-duration does not apply to --pipeline a2v (the video is made for --audio-path); "
+            "pass --num-frames, or omit it for the default"
+        )
+    predict = o.pipeline != "a2v" and (o.auto_duration is not None or files.duration_head is not None)
+    if o.num_frames is None and predict:
         from ltx.text.duration import AUTO_DURATION
 
         o.auto_duration = tuple(float(x) for x in (o.auto_duration or AUTO_DURATION))
         validate.auto_duration(o.auto_duration, files)
-    elif o.num_frames is None and C.parse_model_version(files.version) >= (2, 5):
+    elif o.num_frames is None and o.pipeline != "a2v" and C.parse_model_version(files.version) >= (2, 5):
         raise LtxError(
             f"{files.label or files.name} has no duration head to predict the duration from the prompt "
             "(LTX-2.5's model_patches/*duration-head*); pass --num-frames, or --duration-head-path FILE"
@@ -171,7 +189,7 @@ def resolve(o: Options, files: ModelFiles) -> Options:
             from ltx.text.encoder import DEFAULT_NEGATIVE_PROMPT
 
             o.negative_prompt = C.default_negative_prompt(files.version, DEFAULT_NEGATIVE_PROMPT)
-    two_stage_lora = o.pipeline in ("dev-two-stage", "keyframes")
+    two_stage_lora = o.pipeline in WITH_DISTILLED_LORA
     if two_stage_lora and o.distilled_lora is None and tiny:
         o.distilled_lora = (TINY_LORA, 1.0)  # the tiny model's own distilled LoRA, created with it
     elif two_stage_lora and o.distilled_lora is None and files.distilled_lora is not None:
@@ -189,8 +207,66 @@ def resolve(o: Options, files: ModelFiles) -> Options:
         )
     if o.pipeline == "ic-lora":
         o.skip_stage_2 = bool(o.skip_stage_2)
+    _resolve_hq(o)
+    _resolve_a2v(o)
     check(o, files)
     return o
+
+
+def _resolve_hq(o: Options) -> None:
+    """hq: the distilled LoRA at one strength per stage (the reference ignores --distilled-lora's own)."""
+    from ltx import constants as C
+
+    names = ("--distilled-lora-strength-stage-1", "--distilled-lora-strength-stage-2")
+    given = (o.distilled_lora_strength_stage_1, o.distilled_lora_strength_stage_2)
+    if o.pipeline != "hq":
+        for name, v in zip(names, given, strict=True):
+            if v is not None:
+                raise LtxError(
+                    f"{name} applies to --pipeline hq only (dev-two-stage: --distilled-lora PATH STRENGTH)"
+                )
+        return
+    for name, v in zip(names, given, strict=True):
+        validate.finite(name, v)
+    s1, s2 = (v if v is not None else d for v, d in zip(given, C.HQ_DISTILLED_LORA_STRENGTHS, strict=True))
+    o.distilled_lora_strength_stage_1, o.distilled_lora_strength_stage_2 = float(s1), float(s2)
+
+
+def _resolve_a2v(o: Options) -> None:
+    """a2v: --audio-path is required, read from --audio-start-time for --audio-max-duration seconds
+    (default: the video's length, as the reference's CLI)."""
+    given = [n for n, v in (("--audio-path", o.audio_path), ("--audio-start-time", o.audio_start_time),
+                            ("--audio-max-duration", o.audio_max_duration)) if v is not None]  # fmt: skip
+    if o.pipeline != "a2v":
+        if given:
+            raise LtxError(
+                f"{', '.join(given)} applies to --pipeline a2v only (the audio the video is made for)"
+            )
+        return
+    if o.audio_path is None:
+        raise LtxError(
+            "--pipeline a2v needs --audio-path FILE (wav, flac, mp3, or a video with an audio track)"
+        )
+    audio_guidance = [
+        GUIDANCE_SCALES.get(n, "--" + n.replace("_", "-")) for n in A2V_UNUSED if getattr(o, n) is not None
+    ]
+    if audio_guidance:
+        raise LtxError(
+            f"{', '.join(audio_guidance)} do not apply to --pipeline a2v: its audio is given, not generated "
+            "(the video's guidance options do)"
+        )
+    validate.finite("--audio-start-time", o.audio_start_time)
+    validate.finite("--audio-max-duration", o.audio_max_duration)
+    o.audio_start_time = float(o.audio_start_time or 0.0)
+    if o.audio_start_time < 0:
+        raise LtxError(f"--audio-start-time {o.audio_start_time:g} must be >= 0 (seconds into --audio-path)")
+    if o.audio_max_duration is not None and o.audio_max_duration <= 0:
+        raise LtxError(f"--audio-max-duration {o.audio_max_duration:g} must be > 0 (seconds)")
+
+
+def audio_duration(o: Options) -> float:
+    """Seconds read from --audio-path: --audio-max-duration, else the video's length (resolved options)."""
+    return o.audio_max_duration if o.audio_max_duration is not None else o.num_frames / o.frame_rate
 
 
 def check(o: Options, files: Any) -> None:
@@ -198,7 +274,7 @@ def check(o: Options, files: Any) -> None:
     validate.prompt(o.prompt)
     if o.num_frames is not None or o.auto_duration is None:
         validate.frames(o.num_frames)
-    validate.resolution(o.height, o.width, o.two_stage)
+    validate.resolution(o.height, o.width, o.two_stage, scale=files.upsampler_scale if o.two_stage else 2.0)
     if not isinstance(o.seed, int) or not 0 <= o.seed < SEED_RANGE:
         raise LtxError(f"--seed {o.seed} is out of range; use an integer from 0 to {SEED_RANGE - 1}")
     validate.finite("--frame-rate", o.frame_rate)
@@ -239,6 +315,8 @@ def check(o: Options, files: Any) -> None:
             raise LtxError(f"--memory-budget {o.memory_budget} must be > 0 (GB, e.g. 24)")
     validate.model_files(files)
     validate.text_files(files, bool(o.enhance_prompt))
+    if o.audio_path is not None:
+        audio_length(o)
     loras = list(o.loras)
     tiny_lora = o.distilled_lora is not None and o.distilled_lora[0] == TINY_LORA and files.tiny_variant
     if o.distilled_lora is not None and not tiny_lora:
@@ -290,7 +368,8 @@ def check_ic_lora(o: Options, files: Any) -> None:
             f"--video-conditioning is given {len(o.video_conditioning)} times; at most {MAX_REFERENCES} a run"
         )
     scale = reference_scale(o, files)
-    h1, w1 = o.height // 2, o.width // 2
+    num, den = validate.upsampler_ratio(files.upsampler_scale)  # stage 1's size, as pipeline.build sizes it
+    h1, w1 = o.height * den // num, o.width * den // num
     if h1 % scale or w1 % scale or (h1 // scale) % 32 or (w1 // scale) % 32:
         raise LtxError(
             f"--height {o.height} --width {o.width}: the IC-LoRA's reference videos are encoded at "
@@ -314,3 +393,23 @@ def check_ic_lora(o: Options, files: Any) -> None:
                     f"--conditioning-attention-mask {path}: its {f_pix} frames do not fit a reference video of "
                     f"{ref} frames ({f_lat} latent frames); use a mask of {ref} frames"
                 )
+
+
+def audio_length(o: Options) -> None:
+    """--audio-path decodes, and what is read from it covers the video (the reference cuts the encoded
+    audio to the video's latent frames and fails on fewer)."""
+    from ltx.audio.mel import latent_frames
+    from ltx.constants import audio_latent_frames
+
+    duration = audio_duration(o)
+    n, rate = validate.audio_file(o.audio_path, "--audio-path", o.audio_start_time, duration)
+    need = audio_latent_frames(o.num_frames, o.frame_rate)
+    if latent_frames(n, rate) < need:
+        seconds = (need - 1) / 25  # 640 samples at 16 kHz per latent frame after the first
+        limit = "" if duration >= o.num_frames / o.frame_rate else (
+            f" (--audio-max-duration {o.audio_max_duration:g})")  # fmt: skip
+        raise LtxError(
+            f"--audio-path {o.audio_path} gives {n / rate:.3f} s of audio from {o.audio_start_time:g} s{limit}; "
+            f"{o.num_frames} frames at {o.frame_rate:g} fps need at least {seconds:.3f} s: pass a longer file, "
+            "an earlier --audio-start-time, or fewer --num-frames"
+        )

@@ -12,15 +12,27 @@ from stages import (
     decode_audio,
     denoise,
     encode,
+    encode_audio,
     encode_video,
     mux,
     refine,
     upsample,
+    validate,
     vocode,
 )
 from stages.framework import Node
 from stages.models import TINY_LORAS, ModelFiles, enhancer_root, resolve_model
-from stages.options import DEV_PIPELINES, PIPELINES, TINY_DEFAULTS, Options, reference_scale, resolve  # noqa: F401
+from stages.options import (  # noqa: F401  (PIPELINES, TINY_DEFAULTS, Options re-exported)
+    DEV_PIPELINES,
+    PIPELINES,
+    TINY_DEFAULTS,
+    Options,
+    audio_duration,
+    reference_scale,
+    resolve,
+)
+
+A2V_ENHANCE_SEED = 42
 
 
 def _first(*values):
@@ -30,13 +42,14 @@ def _first(*values):
 def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
     from ltx import constants as C
 
-    p = C.params_for_version(files.version)
+    p = C.LTX_2_3_HQ_PARAMS if o.pipeline == "hq" else C.params_for_version(files.version)
     video, audio = p.video_guider, p.audio_guider
     if files.tiny_variant is not None:  # the tiny transformer has 2 blocks: perturb its last one
         video, audio = (
-            dataclasses.replace(video, stg_blocks=(1,)),
-            dataclasses.replace(audio, stg_blocks=(1,)),
+            dataclasses.replace(g, stg_blocks=(1,)) if g.stg_blocks else g for g in (video, audio)
         )
+    if o.pipeline == "a2v":  # the reference's A2V guides the video only: MultiModalGuiderParams() for audio
+        audio = C.NO_GUIDANCE
     given = {  # GuiderParams field -> (video's option value, audio's); --stg-scale sets both first
         "cfg_scale": (o.cfg_scale, o.audio_cfg_scale),
         "stg_scale": (_first(o.video_stg_scale, o.stg_scale), _first(o.audio_stg_scale, o.stg_scale)),
@@ -46,9 +59,22 @@ def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
         "skip_step": (o.video_skip_step, o.audio_skip_step),
     }
     video = dataclasses.replace(video, **{k: v for k, (v, _) in given.items() if v is not None})
-    audio = dataclasses.replace(audio, **{k: a for k, (_, a) in given.items() if a is not None})
+    if o.pipeline != "a2v":  # (options.py refuses a2v's audio guidance options; --stg-scale is the video's)
+        audio = dataclasses.replace(audio, **{k: a for k, (_, a) in given.items() if a is not None})
     as_dict = lambda g: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(g).items()}  # noqa: E731
     return as_dict(video), as_dict(audio)
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def audio_node(nodes: dict[str, Node]) -> Node:
+    """The node whose artifact holds the run's waveform: the vocoder's, or (a2v) the input audio as read."""
+    return nodes["vocode"] if "vocode" in nodes else nodes["encode_audio"]
 
 
 def build(
@@ -83,7 +109,9 @@ def build(
         duration_ext = files.externals("duration_head")
         duration = (*o.auto_duration, float(o.frame_rate))
     two_stage = o.two_stage
-    h1, w1 = (o.height // 2, o.width // 2) if two_stage else (o.height, o.width)
+    # stage 1 at 1/scale of the output: half for the x2 upsampler, 2/3 for x1.5 (options.py checked the grid)
+    num, den = validate.upsampler_ratio(files.upsampler_scale) if two_stage else (1, 1)
+    h1, w1 = o.height * den // num, o.width * den // num
 
     def lora_file(path: str) -> str:
         return str(files.tiny_lora(path)) if path in TINY_LORAS else path
@@ -98,8 +126,9 @@ def build(
     images_ext = {f"image{i}": store.digest(p) for i, (p, _, _) in enumerate(o.images)}
     nodes: dict[str, Node] = {}
     # 1. text: the prompt (and the negative prompt when guidance needs it) -> contexts
-    # the reference seeds enhancement with the generation seed in the TI2Vid pipelines
-    enhance = o.seed if o.enhance_prompt else None
+    # the reference seeds enhancement with the generation seed in the TI2Vid pipelines; its A2V pipeline
+    # leaves encode_prompts' default seed, 42
+    enhance = (A2V_ENHANCE_SEED if o.pipeline == "a2v" else o.seed) if o.enhance_prompt else None
     enhancer = {"enhancer": files.enhancer_digest} if enhance is not None and files.enhancer else {}
     nodes["encode"] = Node(
         encode.STAGE,
@@ -137,12 +166,33 @@ def build(
         mask = o.conditioning_attention_mask
         reference = {"strengths": [float(s) for _, s in o.video_conditioning], "downscale": scale}
         reference |= {"mask": mask is not None, "attention": float(mask[1]) if mask else 1.0}
-    # 3. stage 1: noise -> video and audio latents (guided for dev pipelines)
-    sampler = "euler"
+    # 2c. a2v: the audio file -> audio latents cut to the video's length (frozen below) + the waveform read
+    if o.pipeline == "a2v":
+        from ltx.constants import audio_latent_frames
+
+        nodes["encode_audio"] = Node(
+            encode_audio.STAGE,
+            encode_audio.Params(
+                float(o.audio_start_time),
+                float(audio_duration(o)),
+                audio_latent_frames(o.num_frames, o.frame_rate),
+            ),
+            externals={**audio_ext, "audio": store.digest(o.audio_path)},
+            runtime={"files": files, "path": o.audio_path},
+        )
+    # 3. stage 1: noise -> video and audio latents (guided for the dev pipelines; hq: res_2s over the
+    # scheduler shifted for the stage's own token count, the distilled LoRA at its stage-1 strength;
+    # LTX-2.5's distilled stage 1: Euler ancestral)
+    sampler = "res2s" if o.pipeline == "hq" else "euler"
     if o.pipeline not in DEV_PIPELINES:
         sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
         if o.pipeline == "distilled" and C.uses_ancestral_stage1(files.version):
             sampler = "euler_ancestral"
+    elif o.pipeline == "hq":
+        from ltx.constants import video_latent_shape
+
+        tokens = _prod(video_latent_shape(o.num_frames, h1, w1))
+        (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps, tokens=tokens)
     else:
         (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps)
     inputs = {"context": nodes["encode"]}
@@ -150,6 +200,14 @@ def build(
         inputs["negative"] = nodes["encode_negative"]
     if o.images:
         inputs["images"] = nodes["condition"]
+    if "encode_audio" in nodes:
+        inputs["audio"] = nodes["encode_audio"]
+    named1 = list(o.loras)
+    if o.pipeline == "hq":
+        named1.append((o.distilled_lora[0], o.distilled_lora_strength_stage_1))
+        user_loras = tuple((lora_file(p), float(s)) for p, s in named1)
+        lora_ext = {f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named1)}
+        rt["loras"] = user_loras
     ext1 = {**dit, **lora_ext}
     if reference is not None:
         inputs |= refs
@@ -180,7 +238,7 @@ def build(
     )
     final = nodes["denoise"]
     if two_stage and not o.skip_stage_2:
-        # 4. x2 latent upsampler
+        # 4. latent upsampler (x2, or x1.5)
         nodes["upsample"] = Node(
             upsample.STAGE,
             upsample.Params(),
@@ -188,10 +246,13 @@ def build(
             {**ckpt, "upsampler": files.upsampler_digest},
             files,
         )
-        # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage and
-        # keyframes; ic-lora's stage 2 runs the plain distilled model, as the reference)
+        # 5. stage 2: refine at full resolution (distilled sigmas; the distilled LoRA for dev-two-stage,
+        # keyframes, a2v, hq at its stage-2 strength; ic-lora's stage 2 runs the plain distilled model, as the
+        # reference)
         named2 = [] if o.pipeline == "ic-lora" else list(o.loras)
         named2 += [o.distilled_lora] if o.distilled_lora else []
+        if o.pipeline == "hq":
+            named2[-1] = (o.distilled_lora[0], o.distilled_lora_strength_stage_2)
         loras2 = tuple((lora_file(p), float(s)) for p, s in named2)
         ext2 = {**dit, **{f"lora{i}": lora_digest(p) for i, (p, _) in enumerate(named2)}}
         inputs2 = {"latents": nodes["upsample"], "stage1": final, "context": nodes["encode"]}
@@ -203,6 +264,8 @@ def build(
                 runtime=img_rt,
             )
             inputs2["images"] = nodes["condition_full"]
+        if "encode_audio" in nodes:
+            inputs2["audio"] = nodes["encode_audio"]
         nodes["refine"] = Node(
             refine.STAGE,
             refine.Params(
@@ -215,13 +278,14 @@ def build(
                 frames,
                 tuple(s for _, s in loras2),
                 keyframes,
+                sampler,
             ),
             inputs2,
             ext2,
             {"files": files, "loras": loras2, "stream": False},
         )
         final = nodes["refine"]
-    # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform
+    # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform (a2v: the input audio)
     if o.decoder == "conv":
         conv = files.decoder_file("conv")
         dec_ext = (
@@ -233,14 +297,16 @@ def build(
         dec_ext = {"diffusion_vae": files.decoder_digest("diffusion")}
     dec_params = decode.Params(o.tiling, o.seed, o.decoder)
     nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
-    nodes["decode_audio"] = Node(
-        decode_audio.STAGE, decode_audio.Params(), {"latents": final}, audio_ext, files
-    )
-    nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, audio_ext, files)
+    if "encode_audio" not in nodes:
+        nodes["decode_audio"] = Node(
+            decode_audio.STAGE, decode_audio.Params(), {"latents": final}, audio_ext, files
+        )
+        nodes["vocode"] = Node(
+            vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, audio_ext, files
+        )
     # 7. mux: H.264 + AAC (video only with --no-audio)
-    streams = (
-        {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": nodes["vocode"]}
-    )
+    sound = audio_node(nodes)
+    streams = {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": sound}
     nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), streams)
     if preflight:
         pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}

@@ -1,4 +1,7 @@
-"""upsampled video latent + stage-1 audio latent + text contexts -> refined full-resolution latents (stage 2)."""
+"""upsampled video latent + stage-1 audio latent + text contexts -> refined full-resolution latents (stage 2).
+
+With `audio` (a2v: the encode_audio artifact) the audio stays that latent, frozen (see stages/denoise.py).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ class Params:
     images: tuple[tuple[int, float], ...] = ()
     loras: tuple[float, ...] = ()  # strengths (the distilled LoRA for dev-two-stage); digests are externals
     keyframes: bool = False  # every image as appended keyframe tokens (--pipeline keyframes)
+    sampler: str = "euler"  # or "res2s" (hq)
 
 
-def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
+def compute(ctx, params: Params, latents, stage1, context, images=None, audio=None) -> dict:
     from ltx.diffusion.conditioning import apply_conditionings, audio_state, video_state
     from ltx.diffusion.sampling import add_noise, noise
     from stages.runtime import mx
@@ -36,12 +40,17 @@ def compute(ctx, params: Params, latents, stage1, context, images=None) -> dict:
         video = apply_conditionings(
             video, diffuse.image_conditionings(images, params.images, params.keyframes)
         )
-    audio = audio_state(mx.array(stage1["audio_latent"]))
     scale = float(params.sigmas[0])
     video = add_noise(video, noise(params.seed, video.latent.shape, "stage2_video"), noise_scale=scale)
-    audio = add_noise(audio, noise(params.seed, audio.latent.shape, "stage2_audio"), noise_scale=scale)
-    video, audio = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio)
-    return diffuse.finish(video, audio)
+    if audio is not None:
+        audio_s = diffuse.frozen_audio(audio)
+    else:
+        audio_s = audio_state(mx.array(stage1["audio_latent"]))
+        audio_s = add_noise(
+            audio_s, noise(params.seed, audio_s.latent.shape, "stage2_audio"), noise_scale=scale
+        )
+    video, audio_s = diffuse.run_loop(ctx, denoise, list(params.sigmas), video, audio_s, params.sampler)
+    return diffuse.finish(video, audio_s)
 
 
-STAGE = Stage(NAME, VERSION, Params, ("latents", "stage1", "context", "images?"), compute, __doc__)
+STAGE = Stage(NAME, VERSION, Params, ("latents", "stage1", "context", "images?", "audio?"), compute, __doc__)

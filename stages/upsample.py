@@ -1,4 +1,4 @@
-"""stage-1 video latents -> x2 spatially upsampled latents (un-normalise, upsampler, normalise)."""
+"""stage-1 video latents -> spatially upsampled latents, x2 or x1.5 (un-normalise, upsampler, normalise)."""
 
 from __future__ import annotations
 

@@ -57,15 +57,36 @@ def frames(n: int) -> None:
         raise LtxError(f"--num-frames {n} must be of the form 1 + 8k; use {lo} or {lo + 8}")
 
 
-def resolution(height: int, width: int, two_stage: bool, max_pixels: int = MAX_PIXELS) -> None:
-    divisor, kind = (64, "two-stage") if two_stage else (32, "one-stage")
+# spatial upsampler scale -> (num, den): stage 1 runs at den/num of the output (ltx.video.upsampler.RATIONAL_SCALES)
+UPSAMPLER_RATIOS = {2.0: (2, 1), 1.5: (3, 2), 4.0: (4, 1)}
+
+
+def upsampler_ratio(scale: float) -> tuple[int, int]:
+    if float(scale) not in UPSAMPLER_RATIOS:
+        raise LtxError(
+            f"a spatial upsampler of scale {scale:g} cannot size a two-stage run; use an x2 or x1.5 upsampler"
+        )
+    return UPSAMPLER_RATIOS[float(scale)]
+
+
+def resolution(
+    height: int, width: int, two_stage: bool, max_pixels: int = MAX_PIXELS, scale: float = 2.0
+) -> None:
+    """One-stage: divisible by 32 (the VAE). Two-stage with an x(num/den) upsampler: stage 1 runs at den/num
+    of the size on whole latents divisible by den (the rational resampler's stride), so the output must be
+    divisible by 32 * num: 64 for x2, 96 for x1.5."""
+    num, _ = upsampler_ratio(scale) if two_stage else (1, 1)
+    divisor = 32 * num
+    where = "one-stage pipelines" if not two_stage else "two-stage pipelines"
+    if two_stage and num != 2:
+        where += f" with the x{scale:g} upsampler (stage 1 runs at 1/{scale:g} of it on whole latents)"
     for name, v in (("height", height), ("width", width)):
         if not isinstance(v, int) or v <= 0:
             raise LtxError(f"--{name} {v} must be a positive integer divisible by {divisor}")
         if v % divisor:
             lo = v // divisor * divisor
             near = f"{lo + divisor}" if lo <= 0 else f"{lo} or {lo + divisor}"
-            raise LtxError(f"--{name} {v} must be divisible by {divisor} for {kind} pipelines; use {near}")
+            raise LtxError(f"--{name} {v} must be divisible by {divisor} for {where}; use {near}")
         if v > max_pixels:
             raise LtxError(
                 f"--{name} {v} is above the positional range of the model ({max_pixels} pixels); "

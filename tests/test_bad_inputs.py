@@ -45,7 +45,6 @@ class Case:
         Callable[[dict], list[str]] | list[str]
     )  # CLI arguments (after --cache-dir), given the fixture paths
     needle: str  # must appear in the one error line
-    kind: str = "cli"  # "cli": the ltx command line; "audio": stages.validate.audio_file (no CLI option takes audio yet)
     cache: str = (
         "empty"  # "empty": a fresh cache dir; "keys": one holding two artifacts with a common key prefix
     )
@@ -67,6 +66,11 @@ def gen(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
         ]
 
     return build
+
+
+def a2v(audio: str, *extra: str) -> Callable[[dict], list[str]]:
+    """`generate --pipeline a2v --audio-path AUDIO` with a small size and `extra`."""
+    return gen("--pipeline", "a2v", "--audio-path", audio, *extra)
 
 
 def arg(*a: str) -> Callable[[dict], list[str]]:
@@ -123,13 +127,50 @@ CASES: list[Case] = [
     Case("image-empty-file", gen("--image", "{empty_png}", "0", "1.0"), "is not a readable image"),
     Case("image-truncated-png", gen("--image", "{trunc_png}", "0", "1.0"), "is not a readable image"),
     Case("image-truncated-jpeg", gen("--image", "{trunc_jpg}", "0", "1.0"), "is not a readable image"),
-    # audio (checked by stages.validate.audio_file; no command takes an audio input yet)
-    Case("audio-missing", ["{missing}.wav"], "does not exist", kind="audio"),
-    Case("audio-not-audio", ["{text_wav}"], "is not a readable audio file", kind="audio"),
-    Case("audio-empty-file", ["{empty_png}"], "is not a readable audio file", kind="audio"),
-    Case("audio-truncated-header", ["{trunc_wav_head}"], "is not a readable audio file", kind="audio"),
-    Case("audio-truncated-data", ["{trunc_wav}"], "is truncated", kind="audio"),
-    Case("audio-no-samples", ["{silent_wav}"], "holds no audio samples", kind="audio"),
+    # --pipeline a2v's audio (stages.validate.audio_file decodes it as the encode-audio stage will)
+    Case("a2v-without-audio-path", gen("--pipeline", "a2v"), "--pipeline a2v needs --audio-path FILE"),
+    Case("audio-missing", a2v("{missing}.wav"), "does not exist"),
+    Case("audio-not-audio", a2v("{text_wav}"), "is not a readable audio file", subprocess=True),
+    Case("audio-empty-file", a2v("{empty_png}"), "is not a readable audio file"),
+    Case("audio-truncated-header", a2v("{trunc_wav_head}"), "is not a readable audio file"),
+    Case("audio-truncated-data", a2v("{trunc_wav}"), "is truncated"),
+    Case("audio-no-samples", a2v("{silent_wav}"), "holds no audio samples"),
+    Case("audio-video-without-sound", a2v("{video_only_mp4}"), "has no audio stream"),
+    Case("audio-four-channels", a2v("{quad_wav}"), "4 channels; only mono and stereo"),
+    Case("audio-too-short", a2v("{short_wav}"), "9 frames at 24 fps need at least 0.320 s"),
+    Case("audio-start-past-the-end", a2v("{long_wav}", "--audio-start-time", "9"), "no audio samples after"),
+    Case("audio-start-too-late", a2v("{long_wav}", "--audio-start-time", "0.3"), "need at least 0.320 s"),
+    Case("audio-start-negative", a2v("{long_wav}", "--audio-start-time", "-1"), "must be >= 0"),
+    Case("audio-start-nan", a2v("{long_wav}", "--audio-start-time", "nan"), "must be a finite number"),
+    Case("audio-duration-zero", a2v("{long_wav}", "--audio-max-duration", "0"), "must be > 0"),
+    Case(
+        "audio-duration-too-short",
+        a2v("{long_wav}", "--audio-max-duration", "0.2"),
+        "(--audio-max-duration 0.2)",
+    ),
+    Case("audio-path-without-a2v", gen("--audio-path", "{long_wav}"), "applies to --pipeline a2v only"),
+    Case(
+        "a2v-audio-guidance",
+        a2v("{long_wav}", "--audio-cfg-guidance-scale", "3"),
+        "--audio-cfg-guidance-scale do not apply to --pipeline a2v",
+    ),
+    # hq and the x1.5 upsampler
+    Case(
+        "hq-strength-without-hq",
+        gen("--distilled-lora-strength-stage-1", "0.3"),
+        "--distilled-lora-strength-stage-1 applies to --pipeline hq only",
+    ),
+    Case(
+        "hq-strength-nan",
+        gen("--pipeline", "hq", "--distilled-lora-strength-stage-2", "nan"),
+        "--distilled-lora-strength-stage-2 nan must be a finite number",
+    ),
+    Case(
+        "x15-size-off-grid",
+        gen("--spatial-upsampler-path", "tiny:x1.5"),
+        "--height 64 must be divisible by 96 for two-stage pipelines with the x1.5 upsampler",
+    ),
+    Case("tiny-upsampler-unknown", gen("--spatial-upsampler-path", "tiny:x3"), "use tiny:x2 or tiny:x1.5"),
     # model directories
     Case("model-not-a-directory", gen("--model", "{missing}"), "is neither 'tiny' nor a directory"),
     Case(
@@ -439,7 +480,21 @@ def fx(tmp_path_factory) -> dict:
     (root / "trunc_head.wav").write_bytes(data[:30])
     soundfile.write(str(root / "silent.wav"), np.zeros((0, 1), np.float32), 16000)
     (root / "text.wav").write_text("not audio")
+    soundfile.write(str(root / "quad.wav"), np.zeros((16000, 4), np.float32), 16000)
+    soundfile.write(str(root / "long.wav"), np.zeros((8000, 2), np.float32), 16000)  # 0.5 s
+    import imageio_ffmpeg
+
+    video_only = root / "video_only.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=0.5",
+         "-pix_fmt", "yuv420p", str(video_only)],
+        check=True,
+    )  # fmt: skip
     f.update(
+        quad_wav=str(root / "quad.wav"),
+        short_wav=str(root / "ok.wav"),  # 0.1 s
+        long_wav=str(root / "long.wav"),
+        video_only_mp4=str(video_only),
         trunc_wav=str(root / "trunc.wav"),
         trunc_wav_head=str(root / "trunc_head.wav"),
         silent_wav=str(root / "silent.wav"),
@@ -646,14 +701,6 @@ def test_bad_input(case: Case, fx: dict, tmp_path: Path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))  # no cached Gemma to fall back on
     for var, value in case.env:
         monkeypatch.setenv(var, value)
-    if case.kind == "audio":
-        from stages import validate
-        from stages.framework import LtxError
-
-        with pytest.raises(LtxError) as e:
-            validate.audio_file(case.args[0].format(**fx))
-        assert case.needle in str(e.value) and "\n" not in str(e.value)
-        return
     cache = tmp_path / "cache"
     if case.cache == "keys":
         _keys_cache(cache, fx)

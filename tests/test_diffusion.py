@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
@@ -170,6 +171,31 @@ def test_res2s():
     assert n == 5
     close(v1.latent, G["res2s_loop_v"], 1e-5)
     close(a1.latent, G["res2s_loop_a"], 1e-5)
+
+
+def test_res2s_resumes_bit_identically():
+    """A res_2s run resumed from any yielded step (the last full step too: only the final denoise is left)
+    ends bit-identical to an uninterrupted one: the noise of a step is drawn by its index."""
+    sig = schedulers.ltx2_sigmas(3)
+    v, au = loop_states()
+    draw = sampling.res2s_noise_source(5)
+    full = [
+        (n, np.array(x.latent), np.array(y.latent))
+        for n, x, y in sampling.res2s_loop(fake_denoise, sig, v, au, draw)
+    ]
+    assert [n for n, *_ in full] == [1, 2, 3, 4]
+    for k in (1, 3):
+        _, x, y = full[k - 1]
+        vk, ak = replace(v, latent=mx.array(x)), replace(au, latent=mx.array(y))
+        rest = [(n, np.array(a.latent), np.array(b.latent)) for n, a, b in sampling.res2s_loop(
+            fake_denoise, sig, vk, ak, sampling.res2s_noise_source(5), start=k)]  # fmt: skip
+        assert [n for n, *_ in rest] == list(range(k + 1, 5))
+        for (n, a, b), (m, fa, fb) in zip(rest, full[k:], strict=True):
+            assert n == m
+            np.testing.assert_array_equal(a, fa)
+            np.testing.assert_array_equal(b, fb)
+    with pytest.raises(ValueError, match="start step 4"):
+        next(sampling.res2s_loop(fake_denoise, sig, v, au, draw, start=4))
 
 
 def test_noise_streams_deterministic():

@@ -328,12 +328,18 @@ def res2s_loop(
 ) -> Iterator[tuple[int, LatentState, LatentState | None]]:
     """res_2s sampling; yields (step, video, audio) after each full step, then once more after the final denoise.
 
+    To resume, pass the yielded states back with start=step (start = len(sigmas) - 1 runs the final denoise
+    only); the noise of each step is drawn by its index, so the continuation equals an uninterrupted run.
+
     draw(step, level, modality, shape) returns raw standard-normal noise of that modality's latent shape for
     level "substep" or "step" (normalised here). sigmas: the schedule with its terminal 0.
     """
     sig = res2s_sigmas(sigmas)
     n_full = len(sigmas) - 1
-    _check_resume(sigmas, start)
+    if sigmas and sigmas[-1] == 0 and start == n_full and n_full >= 1:
+        pass  # resuming after the last full step: only the final denoise is left
+    else:
+        _check_resume(sigmas, start)
     md = model_dtype or video.latent.dtype
     for i in range(start, n_full):
         s, sn = sig[i], sig[i + 1]
