@@ -156,7 +156,7 @@ def resolve(o: Options, files: ModelFiles) -> Options:
         )
     if o.pipeline == "a2v" and o.num_frames is None and o.auto_duration is not None:
         raise LtxError(
-            f"--auto-duration does not apply to --pipeline a2v (the video is made for --audio-path); "
+            "--auto-duration does not apply to --pipeline a2v (the video is made for --audio-path); "
             "pass --num-frames, or omit it for the default"
         )
     predict = o.pipeline != "a2v" and (o.auto_duration is not None or files.duration_head is not None)
