@@ -532,7 +532,9 @@ class ModelFiles:
         if self.tiny_variant is not None:
             from ltx.weights import tiny
 
-            spec = tiny.load_manifest(self.tiny_variant)["files"][self.upsampler.name]
+            spec = tiny.load_manifest(self.tiny_variant)["files"][
+                self.upsampler.relative_to(self.root).as_posix()
+            ]
             kind = _kind(spec.get("metadata", {}).get("config", {}))
         else:
             kind = upsampler_kind(self.upsampler)

@@ -278,7 +278,7 @@ def build(
                 frames,
                 tuple(s for _, s in loras2),
                 keyframes,
-                sampler,
+                "res2s" if o.pipeline == "hq" else "euler",  # stage 2: Euler but for hq
             ),
             inputs2,
             ext2,
