@@ -633,9 +633,6 @@ def generate(**kw: Any) -> dict[str, Any]:
     """Run the whole pipeline: encode (and encode-video, condition, encode-audio), denoise, upsample, refine,
     decode, decode audio, vocode, mux.
     Every stage whose artifact is already cached is skipped."""
-    from ltx.weights import tiny
-    from stages import preview
-
     output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
     no_preview = kw.pop("no_preview", False)
     run = kw.pop("run")
@@ -644,6 +641,15 @@ def generate(**kw: Any) -> dict[str, Any]:
         output_path = Path(saved) if saved else None
     output_path = output_path or Path("out") / "ltx.mp4"
     store, name, nodes, opts, files = _plan(run, output_path, output_audio, force, **kw)
+    return _run_all(store, name, nodes, opts, files, (output_path, output_audio), force, no_preview)
+
+
+def _run_all(store, name, nodes, opts, files, outputs: tuple, force: bool, no_preview: bool) -> dict:
+    """Record the run, compute what is missing (everything with --force), write the outputs and the preview."""
+    from ltx.weights import tiny
+    from stages import preview
+
+    output_path, output_audio = outputs
     _record(store, name, nodes, opts, output_path)
     if force:
         for node in nodes.values():
@@ -661,6 +667,89 @@ def generate(**kw: Any) -> dict[str, Any]:
 
 
 generate.__signature__ = _signature(_options, _generate_only)
+
+
+# ---- retake and extend: a source's latents, a span regenerated ----------------------------------------
+# shared options that do not apply: the size, length and rate are the source's; no image conditioning
+NOT_FOR_SOURCES = {"run", "height", "width", "num_frames", "frame_rate", "image", "image_crf"}
+NOT_FOR_SOURCES |= {"distilled_lora", "spatial_upsampler_path", "video_conditioning"}
+NOT_FOR_SOURCES |= {"conditioning_attention_mask", "skip_stage_2"}
+
+
+def _source_arg(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="What to start from: a run name (its final latents, no decode/encode round trip), an artifact "
+            "key, or a video file (.mp4, .mov, .mkv; its audio track too)."
+        ),
+    ],
+) -> None:
+    pass
+
+
+def _retake_only(
+    start_time: Annotated[
+        float | None, typer.Option("--start-time", help="Start of the span to regenerate, in seconds.")
+    ] = None,
+    end_time: Annotated[float | None, typer.Option("--end-time", help="End of the span, in seconds.")] = None,
+) -> None:
+    pass
+
+
+def _extend_only(
+    extend_seconds: Annotated[
+        float | None,
+        typer.Option("--seconds", help="Seconds to generate past the end (rounded to whole 8-frame steps)."),
+    ] = None,
+) -> None:
+    pass
+
+
+def _from_source(kind: str, kw: dict[str, Any]) -> dict[str, Any]:
+    """`ltx retake` / `ltx extend`: SOURCE resolved (a run's final latents' key, or the video file), the
+    source run's model unless one is given; the run is named after --output-path (default
+    out/<source>_<kind>.mp4)."""
+    from stages import options
+
+    output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
+    no_preview = kw.pop("no_preview", False)
+    text = kw.pop("source")
+    ref, stored = options.find_source(State.store(), text)
+    if output_path is None:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(text).stem).lstrip("._-") or "source"
+        output_path = Path("out") / f"{stem}_{kind}.mp4"
+    for name in ("model", "checkpoint_path", "gemma_root"):  # the model the source run was made with
+        if kw.get(name) is None and stored.get(name) is not None:
+            kw[name] = stored[name]
+    store, name, nodes, opts, files = _plan(None, output_path, output_audio, force, source=ref, **kw)
+    return _run_all(store, name, nodes, opts, files, (output_path, output_audio), force, no_preview)
+
+
+def retake(**kw: Any) -> dict[str, Any]:
+    """Regenerate a time span (--start-time .. --end-time) of a run or a video file, keeping the rest
+    (the reference's RetakePipeline): encode (+ encode-video, encode-audio for a file), retake, decode,
+    decode audio, vocode, mux."""
+    return _from_source("retake", kw)
+
+
+def extend(**kw: Any) -> dict[str, Any]:
+    """Continue a run or a video file for --seconds past its end (this project's own: the retake's masking
+    with the span after the end), keeping what is there."""
+    return _from_source("extend", kw)
+
+
+def _source_signature(own) -> inspect.Signature:
+    shared = [p for p in inspect.signature(_options).parameters.values() if p.name not in NOT_FOR_SOURCES]
+    first = list(inspect.signature(_source_arg).parameters.values())
+    mine = list(inspect.signature(own).parameters.values())
+    return inspect.Signature(
+        first + mine + shared + list(inspect.signature(_generate_only).parameters.values())
+    )
+
+
+retake.__signature__ = _source_signature(_retake_only)
+extend.__signature__ = _source_signature(_extend_only)
 
 
 def status(**kw: Any) -> None:
@@ -730,6 +819,8 @@ def _why_changed(old: dict, node: Node, labels: dict[str, str]) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("generate")(_in_session(generate))
+    app.command("retake")(_in_session(retake))
+    app.command("extend")(_in_session(extend))
     for name, (label, doc) in STEP_COMMANDS.items():
         app.command(name)(_in_session(_make_step(label, doc)))
     app.command("status")(_in_session(status))

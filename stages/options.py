@@ -9,7 +9,9 @@ by stages/validate.py.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stages import validate
@@ -24,6 +26,10 @@ A2V_UNUSED = ("audio_cfg_scale", "audio_stg_scale", "audio_stg_blocks", "audio_r
               "v2a_guidance_scale", "audio_skip_step")  # fmt: skip
 # stage 2 fuses the distilled LoRA (hq: stage 1 too)
 WITH_DISTILLED_LORA = ("dev-two-stage", "keyframes", "hq", "a2v")
+# ltx retake / extend: RetakePipeline's guided one stage (dev) or its distilled variant; its CLI's defaults
+RETAKE_PIPELINES = ("dev", "distilled")
+RETAKE_SEED, RETAKE_STEPS = 42, 40  # retake.py's --seed default; __call__'s num_inference_steps (any version)
+LATENT_STAGES = ("retake", "refine", "denoise")  # a run's final video + audio latents: the first it has
 TINY_DEFAULTS = {"height": 256, "width": 384, "num_frames": 25}
 SEED_RANGE = 2**32
 GUIDANCE_SCALES = {  # Options field -> its option (the reference's name)
@@ -96,6 +102,10 @@ class Options:
     audio_max_duration: float | None = None  # a2v: seconds read (default: the video's length)
     distilled_lora_strength_stage_1: float | None = None  # hq: the distilled LoRA in stage 1 (default 0.25)
     distilled_lora_strength_stage_2: float | None = None  # hq: and in stage 2 (default 0.5)
+    source: str | None = None  # retake/extend: a run's final latents (artifact key) or a video file's path
+    start_time: float | None = None  # retake: the span regenerated, seconds
+    end_time: float | None = None
+    extend_seconds: float | None = None  # extend: seconds generated past the source's end
 
     def merged(self, stored: dict) -> Options:
         """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
@@ -120,7 +130,11 @@ class Options:
 
     @property
     def two_stage(self) -> bool:
-        return self.pipeline != "dev"
+        return self.pipeline != "dev" and self.source is None
+
+
+def default_pipeline(o: Options) -> str:
+    return o.pipeline or ("dev" if o.source is not None else "distilled")
 
     def split_paths(self) -> dict[str, str | None]:
         """The split-checkpoint options by option name (stages.models.resolve_model's `split`)."""
@@ -138,9 +152,11 @@ def resolve(o: Options, files: ModelFiles) -> Options:
     from ltx import constants as C
 
     o = dataclasses.replace(o)
-    o.pipeline = o.pipeline or "distilled"
+    o.pipeline = default_pipeline(o)
     if o.pipeline not in PIPELINES:
         raise LtxError(f"--pipeline {o.pipeline!r} is unknown; choose one of {', '.join(PIPELINES)}")
+    if o.source is not None:
+        _retake_defaults(o)
     params = C.LTX_2_3_HQ_PARAMS if o.pipeline == "hq" else C.params_for_version(files.version)
     tiny = files.tiny_variant is not None
     default_hw = C.TWO_STAGE_RESOLUTION if o.two_stage else C.ONE_STAGE_RESOLUTION
@@ -267,6 +283,130 @@ def _resolve_a2v(o: Options) -> None:
 def audio_duration(o: Options) -> float:
     """Seconds read from --audio-path: --audio-max-duration, else the video's length (resolved options)."""
     return o.audio_max_duration if o.audio_max_duration is not None else o.num_frames / o.frame_rate
+
+
+def _retake_defaults(o: Options) -> None:
+    """ltx retake / extend: the reference retake CLI's defaults (seed 42, 40 steps, an empty negative
+    prompt, default tiling); the size, frame count and rate are the source's (pipeline.build sets them)."""
+    if o.pipeline not in RETAKE_PIPELINES:
+        raise LtxError(
+            f"--pipeline {o.pipeline} does not apply to ltx retake/extend; use dev (guided, the default) or "
+            "distilled (the distilled checkpoint's 8 steps)"
+        )
+    o.seed = RETAKE_SEED if o.seed is None else o.seed
+    if o.pipeline == "dev":
+        o.steps = RETAKE_STEPS if o.steps is None else o.steps
+        o.negative_prompt = "" if o.negative_prompt is None else o.negative_prompt
+    o.tiling = o.tiling or "default"
+
+
+# ---- retake / extend sources ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """What a retake or extend starts from: a run's final latents (an artifact key) or a video file."""
+
+    ref: str
+    kind: str  # "latents" or "video"
+    num_frames: int
+    height: int
+    width: int
+    frame_rate: float
+    has_audio: bool
+
+
+def find_source(store: Any, text: str) -> tuple[str, dict]:
+    """SOURCE as given to `ltx retake` / `ltx extend` -> (Options.source, the source run's options): a video
+    file, else a run name (its final latents' key), else an artifact key or unique prefix."""
+    from cache.errors import CacheError
+
+    if Path(text).is_file():
+        return str(Path(text)), {}
+    try:
+        info = store.load_run(text)
+    except (CacheError, ValueError):
+        info = None
+    if info is not None:
+        stages = info.get("stages", {})
+        label = next((s for s in LATENT_STAGES if s in stages), None)
+        if label is None:
+            raise LtxError(f"run {text!r} has no video latents to retake; pass a run made by ltx generate")
+        return stages[label], info.get("options", {})
+    if re.fullmatch(r"[0-9a-fA-F]{4,64}", text):
+        try:
+            return store.resolve(text), {}
+        except CacheError as e:
+            raise LtxError(f"SOURCE {text}: {e}") from None
+    if Path(text).suffix or "/" in text:
+        raise LtxError(f"SOURCE {text} does not exist; pass a video file, a run name or an artifact key")
+    raise LtxError(
+        f"SOURCE {text!r} is not a video file, a run name or an artifact key; `ltx cache ls` lists runs"
+    )
+
+
+def source(o: Options, store: Any) -> Source:
+    """The checked source of a retake or extend (Options.source: a latents artifact key or a video file)."""
+    ref = o.source
+    if re.fullmatch(r"[0-9a-f]{64}", ref) and not Path(ref).is_file():
+        if not store.exists(ref):
+            raise LtxError(
+                f"the source latents {ref[:8]} are not in the cache (removed, or their run did not finish); "
+                "run the source again (ltx generate RUN), then retake it"
+            )
+        m = store.manifest(ref)
+        arrays = m.get("arrays", {})
+        if m.get("stage") not in LATENT_STAGES or not {"video_latent", "audio_latent"} <= set(arrays):
+            raise LtxError(
+                f"artifact {ref[:8]} is a {m.get('stage')} artifact; retake and extend take a run's final "
+                f"video and audio latents ({', '.join(LATENT_STAGES)})"
+            )
+        _, _, f, h, w = arrays["video_latent"]["shape"]
+        fps = float(m["params"]["frame_rate"])
+        return Source(ref, "latents", 1 + 8 * (f - 1), 32 * h, 32 * w, fps, True)
+    fps, n, width, height, has_audio = validate.source_video(ref, "SOURCE")
+    if (n - 1) % 8:
+        cut = 1 + (n - 1) // 8 * 8
+        raise LtxError(
+            f"SOURCE {ref} has {n} frames; the model's grid needs 1 + 8k: cut it to {cut} "
+            f"(ffmpeg -i {ref} -frames:v {cut} OUT.mp4)"
+        )
+    if width % 32 or height % 32 or max(width, height) > validate.MAX_PIXELS:
+        fit = f"{min(width // 32 * 32, validate.MAX_PIXELS)}x{min(height // 32 * 32, validate.MAX_PIXELS)}"
+        raise LtxError(
+            f"SOURCE {ref} is {width}x{height}; the model's grid needs width and height divisible by 32 "
+            f"(at most {validate.MAX_PIXELS}): crop or resize it, e.g. to {fit}"
+        )
+    return Source(ref, "video", n, height, width, fps, has_audio)
+
+
+def span(o: Options, src: Source) -> tuple[float, float, int]:
+    """(start, end, output frames): --start-time/--end-time of a retake, or the span past the end of an
+    extend (--seconds, rounded to whole latent frames of 8 frames)."""
+    fps, duration = src.frame_rate, src.num_frames / src.frame_rate
+    if o.extend_seconds is not None:
+        validate.finite("--seconds", o.extend_seconds)
+        step = 8 / fps
+        if o.extend_seconds <= 0 or round(o.extend_seconds / step) < 1:
+            raise LtxError(
+                f"--seconds {o.extend_seconds:g} must add at least one latent frame (8 frames = {step:.3f} s "
+                f"at {fps:g} fps); pass e.g. --seconds 2"
+            )
+        total = src.num_frames + 8 * round(o.extend_seconds / step)
+        return duration, total / fps, total
+    start, end = o.start_time, o.end_time
+    if start is None or end is None:
+        raise LtxError("ltx retake needs --start-time S and --end-time E (seconds: the span to regenerate)")
+    validate.finite("--start-time", start)
+    validate.finite("--end-time", end)
+    if start < 0:
+        raise LtxError(f"--start-time {start:g} must be >= 0 (seconds into the video)")
+    if end <= start:
+        raise LtxError(f"--end-time {end:g} must be after --start-time {start:g}: the span is empty")
+    if start >= duration:
+        raise LtxError(
+            f"--start-time {start:g} is past the end of the video ({duration:.3f} s: {src.num_frames} frames "
+            f"at {fps:g} fps); choose a span inside it"
+        )
+    return float(start), float(end), src.num_frames
 
 
 def check(o: Options, files: Any) -> None:

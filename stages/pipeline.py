@@ -15,7 +15,9 @@ from stages import (
     encode_audio,
     encode_video,
     mux,
+    options,
     refine,
+    retake,
     upsample,
     validate,
     vocode,
@@ -85,6 +87,8 @@ def build(
     `force` runs anyway); it also decides whether the transformer's blocks stream."""
     from ltx.diffusion import schedulers
 
+    if o.source is not None:
+        return _build_retake(o, store, preflight, force)
     files = resolve_model(
         o.model,
         store,
@@ -314,4 +318,111 @@ def build(
             for n in nodes.values():
                 if isinstance(n.runtime, dict) and "stream" in n.runtime:
                     n.runtime["stream"] = True
+    return nodes, o, files
+
+
+def _build_retake(
+    o: Options, store: Store, preflight: bool, force: bool
+) -> tuple[dict[str, Node], Options, ModelFiles]:
+    """ltx retake / extend (options.source set): the source's latents (a run's, or a video file's through
+    encode_video and encode_audio) -> one retake stage at the source's size -> decode, audio, mux."""
+    from ltx.diffusion import schedulers
+
+    src = options.source(o, store)  # checked before anything is written
+    start, end, frames = options.span(o, src)
+    o = dataclasses.replace(
+        o, height=src.height, width=src.width, num_frames=frames, frame_rate=src.frame_rate
+    )
+    files = resolve_model(
+        o.model,
+        store,
+        pipeline=options.default_pipeline(o),
+        checkpoint=o.checkpoint_path,
+        upsampler=o.spatial_upsampler_path,
+        gemma=o.gemma_root,
+    )
+    if o.prompt_enhancer_gemma_root is not None:
+        files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
+    o = resolve(o, files)
+    ckpt = {"checkpoint": files.checkpoint_digest}
+    text = {**ckpt, "gemma": files.gemma_digest}
+    tiny_lora = lambda p: p in TINY_LORAS  # noqa: E731
+    user_loras = tuple((str(files.tiny_lora(p)) if tiny_lora(p) else p, float(s)) for p, s in o.loras)
+    externals = {"checkpoint": files.transformer_digest}
+    externals |= {
+        f"lora{i}": files.lora_digest(p) if tiny_lora(p) else store.digest(p)
+        for i, (p, _) in enumerate(o.loras)
+    }
+    nodes: dict[str, Node] = {}
+    # 1. text: the prompt of the regenerated span (and the negative prompt, "" by default, for dev)
+    enhance = o.seed if o.enhance_prompt else None
+    enhancer = {"enhancer": files.enhancer_digest} if enhance is not None and files.enhancer else {}
+    nodes["encode"] = Node(
+        encode.STAGE, encode.Params(o.prompt.strip(), enhance), externals={**text, **enhancer}, runtime=files
+    )
+    inputs: dict = {"context": nodes["encode"]}
+    if o.pipeline == "dev":
+        nodes["encode_negative"] = Node(
+            encode.STAGE, encode.Params(o.negative_prompt.strip()), externals=text, runtime=files
+        )
+        inputs["negative"] = nodes["encode_negative"]
+    # 2. the source: a run's final latents as they are, or a video file's frames and audio track encoded
+    if src.kind == "latents":
+        inputs["video"] = inputs["audio"] = src.ref
+    else:
+        file_ext = {**ckpt, "video": store.digest(src.ref)}
+        nodes["encode_video"] = Node(
+            encode_video.STAGE,
+            encode_video.Params(src.height, src.width, 0, src.num_frames),
+            externals=file_ext,
+            runtime={"files": files, "path": src.ref},
+        )
+        inputs["video"] = nodes["encode_video"]
+        if src.has_audio:
+            nodes["encode_audio"] = Node(
+                encode_audio.STAGE,
+                encode_audio.Params(),  # the whole track; the retake stage cuts or pads it
+                externals={**ckpt, "audio": file_ext["video"]},
+                runtime={"files": files, "path": src.ref},
+            )
+            inputs["audio"] = nodes["encode_audio"]
+    # 3. the span regenerated (guided, LTX-2 scheduler; distilled: its 8 sigmas), the rest kept
+    if o.pipeline == "distilled":
+        sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
+    else:
+        (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps)
+    rt = {"files": files, "loras": user_loras, "stream": False}
+    nodes["retake"] = Node(
+        retake.STAGE,
+        retake.Params(
+            start,
+            end,
+            frames,
+            float(o.frame_rate),
+            o.seed,
+            tuple(sigmas),
+            vg,
+            ag,
+            tuple(s for _, s in user_loras),
+        ),  # fmt: skip
+        inputs,
+        externals,
+        rt,
+    )
+    # 4. decode and mux, as for a generated run
+    final = nodes["retake"]
+    dec_ext = ckpt if o.decoder == "conv" else {"diffusion_vae": files.decoder_digest("diffusion")}
+    dec_params = decode.Params(o.tiling, o.seed, o.decoder)
+    nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
+    nodes["decode_audio"] = Node(decode_audio.STAGE, decode_audio.Params(), {"latents": final}, ckpt, files)
+    nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, ckpt, files)
+    streams = (
+        {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": nodes["vocode"]}
+    )
+    nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), streams)
+    if preflight:  # the retake stage is estimated as the one-stage denoise it runs
+        pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}
+        pending |= {"denoise"} if "retake" in pending else set()
+        if budget.preflight(files, o, pending, force):
+            rt["stream"] = True
     return nodes, o, files

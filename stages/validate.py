@@ -220,6 +220,40 @@ def audio_file(
 
 
 AUDIO_FORMATS = "pass a WAV, FLAC or MP3 file, or a video with an audio track"
+VIDEO_FORMATS = "pass an .mp4, .mov or .mkv file with a video stream"
+
+
+def source_video(path: str | Path, option: str = "SOURCE") -> tuple[float, int, int, int, bool]:
+    """A retake's source: the file exists and its first video stream decodes (every frame is decoded and
+    counted, so a truncated file is caught); its audio, if any, decodes too. (fps, frames, width, height,
+    has_audio)."""
+    p = _existing_file(path, option)
+    try:
+        import av
+
+        with av.open(str(p)) as container:
+            stream = next((s for s in container.streams if s.type == "video"), None)
+            if stream is None:
+                raise LtxError(f"{option} {path} has no video stream; {VIDEO_FORMATS}")
+            has_audio = any(s.type == "audio" for s in container.streams)
+            fps = float(stream.average_rate) if stream.average_rate else 0.0
+            declared = stream.frames
+            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+            decoded = sum(1 for _ in container.decode(stream))
+    except LtxError:
+        raise
+    except Exception as e:  # noqa: BLE001  (any decoder failure means "not a usable video")
+        raise LtxError(f"{option} {path} is not a readable video ({_why(e)}); {VIDEO_FORMATS}") from None
+    if decoded == 0 or fps <= 0 or not math.isfinite(fps):
+        raise LtxError(f"{option} {path} has no decodable frames or no frame rate; {VIDEO_FORMATS}")
+    if declared and declared != decoded:
+        raise LtxError(
+            f"{option} {path} declares {declared} frames but {decoded} decode; it is truncated: pass the "
+            "complete file"
+        )
+    if has_audio:
+        audio_file(p, option)
+    return fps, decoded, width, height, has_audio
 
 
 def video_file(path: str | Path, option: str) -> tuple[float, int, int, int]:

@@ -15,14 +15,17 @@ from ltx import backend  # noqa: F401  (sets up the BLAS before mlx)
 # isort: split
 
 import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from ltx.constants import validate_strength
 from ltx.model.patchify import (
     audio_positions,
     patchify_audio,
     patchify_video,
+    pixel_bounds,
     unpatchify_audio,
     unpatchify_video,
+    video_latent_bounds,
     video_positions,
 )
 
@@ -265,6 +268,29 @@ def grow_attention_mask(state: LatentState, num_new: int, cross: float | mx.arra
         [cross[:, :, None] * mx.ones((b, num_new, g), mx.float32), mx.zeros((b, num_new, n - g), mx.float32),
          mx.ones((b, num_new, num_new), mx.float32)], axis=2)  # fmt: skip
     return mx.concatenate([mx.concatenate([old, right], axis=2), bottom], axis=1)
+
+
+@dataclass(frozen=True)
+class TemporalRegionMask:
+    """Regenerate the time span [start_time, end_time) seconds, keep the rest (the retake's mask,
+    ltx_pipelines/retake.py): a generated token's denoise mask is 1 where its [start, end) time overlaps
+    the span, else 0. Token times in float32 from a fresh grid, as the reference's (video: causal pixel
+    frames / fps; audio: the patchifier's seconds), so they do not depend on the state's position dtype."""
+
+    start_time: float
+    end_time: float
+
+    def apply(self, state: LatentState) -> LatentState:
+        b, n = state.shape[0], state.num_tokens
+        if state.is_video:
+            f, h, w = state.shape[2:]
+            frames = pixel_bounds(video_latent_bounds(f, h, w, b))[:, 0].astype(np.float32)  # (B, T, 2)
+            times = frames / np.float32(state.fps)
+        else:
+            times = np.asarray(audio_positions(state.shape[2], batch=b))[:, 0]  # (B, T, 2) float32
+        inside = (times[..., 1] > np.float32(self.start_time)) & (times[..., 0] < np.float32(self.end_time))
+        mask = mx.array(inside.astype(np.float32)[..., None])  # (B, T, 1)
+        return replace(state, denoise_mask=_put(state.denoise_mask, mask, 0, n))
 
 
 def apply_conditionings(state: LatentState, items: list) -> LatentState:
