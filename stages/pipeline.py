@@ -289,7 +289,19 @@ def build(
             {"files": files, "loras": loras2, "stream": False},
         )
         final = nodes["refine"]
-    # 6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform (a2v: the input audio)
+    _outputs(o, files, nodes, final, audio_ext)
+    if preflight:
+        pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}
+        if budget.preflight(files, o, pending, force):
+            for n in nodes.values():
+                if isinstance(n.runtime, dict) and "stream" in n.runtime:
+                    n.runtime["stream"] = True
+    return nodes, o, files
+
+
+def _outputs(o: Options, files: ModelFiles, nodes: dict[str, Node], final: Node, audio_ext: dict) -> None:
+    """6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform (a2v: the input audio);
+    7. mux: H.264 + AAC (video only with --no-audio). Added to `nodes`."""
     if o.decoder == "conv":
         conv = files.decoder_file("conv")
         dec_ext = (
@@ -301,24 +313,16 @@ def build(
         dec_ext = {"diffusion_vae": files.decoder_digest("diffusion")}
     dec_params = decode.Params(o.tiling, o.seed, o.decoder)
     nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
-    if "encode_audio" not in nodes:
+    if o.pipeline != "a2v":  # a2v muxes the input audio as read
         nodes["decode_audio"] = Node(
             decode_audio.STAGE, decode_audio.Params(), {"latents": final}, audio_ext, files
         )
         nodes["vocode"] = Node(
             vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, audio_ext, files
         )
-    # 7. mux: H.264 + AAC (video only with --no-audio)
     sound = audio_node(nodes)
     streams = {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": sound}
     nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), streams)
-    if preflight:
-        pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}
-        if budget.preflight(files, o, pending, force):
-            for n in nodes.values():
-                if isinstance(n.runtime, dict) and "stream" in n.runtime:
-                    n.runtime["stream"] = True
-    return nodes, o, files
 
 
 def _build_retake(
@@ -340,15 +344,17 @@ def _build_retake(
         checkpoint=o.checkpoint_path,
         upsampler=o.spatial_upsampler_path,
         gemma=o.gemma_root,
+        split=o.split_paths(),
     )
     if o.prompt_enhancer_gemma_root is not None:
         files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
     o = resolve(o, files)
-    ckpt = {"checkpoint": files.checkpoint_digest}
-    text = {**ckpt, "gemma": files.gemma_digest}
+    ckpt = files.externals("video_vae")  # as in build: each stage keyed by the component files it reads
+    text = {**files.externals("text"), "gemma": files.gemma_digest}
+    audio_ext = files.externals("audio_vae")
     tiny_lora = lambda p: p in TINY_LORAS  # noqa: E731
     user_loras = tuple((str(files.tiny_lora(p)) if tiny_lora(p) else p, float(s)) for p, s in o.loras)
-    externals = {"checkpoint": files.transformer_digest}
+    externals = files.externals("transformer")
     externals |= {
         f"lora{i}": files.lora_digest(p) if tiny_lora(p) else store.digest(p)
         for i, (p, _) in enumerate(o.loras)
@@ -382,7 +388,7 @@ def _build_retake(
             nodes["encode_audio"] = Node(
                 encode_audio.STAGE,
                 encode_audio.Params(),  # the whole track; the retake stage cuts or pads it
-                externals={**ckpt, "audio": file_ext["video"]},
+                externals={**audio_ext, "audio": file_ext["video"]},
                 runtime={"files": files, "path": src.ref},
             )
             inputs["audio"] = nodes["encode_audio"]
@@ -409,17 +415,7 @@ def _build_retake(
         externals,
         rt,
     )
-    # 4. decode and mux, as for a generated run
-    final = nodes["retake"]
-    dec_ext = ckpt if o.decoder == "conv" else {"diffusion_vae": files.decoder_digest("diffusion")}
-    dec_params = decode.Params(o.tiling, o.seed, o.decoder)
-    nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
-    nodes["decode_audio"] = Node(decode_audio.STAGE, decode_audio.Params(), {"latents": final}, ckpt, files)
-    nodes["vocode"] = Node(vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, ckpt, files)
-    streams = (
-        {"video": nodes["decode"]} if o.no_audio else {"video": nodes["decode"], "audio": nodes["vocode"]}
-    )
-    nodes["mux"] = Node(mux.STAGE, mux.Params(float(o.frame_rate)), streams)
+    _outputs(o, files, nodes, nodes["retake"], audio_ext)  # 4. decode and mux, as for a generated run
     if preflight:  # the retake stage is estimated as the one-stage denoise it runs
         pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}
         pending |= {"denoise"} if "retake" in pending else set()
