@@ -132,10 +132,6 @@ class Options:
     def two_stage(self) -> bool:
         return self.pipeline != "dev" and self.source is None
 
-
-def default_pipeline(o: Options) -> str:
-    return o.pipeline or ("dev" if o.source is not None else "distilled")
-
     def split_paths(self) -> dict[str, str | None]:
         """The split-checkpoint options by option name (stages.models.resolve_model's `split`)."""
         return {
@@ -145,6 +141,10 @@ def default_pipeline(o: Options) -> str:
             "--audio-vae-path": self.audio_vae_path,
             "--duration-head-path": self.duration_head_path,
         }
+
+
+def default_pipeline(o: Options) -> str:
+    return o.pipeline or ("dev" if o.source is not None else "distilled")
 
 
 def resolve(o: Options, files: ModelFiles) -> Options:
