@@ -12,7 +12,7 @@ import typer
 
 from cache.errors import CacheError
 from cache.store import default_root, is_url
-from stages import cache_cmd, commands, convert_cmd, info_cmd, models_cmd, preview_cmd
+from stages import cache_cmd, commands, convert_cmd, info_cmd, models_cmd, preview_cmd, sweep_cmd
 from stages.framework import LtxError
 from stages.session import State, echo
 
@@ -52,6 +52,7 @@ convert_cmd.register(app)
 info_cmd.register(app)
 models_cmd.register(app)
 preview_cmd.register(app)
+sweep_cmd.register(app)
 
 
 def _is_click_exception(e: Exception) -> bool:

@@ -73,6 +73,22 @@ def a2v(audio: str, *extra: str) -> Callable[[dict], list[str]]:
     return gen("--pipeline", "a2v", "--audio-path", audio, *extra)
 
 
+def sweep(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
+    """`sweep` with a small size, the prompt, and `extra` into the fixture's sweep folder."""
+
+    def build(fx: dict) -> list[str]:
+        return [
+            "sweep",
+            *(PROMPT if prompt else []),
+            *SMALL,
+            *[a.format(**fx) for a in extra],
+            "--output-path",
+            fx["sweep"],
+        ]
+
+    return build
+
+
 def arg(*a: str) -> Callable[[dict], list[str]]:
     return lambda fx: [x.format(**fx) for x in a]
 
@@ -415,6 +431,28 @@ CASES: list[Case] = [
     Case("run-name-slash", lambda fx: ["generate", "a/b/c", *gen()(fx)[1:]], "is not allowed"),
     Case("run-name-backslash", lambda fx: ["generate", "a\\b", *gen()(fx)[1:]], "is not allowed"),
     Case("status-run-name-dotdot", arg("status", "../../etc"), "is not allowed"),
+    # ltx sweep: seeds, prompts, lists, executors (all before any graph runs)
+    Case("sweep-seeds-reversed", sweep("--seeds", "8-1"), "the range 8-1 is empty", subprocess=True),
+    Case("sweep-seeds-not-a-number", sweep("--seeds", "1-x"), "'1-x' is not a seed or range"),
+    Case("sweep-seeds-repeated", sweep("--seeds", "1-3,2"), "repeats 2"),
+    Case("sweep-seeds-too-large", sweep("--seeds", str(2**32)), "is out of range"),
+    Case("sweep-no-prompt", sweep(prompt=False), "ltx sweep needs a prompt"),
+    Case("sweep-prompts-empty-file", sweep("--prompts", "{no_prompts}", prompt=False), "has no prompts"),
+    Case("sweep-prompts-blank-lines", sweep("--prompts", "{blank_prompts}", prompt=False), "has no prompts"),
+    Case("sweep-prompts-missing-file", sweep("--prompts", "{missing}.txt"), "cannot be read"),
+    Case("sweep-prompt-twice", sweep("--prompt", PROMPT[1]), "is given twice"),
+    Case("sweep-list-for-single-option", sweep("--memory-budget", "8,16"), "takes one value, not a list"),
+    Case(
+        "sweep-image-strength-list", sweep("--image", "{png}", "0", "0.5,1.0"), "takes one FRAME and STRENGTH"
+    ),
+    Case("sweep-list-not-numbers", sweep("--cfg-scale", "2,x"), "'x' is not a number"),
+    Case("sweep-list-repeated", sweep("--num-frames", "9,9"), "repeats 9"),
+    Case("sweep-lora-strengths-not-numbers", sweep("--lora", "{lora}", "0.5,y"), "'y' is not a number"),
+    Case("sweep-one-bad-combination", sweep("--height", "64,100"), "use 64 or 128", subprocess=True),
+    Case("sweep-output-is-a-file", lambda fx: [*sweep()(fx)[:-1], fx["out"]], "must be a folder"),
+    Case("sweep-unknown-executor", sweep("--executor", "slurm"), "--executor 'slurm' is unknown"),
+    Case("sweep-address-without-ray", sweep("--address", "auto"), "applies to --executor ray"),
+    Case("sweep-negative-retries", sweep("--executor", "ray", "--retries", "-1"), "--retries -1"),
     # environment settings (ltx.settings)
     Case(
         "env-cpu-gemm",
@@ -461,6 +499,10 @@ def fx(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("bad_inputs")
     f: dict = {"out": str(root / "out" / "x.mp4"), "missing": str(root / "no-such-file"), "dir": str(root)}
+    f["sweep"] = str(root / "out" / "sweep")
+    (root / "no_prompts.txt").write_text("")
+    (root / "blank_prompts.txt").write_text("\n   \n\t\n")
+    f.update(no_prompts=str(root / "no_prompts.txt"), blank_prompts=str(root / "blank_prompts.txt"))
     Image.new("RGB", (64, 48), (200, 10, 10)).save(root / "ok.png")
     f["png"] = str(root / "ok.png")
     data = (root / "ok.png").read_bytes()
@@ -710,7 +752,7 @@ def test_bad_input(case: Case, fx: dict, tmp_path: Path, capsys, monkeypatch):
     rc, err = _run_in_process(argv, capsys)
     _check(case, rc, err)
     assert _snapshot(cache) == before, f"{case.id} wrote to the cache: {_snapshot(cache)}"
-    assert not Path(fx["out"]).exists()
+    assert not Path(fx["out"]).exists() and not Path(fx["sweep"]).exists()
     if case.subprocess:
         r = subprocess.run(
             [sys.executable, "-m", "stages.cli", *argv],

@@ -83,6 +83,32 @@ def steps_compute(ctx, params: StepsParams, x):
 STEPS = Stage("steps", 1, StepsParams, ("x",), steps_compute, "x -> state")
 
 
+@dataclass(frozen=True)
+class FlakyParams:
+    log: str  # a file: one line per call
+    # what call k does: "exit" (its process dies), "eio" (an I/O error), "fail" (another error), "ok"
+    actions: tuple[str, ...]
+
+
+def flaky_compute(ctx, params: FlakyParams, x):
+    """Fails as told, call by call (counted in `log`, so across processes): tests of retries."""
+    with open(params.log, "a+") as f:
+        f.seek(0)
+        calls = len(f.read().splitlines())
+        f.write(f"call {os.getpid()}\n")
+    action = params.actions[min(calls, len(params.actions) - 1)]
+    if action == "exit":
+        os._exit(9)
+    if action == "eio":
+        raise OSError(5, "Input/output error (injected)")
+    if action == "fail":
+        raise RuntimeError("boom (injected)")
+    return {"y": x["x"] + np.float32(1)}
+
+
+FLAKY = Stage("flaky", 1, FlakyParams, ("x",), flaky_compute, "x -> y")
+
+
 def chain(seed: int, factor: float = 2.0, rows: int = 8, sleep: float = 0.0) -> Node:
     return Node(SCALE, ScaleParams(factor), {"x": Node(MAKE, MakeParams(seed, rows, sleep))})
 
