@@ -199,7 +199,7 @@ def cluster_shape() -> dict[str, float]:
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    cpus = [n["Resources"].get("CPU", 0) for n in nodes] or [1]
+    cpus = [c for n in nodes if (c := n["Resources"].get("CPU", 0)) > 0] or [1]  # a head may have none
     gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
     return {"cpus": max(1.0, min(cpus)), "gpus": gpus}
 
@@ -214,8 +214,9 @@ def resources(stage: str, shape: dict[str, float]) -> dict[str, float]:
 
 
 def _env() -> dict[str, str]:
-    """What the workers must share with the driver to compute the same bits (dtype, GEMM, verify)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("LTX_")}
+    """What the workers must share with the driver: the settings that change the bits (dtype, GEMM),
+    verification, and how to reach the store (an object store's AWS variables)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("LTX_", "AWS_"))}
 
 
 def connect(address: str | None) -> bool:
@@ -230,7 +231,6 @@ def connect(address: str | None) -> bool:
     kw: dict[str, Any] = dict(
         log_to_driver=False,  # the driver reports each stage; the workers' lines stay in Ray's logs
         logging_level=logging.WARNING,
-        runtime_env={"env_vars": _env()},
     )
     if address is None:
         kw.update(address="local", include_dashboard=False)
@@ -271,6 +271,7 @@ def run_ray(
     try:
         shape = cluster_shape()
         remote = ray.remote(_task)
+        env = {"env_vars": _env()}  # per task: also when this process had joined Ray before
         for job in todo:  # upstream first: each task names its upstream tasks' results
             deps = [refs[d] for d in job.deps if d in refs]
             opts = dict(
@@ -278,6 +279,7 @@ def run_ray(
                 max_retries=retries,
                 retry_exceptions=list(RETRY_ON) if retries else False,
                 name=f"{job.stage}-{job.key[:8]}",
+                runtime_env=env,
             )
             refs[job.key] = remote.options(**opts).remote(root, job.shipped(), job.key, *deps)
         by_ref = {ref: job for job, ref in zip(todo, refs.values(), strict=True)}

@@ -9,6 +9,7 @@ combinations (made once, in their own cache). Stage runs are counted from the sw
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -63,7 +64,7 @@ def _ran(events: list[dict]) -> Counter:
     return Counter(e["stage"] for e in events if e["event"] == "end" and not e["cached"])
 
 
-def _stages_in(cache: Path) -> Counter:
+def _stages_in(cache: Path | str) -> Counter:
     store = Store(cache)
     return Counter(store.manifest(k)["stage"] for k in store.keys())
 
@@ -168,18 +169,26 @@ def test_sweep_on_ray(tmp_path, capsys, references, ray_address):
     _check_sweep(tmp_path, capsys, references, "--executor", "ray")
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_killed_driver_resumes(executor, tmp_path, capsys, references, request):
+@pytest.mark.parametrize("where", ["local", "ray-bucket"])
+def test_killed_driver_resumes(where, tmp_path, capsys, references, request):
     """SIGKILL the driver once a denoise is committed (the next stage is running), rerun: nothing that
-    was committed is computed again, and the files are those of `ltx generate`."""
-    extra = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTX_")}
+    was committed is computed again, and the files are those of `ltx generate`. On Ray this is the
+    README's command: `ltx --cache-dir s3://... sweep --prompts FILE --executor ray --address auto`
+    (moto's S3 server on localhost; the driver passes the AWS variables on to the tasks)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LTX_CACHE", "LTX_MODEL", "LTX_DEBUG")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    if executor == "ray":
+    out = tmp_path / "seeds"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPTS[0] + "\n")
+    if where == "local":
+        cache = str(tmp_path / "cache")
+        args = _sweep_args(Path(cache), out, PROMPTS[:1], "1-2")
+    else:
+        cache = request.getfixturevalue("s3_url")  # sets the AWS variables here (and so in env below)
+        env = {**env, **{k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LTX_"))}}
         env["RAY_ADDRESS"] = request.getfixturevalue("ray_address")
-        extra = ["--executor", "ray", "--address", "auto"]
-    cache, out = tmp_path / "cache", tmp_path / "sweep"
-    args = _sweep_args(cache, out, PROMPTS[:1], "1,2", *extra)
+        args = ["--cache-dir", cache, "sweep", "--prompts", str(prompts), "--seeds", "1-2", *SMALL]
+        args += ["--executor", "ray", "--address", "auto", "--output-path", str(out), "--json"]
     with open(tmp_path / "stderr", "w") as err:
         p = subprocess.Popen(
             [sys.executable, "-m", "stages.cli", *args],
@@ -203,6 +212,7 @@ def test_killed_driver_resumes(executor, tmp_path, capsys, references, request):
     ran = {e["key"] for e in events if e["event"] == "end" and not e["cached"]}
     assert ran and not ran & done, "a committed stage was computed again"
     assert _stages_in(cache) == {"encode": 1, **{s: 2 for s in STAGES[1:]}}
+    assert sorted(store.runs()) == ["seeds.seed1", "seeds.seed2"]
     _check_outputs(out, references, {f"seed{s}.mp4": f"prompt1_seed{s}.mp4" for s in (1, 2)})
 
 
@@ -267,6 +277,12 @@ def test_ray_retries_failed_tasks(tmp_path, ray_address):
         report.raise_failures()
     assert "flaky" in str(e.value) and "boom" in str(e.value) and "\n" not in str(e.value)
     assert not store.exists(bad.key)
+
+    # a worker that makes another key for a node (other model files there) refuses to compute it
+    other = Node(toy.MAKE, toy.MakeParams(seed=4))
+    job = executors.Job(Node(toy.MAKE, toy.MakeParams(seed=5)), functools.partial(executors._given, other))
+    report = executors.run_ray(str(store.root), [job], retries=2)
+    assert "not the driver's" in report.failed[job.key][1] and not store.exists(other.key)
 
 
 def test_resource_hints():
