@@ -35,13 +35,17 @@ LISTS: dict[str, type] = {
     "image_crf": int,
     "pipeline": str,
     "tiling": str,
+    "decoder": str,
     "model": str,
 }
 SINGLE: dict[str, type] = {"memory_budget": float}  # one value: a list is an error
 TILING_PRESETS = ("none", "default", "aggressive", "conservative")
 # generate's options that a sweep replaces: --prompt (repeatable here), --seeds, --output-path DIR
 DROPPED = ("run", "prompt", "seed", "output_path", "output_audio", "force")
-PATHS = ("checkpoint_path", "spatial_upsampler_path", "gemma_root", "model")
+PATHS = ("checkpoint_path", "spatial_upsampler_path", "gemma_root", "model", "prompt_enhancer_gemma_root",
+         "transformer_path", "text_encoder_path", "video_vae_path", "audio_vae_path", "duration_head_path",
+         "audio_path")  # fmt: skip
+PATH_STRENGTHS = ("video_conditioning", "conditioning_attention_mask")  # "PATH::STRENGTH"
 
 
 def _sweep_only(
@@ -193,7 +197,18 @@ def _dims(kw: dict[str, Any]) -> tuple[dict[str, Any], list]:
     for name in PATHS:
         if raw.get(name) and name != "model":
             raw[name] = _abs(raw[name])
+    for name in PATH_STRENGTHS:  # every machine of a Ray sweep reads the same files
+        value = raw.get(name)
+        if value:
+            absolute = [_abs_first(v) for v in ([value] if isinstance(value, str) else value)]
+            raw[name] = absolute[0] if isinstance(value, str) else absolute
     return raw, dims
+
+
+def _abs_first(value: str) -> str:
+    """`PATH::STRENGTH` (the CLI's form of `PATH STRENGTH`) with PATH made absolute."""
+    path, sep, rest = value.partition("::")
+    return f"{_abs(path)}{sep}{rest}"
 
 
 def _check(executor: str, address: str | None, retries: int, out_dir: Path) -> None:
