@@ -669,6 +669,7 @@ def estimate_stages(
     winograd: bool = False,
     resampling: bool = False,
     decoder: str = "conv",
+    stage1: tuple[int, int] | None = None,
 ) -> list[Estimate]:
     """Estimated peak of each stage. streamed_block_bytes: the low-memory mode's per-block weights
     (then the transformer stages hold the top level plus one block); blocked_attention: see
@@ -676,9 +677,10 @@ def estimate_stages(
     Winograd convs, whose filters the VAE decoders and the vocoder keep beside their weights
     (Component.winograd_bytes) and whose scratch adds to their activations; resampling: the CPU's
     band-GEMM anti-aliased activations (BigVGAN vocoders, vocode_activations); decoder: "diffusion"
-    estimates decode with the model's diffusion decoder (comps["diffusion_decoder"]), else the conv one."""
+    estimates decode with the model's diffusion decoder (comps["diffusion_decoder"]), else the conv one.
+    stage1: a two-stage run's stage-1 (height, width), default half the output (an x2 upsampler; x1.5: 2/3)."""
     extra = lambda name: comps[name].winograd_bytes if winograd else 0  # noqa: E731
-    h1, w1 = (height // 2, width // 2) if two_stage else (height, width)
+    h1, w1 = (stage1 or (height // 2, width // 2)) if two_stage else (height, width)
     ta = audio_tokens(frames, fps)
     tr = comps["transformer"].bytes
     if streamed_block_bytes is not None:
@@ -705,7 +707,7 @@ def estimate_stages(
     ]
     if two_stage:
         latent_frames = (frames - 1) // 8 + 1
-        voxels = latent_frames * (h1 // 32 * 2) * (w1 // 32 * 2)  # x2 the stage-1 latent
+        voxels = latent_frames * (height // 32) * (width // 32)  # the upsampled latent: the output's grid
         out.append(
             Estimate(
                 "upsample",

@@ -50,9 +50,11 @@ def estimates(
     two_stage: bool,
     itemsize: int,
     decoder: str | None = None,
+    upsampler_scale: float = 2.0,
 ):
     """(normal, streamed) per-stage peak estimates of a model at a size (decode with `decoder`, default
-    the model's own: the diffusion decoder where it has one)."""
+    the model's own: the diffusion decoder where it has one; a two-stage run's stage 1 at 1/upsampler_scale
+    of the size, as pipeline.build sizes it)."""
     from ltx import memory, ops
     from ltx.model.transformer import TransformerConfig
     from ltx.weights import loader
@@ -69,12 +71,21 @@ def estimates(
         fps=frame_rate,
         itemsize=itemsize,
         two_stage=two_stage,
+        stage1=stage1_size(height, width, upsampler_scale) if two_stage else None,
         decoder=decoder or files.decoders[0],
         **ops.memory_paths(itemsize),
     )
     normal = memory.estimate_stages(comps, cfg, **args)
     streamed = memory.estimate_stages(comps, cfg, streamed_block_bytes=block, **args)
     return normal, streamed
+
+
+def stage1_size(height: int, width: int, upsampler_scale: float) -> tuple[int, int]:
+    """A two-stage run's stage-1 size: 1/2 of the output for an x2 upsampler, 2/3 for x1.5."""
+    from stages import validate
+
+    num, den = validate.upsampler_ratio(upsampler_scale)
+    return height * den // num, width * den // num
 
 
 def components(files, itemsize: int):
@@ -97,7 +108,10 @@ def _stage_estimates(files, o):
     itemsize = compute_itemsize()
     comps = components(files, itemsize)
     frames = o.num_frames if o.num_frames is not None else _max_frames(o)
-    return estimates(files, comps, o.height, o.width, frames, o.frame_rate, o.two_stage, itemsize, o.decoder)
+    scale = files.upsampler_scale if o.two_stage else 2.0
+    return estimates(
+        files, comps, o.height, o.width, frames, o.frame_rate, o.two_stage, itemsize, o.decoder, scale
+    )
 
 
 def _max_frames(o) -> int:

@@ -19,7 +19,6 @@ from stages import (
     refine,
     retake,
     upsample,
-    validate,
     vocode,
 )
 from stages.framework import Node
@@ -114,8 +113,9 @@ def build(
         duration = (*o.auto_duration, float(o.frame_rate))
     two_stage = o.two_stage
     # stage 1 at 1/scale of the output: half for the x2 upsampler, 2/3 for x1.5 (options.py checked the grid)
-    num, den = validate.upsampler_ratio(files.upsampler_scale) if two_stage else (1, 1)
-    h1, w1 = o.height * den // num, o.width * den // num
+    h1, w1 = (
+        budget.stage1_size(o.height, o.width, files.upsampler_scale) if two_stage else (o.height, o.width)
+    )
 
     def lora_file(path: str) -> str:
         return str(files.tiny_lora(path)) if path in TINY_LORAS else path

@@ -668,3 +668,23 @@ def test_decode_estimate_with_the_diffusion_decoder(models, tmp_path):
     # with tiling, stage 5 holds one tile: a long video costs less than decoding it whole
     long = memory.diffusion_decode_activations(diff.config, 257, 256, 384, 4, tiles)
     assert long < memory.diffusion_decode_activations(diff.config, 257, 256, 384, 4, None) / 2
+
+
+def test_preflight_sizes_stage_1_from_the_upsampler(tmp_path):
+    """The pre-flight estimates stage 1 where pipeline.build runs it: half the output with the x2 upsampler,
+    2/3 with x1.5 (96x192 -> 64x128), so the x1.5 run's denoise costs what a 64x128 one-stage denoise does."""
+    from cache.store import Store
+    from stages import budget, pipeline
+
+    store = Store(tmp_path)
+    by = {}
+    for up, h, w, pipe in (("tiny:x1.5", 96, 192, "distilled"), ("tiny:x2", 128, 256, "distilled"),
+                           (None, 64, 128, "dev")):  # fmt: skip
+        opts = pipeline.Options(prompt="a fox", height=h, width=w, pipeline=pipe, spatial_upsampler_path=up)
+        nodes, o, files = pipeline.build(opts, store, preflight=False)
+        by[up] = {e.stage: e for e in budget._stage_estimates(files, o)[0]}
+        if up is not None:
+            assert (nodes["denoise"].params.height, nodes["denoise"].params.width) == (64, 128)
+    for up in ("tiny:x1.5", "tiny:x2"):
+        assert by[up]["denoise"].activations == by[None]["denoise"].activations
+    assert by["tiny:x1.5"]["refine"].activations < by["tiny:x2"]["refine"].activations

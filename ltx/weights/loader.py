@@ -91,7 +91,6 @@ def load_strict(
     module.load_weights(list(weights.items()), strict=True)
 
 
-
 def to_mlx_layout(
     weights: dict[str, mx.array],
     expected: dict[str, tuple[int, ...]],
