@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def counts() -> dict[str, int]:
     import test_bad_inputs as bad
     import test_reliability as rel
+    import test_retake_bad_inputs as retake_bad
 
     return {
-        "bad inputs tried": len(bad.CASES),
+        "bad inputs tried": len(bad.CASES) + len(retake_bad.CASES),  # generate, the steps, sweep; retake/extend
         "kill chains": len(rel.CHAIN_SEEDS),
         "seeded kill points": sum(len(rel._kill_plan(seed)) for seed in rel.CHAIN_SEEDS),
         "kills that must land (at least)": rel.MIN_KILLS,
