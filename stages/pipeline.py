@@ -78,6 +78,23 @@ def audio_node(nodes: dict[str, Node]) -> Node:
     return nodes["vocode"] if "vocode" in nodes else nodes["encode_audio"]
 
 
+def _model_files(o: Options, store: Store) -> tuple[Options, ModelFiles]:
+    """The model's files for `o` (its pipeline's checkpoint, the split components, the enhancer) and `o`
+    resolved against them: every default filled in and every check passed (nothing written yet)."""
+    files = resolve_model(
+        o.model,
+        store,
+        pipeline=options.default_pipeline(o),
+        checkpoint=o.checkpoint_path,
+        upsampler=o.spatial_upsampler_path,
+        gemma=o.gemma_root,
+        split=o.split_paths(),
+    )
+    if o.prompt_enhancer_gemma_root is not None:
+        files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
+    return resolve(o, files), files
+
+
 def build(
     o: Options, store: Store, preflight: bool = True, force: bool = False
 ) -> tuple[dict[str, Node], Options, ModelFiles]:
@@ -88,18 +105,7 @@ def build(
 
     if o.source is not None:
         return _build_retake(o, store, preflight, force)
-    files = resolve_model(
-        o.model,
-        store,
-        pipeline=o.pipeline or "distilled",
-        checkpoint=o.checkpoint_path,
-        upsampler=o.spatial_upsampler_path,
-        gemma=o.gemma_root,
-        split=o.split_paths(),
-    )
-    if o.prompt_enhancer_gemma_root is not None:
-        files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
-    o = resolve(o, files)
+    o, files = _model_files(o, store)
     from ltx import constants as C
 
     # each stage is keyed by the files it reads: one checkpoint's digest, or a split model's component files
@@ -337,18 +343,7 @@ def _build_retake(
     o = dataclasses.replace(
         o, height=src.height, width=src.width, num_frames=frames, frame_rate=src.frame_rate
     )
-    files = resolve_model(
-        o.model,
-        store,
-        pipeline=options.default_pipeline(o),
-        checkpoint=o.checkpoint_path,
-        upsampler=o.spatial_upsampler_path,
-        gemma=o.gemma_root,
-        split=o.split_paths(),
-    )
-    if o.prompt_enhancer_gemma_root is not None:
-        files.enhancer = enhancer_root(o.prompt_enhancer_gemma_root)
-    o = resolve(o, files)
+    o, files = _model_files(o, store)
     ckpt = files.externals("video_vae")  # as in build: each stage keyed by the component files it reads
     text = {**files.externals("text"), "gemma": files.gemma_digest}
     audio_ext = files.externals("audio_vae")

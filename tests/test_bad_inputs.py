@@ -52,20 +52,26 @@ class Case:
     env: tuple[tuple[str, str], ...] = ()  # environment variables set for the case
 
 
-def gen(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
-    """`generate` with a small size, the prompt, and `extra` (fixture names in braces are substituted)."""
+def command(name: str, out: str, *extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
+    """`ltx NAME` with a small size, the prompt, and `extra` (fixture names in braces are substituted), writing
+    to the fixture's path `out`."""
 
     def build(fx: dict) -> list[str]:
         return [
-            "generate",
+            name,
             *(PROMPT if prompt else []),
             *SMALL,
             *[a.format(**fx) for a in extra],
             "--output-path",
-            fx["out"],
+            fx[out],
         ]
 
     return build
+
+
+def gen(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
+    """`generate` with a small size, the prompt, and `extra`."""
+    return command("generate", "out", *extra, prompt=prompt)
 
 
 def a2v(audio: str, *extra: str) -> Callable[[dict], list[str]]:
@@ -75,18 +81,7 @@ def a2v(audio: str, *extra: str) -> Callable[[dict], list[str]]:
 
 def sweep(*extra: str, prompt: bool = True) -> Callable[[dict], list[str]]:
     """`sweep` with a small size, the prompt, and `extra` into the fixture's sweep folder."""
-
-    def build(fx: dict) -> list[str]:
-        return [
-            "sweep",
-            *(PROMPT if prompt else []),
-            *SMALL,
-            *[a.format(**fx) for a in extra],
-            "--output-path",
-            fx["sweep"],
-        ]
-
-    return build
+    return command("sweep", "sweep", *extra, prompt=prompt)
 
 
 def arg(*a: str) -> Callable[[dict], list[str]]:
@@ -712,7 +707,8 @@ def _snapshot(cache: Path) -> list[str]:
     return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) if cache.exists() else []
 
 
-def _run_in_process(argv: list[str], capsys) -> tuple[int, str]:
+def run_cli(argv: list[str]) -> int:
+    """`ltx ARGV` in this process (warnings silenced): its exit code."""
     import stages.cli as cli
 
     saved = sys.argv
@@ -726,6 +722,11 @@ def _run_in_process(argv: list[str], capsys) -> tuple[int, str]:
         rc = e.code if isinstance(e.code, int) else 1
     finally:
         sys.argv = saved
+    return rc
+
+
+def _run_in_process(argv: list[str], capsys) -> tuple[int, str]:
+    rc = run_cli(argv)
     return rc, capsys.readouterr().err
 
 

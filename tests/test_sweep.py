@@ -15,13 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import toy_stages as toy
+from test_bad_inputs import run_cli
 
 from cache.store import Store
 from stages import executors
@@ -37,18 +37,7 @@ ALL_RUNS = {"encode": 2, **{s: 6 for s in STAGES[1:]}}  # 2 prompts x 3 seeds, m
 
 def _cli(argv: list[str], capsys) -> tuple[int, list[dict], str]:
     """`ltx ARGV` in this process: exit code, JSON events (with --json), stderr."""
-    import stages.cli as cli
-
-    saved, sys.argv = sys.argv, ["ltx", *argv]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cli.main()
-        rc = 0
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = saved
+    rc = run_cli(argv)
     out, err = capsys.readouterr()
     return rc, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
 
