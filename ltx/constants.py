@@ -154,6 +154,12 @@ def uses_ancestral_stage1(model_version: str | None) -> bool:
     return parse_model_version(model_version) >= (2, 5)
 
 
+def decodes_stage1_audio(model_version: str | None, pipeline: str) -> bool:
+    """1.2.0's two-stage and HQ pipelines (LTX-2.5's reference) refine only the video in stage 2: stage 2
+    still denoises the audio beside it, but the audio decoded is stage 1's (1.0.0 decodes stage 2's)."""
+    return parse_model_version(model_version) >= (2, 5) and pipeline in ("dev-two-stage", "hq")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Validation
 

@@ -185,11 +185,14 @@ def components(
     video_vae: Path | None = None,
     audio_vae: Path | None = None,
     conv_vae: Path | None = None,
+    duration_head: Path | None = None,
+    gemma_label: str = "Gemma",
 ) -> dict[str, Component]:
     """Parameter counts and resident bytes of every component of a model directory. headers: {path:
     (tensor infos, metadata)} to use instead of reading those files (a model not yet written to disk);
     diffusion_vae: the file of an LTX-2.5 diffusion video decoder ("diffusion_decoder"); video_vae,
-    audio_vae, conv_vae: a split model's component files (None: in the checkpoint)."""
+    audio_vae, conv_vae: a split model's component files (None: in the checkpoint); duration_head: LTX-2.5's
+    duration head file ("duration_head"; read by the encode stage); gemma_label: "Gemma 3" or "Gemma 4"."""
     read = (lambda p: headers[Path(p)] if Path(p) in headers else read_header(p)) if headers else read_header  # noqa: E731
     video_vae, audio_vae = video_vae or checkpoint, audio_vae or checkpoint
     conv_vae = conv_vae or (video_vae if video_vae != diffusion_vae else checkpoint)
@@ -230,6 +233,10 @@ def components(
         "vocoder": _component(audio_vae, "vocoder", _prefix("vocoder."), itemsize, None, read),
         "upsampler": _component(upsampler, "spatial upsampler", lambda k: True, itemsize, None, read),
     }
+    if duration_head is not None:
+        out["duration_head"] = _component(
+            duration_head, "duration head", lambda k: True, itemsize, None, read
+        )
     if diffusion_vae is not None:
         from ltx.video.diffusion_decoder import DiffusionDecoderConfig
 
@@ -293,7 +300,7 @@ def components(
         for f in files
     ]
     out["gemma"] = Component(
-        "Gemma (language model)",
+        f"{gemma_label} (language model)",
         sum(p.parameters for p in parts),
         sum(p.bytes for p in parts),
         " + ".join(sorted({p.dtypes for p in parts})),
@@ -689,7 +696,9 @@ def estimate_stages(
     out = [
         Estimate(
             "encode",
-            comps["gemma"].bytes + comps["text_projection"].bytes,
+            comps["gemma"].bytes
+            + comps["text_projection"].bytes
+            + (comps["duration_head"].bytes if "duration_head" in comps else 0),
             encode_activations(widths("gemma"), widths("text_projection"), text_tokens, itemsize),
         ),
         Estimate(

@@ -101,6 +101,8 @@ def components(files, itemsize: int):
         video_vae=files.video_vae,
         audio_vae=files.audio_vae,
         conv_vae=files.conv_vae,
+        duration_head=files.duration_head,
+        gemma_label="Gemma 4" if files.gemma_kind.startswith("gemma4") else "Gemma 3",
     )
 
 

@@ -38,6 +38,9 @@ class Params:
     # "euler", "euler_ancestral" (LTX-2.5's distilled stage 1, its own noise stream) or "res2s" (hq: second
     # order with SDE re-noising); diffuse.run_loop
     sampler: str = "euler"
+    # hq with the frame count predicted (num_frames None): the LTX-2 scheduler over this many steps, shifted
+    # for the stage's token count once the count is known, as the reference's HQ pipeline (sigmas empty)
+    shift_steps: int | None = None
 
 
 def reference_conditionings(params, reference_arts: list, mask_path: str | None) -> list:
@@ -116,9 +119,14 @@ def compute(ctx, params: Params, context, negative=None, images=None, audio=None
     frames = num_frames(params, context)
     mask = ctx.runtime.get("mask")
     video, audio_s = initial_states(params, images, "stage1", refs, mask, frames, audio)
-    video, audio_s = diffuse.run_loop(
-        ctx, denoise, list(params.sigmas), video, audio_s, params.sampler, params.seed
-    )
+    sigmas = list(params.sigmas)
+    if params.shift_steps is not None:
+        from ltx.constants import video_latent_shape
+        from ltx.diffusion import schedulers
+
+        tokens = int(np.prod(video_latent_shape(frames, params.height, params.width)))
+        sigmas = schedulers.ltx2_sigmas(params.shift_steps, tokens=tokens)
+    video, audio_s = diffuse.run_loop(ctx, denoise, sigmas, video, audio_s, params.sampler, params.seed)
     return diffuse.finish(video, audio_s)
 
 

@@ -561,6 +561,12 @@ class ModelFiles:
     def tiny_lora(self, name: str) -> Path:
         return (self.root or self.checkpoint.parent) / self._tiny_lora_rel(name)
 
+    def has_tiny_lora(self, name: str) -> bool:
+        """Whether this tiny model was created with that LoRA of its own (the tiny 2.5 has no IC-LoRA)."""
+        from ltx.weights import tiny
+
+        return self._tiny_lora_rel(name) in tiny.load_manifest(self.tiny_variant)["files"]
+
     def tiny_lora_metadata(self, name: str) -> dict:
         from ltx.weights import tiny
 

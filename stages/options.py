@@ -26,6 +26,13 @@ A2V_UNUSED = ("audio_cfg_scale", "audio_stg_scale", "audio_stg_blocks", "audio_r
               "v2a_guidance_scale", "audio_skip_step")  # fmt: skip
 # stage 2 fuses the distilled LoRA (hq: stage 1 too)
 WITH_DISTILLED_LORA = ("dev-two-stage", "keyframes", "hq", "a2v")
+# pipelines whose length is --num-frames (default 121; the tiny models' 25) even on a model with a duration
+# head, as in the 1.2.0 reference (their pipelines have no DurationPredictor): why, for --auto-duration's error
+FIXED_LENGTH = {
+    "a2v": "the video is made for --audio-path",
+    "keyframes": "the keyframes' frames set its timing",
+    "ic-lora": "the reference video sets its length",
+}
 # ltx retake / extend: RetakePipeline's guided one stage (dev) or its distilled variant; its CLI's defaults
 RETAKE_PIPELINES = ("dev", "distilled")
 RETAKE_SEED, RETAKE_STEPS = 42, 40  # retake.py's --seed default; __call__'s num_inference_steps (any version)
@@ -170,18 +177,21 @@ def resolve(o: Options, files: ModelFiles) -> Options:
             f"--num-frames {o.num_frames} and --auto-duration {' '.join(map(str, o.auto_duration))} both set the "
             "duration; pass one of them"
         )
-    if o.pipeline == "a2v" and o.num_frames is None and o.auto_duration is not None:
+    fixed = FIXED_LENGTH.get(
+        o.pipeline
+    )  # 1.2.0's a2v, keyframes and ic-lora take a frame count, never predict
+    if fixed and o.num_frames is None and o.auto_duration is not None:
         raise LtxError(
-            "--auto-duration does not apply to --pipeline a2v (the video is made for --audio-path); "
+            f"--auto-duration does not apply to --pipeline {o.pipeline} ({fixed}); "
             "pass --num-frames, or omit it for the default"
         )
-    predict = o.pipeline != "a2v" and (o.auto_duration is not None or files.duration_head is not None)
+    predict = not fixed and (o.auto_duration is not None or files.duration_head is not None)
     if o.num_frames is None and predict:
         from ltx.text.duration import AUTO_DURATION
 
         o.auto_duration = tuple(float(x) for x in (o.auto_duration or AUTO_DURATION))
         validate.auto_duration(o.auto_duration, files)
-    elif o.num_frames is None and o.pipeline != "a2v" and C.parse_model_version(files.version) >= (2, 5):
+    elif o.num_frames is None and not fixed and C.parse_model_version(files.version) >= (2, 5):
         raise LtxError(
             f"{files.label or files.name} has no duration head to predict the duration from the prompt "
             "(LTX-2.5's model_patches/*duration-head*); pass --num-frames, or --duration-head-path FILE"
@@ -190,7 +200,9 @@ def resolve(o: Options, files: ModelFiles) -> Options:
         o.num_frames = TINY_DEFAULTS["num_frames"] if tiny else C.DEFAULT_NUM_FRAMES
     o.frame_rate = o.frame_rate if o.frame_rate is not None else params.frame_rate
     o.seed = o.seed if o.seed is not None else params.seed
-    o.image_crf = o.image_crf if o.image_crf is not None else params.default_image_crf  # 18 from LTX-2.4
+    # 18 from LTX-2.4, for hq too: the reference's ImageConditioner reads it from the checkpoint's version
+    crf = C.params_for_version(files.version).default_image_crf
+    o.image_crf = o.image_crf if o.image_crf is not None else crf
     o.tiling = o.tiling or ("default" if o.two_stage else "none")
     o.decoder = o.decoder or files.decoders[0]
     if o.pipeline == "distilled" and o.steps is not None:
@@ -215,11 +227,12 @@ def resolve(o: Options, files: ModelFiles) -> Options:
             f"--pipeline {o.pipeline} needs --distilled-lora PATH [STRENGTH] (the distilled LoRA file; "
             "the model folder has no single *distilled-lora* file)"
         )
-    if o.pipeline == "ic-lora" and not o.loras and tiny:
+    if o.pipeline == "ic-lora" and not o.loras and tiny and files.has_tiny_lora(TINY_IC_LORA):
         o.loras = [(TINY_IC_LORA, 1.0)]  # the tiny model's own IC-LoRA, created with it
     if o.pipeline == "ic-lora" and not o.loras:
+        none = f"; the tiny-{files.tiny_variant} model has none of its own" if tiny else ""
         raise LtxError(
-            "--pipeline ic-lora needs --lora IC_LORA.safetensors [STRENGTH] (an IC-LoRA for this model)"
+            f"--pipeline ic-lora needs --lora IC_LORA.safetensors [STRENGTH] (an IC-LoRA for this model{none})"
         )
     if o.pipeline == "ic-lora":
         o.skip_stage_2 = bool(o.skip_stage_2)

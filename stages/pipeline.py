@@ -193,11 +193,13 @@ def build(
     # 3. stage 1: noise -> video and audio latents (guided for the dev pipelines; hq: res_2s over the
     # scheduler shifted for the stage's own token count, the distilled LoRA at its stage-1 strength;
     # LTX-2.5's distilled stage 1: Euler ancestral)
-    sampler = "res2s" if o.pipeline == "hq" else "euler"
+    sampler, shift_steps = ("res2s" if o.pipeline == "hq" else "euler"), None
     if o.pipeline not in DEV_PIPELINES:
         sigmas, vg, ag = schedulers.distilled_sigmas(1), None, None
         if o.pipeline == "distilled" and C.uses_ancestral_stage1(files.version):
             sampler = "euler_ancestral"
+    elif o.pipeline == "hq" and o.num_frames is None:  # the token count follows the predicted frame count
+        (vg, ag), sigmas, shift_steps = _guiders(o, files), (), o.steps
     elif o.pipeline == "hq":
         from ltx.constants import video_latent_shape
 
@@ -241,6 +243,7 @@ def build(
             keyframes,
             reference,
             sampler,
+            shift_steps,
         ),
         inputs,
         ext1,
@@ -295,7 +298,11 @@ def build(
             {"files": files, "loras": loras2, "stream": False},
         )
         final = nodes["refine"]
-    _outputs(o, files, nodes, final, audio_ext)
+    # LTX-2.5's dev-two-stage and hq decode the stage-1 audio, as 1.2.0 (stage 2 refines the video)
+    sound = (
+        nodes["denoise"] if "refine" in nodes and C.decodes_stage1_audio(files.version, o.pipeline) else None
+    )
+    _outputs(o, files, nodes, final, audio_ext, sound)
     if preflight:
         pending = {label for label, n in nodes.items() if force or not store.exists(n.key)}
         if budget.preflight(files, o, pending, force):
@@ -305,9 +312,16 @@ def build(
     return nodes, o, files
 
 
-def _outputs(o: Options, files: ModelFiles, nodes: dict[str, Node], final: Node, audio_ext: dict) -> None:
-    """6. decode: video latents -> frames (tiled), audio latents -> mel -> waveform (a2v: the input audio);
-    7. mux: H.264 + AAC (video only with --no-audio). Added to `nodes`."""
+def _outputs(
+    o: Options,
+    files: ModelFiles,
+    nodes: dict[str, Node],
+    final: Node,
+    audio_ext: dict,
+    sound: Node | None = None,
+) -> None:
+    """6. decode: video latents -> frames (tiled), audio latents (`sound`'s, default `final`'s) -> mel ->
+    waveform (a2v: the input audio); 7. mux: H.264 + AAC (video only with --no-audio). Added to `nodes`."""
     if o.decoder == "conv":
         conv = files.decoder_file("conv")
         dec_ext = (
@@ -321,7 +335,7 @@ def _outputs(o: Options, files: ModelFiles, nodes: dict[str, Node], final: Node,
     nodes["decode"] = Node(decode.STAGE, dec_params, {"latents": final}, dec_ext, files)
     if o.pipeline != "a2v":  # a2v muxes the input audio as read
         nodes["decode_audio"] = Node(
-            decode_audio.STAGE, decode_audio.Params(), {"latents": final}, audio_ext, files
+            decode_audio.STAGE, decode_audio.Params(), {"latents": sound or final}, audio_ext, files
         )
         nodes["vocode"] = Node(
             vocode.STAGE, vocode.Params(), {"mel": nodes["decode_audio"]}, audio_ext, files

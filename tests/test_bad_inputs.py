@@ -325,6 +325,53 @@ CASES: list[Case] = [
         ],
         "--auto-duration needs MIN_SECONDS MAX_SECONDS",
     ),
+    # pipelines without a duration head in 1.2.0 (as a2v): their length is --num-frames
+    Case(
+        "auto-duration-keyframes",
+        lambda fx: [
+            "generate",
+            *PROMPT,
+            "--model",
+            "tiny-2.5",
+            "--pipeline",
+            "keyframes",
+            "--image",
+            fx["png"],
+            "0",
+            "1.0",
+            "--auto-duration",
+            "1",
+            "2",
+            "--output-path",
+            fx["out"],
+        ],  # fmt: skip
+        "--auto-duration does not apply to --pipeline keyframes (the keyframes' frames set its timing)",
+    ),
+    Case(
+        "auto-duration-ic-lora",
+        lambda fx: [
+            "generate",
+            *PROMPT,
+            "--model",
+            "tiny-2.5",
+            "--pipeline",
+            "ic-lora",
+            "--video-conditioning",
+            fx["mp4"],
+            "1.0",
+            "--auto-duration",
+            "1",
+            "2",
+            "--output-path",
+            fx["out"],
+        ],  # fmt: skip
+        "--auto-duration does not apply to --pipeline ic-lora (the reference video sets its length); pass --num-frames",
+    ),
+    Case(
+        "ic-lora-tiny25-has-none",
+        gen("--model", "tiny-2.5", "--pipeline", "ic-lora", "--video-conditioning", "{mp4}", "1.0"),
+        "needs --lora IC_LORA.safetensors [STRENGTH] (an IC-LoRA for this model; the tiny-2.5 model has none",
+    ),
     # the prompt enhancer is a Gemma 3 instruct folder (LTX-2.5's Gemma 4 cannot generate)
     Case(
         "enhancer-is-gemma4",
