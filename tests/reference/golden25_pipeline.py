@@ -109,7 +109,9 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     noise = _Noise(NOISE_SEED)
     out: dict[str, np.ndarray] = {}
 
-    enc_builder, proc_builder = golden25_text._builders(model_dir)
+    enc_builder, proc_builder = golden25_text._builders(
+        str(model_dir / tiny25.TEXT_ENCODER_DIR), (f["TRANSFORMER"],)
+    )
     encoder = enc_builder.build(device=device, dtype=dtype).eval()
     ((states, mask),) = encoder.encode([PROMPT])
     del encoder
