@@ -693,6 +693,12 @@ def _retake_only(
         float | None, typer.Option("--start-time", help="Start of the span to regenerate, in seconds.")
     ] = None,
     end_time: Annotated[float | None, typer.Option("--end-time", help="End of the span, in seconds.")] = None,
+    keep_video: Annotated[
+        bool, typer.Option("--keep-video", help="Keep the source's video; regenerate only the span's audio.")
+    ] = False,
+    keep_audio: Annotated[
+        bool, typer.Option("--keep-audio", help="Keep the source's audio; regenerate only the span's video.")
+    ] = False,
 ) -> None:
     pass
 

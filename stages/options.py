@@ -113,6 +113,8 @@ class Options:
     start_time: float | None = None  # retake: the span regenerated, seconds
     end_time: float | None = None
     extend_seconds: float | None = None  # extend: seconds generated past the source's end
+    keep_video: bool | None = None  # retake: the source's video kept whole, only the span's audio regenerated
+    keep_audio: bool | None = None  # retake: the source's audio kept whole, only the span's video regenerated
 
     def merged(self, stored: dict) -> Options:
         """These options over a run's stored ones (CLI values win; None falls back to the run's)."""
@@ -420,6 +422,28 @@ def span(o: Options, src: Source) -> tuple[float, float, int]:
             f"at {fps:g} fps); choose a span inside it"
         )
     return float(start), float(end), src.num_frames
+
+
+def regenerated(o: Options, src: Source) -> tuple[bool, bool]:
+    """(video, audio): the streams whose span a retake regenerates (the reference's regenerate_video and
+    regenerate_audio); --keep-video / --keep-audio keep one whole."""
+    if not (o.keep_video or o.keep_audio):
+        return True, True
+    flags = (("--keep-video", o.keep_video), ("--keep-audio", o.keep_audio))
+    given = " and ".join(name for name, on in flags if on)
+    if o.extend_seconds is not None:
+        raise LtxError(f"{given} applies to ltx retake only; ltx extend generates both video and audio")
+    if o.keep_video and o.keep_audio:
+        raise LtxError(
+            "--keep-video and --keep-audio together leave nothing to regenerate; drop one (--keep-video "
+            "regenerates the span's audio, --keep-audio its video)"
+        )
+    if o.keep_audio and not src.has_audio:
+        raise LtxError(
+            f"--keep-audio: SOURCE {src.ref} has no audio track to keep; drop --keep-audio (its audio is then "
+            "generated whole) or pass a video with audio"
+        )
+    return not o.keep_video, not o.keep_audio
 
 
 def check(o: Options, files: Any) -> None:

@@ -354,6 +354,7 @@ def _build_retake(
 
     src = options.source(o, store)  # checked before anything is written
     start, end, frames = options.span(o, src)
+    regen_video, regen_audio = options.regenerated(o, src)
     o = dataclasses.replace(
         o, height=src.height, width=src.width, num_frames=frames, frame_rate=src.frame_rate
     )
@@ -419,6 +420,8 @@ def _build_retake(
             vg,
             ag,
             tuple(s for _, s in user_loras),
+            regen_video,
+            regen_audio,
         ),  # fmt: skip
         inputs,
         externals,

@@ -5,7 +5,9 @@ latents, a TemporalRegionMask sets the denoise mask (1 inside [start_time, end_t
 and audio, the masked tokens are noised and denoised over `sigmas` (guided with the negative contexts; the
 distilled variant: one conditional pass), the others stay the source's bit for bit. The audio latent is cut
 or zero-padded to the output's length, as the reference's _encode_audio_for_retake; a source without audio
-gets its whole audio generated (zeros, mask 1), as the reference does.
+gets its whole audio generated (zeros, mask 1), as the reference does. regenerate_video / regenerate_audio
+False (`ltx retake --keep-video` / `--keep-audio`) keep that stream whole: its mask is the span [0, 0), as
+the reference's __call__ builds it.
 
 `extend` (this project's own, no reference class) is the same stage: num_frames past the source's, the
 source latents zero-padded to them and the span [source end, output end).
@@ -34,6 +36,8 @@ class Params:
     video_guider: dict | None = None  # GuiderParams fields; None = a single conditional pass (distilled)
     audio_guider: dict | None = None
     loras: tuple[float, ...] = ()  # strengths; the LoRA files' digests are externals
+    regenerate_video: bool = True  # False: the source's video kept bit for bit (--keep-video)
+    regenerate_audio: bool = True  # False: the source's audio kept bit for bit (--keep-audio)
 
 
 def fit(latent: np.ndarray, length: int) -> np.ndarray:
@@ -54,14 +58,19 @@ def initial_states(params: Params, video_latent: np.ndarray, audio_latent: np.nd
     from ltx.diffusion.sampling import add_noise, noise
     from stages.runtime import mx
 
-    region = TemporalRegionMask(params.start_time, params.end_time)
+    # A stream not regenerated gets the span [0, 0): mask 0 everywhere, as RetakePipeline.__call__ does
+    # (its docstring says regenerate_video=False regenerates all the video; its code keeps it all).
+    span = TemporalRegionMask(params.start_time, params.end_time)
+    nothing = TemporalRegionMask(0.0, 0.0)
     frames = (params.num_frames - 1) // 8 + 1
-    video = region.apply(video_state(mx.array(fit(video_latent, frames)), params.frame_rate))
+    video = video_state(mx.array(fit(video_latent, frames)), params.frame_rate)
+    video = (span if params.regenerate_video else nothing).apply(video)
     t = audio_latent_frames(params.num_frames, params.frame_rate)
     if audio_latent is None:  # nothing to keep: the whole track is generated
         audio = audio_state(mx.zeros((1, 8, t, 16), mx.float32))
     else:
-        audio = region.apply(audio_state(mx.array(fit(audio_latent, t))))
+        audio = audio_state(mx.array(fit(audio_latent, t)))
+        audio = (span if params.regenerate_audio else nothing).apply(audio)
     video = add_noise(video, noise(params.seed, video.latent.shape, "stage1_video"))
     audio = add_noise(audio, noise(params.seed, audio.latent.shape, "stage1_audio"))
     return video, audio

@@ -74,7 +74,8 @@ def readme_runs(tmp_path_factory):
 
 def test_readme_lists_the_commands():
     cmds = readme_commands()
-    assert [c.split()[1] for c in cmds] == ["retake", "retake", "retake", "extend"], cmds
+    assert [c.split()[1] for c in cmds] == ["retake"] * 5 + ["extend"], cmds
+    assert "--keep-video" in cmds[3] and "--keep-audio" in cmds[4], cmds
 
 
 def test_retake_of_a_run_keeps_the_rest(readme_runs):
@@ -123,6 +124,38 @@ def test_retake_of_an_mp4_and_its_reuse(readme_runs):
         r"^cached encode_audio ", r.stderr, re.M
     )
     assert "retake" in ran(r.stderr)
+
+
+def _changed(a, b, axis: int = 2) -> list[int]:
+    return [i for i in range(a.shape[axis]) if not np.array_equal(np.take(a, i, axis), np.take(b, i, axis))]
+
+
+def test_keep_video_regenerates_only_the_audio(readme_runs):
+    root, cache, results = readme_runs
+    assert "retake" in ran(results[readme_commands()[3]].stderr)
+    store = Store(cache)
+    src, new = store.load_run("fox")["stages"]["refine"], store.load_run("yelp")["stages"]["retake"]
+    assert store.manifest(new)["params"]["regenerate_video"] is False
+    a, b = store.open(src), store.open(new)
+    np.testing.assert_array_equal(b["video_latent"], a["video_latent"])  # the video, bit for bit
+    # [0.5, 1.5) s: the audio tokens (0.04 s each) from about 12 to 37 regenerated, the rest kept
+    changed = _changed(a["audio_latent"], b["audio_latent"])
+    assert changed and 11 <= changed[0] and changed[-1] <= 38 and b["audio_latent"].shape[2] > 45, changed
+    assert "Audio: aac" in probe(root / "out" / "yelp.mp4")
+
+
+def test_keep_audio_regenerates_only_the_video(readme_runs):
+    root, cache, results = readme_runs
+    assert "retake" in ran(results[readme_commands()[4]].stderr)
+    store = Store(cache)
+    fox, pounce = store.load_run("fox")["stages"], store.load_run("pounce")["stages"]
+    a, b = store.open(fox["refine"]), store.open(pounce["retake"])
+    assert store.manifest(pounce["retake"])["params"]["regenerate_audio"] is False
+    np.testing.assert_array_equal(b["audio_latent"], a["audio_latent"])  # the audio, bit for bit
+    assert _changed(a["video_latent"], b["video_latent"]) == [3, 4, 5, 6]  # [1, 2) s, as the plain retake
+    # so the decoded track is the source's exactly
+    wave_a, wave_b = store.open(fox["vocode"])["waveform"], store.open(pounce["vocode"])["waveform"]
+    np.testing.assert_array_equal(wave_b, wave_a)
 
 
 def test_extend(readme_runs):

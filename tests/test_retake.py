@@ -9,6 +9,8 @@ cases      file (an .mp4 with an AAC track through encode_video + encode_audio),
            ltx.diffusion.sampling.noise returning the golden's noise; the denoise masks <= 1e-4, the retake
            latents <= 1e-3 x max(1, max |ref|), and for file and extend the decoded video (float), the mel
            and the waveform too.
+keep_*     the run case with --keep-audio (regenerate_audio=False) and --keep-video (regenerate_video=False):
+           the kept stream's mask all 0 and its latent bit-identical to the source's; the other as above.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from ltx.weights import tiny
 
 GOLDENS = Path(__file__).parent / "goldens"
 MODELS = {"2.0": "tiny", "2.3": "tiny-2.3"}
-CASES = ("file", "run", "distilled", "extend")
+CASES = ("file", "run", "distilled", "extend", "keep_audio", "keep_video")
+KEPT = {"keep_audio": "audio", "keep_video": "video"}  # the stream each keeps whole
 # decoded too (the decoders' own parity is tested elsewhere; two cases keep CI short)
 DECODED = ("file", "extend")
 
@@ -89,6 +92,7 @@ def _options(case: str, variant: str, source: str):
         o.extend_seconds = REF.EXTEND_FRAMES / REF.FPS
     else:
         o.start_time, o.end_time = span
+    o.keep_audio, o.keep_video = (case == "keep_audio") or None, (case == "keep_video") or None
     return o
 
 
@@ -125,7 +129,8 @@ def _run(variant: str, name: str, root: Path):
     else:
         source = _publish_source(store, g)
     nodes, o, files = pipeline.build(_options(name, variant, source), store)
-    noise = {k.removeprefix(f"{name}."): v for k, v in g.items() if k.startswith(f"{name}.noise.")}
+    drew = "run" if name in KEPT else name  # the keep cases reuse the run case's noise
+    noise = {k.removeprefix(f"{drew}."): v for k, v in g.items() if k.startswith(f"{drew}.noise.")}
     drawn: list[str] = []
     arts = {}
     with pytest.MonkeyPatch.context() as mp:
@@ -166,6 +171,7 @@ def test_graph_and_options(case):
                 k: (list(v) if isinstance(v, tuple | list) else v) for k, v in ours.items() if k in want
             } == want
     assert ("encode_video" in nodes) == ("encode_audio" in nodes) == (name == "file")
+    assert (p.regenerate_video, p.regenerate_audio) == (KEPT.get(name) != "video", KEPT.get(name) != "audio")
     assert o.seed == 42 and o.tiling == "default"
 
 
@@ -183,7 +189,12 @@ def test_masks_in_the_run(case):
         v, a = retake.initial_states(nodes["retake"].params, video, audio)
     check(f"{variant} {name} video mask", np.asarray(v.denoise_mask)[..., 0], g[f"{name}.video_mask"], 1e-4)
     check(f"{variant} {name} audio mask", np.asarray(a.denoise_mask)[..., 0], g[f"{name}.audio_mask"], 1e-4)
-    assert 0 < g[f"{name}.video_mask"].sum() < g[f"{name}.video_mask"].size  # something kept, something not
+    for kind in ("video", "audio"):
+        mask = g[f"{name}.{kind}_mask"]
+        if KEPT.get(name) == kind:  # the reference's span [0, 0): nothing of the stream regenerated
+            assert mask.sum() == 0 and not np.asarray((v if kind == "video" else a).denoise_mask).any()
+        else:
+            assert 0 < mask.sum() < mask.size  # something kept, something not
 
 
 def test_latents(case):
@@ -198,6 +209,9 @@ def test_latents(case):
         assert kept.size
         src = arts["encode_video"]["video_latent"] if name == "file" else g["run.source_video"]
         np.testing.assert_array_equal(art["video_latent"][:, :, kept], np.asarray(src)[:, :, kept])
+    if name in KEPT:  # the kept stream is the source's, bit for bit
+        kind = KEPT[name]
+        np.testing.assert_array_equal(np.asarray(art[f"{kind}_latent"]), g[f"run.source_{kind}"])
 
 
 def test_decoded_video_and_audio(decoded):

@@ -43,6 +43,14 @@ CASES = {  # id -> (arguments after --cache-dir, given the fixture paths; the ne
         ["retake", "{ok}", "--start-time", "0", "--end-time", "0.2", "--pipeline", "dev-two-stage", *P],
         "does not apply to ltx retake",
     ),
+    "keep-both": (
+        ["retake", "{ok}", "--start-time", "0", "--end-time", "0.2", "--keep-video", "--keep-audio", *P],
+        "nothing to regenerate",
+    ),
+    "keep-audio-no-track": (
+        ["retake", "{silent}", "--start-time", "0", "--end-time", "0.2", "--keep-audio", *P],
+        "{silent} has no audio track to keep; drop --keep-audio",
+    ),
     "extend-zero": (["extend", "{ok}", "--seconds", "0", *P], "at least one latent frame"),
     "extend-negative": (["extend", "{ok}", "--seconds", "-2", *P], "at least one latent frame"),
     "extend-too-short": (["extend", "{ok}", "--seconds", "0.1", *P], "8 frames = 0.333 s"),
@@ -54,8 +62,13 @@ CASES = {  # id -> (arguments after --cache-dir, given the fixture paths; the ne
 def fx(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("retake_bad")
     f = {"root": str(root), "out": str(root / "out" / "x.mp4")}
-    for name, frames, h, w in (("ok", 9, 64, 128), ("frames10", 10, 64, 128), ("size", 9, 72, 100)):
-        make_av_file(str(root / f"{name}.mp4"), frames, h, w, 24.0, 0.3)
+    for name, frames, h, w, audio in (
+        ("ok", 9, 64, 128, 0.3),
+        ("frames10", 10, 64, 128, 0.3),
+        ("size", 9, 72, 100, 0.3),
+        ("silent", 9, 64, 128, 0),  # no audio track
+    ):
+        make_av_file(str(root / f"{name}.mp4"), frames, h, w, 24.0, audio)
         f[name] = str(root / f"{name}.mp4")
     (root / "text.mp4").write_text("not a video\n")
     f["text"] = str(root / "text.mp4")
@@ -76,3 +89,22 @@ def test_bad_retake_input(case: str, fx: dict, tmp_path: Path, capsys, monkeypat
     _check(Case(case, args, needle.format(**fx)), rc, err)
     assert _snapshot(cache) == [], f"{case} wrote to the cache: {_snapshot(cache)}"
     assert not Path(fx["out"]).exists()
+
+
+@pytest.mark.parametrize("flag", ["--keep-video", "--keep-audio"])
+def test_keep_flags_are_retake_only(flag: str, fx: dict, tmp_path: Path, capsys):
+    """ltx extend has no --keep-video / --keep-audio (it generates both streams past the end): a usage
+    error naming the option, exit 2, nothing written; Options that ask for it anyway are refused too."""
+    from stages import options
+    from stages.framework import LtxError
+
+    cache = tmp_path / "cache"
+    argv = ["--cache-dir", str(cache), "extend", fx["ok"], "--seconds", "1", flag, *P]
+    argv += ["--output-path", fx["out"]]
+    rc, err = _run_in_process(argv, capsys)
+    assert rc == 2 and f"No such option: {flag}" in err, (rc, err)
+    assert _snapshot(cache) == [] and not Path(fx["out"]).exists()
+    o = options.Options(prompt="a hare", extend_seconds=1.0, **{flag[2:].replace("-", "_"): True})
+    src = options.Source(fx["ok"], "video", 9, 64, 128, 24.0, True)
+    with pytest.raises(LtxError, match=f"{flag} applies to ltx retake only"):
+        options.regenerated(o, src)

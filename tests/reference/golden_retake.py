@@ -7,7 +7,7 @@ CPU, torch.cuda.synchronize a no-op, its GaussianNoiser replaced by golden_pipel
 float tiled decode (TilingConfig.default(), the "decoder" noise for a timestep-conditioned decoder). It is
 called as its CLI calls it: negative_prompt "" (the CLI passes none), num_inference_steps STEPS (the CLI
 leaves 40; 3 here), the video/audio guider params of golden_pipeline.GUIDERS (detect_params' LTX-2 values
-with the STG block on the tiny transformer's last), regenerate_video/audio True.
+with the STG block on the tiny transformer's last), regenerate_video/audio True but in keep_audio/keep_video.
 
 Cases, each "<case>.": source, then masks (video_mask (1, T) and audio_mask (1, T_a), the denoise masks of
 the noised states), the final latents (video_latent, audio_latent, unpatchified), video_f16_every4 (every
@@ -25,6 +25,9 @@ the noised states), the final latents (video_latent, audio_latent, unpatchified)
   extend     this project's extension (no reference class): the run's latents zero-padded by EXTEND_FRAMES
              pixel frames (EXTEND_FRAMES / 8 latent frames; the audio latent to the new length), the span
              [FRAMES / FPS, (FRAMES + EXTEND_FRAMES) / FPS): the same pipeline with the same masking.
+  keep_audio the run case with regenerate_audio=False (`ltx retake --keep-audio`), and keep_video with
+             regenerate_video=False (`--keep-video`): the run's noise (not stored again), masks, sigmas
+             and latents only (no decodes, to keep the file small).
 
 masks: TemporalRegionMask.apply_to on fresh states of MASK_SHAPES for each span of MASK_SPANS (edges on
 frame and audio-token boundaries included): "masks.<shape>.<i>.video" / ".audio".
@@ -64,7 +67,8 @@ def contribute(variant: str) -> dict:
 
 
 def make_av_file(path: str, frames: int, height: int, width: int, fps: float, audio_seconds: float) -> None:
-    """Smooth moving patterns, H.264 yuv420p, and a stereo AAC track (two tones and a little noise), with PyAV."""
+    """Smooth moving patterns, H.264 yuv420p, and a stereo AAC track (two tones and a little noise; none if
+    audio_seconds is 0), with PyAV."""
     import av
 
     rng = np.random.RandomState(5)
@@ -79,7 +83,7 @@ def make_av_file(path: str, frames: int, height: int, width: int, fps: float, au
     with av.open(path, "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=int(fps), options={"crf": "18", "preset": "veryfast"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
+        audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if audio_seconds > 0 else None
         for i in range(frames):
             chans = [
                 127.5 + 120 * np.sin(xx / (6 + 3 * c) + yy / (9 + c) + phase[c] + 0.5 * i) for c in range(3)
@@ -89,6 +93,8 @@ def make_av_file(path: str, frames: int, height: int, width: int, fps: float, au
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
+        if audio is None:
+            return
         frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout="stereo")
         frame.sample_rate = AUDIO_RATE
         for packet in audio.encode(frame):
@@ -121,9 +127,11 @@ def _pipeline(model_dir: Path):
     return pipe
 
 
-def _call(pipe, path: str, span: tuple[float, float], noise: _Noise, distilled: bool = False, source=None):
+def _call(pipe, path: str, span: tuple[float, float], noise: _Noise, distilled: bool = False, source=None,
+          **regenerate):  # fmt: skip
     """Run pipe(...) with the noise injected; returns the captured masks, latents and decodes. `source`
-    (fps, frames, width, height, video latent, audio latent) replaces the file's probe and encoders."""
+    (fps, frames, width, height, video latent, audio latent) replaces the file's probe and encoders;
+    `regenerate`: regenerate_video / regenerate_audio."""
     import ltx_pipelines.retake as R
     import torch
     from ltx_core.components.guiders import MultiModalGuiderParams
@@ -180,6 +188,7 @@ def _call(pipe, path: str, span: tuple[float, float], noise: _Noise, distilled: 
             audio_guider_params=MultiModalGuiderParams(**GUIDERS["audio"]),
             distilled=distilled,
             tiling_config=TilingConfig.default(),
+            **regenerate,
         )
     finally:
         torch.cuda.synchronize = sync
@@ -239,5 +248,13 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
                 out[f"{case}.{k}"] = v
             for stream, a in noise.arrays.items():
                 out[f"{case}.noise.{stream}"] = a
+        run_source = cases["run"][2]
+        for case, flag in (("keep_audio", "regenerate_audio"), ("keep_video", "regenerate_video")):
+            noise = _Noise(NOISE_SEED + 2)  # the run case's (its index 1 above): the same draws
+            got = _call(pipe, path, RUN_SPAN, noise, False, run_source, **{flag: False})
+            for stream, a in noise.arrays.items():
+                assert np.array_equal(a, out[f"run.noise.{stream}"]), stream
+            for k in ("video_mask", "audio_mask", "sigmas", "video_latent", "audio_latent"):
+                out[f"{case}.{k}"] = got[k]
     out["run.source_video"], out["run.source_audio"] = src_v, src_a
     return out
