@@ -721,14 +721,16 @@ def _from_source(kind: str, kw: dict[str, Any]) -> dict[str, Any]:
     output_path, output_audio, force = kw.pop("output_path"), kw.pop("output_audio"), kw.pop("force")
     no_preview = kw.pop("no_preview", False)
     text = kw.pop("source")
-    ref, stored = options.find_source(State.store(), text)
+    ref, stored, audio_ref = options.find_source(State.store(), text)
     if output_path is None:
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(text).stem).lstrip("._-") or "source"
         output_path = Path("out") / f"{stem}_{kind}.mp4"
     for name in ("model", "checkpoint_path", "gemma_root"):  # the model the source run was made with
         if kw.get(name) is None and stored.get(name) is not None:
             kw[name] = stored[name]
-    store, name, nodes, opts, files = _plan(None, output_path, output_audio, force, source=ref, **kw)
+    store, name, nodes, opts, files = _plan(
+        None, output_path, output_audio, force, source=ref, source_audio=audio_ref, **kw
+    )
     return _run_all(store, name, nodes, opts, files, (output_path, output_audio), force, no_preview)
 
 

@@ -110,6 +110,8 @@ class Options:
     distilled_lora_strength_stage_1: float | None = None  # hq: the distilled LoRA in stage 1 (default 0.25)
     distilled_lora_strength_stage_2: float | None = None  # hq: and in stage 2 (default 0.5)
     source: str | None = None  # retake/extend: a run's final latents (artifact key) or a video file's path
+    # retake/extend of a run whose audio is another artifact's (LTX-2.5's dev-two-stage, hq: stage 1's)
+    source_audio: str | None = None
     start_time: float | None = None  # retake: the span regenerated, seconds
     end_time: float | None = None
     extend_seconds: float | None = None  # extend: seconds generated past the source's end
@@ -329,13 +331,14 @@ class Source:
     has_audio: bool
 
 
-def find_source(store: Any, text: str) -> tuple[str, dict]:
-    """SOURCE as given to `ltx retake` / `ltx extend` -> (Options.source, the source run's options): a video
-    file, else a run name (its final latents' key), else an artifact key or unique prefix."""
+def find_source(store: Any, text: str) -> tuple[str, dict, str | None]:
+    """SOURCE as given to `ltx retake` / `ltx extend` -> (Options.source, the source run's options,
+    Options.source_audio): a video file, else a run name (its final latents' key; the audio latents the run
+    decoded where they are another artifact's), else an artifact key or unique prefix."""
     from cache.errors import CacheError
 
     if Path(text).is_file():
-        return str(Path(text)), {}
+        return str(Path(text)), {}, None
     try:
         info = store.load_run(text)
     except (CacheError, ValueError):
@@ -345,10 +348,11 @@ def find_source(store: Any, text: str) -> tuple[str, dict]:
         label = next((s for s in LATENT_STAGES if s in stages), None)
         if label is None:
             raise LtxError(f"run {text!r} has no video latents to retake; pass a run made by ltx generate")
-        return stages[label], info.get("options", {})
+        heard = info.get("recipes", {}).get("decode_audio", {}).get("inputs", {}).get("latents")
+        return stages[label], info.get("options", {}), heard if heard not in (None, stages[label]) else None
     if re.fullmatch(r"[0-9a-fA-F]{4,64}", text):
         try:
-            return store.resolve(text), {}
+            return store.resolve(text), {}, None
         except CacheError as e:
             raise LtxError(f"SOURCE {text}: {e}") from None
     if Path(text).suffix or "/" in text:
@@ -356,6 +360,22 @@ def find_source(store: Any, text: str) -> tuple[str, dict]:
     raise LtxError(
         f"SOURCE {text!r} is not a video file, a run name or an artifact key; `ltx cache ls` lists runs"
     )
+
+
+def source_audio(o: Options, store: Any) -> None:
+    """Options.source_audio names a cached artifact with audio latents of the source's length."""
+    ref = o.source_audio
+    if not store.exists(ref):
+        raise LtxError(
+            f"the source's audio latents {ref[:8]} are not in the cache (removed); run the source again "
+            "(ltx generate RUN), then retake it"
+        )
+    audio = store.manifest(ref).get("arrays", {}).get("audio_latent")
+    video = store.manifest(o.source).get("arrays", {}).get("audio_latent")
+    if audio is None or (video is not None and audio["shape"] != video["shape"]):
+        raise LtxError(
+            f"artifact {ref[:8]} holds no audio latents of the source's length; retake the run's key"
+        )
 
 
 def source(o: Options, store: Any) -> Source:

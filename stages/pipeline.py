@@ -385,6 +385,9 @@ def _build_retake(
     # 2. the source: a run's final latents as they are, or a video file's frames and audio track encoded
     if src.kind == "latents":
         inputs["video"] = inputs["audio"] = src.ref
+        if o.source_audio is not None:  # the audio the run decoded (LTX-2.5's dev-two-stage, hq: stage 1's)
+            options.source_audio(o, store)
+            inputs["audio"] = o.source_audio
     else:
         file_ext = {**ckpt, "video": store.digest(src.ref)}
         nodes["encode_video"] = Node(

@@ -150,3 +150,20 @@ def test_hq_with_the_predicted_length_is_hq_with_that_length(media, capsys):
     a, b = (store.open(r["stages"]["denoise"]).load() for r in (predicted, fixed))
     for name in ("video_latent", "audio_latent"):
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_retake_of_a_two_stage_run_keeps_the_audio_it_decoded(media, capsys):
+    """A retake of a 2.5 dev-two-stage run starts from the audio that run decoded (stage 1's), not stage 2's."""
+    from cache.store import Store
+
+    store = Store(media["cache"])
+    if store.load_run("dev-two-stage") is None:  # run alone: the parametrized test has not made it
+        _generate(media, capsys, "dev-two-stage")
+    source = store.load_run("dev-two-stage")["stages"]
+    out = Path(media["out"]) / "retake25.mp4"
+    args = ["retake", "dev-two-stage", "--start-time", "0.3", "--end-time", "0.6", *PROMPT, "--steps", "2"]
+    rc, log = _cli(["--cache-dir", media["cache"], *args, "--output-path", str(out)], capsys)
+    assert rc == 0, log
+    assert "Video: h264" in probe(out) and "Audio: aac" in probe(out)
+    inputs = store.load_run("retake25")["recipes"]["retake"]["inputs"]
+    assert inputs["video"] == source["refine"] and inputs["audio"] == source["denoise"]
