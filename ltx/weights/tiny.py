@@ -31,7 +31,7 @@ ALL_VARIANTS = VARIANTS + VARIANTS_12
 SYNTH_VERSION = 2
 NOTICE = (
     "the tiny model has random weights: its video and audio are noise. For real output pass "
-    "--model Lightricks/LTX-2 (or LTX-2.3) from the Hugging Face cache, or a directory with the "
+    "--model Lightricks/LTX-2 (or LTX-2.3, LTX-2.5) from the Hugging Face cache, or a folder with the "
     "official files; `ltx models` lists what is found"
 )
 
