@@ -722,6 +722,11 @@ def _from_source(kind: str, kw: dict[str, Any]) -> dict[str, Any]:
     no_preview = kw.pop("no_preview", False)
     text = kw.pop("source")
     ref, stored, audio_ref = options.find_source(State.store(), text)
+    if kw.get("keep_audio") and stored.get("no_audio"):
+        raise LtxError(
+            f"--keep-audio: run {text} was made with --no-audio, so it has no audio to keep; drop --keep-audio "
+            "(the audio is then generated with the span)"
+        )
     if output_path is None:
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(text).stem).lstrip("._-") or "source"
         output_path = Path("out") / f"{stem}_{kind}.mp4"

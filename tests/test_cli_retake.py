@@ -203,3 +203,27 @@ def test_kill_during_retake_resumes_bit_identical(readme_runs):
     for name, value in reference.items():
         assert np.array_equal(value, resumed[name]), name
     assert "mux" in ran(full.stderr)
+
+
+def test_keep_audio_of_a_silent_run_is_refused(readme_runs, tmp_path):
+    """A run made with --no-audio has audio latents nobody heard: --keep-audio on it is one line, exit 1,
+    and nothing is written."""
+    from test_bad_inputs import _snapshot
+
+    root, cache, _ = readme_runs
+    ltx(
+        cache,
+        "generate",
+        "--prompt",
+        "A silent fox",
+        *SOURCE,
+        "--no-audio",
+        "--output-path",
+        str(tmp_path / "mute.mp4"),
+    )
+    before = _snapshot(cache)
+    r = ltx(cache, "retake", "mute", "--start-time", "0", "--end-time", "1", "--keep-audio", "--prompt", "x",
+            "--output-path", str(tmp_path / "x.mp4"), check=False)  # fmt: skip
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "made with --no-audio" in r.stderr and "drop --keep-audio" in r.stderr, r.stderr
+    assert _snapshot(cache) == before and not (tmp_path / "x.mp4").exists()
