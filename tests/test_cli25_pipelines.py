@@ -9,13 +9,12 @@ without --lora, and --auto-duration with keyframes or ic-lora, are one-line erro
 from __future__ import annotations
 
 import re
-import sys
-import warnings
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bad_inputs import run_cli
 from test_cli_keyframes_iclora import _video
 
 from stages.mux import probe
@@ -51,18 +50,7 @@ def media(tmp_path_factory) -> dict[str, str]:
 
 
 def _cli(argv: list[str], capsys) -> tuple[int, str]:
-    import stages.cli as cli
-
-    saved, sys.argv = sys.argv, ["ltx", *argv]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cli.main()
-        rc = 0
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = saved
+    rc = run_cli(argv)
     out = capsys.readouterr()
     return rc, out.out + out.err
 

@@ -19,6 +19,7 @@ from ltx import backend  # noqa: F401
 # isort: split
 
 import mlx.core as mx  # noqa: E402
+from test_pipeline import fake_noise
 
 GOLDEN = Path(__file__).parent / "goldens" / "2.5" / "pipeline.safetensors"
 REL = 1e-3
@@ -55,11 +56,7 @@ def run(tmp_path_factory):
     nodes, o, files = pipeline.build(opts, store)
     drawn: list[str] = []
 
-    def noise(seed, shape, stream, dtype=mx.float32):
-        ref = g[f"noise.{stream}"]
-        assert tuple(int(s) for s in shape) == ref.shape, (stream, shape, ref.shape)
-        drawn.append(stream)
-        return mx.array(ref).astype(dtype)
+    noise = fake_noise(g, drawn)
 
     def ancestral(seed):
         assert seed == o.seed

@@ -21,6 +21,7 @@ from ltx import backend  # noqa: F401
 # isort: split
 
 import mlx.core as mx  # noqa: E402
+from test_pipeline import fake_noise
 
 GOLDEN = Path(__file__).parent / "goldens" / "2.5" / "two_stages.safetensors"
 PROMPT, HEIGHT, WIDTH, NUM_FRAMES, FPS, STEPS = "a red fox trots through fresh snow", 64, 128, 9, 24, 3
@@ -50,11 +51,7 @@ def run(tmp_path_factory):
     nodes, o, files = pipeline.build(opts, store)
     drawn: list[str] = []
 
-    def noise(seed, shape, stream, dtype=mx.float32):
-        ref = g[f"noise.{stream}"]
-        assert tuple(int(s) for s in shape) == ref.shape, (stream, shape, ref.shape)
-        drawn.append(stream)
-        return mx.array(ref).astype(dtype)
+    noise = fake_noise(g, drawn)
 
     arts = {}
     with pytest.MonkeyPatch.context() as mp:
