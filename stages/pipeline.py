@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from cache.store import Store
 from stages import (
@@ -64,13 +65,6 @@ def _guiders(o: Options, files: ModelFiles) -> tuple[dict, dict]:
         audio = dataclasses.replace(audio, **{k: a for k, (_, a) in given.items() if a is not None})
     as_dict = lambda g: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(g).items()}  # noqa: E731
     return as_dict(video), as_dict(audio)
-
-
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
 
 
 def audio_node(nodes: dict[str, Node]) -> Node:
@@ -203,7 +197,7 @@ def build(
     elif o.pipeline == "hq":
         from ltx.constants import video_latent_shape
 
-        tokens = _prod(video_latent_shape(o.num_frames, h1, w1))
+        tokens = math.prod(video_latent_shape(o.num_frames, h1, w1))
         (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps, tokens=tokens)
     else:
         (vg, ag), sigmas = _guiders(o, files), schedulers.ltx2_sigmas(o.steps)
