@@ -220,7 +220,12 @@ def components(
             video_vae, "video VAE encoder", _prefix("vae.encoder.", "vae.per_channel"), itemsize, None, read
         ),
         "video_decoder": _component(
-            conv_vae, "video VAE decoder", _prefix("vae.decoder.", "vae.per_channel"), itemsize, None, read
+            conv_vae,
+            "conv video decoder" if diffusion_vae is not None else "video VAE decoder",  # LTX-2.5: both
+            _prefix("vae.decoder.", "vae.per_channel"),
+            itemsize,
+            None,
+            read,
         ),
         "audio_decoder": _component(
             audio_vae,

@@ -182,6 +182,8 @@ def test_readme_commands_build(split_model, tmp_path):
     # the text encoder is Gemma 4, and the duration head is a component (the encode stage loads it)
     assert "Gemma 4 (language model)" in r.stdout and "Gemma 3" not in r.stdout, r.stdout
     assert re.search(r"^  duration head +[\d,]+ params", r.stdout, re.M), r.stdout
+    # both video decoders, told apart
+    assert "conv video decoder" in r.stdout and "diffusion video decoder" in r.stdout, r.stdout
 
 
 def test_convert_and_quantize_tiny25(tmp_path):
