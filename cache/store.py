@@ -502,12 +502,12 @@ class Store:
             if self.exists(k):
                 try:
                     stack += list(self.manifest(k).get("inputs", {}).values())
-                except CorruptArtifact:
+                except (CorruptArtifact, UnknownArtifact):  # damaged, or removed meanwhile (another gc)
                     pass
         for key in self.keys():
             try:
                 m = self.manifest(key)
-            except CorruptArtifact:
+            except (CorruptArtifact, UnknownArtifact):
                 continue
             of = m.get("checkpoint_of")
             if of in seen and not self.exists(of):

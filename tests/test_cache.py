@@ -369,6 +369,24 @@ def test_gc_unreferenced_keeps_reachable(store: Store):
     assert not store.exists(dropped.key) and store.staging() == []
 
 
+def test_gc_unreferenced_when_another_gc_removes_an_artifact_meanwhile(store: Store, monkeypatch):
+    """Another `ltx cache gc --unreferenced` removes an artifact between this gc's listing of the keys and
+    its read of that manifest: it is skipped, not an error (seen in
+    test_two_concurrent_generates_and_gc_beside_them as UnknownArtifact)."""
+    kept = ensure(store, toy.chain(1), echo=lambda m: None)
+    dropped = ensure(store, toy.chain(2), echo=lambda m: None)
+    read = Store.manifest
+
+    def racing(self, key):
+        if key == dropped.key and self.exists(key):
+            self.remove(key)  # the other gc, just before this read
+        return read(self, key)
+
+    monkeypatch.setattr(Store, "manifest", racing)
+    store.gc(keep={kept.key})
+    assert store.exists(kept.key) and not store.exists(dropped.key)
+
+
 def test_a_writer_taken_for_dead_publishes_nothing(s3_url):
     """A writer that stalls past its heartbeat's stale age (a laptop asleep) loses its staging to gc,
     which takes its heartbeat over first: the writer's commit then fails instead of publishing arrays
