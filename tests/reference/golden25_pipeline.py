@@ -86,13 +86,7 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     import torch
     from ltx_core.components.diffusion_steps import EulerAncestralDiffusionStep
     from ltx_pipelines.distilled import ANCESTRAL_ETA, ANCESTRAL_NOISE_SEED_OFFSET, ANCESTRAL_S_NOISE
-    from ltx_pipelines.utils.blocks import (
-        AudioDecoder,
-        DiffusionStage,
-        DurationPredictor,
-        VideoDecoder,
-        VideoUpsampler,
-    )
+    from ltx_pipelines.utils.blocks import DiffusionStage, DurationPredictor, VideoUpsampler
     from ltx_pipelines.utils.constants import DISTILLED_SIGMAS, STAGE_2_DISTILLED_SIGMAS
     from ltx_pipelines.utils.denoisers import SimpleDenoiser
     from ltx_pipelines.utils.samplers import euler_ancestral_denoising_loop
@@ -168,21 +162,29 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
         audio=ModalitySpec(context=a_ctx, noise_scale=s2[0].item(), initial_latent=a1.latent),
     )
     assert not queue, queue
+    return out | decoded_outputs(f, dtype, device, (v1, a1, up, v2, a2), a2.latent, noise)
+
+
+def decoded_outputs(f, dtype, device, latents, heard_audio, noise: _Noise, seed: int = SEED) -> dict:
+    """A two-stage run's golden arrays: the latents (stage-1 video and audio, upsampled, stage-2 video and
+    audio), the stage-2 video through the conv VideoDecoder (untiled), `heard_audio` through AudioDecoder,
+    and the noise drawn."""
+    import torch
+    from ltx_pipelines.utils.blocks import AudioDecoder, VideoDecoder
+
+    v1, a1, up, v2, a2 = latents
     chunks = VideoDecoder(f["VIDEO_VAE_CONV"], dtype, device)(
-        v2.latent, None, torch.Generator().manual_seed(SEED)
+        v2.latent, None, torch.Generator().manual_seed(seed)
     )
     video = torch.cat(list(chunks), dim=0).numpy()  # (F, H, W, 3) floats in [0, 1]
-    audio = AudioDecoder(f["AUDIO_VAE"], dtype, device)(a2.latent)
-    out.update(
-        {
-            "stage1_video": v1.latent.numpy(),
-            "stage1_audio": a1.latent.numpy(),
-            "upsampled": up.numpy(),
-            "stage2_video": v2.latent.numpy(),
-            "stage2_audio": a2.latent.numpy(),
-            "video_f16": np.ascontiguousarray(video.astype(np.float16)).view(np.uint16),
-            "waveform": audio.waveform.numpy(),
-        }
-    )
-    out |= {f"noise.{k}": v for k, v in noise.arrays.items()}
-    return out
+    audio = AudioDecoder(f["AUDIO_VAE"], dtype, device)(heard_audio)
+    out = {
+        "stage1_video": v1.latent.numpy(),
+        "stage1_audio": a1.latent.numpy(),
+        "upsampled": up.numpy(),
+        "stage2_video": v2.latent.numpy(),
+        "stage2_audio": a2.latent.numpy(),
+        "video_f16": np.ascontiguousarray(video.astype(np.float16)).view(np.uint16),
+        "waveform": audio.waveform.numpy(),
+    }
+    return out | {f"noise.{k}": v for k, v in noise.arrays.items()}

@@ -64,11 +64,11 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
 
     import golden25_text
     import torch
-    from golden25_pipeline import _injected_noiser, _Noise
+    from golden25_pipeline import _injected_noiser, _Noise, decoded_outputs
     from ltx_core.components.guiders import create_multimodal_guider_factory
     from ltx_core.components.schedulers import LTX2Scheduler
     from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
-    from ltx_pipelines.utils.blocks import AudioDecoder, DiffusionStage, VideoDecoder, VideoUpsampler
+    from ltx_pipelines.utils.blocks import DiffusionStage, VideoUpsampler
     from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT, STAGE_2_DISTILLED_SIGMAS, detect_params
     from ltx_pipelines.utils.denoisers import FactoryGuidedDenoiser, SimpleDenoiser
     from ltx_pipelines.utils.types import ModalitySpec
@@ -162,21 +162,5 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
         audio=ModalitySpec(context=a_p, noise_scale=s2[0].item(), initial_latent=a1.latent),
     )
     assert not queue, queue
-    chunks = VideoDecoder(f["VIDEO_VAE_CONV"], dtype, device)(
-        v2.latent, None, torch.Generator().manual_seed(10)
-    )
-    video = torch.cat(list(chunks), dim=0).numpy()  # (F, H, W, 3) floats in [0, 1]
-    audio = AudioDecoder(f["AUDIO_VAE"], dtype, device)(a1.latent)  # stage 1's audio: stage 2's is discarded
-    out.update(
-        {
-            "stage1_video": v1.latent.numpy(),
-            "stage1_audio": a1.latent.numpy(),
-            "upsampled": up.numpy(),
-            "stage2_video": v2.latent.numpy(),
-            "stage2_audio": a2.latent.numpy(),
-            "video_f16": np.ascontiguousarray(video.astype(np.float16)).view(np.uint16),
-            "waveform": audio.waveform.numpy(),
-        }
-    )
-    out |= {f"noise.{k}": v for k, v in noise.arrays.items()}
-    return out
+    # the audio of stage 1: 1.2.0's two-stage pipeline discards stage 2's
+    return out | decoded_outputs(f, dtype, device, (v1, a1, up, v2, a2), a1.latent, noise, seed=10)

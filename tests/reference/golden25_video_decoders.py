@@ -268,4 +268,3 @@ def run(variant: str, model_dir: Path) -> dict[str, np.ndarray]:
     out["conv_video"], _, _ = _decode(conv, zc, None, 15)
     out["config"] = np.frombuffer(json.dumps(DIFFUSION_VAE, sort_keys=True).encode(), np.uint8).copy()
     return out
-
